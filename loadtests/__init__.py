@@ -1,0 +1,1 @@
+"""bookbench: load scenarios, run orchestration, checks and the command line."""

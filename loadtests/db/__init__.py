@@ -1,0 +1,1 @@
+"""Database side of bookbench: embedded server, schema, dataset generator and index sets."""

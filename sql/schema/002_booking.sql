@@ -1,0 +1,68 @@
+-- The one booking function. Correct by construction, whatever indexes exist:
+--  * pg_advisory_xact_lock on (org, provider) serializes every booking of one practitioner, so two
+--    overlapping slots with different start times cannot both pass the conflict check;
+--  * it refuses anything but READ COMMITTED: under REPEATABLE READ / SERIALIZABLE the conflict check would read
+--    a snapshot taken before the lock was granted and could miss the booking that just committed;
+--  * the conflict check bounds scheduled_at on both sides (240 = the longest allowed duration) so that an index on
+--    (org_id, provider_id, scheduled_at) can serve it.
+-- A conflict is an answer (status 'slot_taken'), not an exception.
+
+CREATE OR REPLACE FUNCTION book_appointment_atomic(
+    p_org_id bigint,
+    p_contact_id bigint,
+    p_provider_id bigint,
+    p_start timestamptz,
+    p_duration_minutes integer
+) RETURNS TABLE (status text, appointment_id bigint)
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    v_end timestamptz;
+    v_id bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'book_appointment_atomic must run under READ COMMITTED, not %',
+            upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+
+    IF p_start IS NULL OR p_duration_minutes IS NULL
+       OR p_duration_minutes NOT BETWEEN 5 AND 240
+       OR p_start < now() THEN
+        RETURN QUERY SELECT 'invalid'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    v_end := p_start + make_interval(mins => p_duration_minutes);
+
+    PERFORM 1 FROM contacts c WHERE c.id = p_contact_id AND c.org_id = p_org_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'contact_not_found'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM 1 FROM providers p WHERE p.id = p_provider_id AND p.org_id = p_org_id;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'provider_not_found'::text, NULL::bigint;
+        RETURN;
+    END IF;
+
+    -- two int4 keys: (org, provider). A collision after the modulo only serializes more, never less.
+    PERFORM pg_advisory_xact_lock((p_org_id % 2147483647)::int, (p_provider_id % 2147483647)::int);
+
+    PERFORM 1 FROM appointments a
+     WHERE a.org_id = p_org_id
+       AND a.provider_id = p_provider_id
+       AND a.status <> 'cancelled'
+       AND a.scheduled_at > p_start - interval '240 minutes'
+       AND a.scheduled_at < v_end
+       AND a.scheduled_at + make_interval(mins => a.duration_minutes) > p_start;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'slot_taken'::text, NULL::bigint;
+        RETURN;
+    END IF;
+
+    INSERT INTO appointments (org_id, contact_id, provider_id, scheduled_at, duration_minutes, status)
+    VALUES (p_org_id, p_contact_id, p_provider_id, p_start, p_duration_minutes, 'booked')
+    RETURNING id INTO v_id;
+    RETURN QUERY SELECT 'booked'::text, v_id;
+END;
+$fn$;

@@ -1,0 +1,1 @@
+"""The reference clinic-booking service that bookbench measures (FastAPI + asyncpg)."""

@@ -1,0 +1,84 @@
+"""App factory: settings, pool opened in lifespan, routes, middleware and error mapping."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from target_service import booking
+from target_service.db import KeyCache, open_pool
+from target_service.middleware import GuardMiddleware
+from target_service.routes import rest, vapi
+from target_service.settings import Settings
+
+# Errors that mean "the database is not there right now" rather than "this request is wrong".
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()  # type: ignore[call-arg]  # filled from the environment
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await open_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size,
+                                         settings.request_timeout_s)
+        app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(title="bookbench reference booking service", version="1.0", lifespan=lifespan)
+    app.include_router(rest.router)
+    app.include_router(vapi.router)
+    counts: Counter[int] = Counter()
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes,
+                       timeout_s=settings.request_timeout_s, counts=counts)
+
+    @app.exception_handler(booking.Refusal)
+    async def on_refusal(_: Request, exc: booking.Refusal) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(asyncpg.QueryCanceledError)
+    async def on_cancelled(_: Request, exc: asyncpg.QueryCanceledError) -> JSONResponse:
+        return JSONResponse({"error": "deadline_exceeded", "detail": "query cancelled"}, status_code=504)
+
+    for exc_type in _UNAVAILABLE:
+        app.add_exception_handler(exc_type, _on_unavailable)
+    app.add_exception_handler(TimeoutError, _on_unavailable)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await request.app.state.pool.fetchval("SELECT 1", timeout=2)
+        except (*_UNAVAILABLE, TimeoutError):
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/stats", tags=["ops"])
+    async def stats() -> dict[str, object]:
+        # what the service itself handled, to reconcile against the load generator's count
+        snapshot = dict(counts)
+        return {"handled": sum(snapshot.values()), "by_status": {str(k): v for k, v in sorted(snapshot.items())}}
+
+    return app
+
+
+async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "database_unavailable", "detail": type(exc).__name__}, status_code=503)

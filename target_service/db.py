@@ -1,0 +1,73 @@
+"""The asyncpg pool, API-key authentication and the per-request connection dependency."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Header, HTTPException, Request
+
+from target_service import queries
+
+
+async def open_pool(dsn: str, min_size: int, max_size: int, command_timeout: float) -> asyncpg.Pool:
+    # jit off: on these sub-millisecond queries JIT compilation only ever adds latency.
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
+        server_settings={"jit": "off", "application_name": "bookbench-service"},
+    )
+    assert pool is not None
+    return pool
+
+
+class KeyCache:
+    """sha256(key) -> org id, kept for a short TTL so that auth is not one more query per request."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[int, float]] = {}
+
+    def get(self, key_hash: str) -> int | None:
+        hit = self._entries.get(key_hash)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, key_hash: str, org_id: int) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_hash] = (org_id, time.monotonic() + self.ttl_s)
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        yield conn
+
+
+Conn = Annotated[asyncpg.Connection, Depends(connection)]
+
+
+_UNAUTHORIZED = HTTPException(401, detail="missing or invalid API key (Authorization: Bearer <key>)",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_org(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise _UNAUTHORIZED
+    key_hash = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
+    cache: KeyCache = request.app.state.key_cache
+    org_id = cache.get(key_hash)
+    if org_id is None:
+        pool: asyncpg.Pool = request.app.state.pool
+        org_id = await pool.fetchval(queries.ORG_BY_KEY_HASH, key_hash)
+        if org_id is None:
+            raise _UNAUTHORIZED
+        cache.put(key_hash, org_id)
+    return int(org_id)
+
+
+OrgId = Annotated[int, Depends(current_org)]

@@ -1,0 +1,83 @@
+"""ASGI middleware: body-size limit (413), per-request deadline (504) and a count of handled requests.
+
+Written as plain ASGI rather than BaseHTTPMiddleware: that one copies every body through a stream and costs
+measurable throughput, which is the thing this service exists to show honestly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class GuardMiddleware:
+    """Refuses oversized bodies, enforces the deadline and counts responses by status code."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, counts: Counter[int]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
+        self.counts = counts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                self.counts[413] += 1
+                await _send_json(send, 413, {"error": "body_too_large",
+                                             "detail": f"request body exceeds {self.max_body_bytes} bytes"})
+                return
+
+        received = 0
+        started = False
+        status = 500
+
+        async def limited_receive() -> Message:
+            # chunked bodies carry no content-length: count as they arrive
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            status = 413
+            if not started:
+                await _send_json(send, 413, {"error": "body_too_large",
+                                             "detail": f"request body exceeds {self.max_body_bytes} bytes"})
+        except TimeoutError:
+            status = 504
+            if not started:
+                await _send_json(send, 504, {"error": "deadline_exceeded",
+                                             "detail": f"request took longer than {self.timeout_s:g} s"})
+        finally:
+            if scope.get("path") != "/stats":
+                self.counts[status] += 1

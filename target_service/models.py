@@ -1,0 +1,92 @@
+"""Request and response bodies; validation here is what turns bad input into a 422 naming the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_ID = 2**63 - 1
+# Bookings further out than this are almost certainly a typo (year 2062 instead of 2026).
+MAX_BOOKING_HORIZON = dt.timedelta(days=730)
+
+DbId = Annotated[int, Field(gt=0, le=MAX_ID, strict=False)]
+
+
+def _aware_utc(value: dt.datetime) -> dt.datetime:
+    # A voice agent often sends local-looking ISO strings; a naive time is taken as UTC rather than refused.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def _bookable(value: dt.datetime) -> dt.datetime:
+    now = dt.datetime.now(dt.UTC)
+    if value <= now:
+        raise ValueError("must be in the future")
+    if value > now + MAX_BOOKING_HORIZON:
+        raise ValueError(f"must be within {MAX_BOOKING_HORIZON.days} days from now")
+    return value
+
+
+BookableTime = Annotated[dt.datetime, AfterValidator(_aware_utc), AfterValidator(_bookable)]
+
+
+class BookingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    contact_id: DbId = Field(alias="contactId")
+    provider_id: DbId = Field(alias="providerId")
+    start: BookableTime
+    duration_minutes: int = Field(default=30, ge=5, le=240, alias="durationMinutes")
+
+
+class AvailabilityQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider_id: DbId = Field(alias="providerId")
+    date: dt.date
+
+
+class ContactRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    contact_id: DbId = Field(alias="contactId")
+
+
+class AppointmentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    appointment_id: DbId = Field(alias="appointmentId")
+
+
+class Slot(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class Availability(BaseModel):
+    provider_id: int
+    date: dt.date
+    free_slots: list[Slot]
+
+
+class Appointment(BaseModel):
+    id: int
+    provider_id: int
+    scheduled_at: dt.datetime
+    duration_minutes: int
+
+
+class Upcoming(BaseModel):
+    contact_id: int
+    appointment: Appointment | None
+
+
+class Booked(BaseModel):
+    status: Literal["booked"] = "booked"
+    appointment_id: int
+
+
+class Cancelled(BaseModel):
+    status: Literal["cancelled"] = "cancelled"
+    appointment_id: int

@@ -1,0 +1,18 @@
+"""Service settings from the environment (BOOKBENCH_*), validated at start so a bad value fails fast."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOKBENCH_", extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL DSN of the booking database")
+    pool_min_size: int = Field(default=4, ge=0, le=200)
+    pool_max_size: int = Field(default=20, ge=1, le=200)
+    # The seed's protection against hanging requests under load.
+    request_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    auth_cache_ttl_s: float = Field(default=60.0, ge=0)
