@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,12 +20,11 @@ from loadtests.cli_common import (
     SeedOpt,
     console,
     dataset_options,
-    default_key_secret,
     handle_errors,
 )
 from loadtests.db import indexes as index_sets
 from loadtests.db.conn import run_with
-from loadtests.db.dataset import DatasetParams, current_dataset, seed, table_stats
+from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed, table_stats
 from loadtests.db.embedded import EmbeddedPostgres
 from loadtests.db.schema import apply_schema, schema_version
 from loadtests.stack import ServiceProcess, database
@@ -100,7 +98,7 @@ def db_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
         for table, n in counts.items():
             console.print(f"  {table:<14} {n:>10,} rows  {_mb(sizes[table]):>10}")
 
-    run_with(dsn, _status)  # type: ignore[arg-type]
+    run_with(dsn, _status)
 
 
 @db_app.command("seed")
@@ -108,7 +106,7 @@ def db_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
 def db_seed(
     orgs: OrgsOpt = _defaults.orgs, providers_per_org: ProvidersOpt = _defaults.providers_per_org,
     contacts: ContactsOpt = _defaults.contacts, appointments: AppointmentsOpt = _defaults.appointments,
-    seed_: SeedOpt = _defaults.seed, key_secret: KeySecretOpt = default_key_secret(),
+    seed_: SeedOpt = _defaults.seed, key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     force: Annotated[bool, typer.Option("--force", help="regenerate even if the same dataset exists")] = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:

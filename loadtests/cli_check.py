@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +24,11 @@ from loadtests.cli_common import (
     DsnOpt,
     KeySecretOpt,
     console,
-    default_key_secret,
     err_console,
     handle_errors,
 )
 from loadtests.db.conn import run_with
-from loadtests.db.dataset import DatasetParams, current_dataset, seed
+from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed
 from loadtests.stack import database, service
 from loadtests.targets import require_loopback
 
@@ -42,14 +43,16 @@ def _params_from_db(dsn: str, key_secret: str) -> DatasetParams:
     if meta is None:
         return DatasetParams(key_secret=key_secret)
     p = meta["params"]
-    fields = ("orgs", "providers_per_org", "contacts", "appointments", "seed", "past_days", "future_days")
-    return DatasetParams(**{f: int(p[f]) for f in fields}, key_secret=key_secret)
+    return DatasetParams(orgs=int(p["orgs"]), providers_per_org=int(p["providers_per_org"]),
+                         contacts=int(p["contacts"]), appointments=int(p["appointments"]), seed=int(p["seed"]),
+                         past_days=int(p["past_days"]), future_days=int(p["future_days"]),
+                         anchor=dt.date.fromisoformat(p["anchor"]), key_secret=key_secret)
 
 
 @contextmanager
 def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str) -> Iterator[CheckTarget]:
     """Embedded (or given) database with the small check dataset, and the service in a subprocess."""
-    params = DatasetParams(**{**CHECK_DATASET.__dict__, "key_secret": key_secret})
+    params = dataclasses.replace(CHECK_DATASET, key_secret=key_secret)
     with database(dsn, data_dir, name=CHECK_DB) as url, tempfile.TemporaryDirectory() as tmp:
         run_with(url, lambda conn: seed(conn, params))
         with service(url, log_path=Path(tmp) / "service.log") as proc:
@@ -57,7 +60,7 @@ def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str) -> Ite
 
 
 def _parse_suites(names: list[str]) -> list[str]:
-    wanted = set()
+    wanted: set[str] = set()
     for name in names or ["all"]:
         if name == "all":
             wanted.update(SUITES)
@@ -78,7 +81,7 @@ def check(
     repeat: Annotated[int, typer.Option("--repeat", min=1, max=1000, help="stress rounds")] = 1,
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
     allow_remote: AllowRemoteOpt = False,
-    key_secret: KeySecretOpt = default_key_secret(),
+    key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Pre-deployment checks: stress, smoke, uat, preflight, audit. Exit 1 when one fails."""

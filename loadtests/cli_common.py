@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -12,7 +11,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams
+from loadtests.db.dataset import DatasetParams
 from loadtests.db.errors import DatabaseError
 from loadtests.targets import RemoteTargetRefused
 
@@ -79,7 +78,3 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
-
-
-def default_key_secret() -> str:
-    return os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)

@@ -45,7 +45,8 @@ class KeyCache:
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     pool: asyncpg.Pool = request.app.state.pool
     async with pool.acquire() as conn:
-        yield conn
+        # the pool hands out a proxy that behaves as a Connection
+        yield conn  # type: ignore[misc]
 
 
 Conn = Annotated[asyncpg.Connection, Depends(connection)]

@@ -21,7 +21,7 @@ SQL_DIR = REPO_ROOT / "sql"
 async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=timeout)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to {mask_dsn(dsn)}: {exc}") from exc
 
 

@@ -94,10 +94,13 @@ class EmbeddedPostgres:
     # -- helpers -----------------------------------------------------------------------------------------
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         cmd = [str(bin_dir() / args[0]), *args[1:]]
+        # drop the group too: with root's gid the group bits (often ---) would apply instead of "other"
+        drop: dict[str, object] = {}
+        if self._as_user is not None:
+            drop = {"user": self._as_user, "group": pwd.getpwnam(self._as_user).pw_gid, "extra_groups": []}
         try:
-            return subprocess.run(
-                cmd, check=True, capture_output=True, text=True, timeout=timeout, user=self._as_user,
-                cwd=self.data_dir,
+            return subprocess.run(  # type: ignore[call-overload, no-any-return]
+                cmd, check=True, capture_output=True, text=True, timeout=timeout, cwd=self.data_dir, **drop,
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip()

@@ -34,7 +34,7 @@ class ToolCall(BaseModel):
 
 class ToolMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    toolCallList: list[ToolCall] = Field(min_length=1, max_length=20)  # noqa: N815 - Vapi's field name
+    toolCallList: list[ToolCall] = Field(min_length=1, max_length=20)  # Vapi's field name
 
 
 class ToolEnvelope(BaseModel):
@@ -43,7 +43,7 @@ class ToolEnvelope(BaseModel):
 
 
 class ToolResult(BaseModel):
-    toolCallId: str  # noqa: N815 - Vapi's field name
+    toolCallId: str  # Vapi's field name
     result: str | None = None
     error: str | None = None
 

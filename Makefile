@@ -1,0 +1,35 @@
+# bookbench: `make demo` runs the main job end to end, `make test` is the test command CI runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOOKBENCH := $(VENV)/bin/bookbench
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast lint demo bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The checks end to end on the embedded database: seed, index status, and every pre-deployment check.
+demo: $(STAMP)
+	$(BOOKBENCH) check all --repeat 3 --junit results/demo-checks.xml
+
+bench: $(STAMP)
+	$(PY) -m pytest -q benchmarks -p no:cacheprovider --benchmark-disable-gc -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

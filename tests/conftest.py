@@ -1,0 +1,82 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, databases per module, the service as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+
+from loadtests.db.conn import run_with
+from loadtests.db.dataset import DatasetParams, seed
+from loadtests.db.embedded import EmbeddedPostgres
+from loadtests.stack import ServiceProcess
+
+T = TypeVar("T")
+
+SMALL = DatasetParams(orgs=3, providers_per_org=3, contacts=300, appointments=3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def new_db(pg: EmbeddedPostgres) -> Callable[[], str]:
+    """Factory for a fresh, empty database in the session's cluster."""
+
+    def make() -> str:
+        return pg.create_database("t_" + uuid.uuid4().hex[:10])
+
+    return make
+
+
+def run_sql(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    return run_with(dsn, work)
+
+
+def seeded(dsn: str, params: DatasetParams = SMALL) -> str:
+    run_with(dsn, lambda conn: seed(conn, params))
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def small_db(new_db: Callable[[], str]) -> str:
+    return seeded(new_db())
+
+
+@pytest.fixture(scope="module")
+def api(small_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    proc = ServiceProcess(small_db, log_path=tmp_path_factory.mktemp("svc") / "service.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    return run_with(dsn, lambda conn: conn.fetch(sql, *args))
+
+
+def params_with(**changes: Any) -> DatasetParams:
+    return dataclasses.replace(SMALL, **changes)
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    async def _wrap() -> T:
+        return await coro
+
+    return asyncio.run(_wrap())
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
