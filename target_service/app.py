@@ -32,8 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await open_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size,
-                                         settings.request_timeout_s)
+        app.state.pool = await open_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
         app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
         try:
             yield
@@ -57,7 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for exc_type in _UNAVAILABLE:
         app.add_exception_handler(exc_type, _on_unavailable)
-    app.add_exception_handler(TimeoutError, _on_unavailable)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

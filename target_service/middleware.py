@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -19,10 +20,6 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class GuardMiddleware:
@@ -55,7 +52,8 @@ class GuardMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
-                raise BodyTooLarge
+                # an HTTPException passes through FastAPI's body parsing untouched (anything else becomes a 400)
+                raise HTTPException(413, detail=f"request body exceeds {self.max_body_bytes} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -68,11 +66,6 @@ class GuardMiddleware:
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            status = 413
-            if not started:
-                await _send_json(send, 413, {"error": "body_too_large",
-                                             "detail": f"request body exceeds {self.max_body_bytes} bytes"})
         except TimeoutError:
             status = 504
             if not started:

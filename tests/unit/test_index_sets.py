@@ -28,5 +28,5 @@ def test_baseline_is_empty_and_listed() -> None:
 
 
 def test_unknown_set_names_the_choices() -> None:
-    with pytest.raises(DatabaseError, match="unknown index set 'fast'.*recommended"):
+    with pytest.raises(DatabaseError, match=r"unknown index set 'fast'.*recommended"):
         load_set("fast")
