@@ -1,4 +1,4 @@
-"""The `bookbench` command line: db, indexes, serve and check."""
+"""The `bookbench` command line: db, indexes, serve, check and run."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from loadtests.cli_common import (
     dataset_options,
     handle_errors,
 )
+from loadtests.cli_run import run
 from loadtests.db import indexes as index_sets
 from loadtests.db.conn import run_with
 from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed, table_stats
@@ -37,6 +38,7 @@ idx_app = typer.Typer(help="Performance index sets from sql/indexes/.", no_args_
 app.add_typer(db_app, name="db")
 app.add_typer(idx_app, name="indexes")
 app.command("check")(check)
+app.command("run")(run)
 
 _defaults = DatasetParams()
 

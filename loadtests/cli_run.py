@@ -1,0 +1,71 @@
+"""`bookbench run`: the load scenarios against the reference service or a deployment you point at."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loadtests.cli_common import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AllowRemoteOpt,
+    DataDirOpt,
+    DsnOpt,
+    KeySecretOpt,
+    console,
+    err_console,
+    handle_errors,
+)
+from loadtests.db.conn import REPO_ROOT
+from loadtests.db.dataset import DEFAULT_KEY_SECRET
+from loadtests.orchestrate import RunOptions, execute
+from loadtests.scenario_model import ScenarioFileError
+
+
+@handle_errors
+def run(
+    scenarios: Annotated[str | None, typer.Option(
+        "--scenarios", help="comma-separated, e.g. single,ramp_up,burst,sustained (default: all in the file)")] = None,
+    index_set: Annotated[str | None, typer.Option(
+        "--index-set", help="none | seed | recommended (default: scenarios.yaml's index_set)")] = None,
+    appointments: Annotated[int | None, typer.Option("--appointments", min=0)] = None,
+    contacts: Annotated[int | None, typer.Option("--contacts", min=1)] = None,
+    orgs: Annotated[int | None, typer.Option("--orgs", min=1)] = None,
+    providers_per_org: Annotated[int | None, typer.Option("--providers-per-org", min=1)] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="scale durations by scenarios.yaml's quick_factor")] = False,
+    out: Annotated[Path, typer.Option("--out", help="parent folder of run folders")] = Path("results"),
+    scenario_file: Annotated[Path, typer.Option("--scenario-file", help="scenarios.yaml to use")] = (
+        REPO_ROOT / "scenarios.yaml"),
+    target_url: Annotated[str | None, typer.Option(
+        "--target-url", help="load this running deployment instead of starting the reference service")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=64,
+                                         help="Locust worker processes (0: one local runner)")] = 0,
+    allow_remote: AllowRemoteOpt = False,
+    key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
+    overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
+                                   "providers_per_org": providers_per_org, "seed": seed}.items() if v is not None}
+    opts = RunOptions(
+        scenarios_path=scenario_file, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
+        if scenarios else None, index_set=index_set, dataset_overrides=overrides, quick=quick, out=out,
+        target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
+        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
+    )
+    try:
+        outcome = execute(opts, console)
+    except ScenarioFileError as exc:
+        err_console.print(f"[red]invalid scenarios:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    console.print(str(outcome.run_dir))
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.status == "failed":
+        raise typer.Exit(EXIT_ENVIRONMENT)

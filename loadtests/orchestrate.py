@@ -1,0 +1,281 @@
+"""`bookbench run` end to end: database, dataset, index set, service, warm-up, then each scenario in Locust."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import gzip
+import json
+import random
+import secrets
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from loadtests import integrity, manifest
+from loadtests.db import indexes
+from loadtests.db.conn import run_with
+from loadtests.db.dataset import DatasetParams, api_key, seed, table_stats
+from loadtests.db.errors import DatabaseError
+from loadtests.locust_proc import LocustJob, watch
+from loadtests.samples import SAMPLES_FORMAT_VERSION
+from loadtests.scenario_model import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
+from loadtests.stack import ServiceProcess, database
+from loadtests.targets import mask_dsn, require_loopback
+
+WARMUP_REQUESTS = 400
+WARMUP_CONCURRENCY = 24  # >= the service's pool size, so that every pooled connection prepares its statements
+
+
+@dataclass
+class RunOptions:
+    scenarios_path: Path
+    scenarios: list[str] | None = None
+    index_set: str | None = None
+    dataset_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
+    quick: bool = False
+    out: Path = Path("results")
+    target_url: str | None = None
+    dsn: str | None = None
+    data_dir: Path | None = None
+    allow_remote: bool = False
+    workers: int = 0
+    key_secret: str = ""
+    argv: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str
+    reason: str | None
+
+
+def _select(spec: ScenarioFile, names: list[str] | None, quick: bool) -> dict[str, Scenario]:
+    chosen = names or list(spec.scenarios)
+    unknown = [n for n in chosen if n not in spec.scenarios]
+    if unknown:
+        raise ScenarioFileError(f"unknown scenario(s) {', '.join(unknown)}; scenarios.yaml defines "
+                                f"{', '.join(spec.scenarios)}")
+    return {n: spec.scenarios[n].scaled(spec.quick_factor) if quick else spec.scenarios[n] for n in chosen}
+
+
+def _new_run_dir(out: Path, index_set: str) -> tuple[str, Path]:
+    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{index_set}-{secrets.token_hex(2)}"
+    run_dir = out / run_id
+    for sub in ("samples", "locust", "db", "logs", "config"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    return run_id, run_dir
+
+
+async def _warm_up(base_url: str, params: DatasetParams) -> int:
+    """Touch every endpoint from many connections at once: pooled connections prepare their statements."""
+    sem = asyncio.Semaphore(WARMUP_CONCURRENCY)
+    rng = random.Random(1)
+    today = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+
+    async def one(client: httpx.AsyncClient, i: int) -> int:
+        org = rng.randint(1, params.orgs)
+        headers = {"Authorization": f"Bearer {api_key(org, params.key_secret)}"}
+        provider, contact = rng.choice(params.providers_of(org)), rng.choice(params.contacts_of(org))
+        day = today + dt.timedelta(days=rng.randint(1, 120))
+        async with sem:
+            if i % 3 == 0:
+                r = await client.get(f"/api/v1/providers/{provider}/availability",
+                                     params={"date": day.date().isoformat()}, headers=headers)
+            elif i % 3 == 1:
+                r = await client.get(f"/api/v1/contacts/{contact}/appointments/upcoming", headers=headers)
+            else:
+                r = await client.post("/api/v1/appointments", headers=headers, json={
+                    "contactId": contact, "providerId": provider, "durationMinutes": 30,
+                    "start": (day + dt.timedelta(minutes=30 * rng.randint(0, 15))).isoformat()})
+            return r.status_code
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=WARMUP_CONCURRENCY)) as client:
+        codes = await asyncio.gather(*(one(client, i) for i in range(WARMUP_REQUESTS)))
+    bad = [c for c in codes if c >= 500 or c in (401, 422)]
+    if bad:
+        raise DatabaseError(f"warm-up failed: {len(bad)} of {len(codes)} requests answered {sorted(set(bad))}")
+    return len(codes)
+
+
+def _count_samples(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with gzip.open(path, "rt") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+class Run:
+    """State of one run: its folder, manifest and the processes it owns."""
+
+    def __init__(self, opts: RunOptions, console: Console) -> None:
+        self.opts = opts
+        self.console = console
+        self.spec = load_scenarios(opts.scenarios_path)
+        self.scenarios = _select(self.spec, opts.scenarios, opts.quick)
+        self.index_set = opts.index_set or self.spec.index_set
+        indexes.load_set(self.index_set)  # unknown set: fail before anything starts
+        ds = {**self.spec.dataset.model_dump(), **opts.dataset_overrides}
+        self.params = DatasetParams(**ds, key_secret=opts.key_secret) if opts.key_secret else DatasetParams(**ds)
+        self.params.validate()
+        if opts.target_url:
+            require_loopback(opts.target_url, "--target-url", opts.allow_remote)
+        if opts.dsn:
+            require_loopback(opts.dsn, "--dsn", opts.allow_remote)
+        self.run_id, self.dir = _new_run_dir(opts.out, self.index_set)
+        self.dsn: str | None = None
+        self.service: ServiceProcess | None = None
+        self.base_url = opts.target_url.rstrip("/") if opts.target_url else ""
+        self.manifest: dict[str, Any] = {
+            "format_version": manifest.MANIFEST_FORMAT_VERSION, "samples_format_version": SAMPLES_FORMAT_VERSION,
+            "run_id": self.run_id, "status": "running", "reason": None,
+            "command": manifest.masked_command(opts.argv), "git": manifest.git_info(),
+            "packages": manifest.packages(), "machine": manifest.machine(),
+            "started_at": manifest.now_iso(), "ended_at": None, "quick": opts.quick,
+            "target": {"url": mask_dsn(self.base_url) if self.base_url else "self-hosted",
+                       "database": mask_dsn(opts.dsn) if opts.dsn else "embedded", "workers": opts.workers},
+            "dataset": {"params": self.params.public(), "fingerprint": self.params.fingerprint()},
+            "index_set": {"name": self.index_set},
+            "scenario_file": {"path": str(opts.scenarios_path), "digest": self.spec.digest(),
+                              "thresholds": self.spec.thresholds.model_dump(by_alias=True),
+                              "review_targets": self.spec.review_targets.model_dump(),
+                              "alert_rules": self.spec.alert_rules.model_dump(),
+                              "task_mix": self.spec.task_mix.model_dump()},
+            "scenarios": {n: {"definition": s.model_dump(), "planned_s": s.duration_s}
+                          for n, s in self.scenarios.items()},
+        }
+        self.save()
+
+    def save(self) -> None:
+        manifest.write(self.dir / "manifest.json", self.manifest)
+
+    # -- setup ---------------------------------------------------------------------------------------------
+    def prepare_database(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.console.print(f"dataset: {self.params.appointments:,} appointments (seed {self.params.seed}) ...")
+        report = run_with(dsn, lambda conn: seed(conn, self.params))
+        self.console.print(f"  {'reused' if report.reused else 'generated'} in {report.seconds:.1f} s")
+        removed = run_with(dsn, lambda conn: integrity.reset_bookings(conn, self.params.appointments))
+        applied = run_with(dsn, lambda conn: indexes.apply(conn, self.index_set))
+        self.console.print(f"index set {self.index_set}: +{len(applied.created)} -{len(applied.dropped)} "
+                           f"({removed} bookings of earlier runs removed)")
+        status = run_with(dsn, indexes.status)
+        counts, sizes = run_with(dsn, table_stats)
+        self.manifest["dataset"].update({"row_counts": counts, "table_bytes": sizes, "reused": report.reused,
+                                         "seed_seconds": round(report.seconds, 3)})
+        self.manifest["index_set"]["indexes"] = [
+            {"name": s.name, "table": s.table, "size_bytes": s.size_bytes, "definition": s.definition}
+            for s in status]
+        self.manifest["postgres"] = run_with(dsn, manifest.postgres_facts)
+        self.save()
+
+    def start_service(self) -> None:
+        assert self.dsn is not None
+        self.service = ServiceProcess(self.dsn, log_path=self.dir / "logs" / "service.log")
+        self.base_url = self.service.start()
+        self.console.print(f"service: {self.base_url}")
+
+    def warm_up(self) -> None:
+        n = asyncio.run(_warm_up(self.base_url, self.params))
+        if self.dsn:
+            run_with(self.dsn, lambda conn: integrity.reset_bookings(conn, self.params.appointments))
+        self.console.print(f"warm-up: {n} requests")
+
+    # -- one scenario --------------------------------------------------------------------------------------
+    def _abort_reason(self) -> str | None:
+        if self.service is not None and not self.service.alive():
+            return f"the service exited with code {self.service.proc.returncode if self.service.proc else '?'}"
+        return None
+
+    def run_scenario(self, name: str, scenario: Scenario) -> None:
+        entry = self.manifest["scenarios"][name]
+        paths = {"samples_path": self.dir / "samples" / f"{name}.csv.gz",
+                 "progress_path": self.dir / "logs" / f"progress_{name}.json",
+                 "bookings_path": self.dir / "db" / f"{name}_acknowledged_bookings.txt"}
+        config = {"scenario_name": name, "scenario": scenario.model_dump(),
+                  "task_mix": self.spec.task_mix.model_dump(),
+                  "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
+                  **{k: str(v) for k, v in paths.items()}}
+        config_path = self.dir / "config" / f"{name}.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        id_before = run_with(self.dsn, integrity.max_appointment_id) if self.dsn else 0
+        handled_before = integrity.service_handled(self.base_url)
+        job = LocustJob(name, self.base_url, self.dir / "locust" / name, self.dir / "logs", config_path,
+                        {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=self.opts.workers)
+        entry["started_at"] = manifest.now_iso()
+        self.save()
+        interrupted = False
+        job.start()
+        try:
+            entry["aborted"] = watch(job, scenario.duration_s, paths["progress_path"], self.console,
+                                     self._abort_reason)
+        except KeyboardInterrupt:
+            interrupted = True
+            entry["aborted"] = "interrupted (Ctrl-C)"
+            self.console.print("[yellow]interrupted: stopping Locust and keeping what was measured ...[/]")
+            job.stop()
+        entry["ended_at"] = manifest.now_iso()
+        handled_after = integrity.service_handled(self.base_url)
+        entry["counts"] = {
+            "samples": _count_samples(paths["samples_path"]),
+            "locust": integrity.locust_request_count(self.dir / "locust" / f"{name}.json"),
+            "service": None if handled_before is None or handled_after is None else handled_after - handled_before,
+        }
+        entry["samples_file"] = f"samples/{name}.csv.gz"
+        self.save()
+        if self.dsn:
+            self._integrity(name, entry, paths["bookings_path"], id_before)
+        c = entry["counts"]
+        self.console.print(f"  {name}: {c['samples']} samples, Locust counted {c['locust']}, "
+                           f"service handled {c['service']}")
+        if interrupted:
+            raise KeyboardInterrupt
+        if entry["aborted"]:
+            raise DatabaseError(entry["aborted"])
+
+    def _integrity(self, name: str, entry: dict[str, Any], bookings: Path, id_before: int) -> None:
+        assert self.dsn is not None
+        acked = integrity.read_acknowledged(bookings)
+        entry["audit"] = run_with(self.dsn, integrity.audit)
+        entry["reconciliation"] = run_with(self.dsn, lambda c: integrity.reconcile(c, acked, id_before))
+        stats = run_with(self.dsn, integrity.index_stats)
+        (self.dir / "db" / f"{name}_pg_stat_user_indexes.json").write_text(json.dumps(stats, indent=2))
+        self.save()
+
+    def finish(self, status: str, reason: str | None) -> RunOutcome:
+        self.manifest.update({"status": status, "reason": reason, "ended_at": manifest.now_iso()})
+        self.save()
+        return RunOutcome(self.dir, status, reason)
+
+
+def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] | None = None) -> RunOutcome:
+    run = Run(opts, console)
+    console.print(f"run {run.run_id}: {', '.join(run.scenarios)} ({'quick' if opts.quick else 'full'} "
+                  f"durations, {sum(s.duration_s for s in run.scenarios.values()):.0f} s of load)")
+    status, reason = "completed", None
+    with ExitStack() as stack:
+        try:
+            if not opts.target_url or opts.dsn:
+                run.prepare_database(stack.enter_context(database(opts.dsn, opts.data_dir)))
+            if not opts.target_url:
+                run.start_service()
+                stack.callback(lambda: run.service.stop() if run.service else None)
+            run.warm_up()
+            if on_ready:
+                on_ready(run)
+            for name, scenario in run.scenarios.items():
+                run.run_scenario(name, scenario)
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
+        except (DatabaseError, OSError, httpx.HTTPError) as exc:
+            status, reason = "failed", str(exc)
+            console.print(f"[red]run failed:[/] {exc}")
+        return run.finish(status, reason)
