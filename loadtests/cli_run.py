@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,13 +59,18 @@ def run(
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
+    # Ctrl-C and SIGTERM both mean "stop and keep what was measured", even when started from a script or a
+    # background job (which inherits SIGINT as ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         outcome = execute(opts, console)
     except ScenarioFileError as exc:
         err_console.print(f"[red]invalid scenarios:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
-    console.print(str(outcome.run_dir))
+    # plain print: the last line is for scripts and must never be wrapped or styled
+    print(outcome.run_dir, flush=True)
     if outcome.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.status == "failed":

@@ -37,7 +37,7 @@ class LocustJob:
 
     def _cmd(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", self.host,
-                "--loglevel", "WARNING", "--exit-code-on-error", "0",
+                "--loglevel", "INFO", "--exit-code-on-error", "0",
                 # let every user finish its current request at the end, so no request is cut off half-counted
                 "--stop-timeout", "10", *extra]
 
@@ -72,10 +72,14 @@ class LocustJob:
         return self.master.poll() is None
 
     def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM (Locust stops users, writes its CSVs, fires `quitting`), then SIGKILL after `grace_s`."""
+        """SIGINT (Locust stops users, writes its files, fires `quitting`), then SIGKILL after `grace_s`.
+
+        Not SIGTERM: a headless run with a LoadTestShape waits on the shape before Locust installs its SIGTERM
+        handler, so SIGTERM would kill it on the spot and lose the last samples; SIGINT is handled there.
+        """
         for proc in self.procs:
             if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
+                _signal_group(proc, signal.SIGINT)
         deadline = time.monotonic() + grace_s
         for proc in self.procs:
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import gzip
 import json
 import random
 import secrets
@@ -24,7 +23,7 @@ from loadtests.db.conn import run_with
 from loadtests.db.dataset import DatasetParams, api_key, seed, table_stats
 from loadtests.db.errors import DatabaseError
 from loadtests.locust_proc import LocustJob, watch
-from loadtests.samples import SAMPLES_FORMAT_VERSION
+from loadtests.samples import SAMPLES_FORMAT_VERSION, read_text
 from loadtests.scenario_model import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
 from loadtests.stack import ServiceProcess, database
 from loadtests.targets import mask_dsn, require_loopback
@@ -109,8 +108,7 @@ async def _warm_up(base_url: str, params: DatasetParams) -> int:
 def _count_samples(path: Path) -> int:
     if not path.exists():
         return 0
-    with gzip.open(path, "rt") as fh:
-        return max(sum(1 for _ in fh) - 1, 0)
+    return max(read_text(path).count("\n") - 1, 0)
 
 
 class Run:

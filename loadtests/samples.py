@@ -53,7 +53,20 @@ class SampleWriter:
             fh.write(data)
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """All rows of a samples file as dicts (for tests and small files; the analysis uses pandas)."""
+def read_text(path: Path) -> str:
+    """The file's CSV text; a last member cut short by a killed process is dropped, the rest is kept."""
+    chunks: list[str] = []
     with gzip.open(path, "rt", newline="") as fh:
-        return list(csv.DictReader(fh))
+        try:
+            for line in fh:
+                chunks.append(line)
+        except (EOFError, gzip.BadGzipFile):
+            # keep only complete lines from the members that were written whole
+            if chunks and not chunks[-1].endswith("\n"):
+                chunks.pop()
+    return "".join(chunks)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """All rows of a samples file as dicts (for tests and small files)."""
+    return list(csv.DictReader(io.StringIO(read_text(path))))

@@ -1,0 +1,129 @@
+"""`bookbench run` end to end: real Postgres, real uvicorn, real Locust subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadtests.db.dataset import api_key
+from loadtests.samples import read_rows
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
+SECRET = "tiny-test-secret-4f1c"
+
+
+def bookbench_run(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], Path]:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+         "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, *args],
+        capture_output=True, text=True, timeout=timeout)
+    run_dir = Path(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else tmp_path
+    return done, run_dir
+
+
+def _postgres_of(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(data_dir) in cmd or (proc.info["name"] == "locust"):
+            found.append(proc)
+    return found
+
+
+def _assert_counts_agree(manifest: dict, name: str) -> None:  # type: ignore[type-arg]
+    counts = manifest["scenarios"][name]["counts"]
+    assert counts["samples"] > 0
+    assert counts["samples"] == counts["locust"] == counts["service"], counts
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    tmp = tmp_path_factory.mktemp("run")
+    done, run_dir = bookbench_run(tmp, "--scenarios", "steady,vapi_burst")
+    return done, run_dir, tmp
+
+
+def test_run_folder_is_complete_and_counts_agree(local_run: tuple[subprocess.CompletedProcess[str], Path, Path]
+                                                 ) -> None:
+    done, run_dir, tmp = local_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["index_set"]["name"] == "recommended"
+    assert {i["name"] for i in manifest["index_set"]["indexes"]} == {
+        "idx_appointments_provider_slot", "idx_appointments_contact_upcoming"}
+    assert manifest["dataset"]["row_counts"]["appointments"] == 3000
+    assert manifest["postgres"]["server_version"].startswith("18")
+    for name in ("steady", "vapi_burst"):
+        _assert_counts_agree(manifest, name)
+        entry = manifest["scenarios"][name]
+        assert entry["audit"]["ok"] and entry["reconciliation"]["ok"], entry
+        assert (run_dir / "locust" / f"{name}_stats.csv").exists()
+        assert json.loads((run_dir / "db" / f"{name}_pg_stat_user_indexes.json").read_text())
+    rows = read_rows(run_dir / "samples" / "steady.csv.gz")
+    assert {r["name"] for r in rows} >= {"checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment"}
+    assert all(float(r["latency_ms"]) > 0 and r["worker"] == "local" for r in rows)
+    # latencies are unrounded floats, not Locust's buckets
+    assert any("." in r["latency_ms"] for r in rows)
+    assert _postgres_of(tmp / "pg") == []
+
+
+def test_no_secret_in_any_file_of_the_run(local_run: tuple[subprocess.CompletedProcess[str], Path, Path]) -> None:
+    _, run_dir, _ = local_run
+    needles = [SECRET, *(api_key(org, SECRET) for org in (1, 2, 3))]
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.suffix == ".gz":
+                import gzip
+                data = gzip.decompress(data)
+            for needle in needles:
+                assert needle.encode() not in data, f"{needle[:6]}... found in {path}"
+
+
+def test_distributed_run_keeps_every_sample(tmp_path: Path) -> None:
+    done, run_dir = bookbench_run(tmp_path, "--scenarios", "steady", "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    _assert_counts_agree(manifest, "steady")
+    workers = {r["worker"] for r in read_rows(run_dir / "samples" / "steady.csv.gz")}
+    assert len(workers) == 2 and "local" not in workers
+
+
+def test_ctrl_c_keeps_the_samples_and_leaves_no_process(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+           "--data-dir", str(tmp_path / "pg"), "--scenarios", "long"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    samples = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and samples is None:
+        time.sleep(0.5)
+        found = list((tmp_path / "out").glob("*/samples/long.csv.gz"))
+        if found and found[0].stat().st_size > 200:
+            samples = found[0]
+    assert samples is not None, "the run never started recording"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out
+    run_dir = samples.parent.parent
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    entry = manifest["scenarios"]["long"]
+    assert entry["counts"]["samples"] > 0 and entry["counts"]["samples"] == len(read_rows(samples))
+    assert out.strip().splitlines()[-1] == str(run_dir)
+    time.sleep(0.5)
+    alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [c.cmdline() for c in alive]
+    assert _postgres_of(tmp_path / "pg") == []
+    assert os.path.exists(run_dir / "locust" / "long.json")

@@ -1,0 +1,70 @@
+"""scenarios.yaml validation: the shipped file loads; each kind of mistake names its key path."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadtests.db.conn import REPO_ROOT
+from loadtests.scenario_model import ScenarioFileError, load_scenarios
+
+SHIPPED = REPO_ROOT / "scenarios.yaml"
+
+
+def test_shipped_file_has_the_seed_scenarios_and_targets() -> None:
+    spec = load_scenarios(SHIPPED)
+    assert list(spec.scenarios) == ["single", "ramp_up", "burst", "sustained"]
+    assert spec.scenarios["burst"].stages[0].users == 30
+    assert spec.scenarios["sustained"].batches == 10
+    assert spec.thresholds.global_.p95_ms == 500 and spec.thresholds.global_.error_rate == 0.001
+    assert spec.review_targets.p99_ms == 800 and spec.review_targets.availability == 0.999
+    assert spec.alert_rules.p95_ms == 600 and spec.alert_rules.throughput_drop == 0.30
+    quick = spec.scenarios["burst"].scaled(spec.quick_factor)
+    assert quick.duration_s == pytest.approx(spec.scenarios["burst"].duration_s * spec.quick_factor)
+
+
+def _write(tmp_path: Path, mutate: object) -> Path:
+    raw = yaml.safe_load(SHIPPED.read_text())
+    mutate(raw)  # type: ignore[operator]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+BAD = [
+    ("negative users", lambda r: r["scenarios"]["burst"]["stages"][0].update(users=-1),
+     "scenarios.burst.stages.0.users"),
+    ("unknown task", lambda r: r["task_mix"]["weights"].update(bookTwice=1), "task_mix.weights.bookTwice"),
+    ("bad protocol", lambda r: r["task_mix"].update(protocol="grpc"), "task_mix.protocol"),
+    ("warm-up too long", lambda r: r["scenarios"]["single"].update(warmup_s=999), "warmup_s (999)"),
+    ("typo key", lambda r: r["scenarios"]["single"].update(stagez=[]), "scenarios.single.stagez"),
+    ("no stages", lambda r: r["scenarios"]["single"].update(stages=[]), "scenarios.single.stages"),
+    ("error rate > 1", lambda r: r["thresholds"]["global"].update(error_rate=5), "thresholds.global.error_rate"),
+    ("threshold for unknown scenario", lambda r: r["thresholds"]["per_scenario"].update(nope={}),
+     "unknown scenarios: nope"),
+    ("wrong version", lambda r: r.update(version=2), "version"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "where"), BAD, ids=[b[0] for b in BAD])
+def test_bad_files_name_the_key_path(tmp_path: Path, case: str, mutate: object, where: str) -> None:
+    with pytest.raises(ScenarioFileError) as info:
+        load_scenarios(_write(tmp_path, mutate))
+    assert where in str(info.value)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioFileError, match="cannot read"):
+        load_scenarios(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scenarios: [unclosed")
+    with pytest.raises(ScenarioFileError, match="not valid YAML"):
+        load_scenarios(broken)
+
+
+def test_digest_changes_with_the_load_definition(tmp_path: Path) -> None:
+    base = load_scenarios(SHIPPED).digest()
+    changed = load_scenarios(_write(tmp_path, lambda r: r["scenarios"]["burst"]["stages"][0].update(users=31)))
+    assert changed.digest() != base
+    same_load = load_scenarios(_write(tmp_path, lambda r: r["alert_rules"].update(p95_ms=700)))
+    assert same_load.digest() == base
