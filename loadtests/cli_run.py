@@ -46,17 +46,29 @@ def run(
         "--target-url", help="load this running deployment instead of starting the reference service")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64,
                                          help="Locust worker processes (0: one local runner)")] = 0,
+    remote_workers: Annotated[int, typer.Option(
+        "--remote-workers", min=0, max=256, help="also wait for this many workers started on other machines")] = 0,
+    master_bind: Annotated[str, typer.Option(
+        "--master-bind", help="address the Locust master listens on (remote workers need a reachable one)")] = (
+        "127.0.0.1"),
+    master_port: Annotated[int, typer.Option("--master-port", min=0, max=65535,
+                                             help="Locust master port (0: a free one)")] = 0,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
+    if (remote_workers or master_bind not in ("127.0.0.1", "::1", "localhost")) and not allow_remote:
+        err_console.print("[red]refused:[/] remote workers and a non-loopback --master-bind send load from other "
+                          "machines; pass --allow-remote (and a --target-url they can reach)")
+        raise typer.Exit(EXIT_USAGE)
     overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
                                    "providers_per_org": providers_per_org, "seed": seed}.items() if v is not None}
     opts = RunOptions(
         scenarios_path=scenario_file, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
         if scenarios else None, index_set=index_set, dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
+        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
     # Ctrl-C and SIGTERM both mean "stop and keep what was measured", even when started from a script or a

@@ -33,6 +33,10 @@ class LocustJob:
     config_path: Path
     env: dict[str, str]
     workers: int = 0
+    # workers started by hand on other machines; the master waits for them too
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    master_port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def _cmd(self, *extra: str) -> list[str]:
@@ -54,12 +58,14 @@ class LocustJob:
         # holds Locust's final count for cross-checking ours
         csv = ["--csv", str(self.csv_prefix), "--csv-full-history", "--only-summary",
                "--json-file", str(self.csv_prefix)]
-        if self.workers <= 0:
+        if self.workers <= 0 and self.remote_workers <= 0:
             self._spawn(self._cmd(*csv), f"locust_{self.name}.log")
             return
-        port = free_port()
-        self._spawn(self._cmd(*csv, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-                              str(port), "--expect-workers", str(self.workers)), f"locust_{self.name}_master.log")
+        port = self.master_port or free_port()
+        self.master_port = port
+        self._spawn(self._cmd(*csv, "--master", "--master-bind-host", self.master_bind, "--master-bind-port",
+                              str(port), "--expect-workers", str(self.workers + self.remote_workers)),
+                    f"locust_{self.name}_master.log")
         for i in range(self.workers):
             self._spawn(self._cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)),
                         f"locust_{self.name}_worker{i + 1}.log")

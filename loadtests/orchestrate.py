@@ -45,6 +45,9 @@ class RunOptions:
     data_dir: Path | None = None
     allow_remote: bool = False
     workers: int = 0
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    master_port: int = 0
     key_secret: str = ""
     argv: list[str] = dataclasses.field(default_factory=list)
 
@@ -207,11 +210,18 @@ class Run:
         id_before = run_with(self.dsn, integrity.max_appointment_id) if self.dsn else 0
         handled_before = integrity.service_handled(self.base_url)
         job = LocustJob(name, self.base_url, self.dir / "locust" / name, self.dir / "logs", config_path,
-                        {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=self.opts.workers)
+                        {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=self.opts.workers,
+                        remote_workers=self.opts.remote_workers, master_bind=self.opts.master_bind,
+                        master_port=self.opts.master_port)
         entry["started_at"] = manifest.now_iso()
         self.save()
         interrupted = False
         job.start()
+        if self.opts.remote_workers:
+            self.console.print(
+                f"waiting for {self.opts.remote_workers} remote worker(s); on each worker machine, in a checkout "
+                f"with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> locust -f loadtests/locustfile.py "
+                f"--worker --master-host <this machine> --master-port {job.master_port}")
         try:
             entry["aborted"] = watch(job, scenario.duration_s, paths["progress_path"], self.console,
                                      self._abort_reason)
