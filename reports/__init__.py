@@ -1,0 +1,1 @@
+"""Analysis, verdicts, charts and HTML reports built from run folders (never imports locust)."""
