@@ -1,4 +1,4 @@
-"""The `bookbench` command line: db, indexes, serve, check and run."""
+"""The `bookbench` command line: db, indexes, serve, check, run, report and review."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from loadtests.cli_common import (
     dataset_options,
     handle_errors,
 )
+from loadtests.cli_report import report, review
 from loadtests.cli_run import run
 from loadtests.db import indexes as index_sets
 from loadtests.db.conn import run_with
@@ -39,6 +40,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(idx_app, name="indexes")
 app.command("check")(check)
 app.command("run")(run)
+app.command("report")(report)
+app.command("review")(review)
 
 _defaults = DatasetParams()
 

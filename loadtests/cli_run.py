@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from loadtests.cli_common import (
+    EXIT_CHECK_FAILED,
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -21,6 +22,7 @@ from loadtests.cli_common import (
     err_console,
     handle_errors,
 )
+from loadtests.cli_report import render_and_print
 from loadtests.db.conn import REPO_ROOT
 from loadtests.db.dataset import DEFAULT_KEY_SECRET
 from loadtests.orchestrate import RunOptions, execute
@@ -53,6 +55,9 @@ def run(
         "127.0.0.1"),
     master_port: Annotated[int, typer.Option("--master-port", min=0, max=65535,
                                              help="Locust master port (0: a free one)")] = 0,
+    skip_checks: Annotated[bool, typer.Option(
+        "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="do not render report.html at the end")] = False,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
@@ -68,7 +73,7 @@ def run(
         scenarios_path=scenario_file, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
         if scenarios else None, index_set=index_set, dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
-        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port,
+        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
     # Ctrl-C and SIGTERM both mean "stop and keep what was measured", even when started from a script or a
@@ -81,9 +86,14 @@ def run(
         err_console.print(f"[red]invalid scenarios:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    go = True
+    if not no_report:
+        go = render_and_print(outcome.run_dir, None)
     # plain print: the last line is for scripts and must never be wrapped or styled
     print(outcome.run_dir, flush=True)
     if outcome.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.status == "failed":
         raise typer.Exit(EXIT_ENVIRONMENT)
+    if not go:
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -18,6 +18,8 @@ import httpx
 from rich.console import Console
 
 from loadtests import integrity, manifest
+from loadtests.checks.base import CheckTarget
+from loadtests.checks.runner import run_suites
 from loadtests.db import indexes
 from loadtests.db.conn import run_with
 from loadtests.db.dataset import DatasetParams, api_key, seed, table_stats
@@ -49,6 +51,7 @@ class RunOptions:
     master_bind: str = "127.0.0.1"
     master_port: int = 0
     key_secret: str = ""
+    checks: bool = True
     argv: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -184,6 +187,16 @@ class Run:
         self.base_url = self.service.start()
         self.console.print(f"service: {self.base_url}")
 
+    def run_checks(self) -> None:
+        """The pre-deployment checks against the same service, for the review's go/no-go matrix."""
+        suites = ["smoke", "uat", "stress", "preflight"] if self.dsn else ["smoke", "uat", "stress"]
+        target = CheckTarget(self.base_url, self.dsn, self.params)
+        results = asyncio.run(run_suites(target, suites))
+        passed = sum(r.passed for r in results)
+        self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
+        (self.dir / "checks.json").write_text(json.dumps(
+            {"format_version": 1, "results": [dataclasses.asdict(r) for r in results]}, indent=1))
+
     def warm_up(self) -> None:
         n = asyncio.run(_warm_up(self.base_url, self.params))
         if self.dsn:
@@ -276,6 +289,8 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
             if not opts.target_url:
                 run.start_service()
                 stack.callback(lambda: run.service.stop() if run.service else None)
+            if opts.checks:
+                run.run_checks()
             run.warm_up()
             if on_ready:
                 on_ready(run)

@@ -64,10 +64,11 @@ def _timeseries(df: pd.DataFrame, t0: float) -> list[dict[str, Any]]:
         return []
     sec = np.floor(df["end"].to_numpy() - t0).astype(int)
     out = []
-    for s, group in df.groupby(sec):
+    for _, group in df.groupby(sec):
         lat = group["latency_ms"].to_numpy(dtype=float)
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        out.append({"t": int(s), "rps": len(group), "errors": int((group["ok"] == 0).sum()), "p50": float(p50),
+        second = int(np.floor(float(group["end"].iloc[0]) - t0))
+        out.append({"t": second, "rps": len(group), "errors": int((group["ok"] == 0).sum()), "p50": float(p50),
                     "p95": float(p95), "p99": float(p99), "users": int(group["users"].max())})
     return out
 
