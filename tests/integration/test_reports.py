@@ -1,0 +1,124 @@
+"""Reports from a run folder: the HTML is well formed, self-contained, holds every scenario, and renders in a
+real headless Chromium without console errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from reports import render
+
+KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+VOID = {"meta", "br", "img", "input", "link", "hr", "col", "path", "rect", "use", "stop", "circle", "line", "ellipse",
+        "polyline", "polygon"}
+
+
+class _Checker(HTMLParser):
+    """Tracks nesting of non-void tags and collects ids and external references."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: set[str] = set()
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(str(a["id"]))
+        for key in ("src", "href"):
+            if a.get(key) and str(a[key]).startswith(("http://", "https://", "//")):
+                self.external.append(str(a[key]))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            if tag in self.stack:
+                while self.stack.pop() != tag:
+                    pass
+            return
+        self.stack.pop()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("r") / "known_run"
+    shutil.copytree(KNOWN, run)
+    (run / "checks.json").write_text(json.dumps({"format_version": 1, "results": [
+        {"suite": s, "name": "x", "passed": True, "detail": "ok", "seconds": 0.1}
+        for s in ("smoke", "uat", "stress")]}))
+    render.report(run)
+    render.review_page(run)
+    return run
+
+
+@pytest.mark.parametrize("page", ["report.html", "review.html"])
+def test_html_is_well_formed_and_self_contained(run_dir: Path, page: str) -> None:
+    checker = _Checker()
+    checker.feed((run_dir / page).read_text())
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+    assert checker.external == []
+
+
+def test_report_holds_every_scenario_with_sample_counts(run_dir: Path) -> None:
+    html = (run_dir / "report.html").read_text()
+    checker = _Checker()
+    checker.feed(html)
+    assert "scenario-known" in checker.ids
+    assert "n=1,000" in html and "<svg" in html
+    assert "FAIL" in html and "p95_ms" in html  # the fixture's 95 ms P95 breaks its 90 ms limit
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    assert verdicts["go"] is False
+    assert (run_dir / "verdicts.junit.xml").read_text().count("<failure") == 3
+
+
+def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
+    html = (run_dir / "review.html").read_text()
+    for text in ("P50 latency", "Availability", "Smoke tests (3/3)", "Database indexes created",
+                 "No double-booking", "QA Lead", "@media print", "No-go until these are fixed"):
+        assert text in html, text
+    assert "Error rate in known is 2 %" in html  # the recommendation quotes the measured figure
+
+
+def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "report", str(run_dir)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "NO-GO" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "loadtests.cli", "review", str(tmp_path)], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 2 and "not a run folder" in missing.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("page", ["report.html", "review.html"])
+def test_real_browser_renders_without_console_errors(run_dir: Path, page: str, tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1200,1800",
+         f"--screenshot={shot}", (run_dir / page).as_uri()],
+        capture_output=True, text=True, timeout=120)
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    pixels = mpimg.imread(shot)
+    assert pixels.std() > 0.05, "the screenshot is blank"
+    assert (pixels[..., :3] < 0.5).mean() > 0.005, "almost no dark pixels: no text rendered"
