@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from loadtests import integrity, manifest
+from loadtests import explain, integrity, manifest
 from loadtests.checks.base import CheckTarget
 from loadtests.checks.runner import run_suites
 from loadtests.db import indexes
@@ -178,6 +178,7 @@ class Run:
         self.manifest["index_set"]["indexes"] = [
             {"name": s.name, "table": s.table, "size_bytes": s.size_bytes, "definition": s.definition}
             for s in status]
+        self.manifest["index_set"]["all_indexes"] = run_with(dsn, indexes.definitions)
         self.manifest["postgres"] = run_with(dsn, manifest.postgres_facts)
         self.save()
 
@@ -202,6 +203,26 @@ class Run:
         if self.dsn:
             run_with(self.dsn, lambda conn: integrity.reset_bookings(conn, self.params.appointments))
         self.console.print(f"warm-up: {n} requests")
+
+    def query_evidence(self) -> None:
+        """EXPLAIN of every statement and the write cost, on warm caches, before the load; and the counters
+        that the index findings diff after it."""
+        assert self.dsn is not None
+        self.manifest["queries"] = run_with(self.dsn, lambda c: explain.explain_all(c, self.params,
+                                                                                    self.dir / "explain"))
+        self.manifest["write_cost"] = run_with(self.dsn, lambda c: explain.write_cost(c, self.params))
+        self.manifest["table_stats"] = {"before": run_with(self.dsn, explain.table_stats)}
+        stats = run_with(self.dsn, integrity.index_stats)
+        (self.dir / "db" / "before_pg_stat_user_indexes.json").write_text(json.dumps(stats, indent=2))
+        cost = self.manifest["write_cost"]
+        self.console.print(f"query evidence: {len(self.manifest['queries'])} plans in explain/, one booking "
+                           f"{cost['ms_per_booking']:.2f} ms and {cost['wal_bytes_per_booking']:.0f} B of WAL")
+        self.save()
+
+    def after_load(self) -> None:
+        if self.dsn and "table_stats" in self.manifest:
+            self.manifest["table_stats"]["after"] = run_with(self.dsn, explain.table_stats)
+            self.save()
 
     # -- one scenario --------------------------------------------------------------------------------------
     def _abort_reason(self) -> str | None:
@@ -292,10 +313,13 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
             if opts.checks:
                 run.run_checks()
             run.warm_up()
+            if run.dsn:
+                run.query_evidence()
             if on_ready:
                 on_ready(run)
             for name, scenario in run.scenarios.items():
                 run.run_scenario(name, scenario)
+            run.after_load()
         except KeyboardInterrupt:
             status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
         except (DatabaseError, OSError, httpx.HTTPError) as exc:

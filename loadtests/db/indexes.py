@@ -137,3 +137,26 @@ async def apply(conn: asyncpg.Connection, set_name: str, exclusive: bool = True)
         set_name if exclusive else "mixed",
     )
     return ApplyReport(created, dropped, time.perf_counter() - started)
+
+
+_DEFINITIONS_SQL = """
+SELECT c.relname AS name, t.relname AS tbl, i.indisprimary AS is_primary, i.indisunique AS is_unique,
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid) AS is_constraint,
+       array(SELECT a.attname::text
+               FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS u(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum
+              ORDER BY u.ord) AS keys,
+       pg_get_expr(i.indpred, i.indrelid) AS predicate, pg_relation_size(c.oid) AS size_bytes
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE n.nspname = current_schema() AND t.relname = ANY($1::text[])
+ ORDER BY t.relname, c.relname
+"""
+
+
+async def definitions(conn: asyncpg.Connection) -> list[dict[str, object]]:
+    """Every index on the service's tables, constraint ones included, with its key columns and predicate:
+    what the redundancy analysis (duplicate of a key, left prefix of another index) needs."""
+    return [dict(r) for r in await conn.fetch(_DEFINITIONS_SQL, list(TABLES))]
