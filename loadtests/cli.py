@@ -22,6 +22,7 @@ from loadtests.cli_common import (
     dataset_options,
     handle_errors,
 )
+from loadtests.cli_compare import compare
 from loadtests.cli_report import report, review
 from loadtests.cli_run import run
 from loadtests.db import indexes as index_sets
@@ -42,6 +43,7 @@ app.command("check")(check)
 app.command("run")(run)
 app.command("report")(report)
 app.command("review")(review)
+app.command("compare")(compare)
 
 _defaults = DatasetParams()
 

@@ -107,6 +107,8 @@ class ScenarioFile(Strict):
     dataset: DatasetSpec = DatasetSpec()
     index_set: str = "none"
     quick_factor: float = Field(default=0.2, gt=0, le=1)
+    # comparisons call a change real only when its whole confidence interval lies beyond this relative change
+    noise_threshold: float = Field(default=0.05, gt=0, lt=1)
     task_mix: TaskMix
     scenarios: dict[str, Scenario] = Field(min_length=1)
     thresholds: Thresholds = Thresholds()

@@ -92,3 +92,53 @@ def percentile_bars(scenarios: dict[str, dict[str, Any]], limit_ms: float | None
     ax.legend(fontsize=7, ncol=4, frameon=False, loc="upper left")
     ax.set_title("Percentiles per scenario", loc="left", fontsize=10)
     return _svg(fig)
+
+
+VARIANT_COLORS = ("#495057", "#e67700", "#1864ab", "#2b8a3e", "#862e9c", "#c92a2a")
+
+
+def overlaid_cdfs(curves: dict[str, list[list[float]]], title: str) -> str:
+    """One latency CDF per index set on a log axis: the whole distribution moving, not just one percentile."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    for (label, cdf), color in zip(curves.items(), VARIANT_COLORS, strict=False):
+        if cdf:
+            ax.plot([p[0] for p in cdf], [p[1] for p in cdf], label=label, color=color, linewidth=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(title, loc="left", fontsize=10)
+    return _svg(fig)
+
+
+def overlaid_p95(series: dict[str, list[dict[str, Any]]], title: str) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 2.4))
+    for (label, points), color in zip(series.items(), VARIANT_COLORS, strict=False):
+        ax.plot([p["t"] for p in points], [p["p95"] for p in points], label=label, color=color, linewidth=1.3)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the first request")
+    ax.set_ylabel("P95 per second (ms, log)")
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    ax.set_title(title, loc="left", fontsize=10)
+    return _svg(fig)
+
+
+def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str) -> str:
+    """P95 and throughput against the number of appointments, one line per index set (bookbench sweep)."""
+    fig, (lat, tput) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+    for (label, rows), color in zip(points.items(), VARIANT_COLORS, strict=False):
+        sizes = [r[0] for r in rows]
+        lat.plot(sizes, [r[1] for r in rows], marker="o", label=label, color=color)
+        tput.plot(sizes, [r[2] for r in rows], marker="o", label=label, color=color)
+    for ax, ylabel in ((lat, "P95 (ms, log)"), (tput, "throughput (req/s)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("appointments (log)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    lat.set_yscale("log")
+    tput.set_ylim(bottom=0)
+    lat.legend(fontsize=7, frameon=False)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    return _svg(fig)
