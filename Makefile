@@ -24,10 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# End to end on the embedded database: the pre-deployment checks, then the four load scenarios at 1M appointments.
+# End to end on the embedded database: the pre-deployment checks, then none / seed / recommended compared on the
+# four scenarios at 1M appointments (compare.html; see the README).
 demo: $(STAMP)
 	$(BOOKBENCH) check all --repeat 3 --junit results/demo-checks.xml
-	$(BOOKBENCH) run
+	$(BOOKBENCH) compare
 
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks -p no:cacheprovider --benchmark-disable-gc -s

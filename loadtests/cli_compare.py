@@ -73,6 +73,8 @@ def compare(
     scenarios: Annotated[str | None, typer.Option(
         "--scenarios", help="comma-separated (default: all; with --quick: burst)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="short durations, burst only, no checks")] = False,
+    duration_factor: Annotated[float, typer.Option(
+        "--duration-factor", min=0.01, max=10, help="scale every scenario duration (ignored with --quick)")] = 0.5,
     appointments: Annotated[int | None, typer.Option("--appointments", min=0)] = None,
     contacts: Annotated[int | None, typer.Option("--contacts", min=1)] = None,
     orgs: Annotated[int | None, typer.Option("--orgs", min=1)] = None,
@@ -95,9 +97,9 @@ def compare(
         raise typer.Exit(EXIT_USAGE) from None
     folder = out / f"compare-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     if runs:
-        variants = _variants_from_runs([Path(p.strip()) for p in runs.split(",") if p.strip()])
+        existing = _variants_from_runs([Path(p.strip()) for p in runs.split(",") if p.strip()])
         folder.mkdir(parents=True)
-        _finish(folder, variants, spec.noise_threshold, force)
+        _finish(folder, existing, spec.noise_threshold, force)
         print(folder, flush=True)
         return
     names = [s.strip() for s in sets.split(",") if s.strip()]
@@ -119,8 +121,8 @@ def compare(
                 console.rule(f"[bold]{name}[/] (round {round_no + 1}/{repeat})")
                 outcome = execute(RunOptions(
                     scenarios_path=scenario_file, scenarios=chosen, index_set=name, dataset_overrides=overrides,
-                    quick=quick, out=folder / "runs", dsn=url, workers=workers, key_secret=key_secret,
-                    checks=not quick, argv=["bookbench", *sys.argv[1:]]), console)
+                    quick=quick, duration_factor=duration_factor, out=folder / "runs", dsn=url, workers=workers,
+                    key_secret=key_secret, checks=not quick, argv=["bookbench", *sys.argv[1:]]), console)
                 if outcome.status != "completed":
                     status = outcome.status
                     err_console.print(f"[red]{name} run {outcome.status}:[/] {outcome.reason}")

@@ -41,6 +41,8 @@ class RunOptions:
     index_set: str | None = None
     dataset_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
     quick: bool = False
+    # scales every duration when set (compare's default 0.5); --quick uses the file's quick_factor instead
+    duration_factor: float | None = None
     out: Path = Path("results")
     target_url: str | None = None
     dsn: str | None = None
@@ -62,13 +64,13 @@ class RunOutcome:
     reason: str | None
 
 
-def _select(spec: ScenarioFile, names: list[str] | None, quick: bool) -> dict[str, Scenario]:
+def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[str, Scenario]:
     chosen = names or list(spec.scenarios)
     unknown = [n for n in chosen if n not in spec.scenarios]
     if unknown:
         raise ScenarioFileError(f"unknown scenario(s) {', '.join(unknown)}; scenarios.yaml defines "
                                 f"{', '.join(spec.scenarios)}")
-    return {n: spec.scenarios[n].scaled(spec.quick_factor) if quick else spec.scenarios[n] for n in chosen}
+    return {n: spec.scenarios[n].scaled(factor) if factor != 1.0 else spec.scenarios[n] for n in chosen}
 
 
 def _new_run_dir(out: Path, index_set: str) -> tuple[str, Path]:
@@ -124,7 +126,8 @@ class Run:
         self.opts = opts
         self.console = console
         self.spec = load_scenarios(opts.scenarios_path)
-        self.scenarios = _select(self.spec, opts.scenarios, opts.quick)
+        self.factor = self.spec.quick_factor if opts.quick else (opts.duration_factor or 1.0)
+        self.scenarios = _select(self.spec, opts.scenarios, self.factor)
         self.index_set = opts.index_set or self.spec.index_set
         indexes.load_set(self.index_set)  # unknown set: fail before anything starts
         ds = {**self.spec.dataset.model_dump(), **opts.dataset_overrides}
@@ -143,7 +146,7 @@ class Run:
             "run_id": self.run_id, "status": "running", "reason": None,
             "command": manifest.masked_command(opts.argv), "git": manifest.git_info(),
             "packages": manifest.packages(), "machine": manifest.machine(),
-            "started_at": manifest.now_iso(), "ended_at": None, "quick": opts.quick,
+            "started_at": manifest.now_iso(), "ended_at": None, "quick": opts.quick, "duration_factor": self.factor,
             "target": {"url": mask_dsn(self.base_url) if self.base_url else "self-hosted",
                        "database": mask_dsn(opts.dsn) if opts.dsn else "embedded", "workers": opts.workers},
             "dataset": {"params": self.params.public(), "fingerprint": self.params.fingerprint()},
@@ -301,8 +304,8 @@ class Run:
 
 def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] | None = None) -> RunOutcome:
     run = Run(opts, console)
-    console.print(f"run {run.run_id}: {', '.join(run.scenarios)} ({'quick' if opts.quick else 'full'} "
-                  f"durations, {sum(s.duration_s for s in run.scenarios.values()):.0f} s of load)")
+    console.print(f"run {run.run_id}: {', '.join(run.scenarios)} (durations x{run.factor:g}, "
+                  f"{sum(s.duration_s for s in run.scenarios.values()):.0f} s of load)")
     status, reason = "completed", None
     with ExitStack() as stack:
         try:
