@@ -1,0 +1,96 @@
+"""bookbench compare: refuses mismatched runs, finds the index in the plans, and produces every variant's runs
+and the comparison report end to end on a small dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.db import indexes
+from loadtests.db.conn import run_with
+from loadtests.explain import explain_all, plan_summary
+from reports import comparison
+from tests.conftest import SMALL, seeded
+
+pytestmark = pytest.mark.integration
+KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
+TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
+
+
+def _copy(tmp_path: Path, name: str, **changes: object) -> Path:
+    run = tmp_path / name
+    shutil.copytree(KNOWN, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    for key, value in changes.items():
+        if key == "fingerprint":
+            manifest["dataset"]["fingerprint"] = value
+        elif key == "users":
+            manifest["scenarios"]["known"]["definition"]["stages"][0]["users"] = value
+        elif key == "index_set":
+            manifest["index_set"]["name"] = value
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
+    base = _copy(tmp_path, "a", index_set="none")
+    other_data = _copy(tmp_path, "b", index_set="seed", fingerprint="other")
+    other_load = _copy(tmp_path, "c", index_set="recommended", users=50)
+    problems = comparison.comparability_problems([base, other_data, other_load])
+    assert any("dataset" in p for p in problems) and any("scenario definitions" in p for p in problems)
+    with pytest.raises(comparison.NotComparable, match="--force"):
+        comparison.build({"none": [base], "seed": [other_data]}, 0.05)
+    forced = comparison.build({"none": [base], "seed": [other_data]}, 0.05, force=True, n_boot=200)
+    assert forced["forced_despite"] and forced["scenarios"]["known"]["seed"]["vs_baseline"]["p95"]["verdict"] == (
+        "no change")
+    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", f"{base},{other_data}",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not comparable" in done.stderr
+
+
+def test_explain_finds_the_index_each_set_puts_under_the_conflict_check(new_db: object, tmp_path: Path) -> None:
+    dsn = seeded(new_db())  # type: ignore[operator]
+    used = {}
+    for set_name in ("none", "recommended"):
+        run_with(dsn, lambda c, s=set_name: indexes.apply(c, s))
+        # at 3000 rows the planner may still prefer a seq scan; forbid it to see what each set offers
+        run_with(dsn, lambda c: c.execute("ALTER DATABASE " + dsn.rsplit("/", 1)[1] + " SET enable_seqscan = off"))
+        plans = run_with(dsn, lambda c, s=set_name: explain_all(c, SMALL, tmp_path / s))
+        used[set_name] = plans["conflict_check"]["indexes"]
+        assert json.loads((tmp_path / set_name / "conflict_check.json").read_text())["plan"]
+    assert "idx_appointments_provider_slot" in used["recommended"]
+    assert "idx_appointments_provider_slot" not in used["none"]
+
+
+def test_plan_summary_parses_nested_nodes() -> None:
+    plan = [{"Plan": {"Node Type": "Nested Loop", "Actual Rows": 1, "Shared Hit Blocks": 7, "Plans": [
+        {"Node Type": "Index Scan", "Index Name": "contacts_pkey", "Relation Name": "contacts"},
+        {"Node Type": "Seq Scan", "Relation Name": "appointments"}]}, "Planning Time": 0.1, "Execution Time": 2.5}]
+    s = plan_summary(plan)
+    assert s["indexes"] == ["contacts_pkey"] and s["seq_scans"] == ["appointments"]
+    assert s["nodes"] == ["Nested Loop", "Index Scan", "Seq Scan"] and s["execution_ms"] == 2.5
+
+
+@pytest.mark.slow
+def test_quick_compare_end_to_end(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", "compare", "--duration-factor", "2", "--sets", "none,recommended",
+         "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+         "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    result = json.loads((folder / "compare.json").read_text())
+    assert result["sets"] == ["none", "recommended"] and result["best"] == "recommended"
+    for set_name in ("none", "recommended"):
+        run = Path(result["runs"][set_name][0])
+        assert (run / "report.html").exists() and (run / "explain" / "conflict_check.json").exists()
+    row = result["scenarios"]["steady"]["recommended"]["vs_baseline"]
+    assert {"p50", "p95", "p99", "throughput"} <= set(row)
+    assert row["p95"]["low"] <= row["p95"]["ratio"] <= row["p95"]["high"]
+    html = (folder / "compare.html").read_text()
+    assert "Index findings" in html and "steady" in html and "<svg" in html
