@@ -25,6 +25,7 @@ from loadtests.cli_common import (
 from loadtests.cli_compare import compare
 from loadtests.cli_report import report, review
 from loadtests.cli_run import run
+from loadtests.cli_sweep import sweep
 from loadtests.db import indexes as index_sets
 from loadtests.db.conn import run_with
 from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed, table_stats
@@ -44,6 +45,7 @@ app.command("run")(run)
 app.command("report")(report)
 app.command("review")(review)
 app.command("compare")(compare)
+app.command("sweep")(sweep)
 
 _defaults = DatasetParams()
 

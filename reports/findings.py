@@ -30,7 +30,7 @@ def _redundancy(idx: dict[str, Any], everything: list[dict[str, Any]]) -> str | 
             continue
         other_keys = list(other["keys"])
         same_scope = idx["predicate"] is None or idx["predicate"] == other["predicate"]
-        if not same_scope or other["predicate"] is not None and idx["predicate"] is None:
+        if not same_scope or (other["predicate"] is not None and idx["predicate"] is None):
             continue
         kind = "primary key" if other["is_primary"] else ("constraint" if other["is_constraint"] else "index")
         if other_keys == keys:
