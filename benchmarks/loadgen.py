@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +116,21 @@ def run_pgbench(dsn: str, draw: Draw, clients: int, threads: int, seconds: int, 
     tps = float(fields["tps"].split()[0])
     # tps excludes connection time; express it as ok / seconds so rps reads like wrk's
     return LoadResult("pgbench", ok / tps if tps else float(seconds), ok, failed, f"tps={tps:.1f}", latency)
+
+
+def busy_cores(interval_s: float = 1.0) -> float:
+    """Cores busy on the whole machine over `interval_s` (from /proc/stat; 0.0 where there is none)."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return 0.0
+
+    def busy_ticks() -> int:
+        ticks = [int(x) for x in stat.read_text().splitlines()[0].split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4]  # everything but idle and iowait
+
+    before = busy_ticks()
+    time.sleep(interval_s)
+    return (busy_ticks() - before) / (os.sysconf("SC_CLK_TCK") * interval_s)
 
 
 def _pgbench_fields(out: str) -> dict[str, str]:

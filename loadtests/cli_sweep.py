@@ -71,8 +71,10 @@ def sweep(
                         scenarios_path=scenario_file, scenarios=[scenario], index_set=name,
                         dataset_overrides={"appointments": size}, quick=quick, duration_factor=duration_factor,
                         out=folder / "runs", dsn=url, checks=False, argv=["bookbench", *sys.argv[1:]]), console)
+                    if outcome.status == "interrupted":
+                        raise KeyboardInterrupt
                     if outcome.status != "completed":
-                        raise KeyboardInterrupt if outcome.status == "interrupted" else DatabaseError(outcome.reason or "failed")
+                        raise DatabaseError(outcome.reason or f"the {name} run at {size:,} failed")
                     render.report(outcome.run_dir)
                     points[name].append({"appointments": size, **_point(outcome.run_dir, scenario)})
         except KeyboardInterrupt:
