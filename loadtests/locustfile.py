@@ -100,6 +100,9 @@ RECORDER = Recorder()
 def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.env = environment
     runner = environment.runner
+    # BOOKBENCH_RECORD=0: plain Locust with the same users, the baseline of the recording-overhead benchmark
+    if os.environ.get("BOOKBENCH_RECORD", "1") == "0":
+        return
     environment.events.request.add_listener(RECORDER.on_request)
     if isinstance(runner, WorkerRunner):
         RECORDER.worker = runner.client_id

@@ -68,3 +68,14 @@ def test_digest_changes_with_the_load_definition(tmp_path: Path) -> None:
     assert changed.digest() != base
     same_load = load_scenarios(_write(tmp_path, lambda r: r["alert_rules"].update(p95_ms=700)))
     assert same_load.digest() == base
+
+
+def test_sweep_sizes_parse() -> None:
+    import typer
+
+    from loadtests.cli_sweep import parse_size
+
+    assert [parse_size(s) for s in ("10k", "100K", "1M", "2500", "1.5m")] == [10_000, 100_000, 1_000_000, 2500,
+                                                                              1_500_000]
+    with pytest.raises(typer.BadParameter, match="not a size"):
+        parse_size("lots")
