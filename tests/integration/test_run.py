@@ -127,3 +127,28 @@ def test_ctrl_c_keeps_the_samples_and_leaves_no_process(tmp_path: Path) -> None:
     assert alive == [], [c.cmdline() for c in alive]
     assert _postgres_of(tmp_path / "pg") == []
     assert os.path.exists(run_dir / "locust" / "long.json")
+
+
+def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+           "--data-dir", str(tmp_path / "pg"), "--scenarios", "long", "--skip-checks"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    samples = None
+    while time.monotonic() < deadline and samples is None:
+        time.sleep(0.5)
+        found = list((tmp_path / "out").glob("*/samples/long.csv.gz"))
+        if found and found[0].stat().st_size > 200:
+            samples = found[0]
+    assert samples is not None
+    service = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "uvicorn" in " ".join(c.cmdline())]
+    assert service
+    for child in service:
+        child.kill()
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 3, out
+    manifest = json.loads((samples.parent.parent / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "service exited" in manifest["reason"]
+    assert manifest["scenarios"]["long"]["counts"]["samples"] > 0
+    assert _postgres_of(tmp_path / "pg") == []
