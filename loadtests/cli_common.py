@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -78,3 +79,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both mean "stop and keep what was measured" (KeyboardInterrupt), even when started from
+    a script or a background job, which inherits SIGINT as ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)

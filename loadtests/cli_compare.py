@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from loadtests.cli_common import (
     console,
     err_console,
     handle_errors,
+    stop_on_signals,
 )
 from loadtests.db import indexes
 from loadtests.db.conn import REPO_ROOT
@@ -111,8 +111,7 @@ def compare(
     chosen = [s.strip() for s in scenarios.split(",")] if scenarios else (QUICK_SCENARIOS if quick else None)
     overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
                                    "seed": seed}.items() if v is not None}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop_on_signals()
     variants: dict[str, list[Path]] = {n: [] for n in names}
     status = "completed"
     with database(dsn, data_dir) as url:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +20,7 @@ from loadtests.cli_common import (
     console,
     err_console,
     handle_errors,
+    stop_on_signals,
 )
 from loadtests.cli_report import render_and_print
 from loadtests.db.conn import REPO_ROOT
@@ -76,10 +76,7 @@ def run(
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
-    # Ctrl-C and SIGTERM both mean "stop and keep what was measured", even when started from a script or a
-    # background job (which inherits SIGINT as ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop_on_signals()
     try:
         outcome = execute(opts, console)
     except ScenarioFileError as exc:

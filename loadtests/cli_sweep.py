@@ -6,14 +6,22 @@ import datetime as dt
 import json
 import re
 import secrets
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from loadtests.cli_common import EXIT_INTERRUPTED, EXIT_USAGE, DataDirOpt, DsnOpt, console, err_console, handle_errors
+from loadtests.cli_common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DataDirOpt,
+    DsnOpt,
+    console,
+    err_console,
+    handle_errors,
+    stop_on_signals,
+)
 from loadtests.db import indexes
 from loadtests.db.conn import REPO_ROOT
 from loadtests.db.errors import DatabaseError
@@ -58,7 +66,7 @@ def sweep(
         raise typer.Exit(EXIT_USAGE)
     for name in names:
         indexes.load_set(name)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_signals()
     folder = out / f"sweep-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     points: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     interrupted = False
