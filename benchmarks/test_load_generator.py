@@ -100,3 +100,11 @@ def test_bookbench_against_wrk(target: str, tmp_path: Path) -> None:
         print(f"bookbench ({label}, recording): {[round(x) for x in values]} req/s -> "
               f"{statistics.median(values) / wrk:.2f} of wrk (goal >= 0.8)")
     assert wrk > 0
+
+
+def test_recording_hook_cost() -> None:
+    """The deterministic part of the overhead: CPU per request of the hook and its flushes, no network."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.hook_cost"], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    print("\n" + done.stdout.strip())
