@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import typer
 
 from loadtests.checks.base import CheckResult, CheckTarget
@@ -29,6 +31,7 @@ from loadtests.cli_common import (
 )
 from loadtests.db.conn import run_with
 from loadtests.db.dataset import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed
+from loadtests.db.errors import DatabaseError
 from loadtests.stack import database, service
 from loadtests.targets import require_loopback
 
@@ -49,11 +52,32 @@ def _params_from_db(dsn: str, key_secret: str) -> DatasetParams:
                          anchor=dt.date.fromisoformat(p["anchor"]), key_secret=key_secret)
 
 
+def _check_database_on(dsn: str) -> str:
+    """A `bookbench_check` database beside the one `dsn` names: the checks seed their own small dataset and must
+    never truncate the user's tables."""
+    parts = urlsplit(dsn)
+    if not parts.scheme:
+        raise DatabaseError("self-hosted checks with --dsn need a URL-style DSN (postgresql://user@host/db); "
+                            "or run the service yourself and pass --base-url")
+
+    async def ensure(conn: asyncpg.Connection) -> None:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", CHECK_DB):
+            try:
+                await conn.execute(f"CREATE DATABASE {CHECK_DB}")
+            except asyncpg.PostgresError as exc:
+                raise DatabaseError(f"cannot create the {CHECK_DB} database for the checks ({exc}); create it "
+                                    f"yourself or run the service and pass --base-url") from exc
+
+    run_with(dsn, ensure)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{CHECK_DB}", parts.query, parts.fragment))
+
+
 @contextmanager
 def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str) -> Iterator[CheckTarget]:
-    """Embedded (or given) database with the small check dataset, and the service in a subprocess."""
+    """Embedded (or given) server with the small check dataset in its own database, and the service."""
     params = dataclasses.replace(CHECK_DATASET, key_secret=key_secret)
-    with database(dsn, data_dir, name=CHECK_DB) as url, tempfile.TemporaryDirectory() as tmp:
+    with database(_check_database_on(dsn) if dsn else None, data_dir, name=CHECK_DB) as url, \
+            tempfile.TemporaryDirectory() as tmp:
         run_with(url, lambda conn: seed(conn, params))
         with service(url, log_path=Path(tmp) / "service.log") as proc:
             yield CheckTarget(proc.base_url, url, params)

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import asyncpg
+import httpx
 import typer
 from rich.console import Console
 
 from loadtests.db.dataset import DatasetParams
 from loadtests.db.errors import DatabaseError
+from loadtests.scenario_model import ScenarioFileError
 from loadtests.targets import RemoteTargetRefused
 
 console = Console(highlight=False)
@@ -71,6 +74,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except RemoteTargetRefused as exc:
             err_console.print(f"[red]refused:[/] {exc}")
             raise typer.Exit(EXIT_USAGE) from None
+        except ScenarioFileError as exc:
+            err_console.print(f"[red]invalid input:[/] {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+        except asyncpg.PostgresError as exc:
+            err_console.print(f"[red]database error:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(EXIT_ENVIRONMENT) from None
+        except httpx.HTTPError as exc:
+            err_console.print(f"[red]HTTP error:[/] {type(exc).__name__}: {exc}")
+            raise typer.Exit(EXIT_ENVIRONMENT) from None
         except DatabaseError as exc:
             err_console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_ENVIRONMENT) from None

@@ -15,6 +15,7 @@ from loadtests.cli_common import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
     KeySecretOpt,
@@ -86,6 +87,7 @@ def compare(
     force: Annotated[bool, typer.Option("--force", help="compare runs of different data or scenarios")] = False,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64)] = 0,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
+    allow_remote: AllowRemoteOpt = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Compare index sets: every scenario under each set, interleaved, with bootstrap intervals and verdicts.
@@ -114,13 +116,15 @@ def compare(
     stop_on_signals()
     variants: dict[str, list[Path]] = {n: [] for n in names}
     status = "completed"
+    anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
     with database(dsn, data_dir) as url:
         for round_no in range(repeat):
             for name in names:
                 console.rule(f"[bold]{name}[/] (round {round_no + 1}/{repeat})")
                 outcome = execute(RunOptions(
                     scenarios_path=scenario_file, scenarios=chosen, index_set=name, dataset_overrides=overrides,
-                    quick=quick, duration_factor=duration_factor, out=folder / "runs", dsn=url, workers=workers,
+                    quick=quick, duration_factor=duration_factor, out=folder / "runs", dsn=url,
+                    allow_remote=allow_remote, anchor=anchor, workers=workers,
                     key_secret=key_secret, checks=not quick, argv=["bookbench", *sys.argv[1:]]), console)
                 if outcome.status != "completed":
                     status = outcome.status

@@ -15,6 +15,7 @@ import typer
 from loadtests.cli_common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
     console,
@@ -56,6 +57,7 @@ def sweep(
     duration_factor: Annotated[float, typer.Option("--duration-factor", min=0.01, max=10)] = 0.5,
     out: Annotated[Path, typer.Option("--out")] = Path("results"),
     scenario_file: Annotated[Path, typer.Option("--scenario-file")] = REPO_ROOT / "scenarios.yaml",
+    allow_remote: AllowRemoteOpt = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Why an index does nothing at 2 MB and everything at 1M rows: one chart of P95 and throughput vs size."""
@@ -70,6 +72,7 @@ def sweep(
     folder = out / f"sweep-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     points: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     interrupted = False
+    anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
     with database(dsn, data_dir) as url:
         try:
             for size in counts:
@@ -78,7 +81,8 @@ def sweep(
                     outcome = execute(RunOptions(
                         scenarios_path=scenario_file, scenarios=[scenario], index_set=name,
                         dataset_overrides={"appointments": size}, quick=quick, duration_factor=duration_factor,
-                        out=folder / "runs", dsn=url, checks=False, argv=["bookbench", *sys.argv[1:]]), console)
+                        out=folder / "runs", dsn=url, allow_remote=allow_remote, anchor=anchor, checks=False,
+                        argv=["bookbench", *sys.argv[1:]]), console)
                     if outcome.status == "interrupted":
                         raise KeyboardInterrupt
                     if outcome.status != "completed":
@@ -98,7 +102,8 @@ def sweep(
     (folder / "sweep.html").write_text(html)
     for name, pts in points.items():
         for p in pts:
-            console.print(f"  {name:<12} {p['appointments']:>10,} appointments: P95 {p['p95_ms']:.1f} ms, "
+            p95 = "-" if p["p95_ms"] is None else f"{p['p95_ms']:.1f}"
+            console.print(f"  {name:<12} {p['appointments']:>10,} appointments: P95 {p95} ms, "
                           f"{p['throughput_rps']:.1f} req/s (n={p['requests']:,})")
     console.print(f"sweep: {folder / 'sweep.html'}")
     print(folder, flush=True)

@@ -64,7 +64,9 @@ class LocustJob:
         port = self.master_port or free_port()
         self.master_port = port
         self._spawn(self._cmd(*csv, "--master", "--master-bind-host", self.master_bind, "--master-bind-port",
-                              str(port), "--expect-workers", str(self.workers + self.remote_workers)),
+                              str(port), "--expect-workers", str(self.workers + self.remote_workers),
+                              # without a limit the master would wait forever for a worker that never comes
+                              "--expect-workers-max-wait", "300"),
                     f"locust_{self.name}_master.log")
         for i in range(self.workers):
             self._spawn(self._cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)),

@@ -43,6 +43,8 @@ class RunOptions:
     quick: bool = False
     # scales every duration when set (compare's default 0.5); --quick uses the file's quick_factor instead
     duration_factor: float | None = None
+    # one date for every run of a comparison, so that a compare crossing midnight keeps one dataset
+    anchor: dt.date | None = None
     out: Path = Path("results")
     target_url: str | None = None
     dsn: str | None = None
@@ -129,10 +131,17 @@ class Run:
         self.factor = self.spec.quick_factor if opts.quick else (opts.duration_factor or 1.0)
         self.scenarios = _select(self.spec, opts.scenarios, self.factor)
         self.index_set = opts.index_set or self.spec.index_set
-        indexes.load_set(self.index_set)  # unknown set: fail before anything starts
-        ds = {**self.spec.dataset.model_dump(), **opts.dataset_overrides}
-        self.params = DatasetParams(**ds, key_secret=opts.key_secret) if opts.key_secret else DatasetParams(**ds)
-        self.params.validate()
+        ds: dict[str, Any] = {**self.spec.dataset.model_dump(), **opts.dataset_overrides}
+        if opts.anchor is not None:
+            ds["anchor"] = opts.anchor
+        if opts.key_secret:
+            ds["key_secret"] = opts.key_secret
+        self.params = DatasetParams(**ds)
+        try:
+            indexes.load_set(self.index_set)  # unknown set: fail before anything starts
+            self.params.validate()
+        except DatabaseError as exc:
+            raise ScenarioFileError(str(exc)) from None
         if opts.target_url:
             require_loopback(opts.target_url, "--target-url", opts.allow_remote)
         if opts.dsn:
@@ -152,7 +161,7 @@ class Run:
             "dataset": {"params": self.params.public(), "fingerprint": self.params.fingerprint()},
             "index_set": {"name": self.index_set},
             "scenario_file": {"path": str(opts.scenarios_path), "digest": self.spec.digest(),
-                              "thresholds": self.spec.thresholds.model_dump(by_alias=True),
+                              "thresholds": self.spec.thresholds.model_dump(by_alias=True, exclude_unset=True),
                               "review_targets": self.spec.review_targets.model_dump(),
                               "alert_rules": self.spec.alert_rules.model_dump(),
                               "task_mix": self.spec.task_mix.model_dump(),
@@ -254,20 +263,14 @@ class Run:
         entry["started_at"] = manifest.now_iso()
         self.save()
         interrupted = False
-        job.start()
-        if self.opts.remote_workers:
-            self.console.print(
-                f"waiting for {self.opts.remote_workers} remote worker(s); on each worker machine, in a checkout "
-                f"with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> locust -f loadtests/locustfile.py "
-                f"--worker --master-host <this machine> --master-port {job.master_port}")
         try:
-            entry["aborted"] = watch(job, scenario.duration_s, paths["progress_path"], self.console,
-                                     self._abort_reason)
+            self._drive(job, name, scenario, paths["progress_path"], entry)
         except KeyboardInterrupt:
             interrupted = True
             entry["aborted"] = "interrupted (Ctrl-C)"
             self.console.print("[yellow]interrupted: stopping Locust and keeping what was measured ...[/]")
-            job.stop()
+        finally:
+            job.stop()  # a no-op when Locust already ended; SIGINT, then SIGKILL after a grace period
         entry["ended_at"] = manifest.now_iso()
         handled_after = integrity.service_handled(self.base_url)
         entry["counts"] = {
@@ -286,6 +289,20 @@ class Run:
             raise KeyboardInterrupt
         if entry["aborted"]:
             raise DatabaseError(entry["aborted"])
+        if c["samples"] == 0:
+            raise DatabaseError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
+
+    def _drive(self, job: LocustJob, name: str, scenario: Scenario, progress: Path, entry: dict[str, Any]) -> None:
+        job.start()
+        if self.opts.remote_workers:
+            self.console.print(
+                f"waiting for {self.opts.remote_workers} remote worker(s); on each worker machine, in a checkout "
+                f"with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> locust -f loadtests/locustfile.py "
+                f"--worker --master-host <this machine> --master-port {job.master_port}")
+        entry["aborted"] = watch(job, scenario.duration_s, progress, self.console, self._abort_reason)
+        code = job.master.returncode
+        if entry["aborted"] is None and code not in (0, None):
+            entry["aborted"] = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
 
     def _integrity(self, name: str, entry: dict[str, Any], bookings: Path, id_before: int) -> None:
         assert self.dsn is not None
@@ -312,8 +329,9 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
             if not opts.target_url or opts.dsn:
                 run.prepare_database(stack.enter_context(database(opts.dsn, opts.data_dir)))
             if not opts.target_url:
-                run.start_service()
+                # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
                 stack.callback(lambda: run.service.stop() if run.service else None)
+                run.start_service()
             if opts.checks:
                 run.run_checks()
             run.warm_up()

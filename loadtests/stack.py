@@ -77,8 +77,10 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DatabaseError(f"the service exited with code {self.proc.returncode} at start:\n"
-                                    f"{self._output_tail()}")
+                tail = self._output_tail()
+                code = self.proc.returncode
+                self.stop()  # closes the log file
+                raise DatabaseError(f"the service exited with code {code} at start:\n{tail}")
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
                     return

@@ -57,7 +57,11 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
 def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     if best is None:
         return "Only the baseline was measured: nothing to compare."
-    scenario = next((s for s in HEADLINE_SCENARIOS if s in result["scenarios"]), next(iter(result["scenarios"])))
+    usable = [s for s, sets in result["scenarios"].items()
+              if all("ratio" in sets[best]["vs_baseline"].get(m, {}) for m in ("p95", "throughput"))]
+    if not usable:
+        return f"No scenario had enough samples to compare {best} with {baseline} (see the table)."
+    scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
     row = result["scenarios"][scenario][best]["vs_baseline"]
     p95, tput = row["p95"], row["throughput"]
     word = {"improved": "cut", "regressed": "raised", "within noise": "changed (within noise)",

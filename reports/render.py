@@ -59,6 +59,8 @@ def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
 def _headline(summary: dict[str, Any], vs: list[verdicts.Verdict]) -> str:
     failed = [v for v in vs if v.failed]
     total = sum(sc["requests"] for sc in summary["scenarios"].values())
+    if not failed and any(v.status == "no data" for v in vs):
+        return f"NO DATA — {sum(v.status == 'no data' for v in vs)} verdict(s) had no samples ({total:,} requests)"
     if not failed:
         return f"PASS — every threshold holds over {total:,} requests in {len(summary['scenarios'])} scenario(s)"
     first = failed[0]
@@ -74,7 +76,7 @@ def report(run_dir: Path, baseline_dir: Path | None = None) -> Rendered:
     summary = analysis.read_summary(run_dir)  # what the report shows is exactly what the file says
     thresholds, _, alerts = _rules(manifest)
     baseline = analysis.read_summary(baseline_dir) if baseline_dir else None
-    vs = verdicts.evaluate(summary, thresholds, alerts, baseline)
+    vs = verdicts.evaluate(summary, thresholds, alerts, baseline) + verdicts.integrity(manifest, _checks(run_dir))
     verdicts.write(vs, run_dir)
     html = _jinja().get_template("report.html.j2").render(
         manifest=manifest, summary=summary, verdicts=vs, go=verdicts.go(vs), headline=_headline(summary, vs),

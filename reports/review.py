@@ -51,7 +51,7 @@ def _table(summary: dict[str, Any], targets: ReviewTargets) -> list[dict[str, An
         cells = []
         for sc in summary["scenarios"].values():
             value = _actual(sc, metric)
-            ok = value is not None and (value < target if op == "<" else value > target)
+            ok = value is not None and (value <= target if op == "<" else value >= target)
             cells.append({"value": value, "samples": sc["requests"],
                           "status": "no data" if value is None else ("pass" if ok else "fail")})
         status = "fail" if any(c["status"] == "fail" for c in cells) else (

@@ -62,7 +62,8 @@ def _judge(kind: str, scenario: str, metric: str, value: float | None, limit: fl
            must_stay_below: bool) -> Verdict:
     if value is None or samples == 0:
         return Verdict(kind, scenario, metric, value, limit, "no data", samples)
-    ok = value < limit if must_stay_below else value > limit
+    # inclusive, so that a limit of 0 (error_rate: 0, "no error allowed") can be met
+    ok = value <= limit if must_stay_below else value >= limit
     return Verdict(kind, scenario, metric, value, limit, "pass" if ok else "fail", samples)
 
 
@@ -84,8 +85,34 @@ def evaluate(summary: dict[str, Any], thresholds: Thresholds, alerts: AlertRules
     return out
 
 
+def integrity(manifest: dict[str, Any], checks: list[dict[str, Any]] | None) -> list[Verdict]:
+    """What must be exactly zero or equal whatever the thresholds say: double-bookings, lost and phantom
+    bookings, request counts that disagree, failed pre-run checks."""
+    out: list[Verdict] = []
+
+    def zero(scenario: str, metric: str, value: float, samples: int) -> None:
+        out.append(Verdict("integrity", scenario, metric, value, 0, "pass" if value == 0 else "fail", samples))
+
+    for name, entry in manifest["scenarios"].items():
+        counts = entry.get("counts") or {}
+        n = int(counts.get("samples") or 0)
+        if "audit" in entry:
+            zero(name, "double_bookings", entry["audit"]["overlaps"], n)
+        if "reconciliation" in entry:
+            zero(name, "lost_bookings", entry["reconciliation"]["lost"], n)
+            zero(name, "phantom_bookings", entry["reconciliation"]["phantom"], n)
+        if counts:
+            others = [c for c in (counts.get("locust"), counts.get("service")) if c is not None]
+            zero(name, "count_mismatch", max((abs(n - c) for c in others), default=0), n)
+    if checks is not None:
+        failed = [c for c in checks if not c["passed"]]
+        zero("checks", "failed_checks", len(failed), len(checks))
+    return out
+
+
 def go(verdicts: list[Verdict]) -> bool:
-    return not any(v.failed for v in verdicts)
+    """GO only when nothing failed and every verdict had data: a scenario without samples is not a pass."""
+    return not any(v.failed or v.status == "no data" for v in verdicts)
 
 
 def write(verdicts: list[Verdict], run_dir: Path) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+import httpx
+
 from loadtests.checks import database, functional, stress
 from loadtests.checks.base import CheckResult, CheckTarget
+from loadtests.db.errors import DatabaseError
 
 SUITES = ("smoke", "uat", "stress", "preflight", "audit")
 
@@ -21,6 +25,14 @@ async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1) ->
     }
     results: list[CheckResult] = []
     for name in SUITES:
-        if name in suites:
+        if name not in suites:
+            continue
+        try:
             results.extend(await table[name]())
+        except (httpx.HTTPError, asyncpg.PostgresError, OSError, RuntimeError, DatabaseError, KeyError) as exc:
+            # a suite that cannot run is a failed check with the reason, and the other suites still run
+            detail = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+                detail += " (wrong --key-secret, or a deployment not seeded by bookbench db seed?)"
+            results.append(CheckResult(name, "suite could not run", False, detail))
     return results
