@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -42,16 +43,18 @@ def require_loopback(url: str, what: str, allow_remote: bool) -> None:
     )
 
 
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
 def mask_dsn(dsn: str) -> str:
-    """Replace the password in a URL-style DSN (or a libpq key=value string) with ***."""
+    """Replace every password in a URL-style DSN (user:pass@ and ?password=) or a libpq key=value string."""
     parts = urlsplit(dsn)
-    if parts.scheme and parts.password is not None:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment))
-    if "password=" in dsn:
-        return " ".join("password=***" if t.startswith("password=") else t for t in dsn.split())
-    return dsn
+    if parts.scheme and parts.netloc:
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _KV_PASSWORD.sub(r"\1***", dsn)

@@ -68,8 +68,10 @@ def _timeseries(df: pd.DataFrame, t0: float) -> list[dict[str, Any]]:
         lat = group["latency_ms"].to_numpy(dtype=float)
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         second = int(np.floor(float(group["end"].iloc[0]) - t0))
+        # each Locust worker reports its own users: the total is the sum of the workers' counts
+        users = int(group.groupby("worker")["users"].max().sum())
         out.append({"t": second, "rps": len(group), "errors": int((group["ok"] == 0).sum()), "p50": float(p50),
-                    "p95": float(p95), "p99": float(p99), "users": int(group["users"].max())})
+                    "p95": float(p95), "p99": float(p99), "users": users})
     return out
 
 

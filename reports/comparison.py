@@ -50,8 +50,11 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
         return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
     start = float(df["ts"].min()) + float(entry["definition"].get("warmup_s", 0))
     steady = df[df["ts"] >= start]
-    return stats.RunSeries.from_arrays(np.floor(steady["ts"].to_numpy() - start).astype(int),
-                                       steady["latency_ms"].to_numpy(dtype=float))
+    second = np.floor(steady["ts"].to_numpy() - start).astype(int)
+    # the last second is cut short by the end of the scenario: counting it as a whole window would understate
+    # throughput, so only whole seconds enter (throughput here = requests per whole 1-second window)
+    whole = second < second.max() if second.size else second.astype(bool)
+    return stats.RunSeries.from_arrays(second[whole], steady["latency_ms"].to_numpy(dtype=float)[whole])
 
 
 def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:

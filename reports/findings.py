@@ -25,6 +25,8 @@ def scans_during_load(run_dir: Path, manifest: dict[str, Any]) -> dict[str, int]
 def _redundancy(idx: dict[str, Any], everything: list[dict[str, Any]]) -> str | None:
     """Why an index adds nothing a reader would miss: it repeats another index's keys, or is its left prefix."""
     keys = list(idx["keys"])
+    if not keys or len(keys) != idx.get("key_count", len(keys)):
+        return None  # an expression key: its columns are not comparable by name, so claim nothing
     for other in everything:
         if other["name"] == idx["name"] or other["tbl"] != idx["tbl"]:
             continue
@@ -34,6 +36,8 @@ def _redundancy(idx: dict[str, Any], everything: list[dict[str, Any]]) -> str | 
             continue
         kind = "primary key" if other["is_primary"] else ("constraint" if other["is_constraint"] else "index")
         if other_keys == keys:
+            if not other["is_constraint"] and other["name"] > idx["name"]:
+                continue  # of two identical indexes, flag only one
             return f"duplicates {kind} {other['name']} ({', '.join(keys)})"
         if other_keys[: len(keys)] == keys:
             return f"left prefix of {kind} {other['name']} ({', '.join(other_keys)})"

@@ -146,6 +146,7 @@ SELECT c.relname AS name, t.relname AS tbl, i.indisprimary AS is_primary, i.indi
                FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS u(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum
               ORDER BY u.ord) AS keys,
+       i.indnkeyatts AS key_count,
        pg_get_expr(i.indpred, i.indrelid) AS predicate, pg_relation_size(c.oid) AS size_bytes
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid

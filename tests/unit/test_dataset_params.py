@@ -30,7 +30,7 @@ def test_public_params_never_carry_the_secret() -> None:
     p = DatasetParams(key_secret="do-not-leak", anchor=dt.date(2026, 1, 1))
     public = p.public()
     assert "do-not-leak" not in str(public)
-    assert public["key_secret"].startswith("sha256:")
+    assert public["key_secret"].startswith("pbkdf2:")
     assert p.fingerprint() != DatasetParams(key_secret="other", anchor=dt.date(2026, 1, 1)).fingerprint()
 
 

@@ -30,6 +30,9 @@ def test_refusal_message_masks_the_password() -> None:
     ("postgresql://admin:s3cret@db.example.com:6543/app", "postgresql://admin:***@db.example.com:6543/app"),
     ("postgresql://postgres@127.0.0.1:5432/bookbench", "postgresql://postgres@127.0.0.1:5432/bookbench"),
     ("host=x user=u password=s3cret dbname=d", "host=x user=u password=*** dbname=d"),
+    ("host=x password = 'with space' dbname=d", "host=x password = *** dbname=d"),
+    ("postgresql://u@h:5432/db?sslmode=require&password=s3cret", "postgresql://u@h:5432/db?sslmode=require&password=***"),
+    ("postgresql://u:p%40ss@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
 ])
 def test_mask_dsn(dsn: str, expected: str) -> None:
     assert mask_dsn(dsn) == expected
