@@ -123,6 +123,10 @@ async def apply(conn: asyncpg.Connection, set_name: str, exclusive: bool = True)
     started = time.perf_counter()
     wanted = frozenset(d.name for d in defs)
     dropped = await drop_all(conn, keep=wanted) if exclusive else []
+    # an INVALID leftover of an interrupted CONCURRENTLY build would make IF NOT EXISTS skip the real one
+    for leftover in [i for i in await status(conn) if not i.valid and i.name in wanted]:
+        await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{leftover.name}"')
+        dropped.append(leftover.name)
     present = {s.name for s in await status(conn) if s.valid}
     created = []
     for d in defs:
