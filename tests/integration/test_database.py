@@ -138,3 +138,15 @@ def test_index_sets_apply_and_drop_idempotently(new_db: Callable[[], str]) -> No
     # the constraint indexes correctness needs are never touched
     kept = {r[0] for r in fetch(dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'contacts'")}
     assert {"contacts_pkey", "contacts_org_phone_key"} <= kept
+
+
+def test_apply_replaces_an_invalid_leftover_of_its_own_index(new_db: Callable[[], str]) -> None:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index; IF NOT EXISTS alone would keep it."""
+    dsn = seeded(new_db())
+    run_with(dsn, lambda c: indexes.apply(c, "recommended"))
+    run_with(dsn, lambda c: c.execute(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_appointments_provider_slot'::regclass"))
+    assert not {s.name: s.valid for s in run_with(dsn, indexes.status)}["idx_appointments_provider_slot"]
+    report = run_with(dsn, lambda c: indexes.apply(c, "recommended", exclusive=False))
+    assert report.created == ["idx_appointments_provider_slot"]
+    assert all(s.valid for s in run_with(dsn, indexes.status))
