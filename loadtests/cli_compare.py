@@ -4,6 +4,7 @@ whether the difference is real."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -37,8 +38,6 @@ QUICK_SCENARIOS = ["burst"]
 
 def _variants_from_runs(run_dirs: list[Path]) -> dict[str, list[Path]]:
     """Group existing run folders by index set, in the order given (the first set is the baseline)."""
-    import json
-
     variants: dict[str, list[Path]] = {}
     for d in run_dirs:
         if not (d / "manifest.json").exists():

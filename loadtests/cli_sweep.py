@@ -96,8 +96,8 @@ def sweep(
                                                   indent=1))
     chart = charts.size_sweep({n: [(p["appointments"], p["p95_ms"] or 0.0, p["throughput_rps"]) for p in pts]
                                for n, pts in points.items() if pts}, f"{scenario}: cost against data size")
-    html = render._jinja().get_template("sweep.html.j2").render(
-        scenario=scenario, points=points, chart=chart, generated=render._now(),
+    html = render.jinja().get_template("sweep.html.j2").render(
+        scenario=scenario, points=points, chart=chart, generated=render.now(),
         method="P95 and throughput of each run's summary.json")
     (folder / "sweep.html").write_text(html)
     for name, pts in points.items():

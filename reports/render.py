@@ -16,7 +16,7 @@ from reports import analysis, charts, review, verdicts
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-def _jinja() -> Environment:
+def jinja() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
@@ -78,9 +78,9 @@ def report(run_dir: Path, baseline_dir: Path | None = None) -> Rendered:
     baseline = analysis.read_summary(baseline_dir) if baseline_dir else None
     vs = verdicts.evaluate(summary, thresholds, alerts, baseline) + verdicts.integrity(manifest, _checks(run_dir))
     verdicts.write(vs, run_dir)
-    html = _jinja().get_template("report.html.j2").render(
+    html = jinja().get_template("report.html.j2").render(
         manifest=manifest, summary=summary, verdicts=vs, go=verdicts.go(vs), headline=_headline(summary, vs),
-        charts=_charts(summary, thresholds), checks=_checks(run_dir), generated=_now(), method=summary["method"])
+        charts=_charts(summary, thresholds), checks=_checks(run_dir), generated=now(), method=summary["method"])
     path = run_dir / "report.html"
     path.write_text(html)
     return Rendered(run_dir, summary, vs, path)
@@ -96,13 +96,13 @@ def review_page(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Path, 
     baseline = analysis.read_summary(baseline_dir) if baseline_dir else None
     vs = verdicts.evaluate(summary, thresholds, alerts, baseline)
     rv = review.build(manifest, summary, targets, vs, _checks(run_dir), baseline)
-    html = _jinja().get_template("review.html.j2").render(
-        manifest=manifest, review=rv, baseline=baseline, alert_rules=alerts, generated=_now(),
+    html = jinja().get_template("review.html.j2").render(
+        manifest=manifest, review=rv, baseline=baseline, alert_rules=alerts, generated=now(),
         method=summary["method"])
     path = run_dir / "review.html"
     path.write_text(html)
     return path, rv
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -33,8 +33,8 @@ def compare_page(folder: Path, result: dict[str, Any]) -> Path:
         review = {"go": rv.go, "headline": rv.headline, "recommendation": rv.recommendation,
                   "link": os.path.relpath(path, folder)}
     links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result["runs"].items()}
-    html = render._jinja().get_template("compare.html.j2").render(
-        r=result, figures=figures, review=review, links=links, generated=render._now(),
+    html = render.jinja().get_template("compare.html.j2").render(
+        r=result, figures=figures, review=review, links=links, generated=render.now(),
         method="block bootstrap over 1-second windows, 95 % percentile intervals of candidate / baseline")
     page = folder / "compare.html"
     page.write_text(html)
