@@ -22,7 +22,7 @@ from loadtests.cli_common import (
     dataset_options,
     handle_errors,
 )
-from loadtests.cli_compare import compare
+from loadtests.cli_compare import calibrate, compare
 from loadtests.cli_report import report, review
 from loadtests.cli_run import run
 from loadtests.cli_sweep import sweep
@@ -45,6 +45,7 @@ app.command("run")(run)
 app.command("report")(report)
 app.command("review")(review)
 app.command("compare")(compare)
+app.command("calibrate")(calibrate)
 app.command("sweep")(sweep)
 
 _defaults = DatasetParams()

@@ -10,6 +10,7 @@ import typer
 
 from loadtests.cli_common import EXIT_CHECK_FAILED, EXIT_USAGE, console, err_console, handle_errors
 from reports import render
+from reports.judge import describe
 
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run folder (results/<run-id>)")]
 BaselineOpt = Annotated[Path | None, typer.Option(
@@ -27,23 +28,26 @@ def _require_run(path: Path, what: str) -> None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+DECISION_STYLE = {"GO": "[green]GO[/]", "NO-GO": "[red]NO-GO[/]", "INCOMPLETE": "[yellow]INCOMPLETE[/]"}
+
+
 def render_and_print(run_dir: Path, baseline: Path | None) -> bool:
-    """Render report.html; print one line per failed verdict and the go/no-go. Returns go."""
+    """Render report.html; print one line per failed verdict and the decision. False on NO-GO."""
     out = render.report(run_dir, baseline)
-    for v in out.verdicts:
-        if v.failed:
-            console.print(f"  [red]FAIL[/] {v.kind} {v.scenario} {v.metric} = {v.value:.4g} "
-                          f"(limit {v.limit:g}, n={v.samples:,})")
-    verdict = "[green]GO[/]" if out.go else "[red]NO-GO[/]"
-    console.print(f"thresholds: {verdict} · report: {out.report}")
-    return out.go
+    for v in out.judgement.failures:
+        console.print(f"  [red]{v.status.upper()}[/] {v.kind} {describe(v)}")
+    for caveat in out.judgement.caveats:
+        console.print(f"  [yellow]not complete:[/] {caveat}")
+    console.print(f"decision: {DECISION_STYLE[out.judgement.decision]} · report: {out.report}")
+    return out.judgement.decision != "NO-GO"
 
 
 @handle_errors
 def report(run_dir: RunDirArg, baseline: BaselineOpt = None) -> None:
     """Analyse RUN_DIR's samples and write summary.json, verdicts.json, verdicts.junit.xml and report.html.
 
-    Exit 1 when a threshold or alert rule fails (distinct from 3, a crash)."""
+    Exit 1 on NO-GO: a threshold, target, alert rule, check or integrity verdict failed (distinct from 3, a
+    crash); INCOMPLETE (quick, interrupted, checks not run) exits 0 and says what is missing."""
     _require_run(run_dir, "RUN_DIR")
     if baseline:
         _require_run(baseline, "--baseline")
@@ -55,14 +59,14 @@ def report(run_dir: RunDirArg, baseline: BaselineOpt = None) -> None:
 
 @handle_errors
 def review(run_dir: RunDirArg, baseline: BaselineOpt = None) -> None:
-    """Write review.html, the post-deployment review a lead signs. Exit 1 on NO-GO."""
+    """Write review.html, the post-deployment review a lead signs. Exit 1 on NO-GO (INCOMPLETE exits 0)."""
     _require_run(run_dir, "RUN_DIR")
     if baseline:
         _require_run(baseline, "--baseline")
         if not (baseline / "summary.json").exists():
             render.report(baseline)
     path, rv = render.review_page(run_dir, baseline)
-    console.print(("[green]GO[/]" if rv.go else "[red]NO-GO[/]") + f" — {rv.headline}")
+    console.print(f"{DECISION_STYLE[rv.decision]} — {rv.headline}")
     console.print(f"review: {path}")
-    if not rv.go:
+    if rv.decision == "NO-GO":
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -24,6 +24,7 @@ from loadtests.db import indexes
 from loadtests.db.conn import run_with
 from loadtests.db.dataset import DatasetParams, api_key, seed, table_stats
 from loadtests.db.errors import DatabaseError
+from loadtests.db.settle import settle
 from loadtests.locust_proc import LocustJob, watch
 from loadtests.samples import SAMPLES_FORMAT_VERSION, read_text
 from loadtests.scenario_model import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
@@ -56,6 +57,8 @@ class RunOptions:
     master_port: int = 0
     key_secret: str = ""
     checks: bool = True
+    # calibration only: CPU work the service adds to every API request (BOOKBENCH_CALIBRATION_DELAY_MS)
+    calibration_delay_ms: float = 0.0
     argv: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -157,7 +160,8 @@ class Run:
             "packages": manifest.packages(), "machine": manifest.machine(),
             "started_at": manifest.now_iso(), "ended_at": None, "quick": opts.quick, "duration_factor": self.factor,
             "target": {"url": mask_dsn(self.base_url) if self.base_url else "self-hosted",
-                       "database": mask_dsn(opts.dsn) if opts.dsn else "embedded", "workers": opts.workers},
+                       "database": mask_dsn(opts.dsn) if opts.dsn else "embedded", "workers": opts.workers,
+                       "calibration_delay_ms": opts.calibration_delay_ms},
             "dataset": {"params": self.params.public(), "fingerprint": self.params.fingerprint()},
             "index_set": {"name": self.index_set},
             "scenario_file": {"path": str(opts.scenarios_path), "digest": self.spec.digest(),
@@ -197,7 +201,9 @@ class Run:
 
     def start_service(self) -> None:
         assert self.dsn is not None
-        self.service = ServiceProcess(self.dsn, log_path=self.dir / "logs" / "service.log")
+        env = ({"BOOKBENCH_CALIBRATION_DELAY_MS": str(self.opts.calibration_delay_ms)}
+               if self.opts.calibration_delay_ms else {})
+        self.service = ServiceProcess(self.dsn, log_path=self.dir / "logs" / "service.log", extra_env=env)
         self.base_url = self.service.start()
         self.console.print(f"service: {self.base_url}")
 
@@ -254,6 +260,8 @@ class Run:
                   **{k: str(v) for k, v in paths.items()}}
         config_path = self.dir / "config" / f"{name}.json"
         config_path.write_text(json.dumps(config, indent=2))
+        if self.dsn:
+            entry["settle"] = run_with(self.dsn, lambda c: settle(c, self.params.appointments))
         id_before = run_with(self.dsn, integrity.max_appointment_id) if self.dsn else 0
         handled_before = integrity.service_handled(self.base_url)
         job = LocustJob(name, self.base_url, self.dir / "locust" / name, self.dir / "logs", config_path,

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 
 
+MIN_SCALED_WARMUP_S = 2.0
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,8 +44,11 @@ class Scenario(Strict):
         return self
 
     def scaled(self, factor: float) -> Scenario:
+        # the warm-up shrinks with the stages but not below MIN_SCALED_WARMUP_S: the first second of a fresh
+        # Locust process and a fresh set of users is not steady state however short the run
         return self.model_copy(update={
-            "warmup_s": self.warmup_s * factor,
+            "warmup_s": min(max(self.warmup_s * factor, min(self.warmup_s, MIN_SCALED_WARMUP_S)),
+                            self.duration_s * factor / 2),
             "stages": [s.model_copy(update={"duration_s": s.duration_s * factor}) for s in self.stages],
         })
 

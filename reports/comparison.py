@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from reports import analysis, findings, stats
+from reports import analysis, calibration, findings, inference, stats
 
 COMPARE_FORMAT_VERSION = 1
 HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
@@ -57,6 +57,26 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
     return stats.RunSeries.from_arrays(second[whole], steady["latency_ms"].to_numpy(dtype=float)[whole])
 
 
+def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:
+    """One run's figures per metric exactly as its report states them (summary.json), each with its within-run
+    spread from the block bootstrap; a metric that cannot be compared maps to the reason."""
+    sc = analysis.read_summary(run_dir)["scenarios"].get(scenario)
+    if not sc or not sc["requests"]:
+        return dict.fromkeys(stats.METRICS, f"{run_dir.name}: no samples in {scenario}")
+    blocks = series(run_dir, scenario)
+    out: dict[str, inference.RunFigure | str] = {}
+    for metric in stats.METRICS:
+        value = sc["throughput_rps"] if metric == "throughput" else sc["latency_ms"][metric]
+        try:
+            within = stats.within_run_log_variance(blocks, metric, n_boot=n_boot)
+        except ValueError as exc:
+            out[metric] = f"{run_dir.name}: {exc}"
+            continue
+        out[metric] = inference.RunFigure(value=float(value), within_var=within, requests=int(sc["requests"]),
+                                          blocks=blocks.blocks)
+    return out
+
+
 def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     if best is None:
         return "Only the baseline was measured: nothing to compare."
@@ -65,45 +85,71 @@ def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     if not usable:
         return f"No scenario had enough samples to compare {best} with {baseline} (see the table)."
     scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
-    row = result["scenarios"][scenario][best]["vs_baseline"]
-    p95, tput = row["p95"], row["throughput"]
+    row = result["scenarios"][scenario][best]
+    p95, tput = row["vs_baseline"]["p95"], row["vs_baseline"]["throughput"]
     word = {"improved": "cut", "regressed": "raised", "within noise": "changed (within noise)",
             "no change": "did not change"}[p95["verdict"]]
-    return (f"The {best} set {word} {scenario} P95 from {p95['baseline']:.0f} ms to {p95['candidate']:.0f} ms "
-            f"(ratio {p95['ratio']:.3g}, 95 % CI {p95['low']:.3g}-{p95['high']:.3g}, n={p95['n_candidate']:,}); "
-            f"throughput {tput['ratio']:.2f}x ({tput['baseline']:.1f} -> {tput['candidate']:.1f} req/s, "
-            f"CI {tput['low']:.2f}-{tput['high']:.2f}x) against {baseline}.")
+    rounds = f"{p95['rounds']} round(s)" if p95["paired"] else "unpaired runs"
+    text = (f"The {best} set {word} {scenario} P95 from {p95['baseline']:.0f} ms to {p95['candidate']:.0f} ms "
+            f"(ratio {p95['ratio']:.3g}, 95 % CI {p95['low']:.3g}-{p95['high']:.3g} over {rounds}, "
+            f"n={row['requests']:,}); throughput {tput['ratio']:.2f}x ({tput['baseline']:.1f} -> "
+            f"{tput['candidate']:.1f} req/s, CI {tput['low']:.2f}-{tput['high']:.2f}x, {tput['verdict']}) "
+            f"against {baseline}.")
+    if result["repeat"] < 2:
+        text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
+                 "called improved or regressed.")
+    return text
 
 
-def build(variants: dict[str, list[Path]], noise: float, force: bool = False, n_boot: int = 2000
-          ) -> dict[str, Any]:
-    """Compare every set against the first one (the baseline); variants map set name -> its run folders."""
+def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
+          calibration_store: dict[str, Any] | None = None, n_boot: int = 500) -> dict[str, Any]:
+    """Compare every variant against the first one (the baseline); variants map a label (the index set, or
+    `set#2` for the same set measured again) to its run folders in round order."""
+    if len(variants) < 2:
+        raise NotComparable(f"a comparison needs at least two variants, got {len(variants)}: {', '.join(variants)}")
     all_runs = [d for runs in variants.values() for d in runs]
     problems = comparability_problems(all_runs)
     if problems and not force:
         raise NotComparable("runs are not comparable (pass --force to compare anyway):\n  " + "\n  ".join(problems))
     baseline = next(iter(variants))
-    scenario_names = list(_manifest(all_runs[0])["scenarios"])
+    first = _manifest(all_runs[0])
+    fingerprint = first["dataset"]["fingerprint"]
+    rounds = {len(r) for r in variants.values()}
     result: dict[str, Any] = {
         "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
-        "baseline": baseline, "sets": list(variants), "repeat": max(len(r) for r in variants.values()),
+        "baseline": baseline, "sets": list(variants),
+        "index_sets": {label: _manifest(runs[0])["index_set"]["name"] for label, runs in variants.items()},
+        "repeat": min(rounds), "paired": len(rounds) == 1,
         "noise_threshold": noise, "forced_despite": problems,
         "runs": {s: [str(d) for d in runs] for s, runs in variants.items()}, "scenarios": {},
+        "priors": {},
     }
-    for name in scenario_names:
-        loaded = {s: [series(d, name) for d in runs] for s, runs in variants.items()}
+    for name, entry in first["scenarios"].items():
+        definition = entry["definition"]
+        figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
         per_set: dict[str, Any] = {}
-        for set_name, runs in loaded.items():
-            row: dict[str, Any] = {"requests": sum(r.requests for r in runs), "vs_baseline": {}}
+        result["priors"][name] = {}
+        for label, runs in figures.items():
+            requests = sum(f.requests for f in (r.get("p50") for r in runs) if isinstance(f, inference.RunFigure))
+            row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}}
             for metric in stats.METRICS:
-                try:
-                    ci = stats.compare(loaded[baseline], runs, metric, noise=noise, n_boot=n_boot)
-                except ValueError as exc:
-                    row["vs_baseline"][metric] = {"error": str(exc)}
+                mine = [r[metric] for r in runs]
+                theirs = [r[metric] for r in figures[baseline]]
+                bad = [v for v in (*mine, *theirs) if isinstance(v, str)]
+                ok_mine = [v for v in mine if isinstance(v, inference.RunFigure)]
+                if len(ok_mine) == len(mine):
+                    row[metric] = float(np.exp(np.mean(np.log([v.value for v in ok_mine]))))
+                if label == baseline:
                     continue
-                row[metric] = ci.candidate
+                if bad:
+                    row["vs_baseline"][metric] = {"error": str(bad[0])}
+                    continue
+                prior = calibration.prior(calibration_store, definition, fingerprint, metric)
+                result["priors"][name][metric] = (prior or inference.default_prior()).source
+                ok_theirs = [v for v in theirs if isinstance(v, inference.RunFigure)]
+                ci = inference.compare_rounds(ok_theirs, ok_mine, metric, noise, prior)
                 row["vs_baseline"][metric] = asdict(ci)
-            per_set[set_name] = row
+            per_set[label] = row
         result["scenarios"][name] = per_set
     result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
     result["best"] = _best(result, baseline)

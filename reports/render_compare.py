@@ -30,12 +30,14 @@ def compare_page(folder: Path, result: dict[str, Any]) -> Path:
     if result.get("best"):
         best_run = first_runs[result["best"]]
         path, rv = render.review_page(best_run, first_runs[result["baseline"]])
-        review = {"go": rv.go, "headline": rv.headline, "recommendation": rv.recommendation,
+        review = {"decision": rv.decision, "caveats": rv.caveats, "headline": rv.headline,
+                  "recommendation": rv.recommendation,
                   "link": os.path.relpath(path, folder)}
     links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result["runs"].items()}
     html = render.jinja().get_template("compare.html.j2").render(
         r=result, figures=figures, review=review, links=links, generated=render.now(),
-        method="block bootstrap over 1-second windows, 95 % percentile intervals of candidate / baseline")
+        method="paired rounds: Student-t interval of the mean log ratio, variance from the rounds pooled with this "
+               "machine's calibration, never below the within-run 1-second block bootstrap")
     page = folder / "compare.html"
     page.write_text(html)
     return page

@@ -1,4 +1,5 @@
-"""Block-bootstrap confidence intervals for candidate/baseline ratios of latency percentiles and throughput."""
+"""Within-run block bootstrap: how much a run's latency percentiles and throughput would move if its 1-second
+windows had come out differently. reports.inference uses it as the floor under run-to-run variance."""
 
 from __future__ import annotations
 
@@ -86,21 +87,6 @@ class RunSeries:
         block = self.second - self.second.min() if self.second.size else self.second
         flat = np.bincount(block * used.size + column[bins], minlength=self.blocks * used.size)
         return used, flat.reshape(self.blocks, used.size).astype(np.float64)
-
-
-@dataclass(frozen=True)
-class RatioCI:
-    metric: str
-    baseline: float  # point estimate on the baseline (pooled over its runs; throughput = mean req/s)
-    candidate: float
-    ratio: float  # candidate / baseline point estimate
-    low: float  # confidence interval of the ratio (95 % by default)
-    high: float
-    verdict: str  # "improved" | "regressed" | "within noise" | "no change"
-    n_baseline: int  # requests
-    n_candidate: int
-    blocks_baseline: int  # 1-second windows
-    blocks_candidate: int
 
 
 def _grid_bin(latency_ms: FloatArray) -> IntArray:
@@ -240,42 +226,14 @@ def verdict(metric: str, low: float, high: float, noise: float) -> str:
     return "within noise"
 
 
-def compare(base: Sequence[RunSeries], cand: Sequence[RunSeries], metric: str, noise: float = 0.05,
-            n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioCI:
-    """Candidate/baseline ratio of `metric` with a percentile-bootstrap CI over runs and 1-second blocks.
-
-    Point estimates are exact (numpy.percentile, linear, over the pooled samples; throughput = requests / windows).
-    The interval comes from resampling whole seconds (requests within a second share the server's state, so they
-    are not independent) and, with several runs, whole runs first, so that run-to-run drift widens it. Baseline
-    and candidate are resampled independently from one seeded generator, so results are reproducible.
-    """
+def within_run_log_variance(run: RunSeries, metric: str, n_boot: int = 500, seed: int = 0) -> float:
+    """Variance of log(metric) over block-bootstrap resamples of one run: how much the run's own figure would
+    move if its seconds had come out differently. The run-to-run inference uses it as a floor."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-    if not 0 <= noise < 1:
-        raise ValueError(f"noise threshold must be in [0, 1), got {noise}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_boot < 10:
-        raise ValueError(f"n_boot must be >= 10, got {n_boot}")
-    _check_variant(base, "baseline")
-    _check_variant(cand, "candidate")
-    b_point, c_point = _point(base, metric), _point(cand, metric)
-    if b_point <= 0:
-        raise ValueError(f"baseline {metric} is {b_point}: a ratio to it is undefined")
-
-    rng_base, rng_cand = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    b_rep = _replicates(base, metric, n_boot, rng_base)
-    c_rep = _replicates(cand, metric, n_boot, rng_cand)
-    # a resample of only idle seconds has no percentile (NaN) or a zero baseline throughput; such resamples are
-    # conditioned away rather than turned into NaN or infinite ratios that would corrupt the interval's ends
-    valid = np.isfinite(b_rep) & np.isfinite(c_rep) & (b_rep > 0)
-    if valid.sum() < _MIN_VALID_FRACTION * n_boot:
-        raise ValueError(f"{metric}: only {int(valid.sum())} of {n_boot} resamples hold requests on both sides; "
-                         "the runs are too sparse (mostly empty seconds) for a block bootstrap")
-    ratios = c_rep[valid] / b_rep[valid]
-    alpha = (1 - confidence) / 2
-    low, high = (float(v) for v in np.percentile(ratios, [100 * alpha, 100 * (1 - alpha)]))
-    return RatioCI(metric=metric, baseline=b_point, candidate=c_point, ratio=c_point / b_point, low=low, high=high,
-                   verdict=verdict(metric, low, high, noise),
-                   n_baseline=sum(r.requests for r in base), n_candidate=sum(r.requests for r in cand),
-                   blocks_baseline=sum(r.blocks for r in base), blocks_candidate=sum(r.blocks for r in cand))
+    _check_variant([run], "run")
+    rep = _replicates([run], metric, n_boot, np.random.default_rng(seed))
+    rep = rep[np.isfinite(rep) & (rep > 0)]
+    if rep.size < _MIN_VALID_FRACTION * n_boot:
+        raise ValueError(f"{metric}: the run is too sparse (mostly empty seconds) for a block bootstrap")
+    return float(np.var(np.log(rep), ddof=1))

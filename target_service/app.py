@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vapi.router)
     counts: Counter[int] = Counter()
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes,
-                       timeout_s=settings.request_timeout_s, counts=counts)
+                       timeout_s=settings.request_timeout_s, counts=counts,
+                       calibration_delay_s=settings.calibration_delay_ms / 1000)
 
     @app.exception_handler(booking.Refusal)
     async def on_refusal(_: Request, exc: booking.Refusal) -> JSONResponse:

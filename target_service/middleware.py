@@ -1,4 +1,5 @@
-"""ASGI middleware: body-size limit (413), per-request deadline (504) and a count of handled requests.
+"""ASGI middleware: body-size limit (413), per-request deadline (504), a count of handled requests, and the
+calibration-only delay (BOOKBENCH_CALIBRATION_DELAY_MS).
 
 Written as plain ASGI rather than BaseHTTPMiddleware: that one copies every body through a stream and costs
 measurable throughput, which is the thing this service exists to show honestly.
@@ -7,6 +8,7 @@ measurable throughput, which is the thing this service exists to show honestly.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -22,11 +24,20 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def _spin(seconds: float) -> None:
+    """Busy-wait: a slower code path costs CPU and holds the event loop; a sleep would do neither."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 class GuardMiddleware:
     """Refuses oversized bodies, enforces the deadline and counts responses by status code."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, counts: Counter[int]) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, counts: Counter[int],
+                 calibration_delay_s: float = 0.0) -> None:
         self.app = app
+        self.calibration_delay_s = calibration_delay_s
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
         self.counts = counts
@@ -63,6 +74,8 @@ class GuardMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        if self.calibration_delay_s and scope["path"].startswith("/api/"):
+            _spin(self.calibration_delay_s)
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, limited_receive, tracking_send)

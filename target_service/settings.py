@@ -16,3 +16,6 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=5.0, gt=0, le=120)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     auth_cache_ttl_s: float = Field(default=60.0, ge=0)
+    # Calibration only, off by default: CPU work added to every API request, so that a benchmark can check that
+    # `bookbench compare` finds a known slowdown on the real stack. Never set it on a deployment.
+    calibration_delay_ms: float = Field(default=0.0, ge=0, le=1000)

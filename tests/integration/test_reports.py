@@ -84,8 +84,9 @@ def test_report_holds_every_scenario_with_sample_counts(run_dir: Path) -> None:
     assert "n=1,000" in html and "<svg" in html
     assert "FAIL" in html and "p95_ms" in html  # the fixture's 95 ms P95 breaks its 90 ms limit
     verdicts = json.loads((run_dir / "verdicts.json").read_text())
-    assert verdicts["go"] is False
-    assert (run_dir / "verdicts.junit.xml").read_text().count("<failure") == 3
+    assert verdicts["go"] is False and verdicts["decision"] == "NO-GO"
+    # P95 and error-rate thresholds, the error-rate review target and the error-rate alert
+    assert (run_dir / "verdicts.junit.xml").read_text().count("<failure") == 4
 
 
 def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
@@ -93,7 +94,9 @@ def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
     for text in ("P50 latency", "Availability", "Smoke tests (3/3)", "Database indexes created",
                  "No double-booking", "QA Lead", "@media print", "No-go until these are fixed"):
         assert text in html, text
-    assert "Error rate in known is 2 %" in html  # the recommendation quotes the measured figure
+    assert "known error_rate = 2 % (limit 0.1 %, n=1,000)" in html  # the recommendation quotes the measured figure
+    # the page and the report agree: one judge
+    assert "NO-GO" in html and "NO-GO" in (run_dir / "report.html").read_text()
 
 
 def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from loadtests.samples import read_rows
-from loadtests.scenario_model import AlertRules, Thresholds
-from reports import analysis, verdicts
+from loadtests.scenario_model import Thresholds
+from reports import analysis, judge
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 
@@ -92,26 +92,26 @@ def test_summary_round_trip(tmp_path: Path, summary: dict) -> None:  # type: ign
 
 def test_thresholds_and_alert_rules(summary: dict) -> None:  # type: ignore[type-arg]
     manifest = json.loads((KNOWN / "manifest.json").read_text())
-    th = Thresholds.model_validate(manifest["scenario_file"]["thresholds"])
-    vs = {(v.kind, v.metric): v for v in verdicts.evaluate(summary, th, AlertRules())}
+    j = judge.judge(manifest, summary, None)
+    vs = {(v.kind, v.metric): v for v in j.verdicts if v.scenario == "known"}
     assert vs[("threshold", "p95_ms")].status == "fail" and vs[("threshold", "p95_ms")].limit == 90
     assert vs[("threshold", "error_rate")].status == "fail"
     assert vs[("threshold", "throughput_rps")].status == "pass"
     assert vs[("alert", "p95_ms")].status == "pass"
     assert vs[("alert", "error_rate")].status == "fail"  # 2 % > the 1 % rule
-    assert not verdicts.go(list(vs.values()))
+    assert j.decision == "NO-GO"
 
 
 def test_throughput_drop_needs_a_baseline(summary: dict) -> None:  # type: ignore[type-arg]
-    th = Thresholds()
+    manifest = json.loads((KNOWN / "manifest.json").read_text())
     baseline = {"scenarios": {"known": {"throughput_rps": 20.0}}}
-    drop = [v for v in verdicts.evaluate(summary, th, AlertRules(), baseline) if v.metric == "throughput_drop"]
+    drop = [v for v in judge.judge(manifest, summary, None, baseline).verdicts if v.metric == "throughput_drop"]
     assert drop and drop[0].value == pytest.approx(0.5) and drop[0].status == "fail"
-    assert not [v for v in verdicts.evaluate(summary, th, AlertRules()) if v.metric == "throughput_drop"]
+    assert not [v for v in judge.judge(manifest, summary, None).verdicts if v.metric == "throughput_drop"]
 
 
 def test_per_scenario_null_removes_a_global_limit() -> None:
     th = Thresholds.model_validate({"global": {"p95_ms": 500, "throughput_rps": 30},
                                     "per_scenario": {"single": {"throughput_rps": None, "p95_ms": 300}}})
-    assert verdicts.effective_limits(th, "single") == {"p95_ms": 300}
-    assert verdicts.effective_limits(th, "burst") == {"p95_ms": 500, "throughput_rps": 30}
+    assert judge.effective_limits(th, "single") == {"p95_ms": 300}
+    assert judge.effective_limits(th, "burst") == {"p95_ms": 500, "throughput_rps": 30}

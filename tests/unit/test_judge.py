@@ -1,0 +1,149 @@
+"""The one judge: a table of cases, and every page and file that displays its decision agreeing with it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports import analysis, judge, review, verdicts
+
+KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
+SUITES = ("smoke", "uat", "stress", "preflight")
+
+
+@pytest.fixture(scope="module")
+def base_summary() -> dict[str, Any]:
+    return analysis.analyse_run(KNOWN)
+
+
+def _manifest(**changes: Any) -> dict[str, Any]:
+    m = json.loads((KNOWN / "manifest.json").read_text())
+    # a passing fixture: loose limits, so that each case below changes one thing
+    m["scenario_file"]["thresholds"] = {"global": {"p95_ms": 500, "error_rate": 0.05, "throughput_rps": 5},
+                                        "per_scenario": {}}
+    m["scenario_file"]["review_targets"] = {"p50_ms": 300, "p95_ms": 500, "p99_ms": 800, "error_rate": 0.05,
+                                            "throughput_rps": 5, "availability": 0.9}
+    m["scenario_file"]["alert_rules"] = {"p95_ms": 600, "error_rate": 0.05, "throughput_drop": 0.3}
+    m.update(changes)
+    return m
+
+
+def _checks(failing: str | None = None, suites: tuple[str, ...] = SUITES) -> list[dict[str, Any]]:
+    return [{"suite": s, "name": f"{s} check", "passed": s != failing, "detail": "", "seconds": 0.1} for s in suites]
+
+
+def test_a_full_passing_run_is_go(base_summary: dict[str, Any]) -> None:
+    j = judge.judge(_manifest(), base_summary, _checks())
+    assert j.decision == "GO" and j.go and not j.caveats, [judge.describe(v) for v in j.failures]
+
+
+def test_failed_preflight_is_no_go_on_every_page(base_summary: dict[str, Any], tmp_path: Path) -> None:
+    manifest = _manifest()
+    j = judge.judge(manifest, base_summary, _checks(failing="preflight"))
+    assert j.decision == "NO-GO"
+    assert [v.metric for v in j.failures] == ["preflight"]
+    rv = review.build(manifest, base_summary, j)
+    assert rv.decision == "NO-GO" and not rv.go
+    assert next(g for g in rv.gates if g["label"].startswith("Preflight"))["status"] == "fail"
+    assert "preflight" in rv.recommendation[0]
+    verdicts.write(j, tmp_path)
+    data = json.loads((tmp_path / "verdicts.json").read_text())
+    assert data["decision"] == "NO-GO" and data["go"] is False
+    suite = ET.parse(tmp_path / "verdicts.junit.xml").getroot()
+    assert suite.get("failures") == "1" and len(suite.findall(".//failure")) == 1
+
+
+def test_throughput_exempt_scenarios_get_no_throughput_target(base_summary: dict[str, Any]) -> None:
+    manifest = _manifest()
+    manifest["scenario_file"]["thresholds"]["per_scenario"] = {"known": {"throughput_rps": None}}
+    manifest["scenario_file"]["review_targets"]["throughput_rps"] = 10_000  # would fail if it applied
+    j = judge.judge(manifest, base_summary, _checks())
+    target = next(v for v in j.verdicts if v.kind == "target" and v.metric == "throughput_rps")
+    assert target.status == "exempt" and not target.failed
+    assert not any(v.kind == "threshold" and v.metric == "throughput_rps" for v in j.verdicts)
+    assert j.decision == "GO"
+    rv = review.build(manifest, base_summary, j)
+    row = next(r for r in rv.table if r["metric"] == "throughput_rps")
+    assert row["cells"][0]["status"] == "exempt" and row["status"] == "exempt"
+
+
+def test_skipped_checks_read_not_run_and_make_the_run_incomplete(base_summary: dict[str, Any]) -> None:
+    manifest = _manifest()
+    j = judge.judge(manifest, base_summary, None)
+    checks = [v for v in j.verdicts if v.kind == "check"]
+    assert {v.status for v in checks} == {"not run"} and not j.failures
+    assert j.decision == "INCOMPLETE" and any("checks not run" in c for c in j.caveats)
+    rv = review.build(manifest, base_summary, j)
+    assert {g["status"] for g in rv.gates if g["label"].split()[0] in ("Smoke", "UAT", "Stress")} == {"not run"}
+    assert "not met" not in rv.headline and "not complete" in rv.headline
+    # preflight alone missing (a run without --dsn) is also incomplete, not a failure
+    partial = judge.judge(manifest, base_summary, _checks(suites=("smoke", "uat", "stress")))
+    assert partial.decision == "INCOMPLETE"
+
+
+@pytest.mark.parametrize(("changes", "caveat"), [
+    ({"quick": True, "duration_factor": 0.2}, "quick run (durations x0.2)"),
+    ({"status": "interrupted", "reason": "interrupted by the user (Ctrl-C)"}, "run interrupted"),
+])
+def test_quick_and_interrupted_runs_are_incomplete(base_summary: dict[str, Any], changes: dict[str, Any],
+                                                   caveat: str) -> None:
+    j = judge.judge(_manifest(**changes), base_summary, _checks())
+    assert j.decision == "INCOMPLETE" and any(c.startswith(caveat) for c in j.caveats)
+
+
+def test_a_scenario_that_ran_without_samples_is_no_go_and_one_never_started_is_not_run(
+        base_summary: dict[str, Any]) -> None:
+    empty = copy.deepcopy(base_summary)
+    empty["scenarios"]["known"] = analysis.analyse_scenario(analysis.load_samples(Path("/nonexistent")), 2, None)
+    j = judge.judge(_manifest(), empty, _checks())
+    assert j.decision == "NO-GO" and {v.status for v in j.failures} == {"no data"}
+    manifest = _manifest()
+    for key in ("started_at", "ended_at", "counts", "audit", "reconciliation"):
+        manifest["scenarios"]["known"].pop(key)
+    j = judge.judge(manifest, empty, _checks())
+    assert j.decision == "INCOMPLETE" and "scenario(s) not run: known" in j.caveats
+
+
+def test_integrity_failures_and_missing_audit(base_summary: dict[str, Any]) -> None:
+    manifest = _manifest()
+    manifest["scenarios"]["known"]["reconciliation"]["lost"] = 2
+    j = judge.judge(manifest, base_summary, _checks())
+    assert j.decision == "NO-GO" and [v.metric for v in j.failures] == ["lost_bookings"]
+    no_db = _manifest()
+    del no_db["scenarios"]["known"]["audit"], no_db["scenarios"]["known"]["reconciliation"]
+    j = judge.judge(no_db, base_summary, _checks())
+    assert j.decision == "INCOMPLETE" and "double-booking audit not run (no --dsn)" in j.caveats
+
+
+def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any]) -> None:
+    manifest = _manifest()
+    manifest["scenario_file"]["thresholds"]["global"] = {"p95_ms": 1, "p50_ms": 1, "p99_ms": 1,
+                                                         "error_rate": 0.0, "throughput_rps": 1e6}
+    j = judge.judge(manifest, base_summary, _checks(failing="smoke"))
+    headline = j.headline(1000, 1)
+    assert headline.startswith(f"{len(j.failures)} of {len(j.verdicts)} verdicts fail")
+    assert f"and {len(j.failures) - 3} more" in headline
+    rv = review.build(manifest, base_summary, j)
+    assert all(judge.describe(v) in rv.recommendation[0] for v in j.failures)  # every failure listed
+
+
+def test_throughput_drop_reads_as_a_drop_or_as_none(base_summary: dict[str, Any]) -> None:
+    tput = base_summary["scenarios"]["known"]["throughput_rps"]
+    rose = judge.judge(_manifest(), base_summary, _checks(), {"scenarios": {"known": {"throughput_rps": tput / 66}}})
+    drop = next(v for v in rose.verdicts if v.metric == "throughput_drop")
+    assert drop.status == "pass" and judge.format_value("throughput_drop", drop.value) == (
+        f"none (throughput {1 - drop.value:.2f}x the baseline)")
+    fell = judge.judge(_manifest(), base_summary, _checks(), {"scenarios": {"known": {"throughput_rps": tput * 2}}})
+    drop = next(v for v in fell.verdicts if v.metric == "throughput_drop")
+    assert drop.status == "fail" and judge.format_value("throughput_drop", drop.value) == "50.0 %"
+
+
+def test_no_index_fails_the_index_gate(base_summary: dict[str, Any]) -> None:
+    manifest = _manifest(index_set={"name": "none", "indexes": []})
+    j = judge.judge(manifest, base_summary, _checks())
+    assert j.decision == "NO-GO" and [v.metric for v in j.failures] == ["indexes_created"]
