@@ -14,7 +14,7 @@ import pytest
 from loadtests.db import indexes
 from loadtests.db.conn import run_with
 from loadtests.explain import explain_all, plan_summary
-from reports import comparison
+from reports import comparison, render
 from tests.conftest import SMALL, seeded
 
 pytestmark = pytest.mark.integration
@@ -41,6 +41,8 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     base = _copy(tmp_path, "a", index_set="none")
     other_data = _copy(tmp_path, "b", index_set="seed", fingerprint="other")
     other_load = _copy(tmp_path, "c", index_set="recommended", users=50)
+    for run in (base, other_data, other_load):
+        render.report(run)
     problems = comparison.comparability_problems([base, other_data, other_load])
     assert any("dataset" in p for p in problems) and any("scenario definitions" in p for p in problems)
     with pytest.raises(comparison.NotComparable, match="--force"):
@@ -79,7 +81,8 @@ def test_plan_summary_parses_nested_nodes() -> None:
 @pytest.mark.slow
 def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "compare", "--duration-factor", "2", "--sets", "none,recommended",
+        [sys.executable, "-m", "loadtests.cli", "compare", "--duration-factor", "2", "--repeat", "2",
+         "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -92,5 +95,25 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     row = result["scenarios"]["steady"]["recommended"]["vs_baseline"]
     assert {"p50", "p95", "p99", "throughput"} <= set(row)
     assert row["p95"]["low"] <= row["p95"]["ratio"] <= row["p95"]["high"]
+    assert row["p95"]["rounds"] == 2 and row["p95"]["paired"] and len(row["p95"]["run_ratios"]) == 2
     html = (folder / "compare.html").read_text()
-    assert "Index findings" in html and "steady" in html and "<svg" in html
+    assert "Index findings" in html and "steady" in html and "<svg" in html and "2 paired round(s)" in html
+    # the figures in the table are the run reports' own
+    first = json.loads((Path(result["runs"]["none"][0]) / "summary.json").read_text())["scenarios"]["steady"]
+    second = json.loads((Path(result["runs"]["none"][1]) / "summary.json").read_text())["scenarios"]["steady"]
+    assert result["scenarios"]["steady"]["none"]["requests"] == first["requests"] + second["requests"]
+    assert row["throughput"]["baseline"] == pytest.approx((first["throughput_rps"] * second["throughput_rps"]) ** 0.5)
+
+    # A/A through the CLI: two runs of one set are two variants, labelled set and set#2, and get a comparison
+    same = ",".join(result["runs"]["recommended"])
+    aa = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", same, "--out",
+                         str(tmp_path / "aa")], capture_output=True, text=True, timeout=120)
+    assert aa.returncode == 0, aa.stderr
+    aa_result = json.loads((Path(aa.stdout.strip().splitlines()[-1]) / "compare.json").read_text())
+    assert aa_result["sets"] == ["recommended", "recommended#2"]
+    assert aa_result["scenarios"]["steady"]["recommended#2"]["vs_baseline"]["p95"]["verdict"] in (
+        "no change", "within noise")
+    # a compare that cannot compare is an error, never exit 0 with nothing written
+    one = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", result["runs"]["none"][0],
+                          "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 2 and "at least two variants" in one.stderr
