@@ -27,7 +27,7 @@ lint: $(STAMP)
 # End to end on the embedded database: the pre-deployment checks, then none / seed / recommended compared on the
 # four scenarios at 1M appointments (compare.html; see the README).
 demo: $(STAMP)
-	$(BOOKBENCH) check all --repeat 3 --junit results/demo-checks.xml
+	$(BOOKBENCH) check all --junit results/demo-checks.xml
 	$(BOOKBENCH) compare
 
 # Benchmarks print measured ratios; they never gate on a timing. wrk comes from Debian's packages.

@@ -37,10 +37,10 @@ from loadtests.stack import database
 from reports import calibration, comparison, render, render_compare
 
 QUICK_SCENARIOS = ["burst"]
-# Three interleaved rounds at a fifth of the file's durations: the run-to-run spread then comes from the rounds
+# Three interleaved rounds at 15 % of the file's durations: the run-to-run spread then comes from the rounds
 # themselves, and `make demo` (three sets) stays within 8 minutes on 2 cores.
 DEFAULT_ROUNDS = 3
-DEFAULT_DURATION_FACTOR = 0.2
+DEFAULT_DURATION_FACTOR = 0.15
 
 CalibrationOpt = Annotated[Path | None, typer.Option(
     "--calibration", envvar="BOOKBENCH_CALIBRATION",

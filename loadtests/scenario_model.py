@@ -48,7 +48,7 @@ class Scenario(Strict):
         # Locust process and a fresh set of users is not steady state however short the run
         return self.model_copy(update={
             "warmup_s": min(max(self.warmup_s * factor, min(self.warmup_s, MIN_SCALED_WARMUP_S)),
-                            self.duration_s * factor / 2),
+                            self.duration_s * factor / 3),
             "stages": [s.model_copy(update={"duration_s": s.duration_s * factor}) for s in self.stages],
         })
 
