@@ -88,7 +88,7 @@ def _load_store(path: Path) -> dict[str, Any] | None:
 
 
 def finish(folder: Path, variants: dict[str, list[Path]], noise: float, force: bool,
-           store: dict[str, Any] | None) -> dict[str, Any]:
+           store: dict[str, Any] | None, measured: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse every run, compare, write compare.json and compare.html; a compare that cannot compare is an
     error, never a silent exit 0."""
     for runs in variants.values():
@@ -100,6 +100,8 @@ def finish(folder: Path, variants: dict[str, list[Path]], noise: float, force: b
     except comparison.NotComparable as exc:
         err_console.print(f"[red]refused:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    if measured is not None:
+        result["calibration"] = measured  # calibrate: the spread these A/A rounds measured, shown on the page
     comparison.write(folder, result)
     page = render_compare.compare_page(folder, result)
     console.print(f"[bold]{result['headline']}[/]")
@@ -288,10 +290,14 @@ def calibrate(
         variants, status = measure(plan, dsn, data_dir)
     if status == "completed":
         folder.mkdir(parents=True, exist_ok=True)
-        # the A/A as compare would have judged it before this calibration: false verdicts show up here
-        finish(folder, variants, spec.noise_threshold, False, previous)
+        for group in variants.values():
+            for d in group:
+                if not (d / "summary.json").exists():
+                    render.report(d)
         a_runs, b_runs = variants.values()
         result = calibration.from_runs(a_runs, b_runs, calibration_id=folder.name, noise=spec.noise_threshold)
+        # the A/A as compare would have judged it before this calibration: false verdicts show up here
+        finish(folder, variants, spec.noise_threshold, False, previous, measured=result)
         (folder / "calibration.json").write_text(json.dumps(result, indent=1))
         calibration.write(store_path, result)
         _print_calibration(result)
