@@ -1,5 +1,6 @@
-"""Before/after comparison of index sets from their run folders: ratios with block-bootstrap intervals and
-verdicts per scenario and metric, query plans side by side, index findings -> compare.json."""
+"""Before/after comparison of index sets from their run folders: per scenario and metric, each set's figures as
+its run reports state them, and candidate/baseline ratios with run-to-run intervals (reports.inference) and
+verdicts; query plans side by side, index findings -> compare.json."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from reports import analysis, calibration, findings, inference, stats
 
-COMPARE_FORMAT_VERSION = 1
+COMPARE_FORMAT_VERSION = 2  # 2: rounds, paired run-to-run intervals, labels
 HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
 
 
