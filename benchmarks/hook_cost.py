@@ -20,8 +20,8 @@ def main(n: int = 200_000) -> float:
         "dataset": {"orgs": 3, "providers_per_org": 3, "contacts": 300, "appointments": 3000, "seed": 7},
         "samples_path": str(folder / "s.csv.gz")}))
     os.environ["BOOKBENCH_RUN_CONFIG"] = str(cfg)
-    from loadtests.locustfile import Recorder
-    from loadtests.samples import SampleWriter
+    from bookbench.artifacts.samples import SampleWriter
+    from bookbench.load.locustfile import Recorder
 
     class Response:
         status_code = 200

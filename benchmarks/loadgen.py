@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.db.dataset import DatasetParams, api_key
-from loadtests.db.embedded import bin_dir
+from bookbench.db.embedded import bin_dir
+from bookbench.db.seed import DatasetParams, api_key
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_booking.lua"

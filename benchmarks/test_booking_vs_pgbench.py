@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 
 from benchmarks.loadgen import Draw, LoadResult, busy_cores, run_pgbench, run_wrk, wrk_script
-from loadtests.db import indexes
-from loadtests.db.conn import run_with
-from loadtests.db.dataset import DatasetParams, seed
-from loadtests.stack import ServiceProcess, database
+from bookbench.db import indexes
+from bookbench.db.conn import run_with
+from bookbench.db.seed import DatasetParams, seed
+from bookbench.pipeline.stack import ServiceProcess, database
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
 

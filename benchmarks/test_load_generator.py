@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.db import indexes
-from loadtests.db.conn import run_with
-from loadtests.db.dataset import DatasetParams, api_key, seed
-from loadtests.db.embedded import EmbeddedPostgres
-from loadtests.locust_proc import LOCUSTFILE
-from loadtests.stack import ServiceProcess
+from bookbench.db import indexes
+from bookbench.db.conn import run_with
+from bookbench.db.embedded import EmbeddedPostgres
+from bookbench.db.seed import DatasetParams, api_key, seed
+from bookbench.pipeline.locust_proc import LOCUSTFILE
+from bookbench.pipeline.stack import ServiceProcess
 
 USERS = 30
 SECONDS = 15

@@ -12,10 +12,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from loadtests.db import indexes
-from loadtests.db.conn import connect, run_with
-from loadtests.db.dataset import DatasetParams, seed
-from loadtests.stack import database
+from bookbench.db import indexes
+from bookbench.db.conn import connect, run_with
+from bookbench.db.seed import DatasetParams, seed
+from bookbench.pipeline.stack import database
 from target_service import queries
 
 BENCH_DB = "bookbench_bench"

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loadtests.samples import SampleWriter
-from reports import render
+from bookbench.artifacts.samples import SampleWriter
+from bookbench.report import render
 
 KNOWN = Path(__file__).resolve().parents[1] / "tests" / "data" / "known_run"
 N = 1_000_000

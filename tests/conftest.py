@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from loadtests.db.conn import run_with
-from loadtests.db.dataset import DatasetParams, seed
-from loadtests.db.embedded import EmbeddedPostgres
-from loadtests.stack import ServiceProcess
+from bookbench.db.conn import run_with
+from bookbench.db.embedded import EmbeddedPostgres
+from bookbench.db.seed import DatasetParams, seed
+from bookbench.pipeline.stack import ServiceProcess
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.checks.base import CheckTarget
-from loadtests.checks.runner import run_suites
-from loadtests.db.conn import run_with
-from loadtests.stack import ServiceProcess
+from bookbench.checks.base import CheckTarget
+from bookbench.checks.runner import run_suites
+from bookbench.db.conn import run_with
+from bookbench.pipeline.stack import ServiceProcess
 from tests.conftest import SMALL, run_async, seeded
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_checks_catch_a_booking_function_without_the_lock(broken: CheckTarget) -
 
 
 def _bookbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtests.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True,
                           timeout=300)
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.db import indexes
-from loadtests.db.conn import run_with
-from loadtests.explain import explain_all, plan_summary
-from reports import comparison, render
+from bookbench.analysis import comparison
+from bookbench.db import indexes
+from bookbench.db.conn import run_with
+from bookbench.db.evidence import explain_all, plan_summary
+from bookbench.report import render
 from tests.conftest import SMALL, seeded
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     forced = comparison.build({"none": [base], "seed": [other_data]}, 0.05, force=True, n_boot=200)
     assert forced["forced_despite"] and forced["scenarios"]["known"]["seed"]["vs_baseline"]["p95"]["verdict"] == (
         "no change")
-    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", f"{base},{other_data}",
+    done = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", f"{base},{other_data}",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not comparable" in done.stderr
 
@@ -81,7 +82,7 @@ def test_plan_summary_parses_nested_nodes() -> None:
 @pytest.mark.slow
 def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "compare", "--duration-factor", "2", "--repeat", "2",
+        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2",
          "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=300)
@@ -106,7 +107,7 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
 
     # A/A through the CLI: two runs of one set are two variants, labelled set and set#2, and get a comparison
     same = ",".join(result["runs"]["recommended"])
-    aa = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", same, "--out",
+    aa = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", same, "--out",
                          str(tmp_path / "aa")], capture_output=True, text=True, timeout=120)
     assert aa.returncode == 0, aa.stderr
     aa_result = json.loads((Path(aa.stdout.strip().splitlines()[-1]) / "compare.json").read_text())
@@ -114,6 +115,6 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     assert aa_result["scenarios"]["steady"]["recommended#2"]["vs_baseline"]["p95"]["verdict"] in (
         "no change", "within noise")
     # a compare that cannot compare is an error, never exit 0 with nothing written
-    one = subprocess.run([sys.executable, "-m", "loadtests.cli", "compare", "--runs", result["runs"]["none"][0],
+    one = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", result["runs"]["none"][0],
                           "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=120)
     assert one.returncode == 2 and "at least two variants" in one.stderr

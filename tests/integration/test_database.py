@@ -8,9 +8,9 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from loadtests.db import indexes
-from loadtests.db.conn import connect, run_with
-from loadtests.db.dataset import api_key, seed
+from bookbench.db import indexes
+from bookbench.db.conn import connect, run_with
+from bookbench.db.seed import api_key, seed
 from tests.conftest import SMALL, fetch, params_with, seeded
 
 pytestmark = pytest.mark.integration

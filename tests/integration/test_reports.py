@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reports import render
+from bookbench.report import render
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -100,10 +100,10 @@ def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
 
 
 def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "report", str(run_dir)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bookbench", "report", str(run_dir)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1 and "NO-GO" in done.stdout
-    missing = subprocess.run([sys.executable, "-m", "loadtests.cli", "review", str(tmp_path)], capture_output=True,
+    missing = subprocess.run([sys.executable, "-m", "bookbench", "review", str(tmp_path)], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 2 and "not a run folder" in missing.stderr
 

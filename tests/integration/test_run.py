@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtests.db.dataset import api_key
-from loadtests.samples import read_rows
+from bookbench.artifacts.samples import read_rows
+from bookbench.db.seed import api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,7 +24,7 @@ SECRET = "tiny-test-secret-4f1c"
 
 def bookbench_run(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], Path]:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+        [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, *args],
         capture_output=True, text=True, timeout=timeout)
     run_dir = Path(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else tmp_path
@@ -100,7 +100,7 @@ def test_distributed_run_keeps_every_sample(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_keeps_the_samples_and_leaves_no_process(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
            "--data-dir", str(tmp_path / "pg"), "--scenarios", "long"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     samples = None
@@ -130,7 +130,7 @@ def test_ctrl_c_keeps_the_samples_and_leaves_no_process(tmp_path: Path) -> None:
 
 
 def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "loadtests.cli", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
            "--data-dir", str(tmp_path / "pg"), "--scenarios", "long", "--skip-checks"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtests.db.conn import connect
-from loadtests.db.embedded import EmbeddedPostgres
-from loadtests.stack import ServiceProcess
+from bookbench.db.conn import connect
+from bookbench.db.embedded import EmbeddedPostgres
+from bookbench.pipeline.stack import ServiceProcess
 from tests.conftest import SMALL, seeded
 from tests.integration.test_service_api import auth, body
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests.samples import read_rows
-from loadtests.scenario_model import Thresholds
-from reports import analysis, judge
+from bookbench.analysis import judge
+from bookbench.analysis import summarize as analysis
+from bookbench.artifacts.samples import read_rows
+from bookbench.spec.scenarios import Thresholds
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 

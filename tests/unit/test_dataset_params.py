@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from loadtests.db.dataset import DatasetParams, api_key
-from loadtests.db.errors import DatabaseError
+from bookbench.db.seed import DatasetParams, api_key
+from bookbench.errors import DatabaseError
 
 
 def test_layout_deals_ids_round_robin() -> None:

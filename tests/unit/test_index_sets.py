@@ -2,8 +2,8 @@
 
 import pytest
 
-from loadtests.db.errors import DatabaseError
-from loadtests.db.indexes import available_sets, load_set
+from bookbench.db.indexes import available_sets, load_set
+from bookbench.errors import DatabaseError
 
 SEED_NAMES = {
     "idx_appointments_org_contact_date", "idx_appointments_org_id", "idx_appointments_contact_id",

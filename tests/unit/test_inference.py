@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from reports import calibration, stats
-from reports.inference import NoisePrior, RunFigure, compare_rounds, default_prior, detectable_change
-from reports.stats import RunSeries
+from bookbench.analysis import calibration, stats
+from bookbench.analysis.inference import NoisePrior, RunFigure, compare_rounds, default_prior, detectable_change
+from bookbench.analysis.stats import RunSeries
 
 SETS = 200
 ROUNDS = 3

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from reports import analysis, judge, review, verdicts
+from bookbench.analysis import judge, review
+from bookbench.analysis import summarize as analysis
+from bookbench.artifacts import verdicts
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 SUITES = ("smoke", "uat", "stress", "preflight")

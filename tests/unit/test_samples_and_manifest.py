@@ -3,8 +3,8 @@
 import gzip
 from pathlib import Path
 
-from loadtests.manifest import masked_command
-from loadtests.samples import COLUMNS, SampleWriter, read_rows
+from bookbench.artifacts.manifest import masked_command
+from bookbench.artifacts.samples import COLUMNS, SampleWriter, read_rows
 
 
 def test_every_flush_is_readable_on_its_own(tmp_path: Path) -> None:

@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadtests.db.conn import REPO_ROOT
-from loadtests.scenario_model import ScenarioFileError, load_scenarios
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, ScenarioFileError, load_scenarios
 
-SHIPPED = REPO_ROOT / "scenarios.yaml"
+SHIPPED = SHIPPED_SCENARIOS
 
 
 def test_shipped_file_has_the_seed_scenarios_and_targets() -> None:
@@ -73,7 +72,7 @@ def test_digest_changes_with_the_load_definition(tmp_path: Path) -> None:
 def test_sweep_sizes_parse() -> None:
     import typer
 
-    from loadtests.cli_sweep import parse_size
+    from bookbench.cli.sweep import parse_size
 
     assert [parse_size(s) for s in ("10k", "100K", "1M", "2500", "1.5m")] == [10_000, 100_000, 1_000_000, 2500,
                                                                               1_500_000]

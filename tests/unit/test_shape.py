@@ -2,8 +2,8 @@
 
 import pytest
 
-from loadtests.scenario_model import Stage
-from loadtests.shape import batch_edges, users_at
+from bookbench.spec.scenarios import Stage
+from bookbench.spec.shape import batch_edges, users_at
 
 RAMP = [Stage(duration_s=20, users=5, spawn_rate=0.25), Stage(duration_s=25, users=5)]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reports import stats
-from reports.stats import METRICS, RunSeries, verdict
+from bookbench.analysis import stats
+from bookbench.analysis.stats import METRICS, RunSeries, verdict
 
 
 def synthetic_run(rng: np.random.Generator, rate: float, mu: float, sigma: float, blocks: int,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtests.targets import RemoteTargetRefused, is_loopback, mask_dsn, require_loopback
+from bookbench.spec.targets import RemoteTargetRefused, is_loopback, mask_dsn, require_loopback
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost", "http://[::1]:80",

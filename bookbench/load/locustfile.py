@@ -1,0 +1,237 @@
+"""Locust users that play a voice-agent call against the booking service, plus exact per-request recording.
+
+Run by `bookbench run` (which passes a run config in BOOKBENCH_RUN_CONFIG), or by hand for exploration:
+`locust -f bookbench/load/locustfile.py --host http://127.0.0.1:8000` opens Locust's web UI with the task mix and
+dataset from scenarios.yaml; set BOOKBENCH_SCENARIO=burst to drive it with that scenario's stages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, between, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from bookbench.artifacts.samples import Sample, SampleWriter
+from bookbench.db.seed import DEFAULT_KEY_SECRET, DatasetParams, api_key
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
+from bookbench.spec.shape import users_at
+
+SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
+BOOKINGS_KEY = "bookbench_bookings"
+_BOOKED_ID = re.compile(r"appointment (\d+)")
+
+
+def _load_config() -> dict[str, Any]:
+    path = os.environ.get("BOOKBENCH_RUN_CONFIG")
+    if path:
+        return dict(json.loads(Path(path).read_text()))
+    # exploratory use: scenarios.yaml's task mix and dataset
+    spec = load_scenarios(SHIPPED_SCENARIOS)
+    name = os.environ.get("BOOKBENCH_SCENARIO")
+    return {"task_mix": spec.task_mix.model_dump(), "dataset": spec.dataset.model_dump(),
+            "scenario": spec.scenarios[name].model_dump() if name else None}
+
+
+CONFIG = _load_config()
+MIX = TaskMix.model_validate(CONFIG["task_mix"])
+LAYOUT = DatasetParams(**{k: v for k, v in CONFIG["dataset"].items()
+                          if k in ("orgs", "providers_per_org", "contacts", "appointments", "seed")})
+SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
+KEYS = {org: f"Bearer {api_key(org, SECRET)}" for org in range(1, LAYOUT.orgs + 1)}
+
+
+class Recorder:
+    """Collects every request unrounded; flushes to the samples file (local/master) or ships it to the master."""
+
+    def __init__(self) -> None:
+        self.writer: SampleWriter | None = None
+        self.bookings_path: Path | None = None
+        self.pending: list[Sample] = []
+        self.booked: list[int] = []
+        self.worker = "local"
+        self.env: Environment | None = None
+        self.requests = 0
+        self.failures = 0
+
+    def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
+                   response: Any = None, exception: Any = None, start_time: float | None = None,
+                   **_: Any) -> None:
+        status = int(getattr(response, "status_code", 0) or 0)
+        users = self.env.runner.user_count if self.env is not None and self.env.runner is not None else 0
+        error = "" if exception is None else str(exception).replace("\n", " ")[:300]
+        self.requests += 1
+        self.failures += exception is not None
+        self.pending.append((start_time or time.time() - response_time / 1000, float(response_time), name,
+                             request_type, status, int(exception is None), error, int(response_length or 0),
+                             users, self.worker))
+
+    def take(self) -> tuple[list[Sample], list[int]]:
+        rows, self.pending = self.pending, []
+        booked, self.booked = self.booked, []
+        return rows, booked
+
+    def flush_local(self) -> None:
+        rows, booked = self.take()
+        self.store(rows, booked)
+
+    def store(self, rows: list[Sample], booked: list[int]) -> None:
+        if self.writer is not None and rows:
+            self.writer.extend(rows)
+            self.writer.flush()
+        if self.bookings_path is not None and booked:
+            with self.bookings_path.open("a") as fh:
+                fh.write("".join(f"{i}\n" for i in booked))
+
+
+RECORDER = Recorder()
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    RECORDER.env = environment
+    runner = environment.runner
+    # BOOKBENCH_RECORD=0: plain Locust with the same users, the baseline of the recording-overhead benchmark
+    if os.environ.get("BOOKBENCH_RECORD", "1") == "0":
+        return
+    environment.events.request.add_listener(RECORDER.on_request)
+    if isinstance(runner, WorkerRunner):
+        RECORDER.worker = runner.client_id
+
+        def ship(client_id: str, data: dict[str, Any]) -> None:
+            data[SAMPLES_KEY], data[BOOKINGS_KEY] = RECORDER.take()
+
+        environment.events.report_to_master.add_listener(ship)
+        return
+    samples = CONFIG.get("samples_path")
+    if samples:
+        RECORDER.writer = SampleWriter(Path(samples))
+    if CONFIG.get("bookings_path"):
+        RECORDER.bookings_path = Path(CONFIG["bookings_path"])
+    if isinstance(runner, MasterRunner):
+        def receive(client_id: str, data: dict[str, Any]) -> None:
+            RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])], data.get(BOOKINGS_KEY, []))
+
+        environment.events.worker_report.add_listener(receive)
+    gevent.spawn(_background, environment)
+
+
+def _background(environment: Environment) -> None:
+    """Once a second: write what was recorded and a progress snapshot for the orchestrator's live display."""
+    progress = CONFIG.get("progress_path")
+    while True:
+        gevent.sleep(1.0)
+        RECORDER.flush_local()
+        if progress and environment.runner is not None:
+            total = environment.runner.stats.total
+            snapshot = {"t": time.time(), "users": environment.runner.user_count,
+                        "requests": total.num_requests, "failures": total.num_failures,
+                        "rps": total.current_rps, "p95_ms": total.get_current_response_time_percentile(0.95)}
+            Path(progress).write_text(json.dumps(snapshot))
+
+
+@events.quitting.add_listener
+def _on_quit(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        RECORDER.flush_local()
+
+
+def _weight(task_name: str) -> int:
+    return MIX.weights.get(task_name, 0)  # type: ignore[call-overload, no-any-return]
+
+
+class VoiceAgentCaller(FastHttpUser):
+    """One caller of one clinic: checks availability, looks up their appointment, books, sometimes cancels."""
+
+    wait_time = (between(MIX.think_time_s.min, MIX.think_time_s.max) if MIX.think_time_s.max > 0
+                 else constant(0))
+
+    def on_start(self) -> None:
+        self.org = random.randint(1, LAYOUT.orgs)
+        self.auth = {"Authorization": KEYS[self.org]}
+        self.my_bookings: list[int] = []
+
+    def _contact(self) -> int:
+        return random.choice(LAYOUT.contacts_of(self.org))
+
+    def _provider(self) -> int:
+        return random.choice(LAYOUT.providers_of(self.org))
+
+    def _call(self, tool: str, rest_method: str, rest_path: str, args: dict[str, Any],
+              accept: tuple[int, ...] = (200,)) -> str:
+        """One operation over REST or Vapi; a taken slot or an unknown id is an answer, not a failure."""
+        if MIX.protocol == "vapi":
+            call = {"id": f"c{random.getrandbits(32)}", "type": "function",
+                    "function": {"name": tool, "arguments": args}}
+            envelope = {"message": {"type": "tool-calls", "toolCallList": [call]}}
+            with self.client.post(f"/api/vapi/tools/{tool}", json=envelope, headers=self.auth, name=tool,
+                                  catch_response=True) as resp:
+                if resp.status_code != 200:
+                    resp.failure(f"HTTP {resp.status_code}")
+                    return ""
+                result = resp.json()["results"][0]
+                if result.get("error"):
+                    resp.failure(f"tool error: {result['error']}")
+                    return ""
+                return str(result.get("result", ""))
+        body = args if rest_method == "POST" and args else None
+        with self.client.request(rest_method, rest_path, json=body, headers=self.auth, name=tool,
+                                 catch_response=True) as resp:
+            if resp.status_code not in accept:
+                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                return ""
+            resp.success()
+            return resp.text or ""
+
+    @task(_weight("checkAvailability"))
+    def check_availability(self) -> None:
+        provider = self._provider()
+        day = (dt.date.today() + dt.timedelta(days=random.randint(1, 120))).isoformat()
+        self._call("checkAvailability", "GET", f"/api/v1/providers/{provider}/availability?date={day}",
+                   {"providerId": provider, "date": day})
+
+    @task(_weight("lookupUpcomingAppointment"))
+    def lookup_upcoming(self) -> None:
+        contact = self._contact()
+        self._call("lookupUpcomingAppointment", "GET", f"/api/v1/contacts/{contact}/appointments/upcoming",
+                   {"contactId": contact})
+
+    @task(_weight("bookClinicAppointment"))
+    def book(self) -> None:
+        day = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+        start = day + dt.timedelta(days=random.randint(1, 120), minutes=30 * random.randint(0, 15))
+        args = {"contactId": self._contact(), "providerId": self._provider(), "start": start.isoformat(),
+                "durationMinutes": 30}
+        text = self._call("bookClinicAppointment", "POST", "/api/v1/appointments", args, accept=(201, 409))
+        found = re.search(r'"appointment_id":(\d+)', text) or _BOOKED_ID.search(text)
+        if found and "slot_taken" not in text:
+            appt = int(found.group(1))
+            self.my_bookings.append(appt)
+            RECORDER.booked.append(appt)
+
+    @task(_weight("cancelAppointment"))
+    def cancel(self) -> None:
+        if not self.my_bookings:
+            return  # a caller only cancels what they booked; nothing yet, nothing to do
+        appt = self.my_bookings.pop(random.randrange(len(self.my_bookings)))
+        self._call("cancelAppointment", "POST", f"/api/v1/appointments/{appt}/cancel",
+                   {"appointmentId": appt}, accept=(200,))
+
+
+if CONFIG.get("scenario"):
+    _STAGES = Scenario.model_validate(CONFIG["scenario"]).stages
+
+    class ScenarioShape(LoadTestShape):
+        """The scenario's stages; tick() is users_at() of the elapsed time (unit-tested without Locust)."""
+
+        def tick(self) -> tuple[int, float] | None:
+            return users_at(_STAGES, self.get_run_time())

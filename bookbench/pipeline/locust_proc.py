@@ -1,0 +1,143 @@
+"""Locust as subprocesses (one local runner, or a master and N workers) with a live progress display."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bookbench.db.embedded import free_port
+
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "load" / "locustfile.py"
+
+
+@dataclass
+class LocustJob:
+    """One scenario's Locust processes; `stop()` asks them to finish cleanly, then insists."""
+
+    name: str
+    host: str
+    csv_prefix: Path
+    log_dir: Path
+    config_path: Path
+    env: dict[str, str]
+    workers: int = 0
+    # workers started by hand on other machines; the master waits for them too
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    master_port: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def _cmd(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", self.host,
+                "--loglevel", "INFO", "--exit-code-on-error", "0",
+                # let every user finish its current request at the end, so no request is cut off half-counted
+                "--stop-timeout", "10", *extra]
+
+    def _spawn(self, cmd: list[str], log_name: str) -> None:
+        log = (self.log_dir / log_name).open("wb")
+        env = {**os.environ, **self.env, "BOOKBENCH_RUN_CONFIG": str(self.config_path)}
+        # own session: a Ctrl-C reaches bookbench first, which then stops Locust cleanly (samples flushed)
+        self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                           start_new_session=True))
+        log.close()
+
+    def start(self) -> None:
+        # --json-file is written after the runner has quit (unlike the CSVs, refreshed once a second), so it
+        # holds Locust's final count for cross-checking ours
+        csv = ["--csv", str(self.csv_prefix), "--csv-full-history", "--only-summary",
+               "--json-file", str(self.csv_prefix)]
+        if self.workers <= 0 and self.remote_workers <= 0:
+            self._spawn(self._cmd(*csv), f"locust_{self.name}.log")
+            return
+        port = self.master_port or free_port()
+        self.master_port = port
+        self._spawn(self._cmd(*csv, "--master", "--master-bind-host", self.master_bind, "--master-bind-port",
+                              str(port), "--expect-workers", str(self.workers + self.remote_workers),
+                              # without a limit the master would wait forever for a worker that never comes
+                              "--expect-workers-max-wait", "300"),
+                    f"locust_{self.name}_master.log")
+        for i in range(self.workers):
+            self._spawn(self._cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)),
+                        f"locust_{self.name}_worker{i + 1}.log")
+
+    @property
+    def master(self) -> subprocess.Popen[bytes]:
+        return self.procs[0]
+
+    def running(self) -> bool:
+        return self.master.poll() is None
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGINT (Locust stops users, writes its files, fires `quitting`), then SIGKILL after `grace_s`.
+
+        Not SIGTERM: a headless run with a LoadTestShape waits on the shape before Locust installs its SIGTERM
+        handler, so SIGTERM would kill it on the spot and lose the last samples; SIGINT is handled there.
+        """
+        for proc in self.procs:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGINT)
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+
+    def reap_workers(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        for proc in self.procs[1:]:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _progress_table(name: str, planned_s: float, started: float, snap: dict[str, float]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    elapsed = time.monotonic() - started
+    p95 = snap.get("p95_ms")
+    table.add_row(
+        f"[bold]{name}[/]", f"{elapsed:5.0f} / {planned_s:.0f} s", f"users {int(snap.get('users', 0)):>3}",
+        f"{snap.get('rps', 0):7.1f} req/s", f"P95 {p95:.0f} ms" if p95 else "P95 -",
+        f"errors {int(snap.get('failures', 0))}/{int(snap.get('requests', 0))}",
+    )
+    return table
+
+
+def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Console,
+          abort: Callable[[], str | None]) -> str | None:
+    """Wait for the job while showing progress; returns why it was aborted (by `abort()`), or None."""
+    started = time.monotonic()
+    snap: dict[str, float] = {}
+    with Live(_progress_table(job.name, planned_s, started, snap), console=console, refresh_per_second=2,
+              transient=False) as live:
+        while job.running():
+            time.sleep(0.5)
+            with contextlib.suppress(OSError, ValueError):
+                snap = json.loads(progress_path.read_text())
+            live.update(_progress_table(job.name, planned_s, started, snap))
+            reason = abort()
+            if reason:
+                job.stop()
+                return reason
+    job.reap_workers()
+    return None

@@ -1,0 +1,126 @@
+"""Bring up what a command needs: a database (embedded or --dsn) and the service as a uvicorn subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bookbench.db.embedded import DEFAULT_DB, EmbeddedPostgres, free_port
+from bookbench.errors import DatabaseError
+
+SERVICE_LOG_LINES = 20
+
+
+@contextmanager
+def database(dsn: str | None, data_dir: Path | None = None, name: str = DEFAULT_DB) -> Iterator[str]:
+    """Yield a DSN: the given one, or a database `name` in the embedded cluster.
+
+    The embedded server is stopped afterwards only if this call started it, so `bookbench db up` keeps a
+    server running across commands and nothing else leaves one behind.
+    """
+    if dsn:
+        yield dsn
+        return
+    pg = EmbeddedPostgres(data_dir)
+    started_here = pg.state() is None
+    try:
+        yield pg.create_database(name)
+    finally:
+        if started_here:
+            pg.stop()
+
+
+class ServiceProcess:
+    """The reference service in its own uvicorn process on 127.0.0.1 and a free port."""
+
+    def __init__(self, dsn: str, port: int | None = None, workers: int = 1, log_path: Path | None = None,
+                 inherit_output: bool = False, extra_env: dict[str, str] | None = None) -> None:
+        self.dsn = dsn
+        self.port = port or free_port()
+        self.workers = workers
+        self.inherit_output = inherit_output
+        # a log file by default, so that a service that dies at start can say why
+        self.log_path = log_path or Path(tempfile.gettempdir()) / f"bookbench-service-{self.port}.log"
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_handle: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> str:
+        env = {**os.environ, "BOOKBENCH_DATABASE_URL": self.dsn, **self.extra_env}
+        cmd = [sys.executable, "-m", "uvicorn", "target_service.main:create_app", "--factory",
+               "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning", "--workers", str(self.workers)]
+        out: int | None = None
+        if not self.inherit_output:
+            self._log_handle = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            out = self._log_handle
+        # own session: Ctrl-C in the terminal reaches us, and we stop the whole group ourselves
+        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+        self._wait_ready(timeout)
+        return self.base_url
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self._output_tail()
+                code = self.proc.returncode
+                self.stop()  # closes the log file
+                raise DatabaseError(f"the service exited with code {code} at start:\n{tail}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise DatabaseError(f"the service did not become ready within {timeout:.0f} s")
+
+    def _output_tail(self) -> str:
+        if self.inherit_output or not self.log_path.exists():
+            return "(see the output above)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-SERVICE_LOG_LINES:])
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self._log_handle is not None:
+            os.close(self._log_handle)
+            self._log_handle = None
+        self.proc = None
+
+
+@contextmanager
+def service(dsn: str, **kwargs: object) -> Iterator[ServiceProcess]:
+    proc = ServiceProcess(dsn, **kwargs)  # type: ignore[arg-type]
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()

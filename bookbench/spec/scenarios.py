@@ -1,0 +1,166 @@
+"""scenarios.yaml as typed, validated models; errors name the key path and what is allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
+
+
+MIN_SCALED_WARMUP_S = 2.0
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage(Strict):
+    duration_s: float = Field(gt=0, le=86_400)
+    users: int = Field(ge=0, le=10_000)
+    # users started per second; default: all at once
+    spawn_rate: float | None = Field(default=None, gt=0)
+
+
+class Scenario(Strict):
+    description: str = ""
+    warmup_s: float = Field(default=0, ge=0)
+    batches: int | None = Field(default=None, ge=1, le=1000)
+    stages: list[Stage] = Field(min_length=1)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.stages)
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> Scenario:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s:g}) must be shorter than the stages ({self.duration_s:g} s)")
+        return self
+
+    def scaled(self, factor: float) -> Scenario:
+        # the warm-up shrinks with the stages but not below MIN_SCALED_WARMUP_S: the first second of a fresh
+        # Locust process and a fresh set of users is not steady state however short the run
+        return self.model_copy(update={
+            "warmup_s": min(max(self.warmup_s * factor, min(self.warmup_s, MIN_SCALED_WARMUP_S)),
+                            self.duration_s * factor / 3),
+            "stages": [s.model_copy(update={"duration_s": s.duration_s * factor}) for s in self.stages],
+        })
+
+
+class ThinkTime(Strict):
+    min: float = Field(default=0, ge=0, le=60)
+    max: float = Field(default=0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThinkTime:
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
+class TaskMix(Strict):
+    protocol: Literal["rest", "vapi"] = "rest"
+    weights: dict[Literal["checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment",
+                          "cancelAppointment"], int] = Field(min_length=1)
+    think_time_s: ThinkTime = ThinkTime()
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> TaskMix:
+        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) == 0:
+            raise ValueError("weights must be >= 0 and at least one > 0")
+        return self
+
+
+class Limits(Strict):
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    throughput_rps: float | None = Field(default=None, ge=0)
+
+
+class Thresholds(Strict):
+    global_: Limits = Field(default=Limits(), alias="global")
+    per_scenario: dict[str, Limits] = Field(default_factory=dict)
+
+
+class ReviewTargets(Limits):
+    availability: float | None = Field(default=None, ge=0, le=1)
+
+
+class AlertRules(Strict):
+    p95_ms: float = Field(default=600, gt=0)
+    error_rate: float = Field(default=0.01, ge=0, le=1)
+    throughput_drop: float = Field(default=0.30, gt=0, lt=1)
+
+
+class DatasetSpec(Strict):
+    orgs: int = Field(default=50, ge=1)
+    providers_per_org: int = Field(default=10, ge=1)
+    contacts: int = Field(default=100_000, ge=1)
+    appointments: int = Field(default=1_000_000, ge=0)
+    seed: int = 42
+
+
+class ScenarioFile(Strict):
+    version: Literal[1]
+    dataset: DatasetSpec = DatasetSpec()
+    index_set: str = "none"
+    quick_factor: float = Field(default=0.2, gt=0, le=1)
+    # comparisons call a change real only when its whole confidence interval lies beyond this relative change
+    noise_threshold: float = Field(default=0.05, gt=0, lt=1)
+    task_mix: TaskMix
+    scenarios: dict[str, Scenario] = Field(min_length=1)
+    thresholds: Thresholds = Thresholds()
+    review_targets: ReviewTargets = ReviewTargets()
+    alert_rules: AlertRules = AlertRules()
+
+    @model_validator(mode="after")
+    def _known_scenarios(self) -> ScenarioFile:
+        unknown = set(self.thresholds.per_scenario) - set(self.scenarios)
+        if unknown:
+            raise ValueError(f"thresholds.per_scenario names unknown scenarios: {', '.join(sorted(unknown))}")
+        return self
+
+    def digest(self) -> str:
+        """Hash of the definitions that shape the load; runs with different digests are not comparable."""
+        relevant = {"scenarios": {k: v.model_dump() for k, v in self.scenarios.items()},
+                    "task_mix": self.task_mix.model_dump()}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ScenarioFileError(ValueError):
+    """scenarios.yaml is unreadable or invalid; the message lists every problem with its key path."""
+
+
+def _format(exc: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+# the default scenarios ship inside the package (the repository's top-level scenarios.yaml links to it)
+SHIPPED_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios.yaml"
+
+
+def load_scenarios(path: Path) -> ScenarioFile:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioFileError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioFileError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ScenarioFileError(f"{path}: the top level must be a mapping")
+    try:
+        return ScenarioFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioFileError(_format(exc, path)) from exc

@@ -1,1 +1,0 @@
-"""bookbench: load scenarios, run orchestration, checks and the command line."""

@@ -1,1 +1,0 @@
-"""Analysis, verdicts, charts and HTML reports built from run folders (never imports locust)."""

@@ -1,0 +1,1 @@
+bookbench/sql
