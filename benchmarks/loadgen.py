@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bookbench.db.embedded import bin_dir
-from bookbench.db.seed import DatasetParams, api_key
+from bookbench.spec.dataset import DatasetParams, api_key
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_booking.lua"

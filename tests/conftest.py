@@ -14,8 +14,9 @@ import pytest
 
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import EmbeddedPostgres
-from bookbench.db.seed import DatasetParams, seed
+from bookbench.db.seed import seed
 from bookbench.pipeline.stack import ServiceProcess
+from bookbench.spec.dataset import DatasetParams
 
 T = TypeVar("T")
 

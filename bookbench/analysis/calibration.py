@@ -12,15 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from bookbench.analysis import summarize as analysis
 from bookbench.analysis.inference import NoisePrior, detectable_change
 from bookbench.analysis.stats import METRICS
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import summary as summary_file
+from bookbench.artifacts.comparison import CALIBRATION_FORMAT_VERSION, read_calibration_file, write_calibration_file
+from bookbench.errors import UsageError
 
-CALIBRATION_FORMAT_VERSION = 1
 SHOWN_ROUNDS = (1, 3, 5, 10)
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UsageError):
     """A calibration file that cannot be read or does not fit."""
 
 
@@ -72,21 +74,11 @@ def write(path: Path, calibration: dict[str, Any]) -> None:
         if remaining:
             keep.append({**entry, "scenarios": remaining})
     store["entries"] = [*keep, calibration]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(store, indent=1))
+    write_calibration_file(path, store)
 
 
 def read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"cannot read calibration {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format_version") != CALIBRATION_FORMAT_VERSION:
-        raise CalibrationError(f"{path}: not a bookbench calibration store of format_version "
-                               f"{CALIBRATION_FORMAT_VERSION}")
-    if "entries" not in data:  # a single calibration.json from a calibrate folder
-        data = {"format_version": CALIBRATION_FORMAT_VERSION, "entries": [data]}
-    return data
+    return read_calibration_file(path)
 
 
 def prior(store: dict[str, Any] | None, definition: dict[str, Any], dataset_fingerprint: str,
@@ -115,17 +107,17 @@ def figure(summary_scenario: dict[str, Any], metric: str) -> float | None:
 
 def from_runs(a_runs: list[Path], b_runs: list[Path], *, calibration_id: str, noise: float) -> dict[str, Any]:
     """Calibration from A/A rounds: a_runs[i] and b_runs[i] ran the same set in round i."""
-    first = json.loads((a_runs[0] / "manifest.json").read_text())
+    first = manifest_file.read(a_runs[0])
     pairs: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for a, b in zip(a_runs, b_runs, strict=True):
-        sa, sb = analysis.read_summary(a)["scenarios"], analysis.read_summary(b)["scenarios"]
-        for name in first["scenarios"]:
+        sa, sb = summary_file.read(a)["scenarios"], summary_file.read(b)["scenarios"]
+        for name in first.scenarios:
             for metric in METRICS:
                 fa = figure(sa[name], metric) if name in sa else None
                 fb = figure(sb[name], metric) if name in sb else None
                 if fa and fb:
                     pairs.setdefault(name, {}).setdefault(metric, []).append((fa, fb))
-    return from_pairs(pairs, calibration_id=calibration_id, index_set=first["index_set"]["name"],
-                      dataset_fingerprint=first["dataset"]["fingerprint"],
-                      definitions={n: e["definition"] for n, e in first["scenarios"].items()},
-                      machine=first.get("machine", {}), noise=noise)
+    return from_pairs(pairs, calibration_id=calibration_id, index_set=first.index_set.name,
+                      dataset_fingerprint=first.dataset.fingerprint,
+                      definitions={n: e.definition for n, e in first.scenarios.items()},
+                      machine=first.machine, noise=noise)

@@ -5,7 +5,6 @@ verdicts; query plans side by side, index findings -> compare.json."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,21 @@ import numpy as np
 
 from bookbench.analysis import calibration, findings, inference, stats
 from bookbench.analysis import summarize as analysis
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import summary as summary_file
+from bookbench.artifacts.comparison import COMPARE_FORMAT_VERSION
+from bookbench.artifacts.manifest import Manifest
+from bookbench.errors import UsageError
 
-COMPARE_FORMAT_VERSION = 2  # 2: rounds, paired run-to-run intervals, labels
 HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
 
 
-class NotComparable(ValueError):
+class NotComparable(UsageError):
     """Runs measured on different data or with different scenario definitions."""
 
 
-def _manifest(run_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((run_dir / "manifest.json").read_text()))
+def _manifest(run_dir: Path) -> Manifest:
+    return manifest_file.read(run_dir)
 
 
 def comparability_problems(run_dirs: list[Path]) -> list[str]:
@@ -32,25 +35,25 @@ def comparability_problems(run_dirs: list[Path]) -> list[str]:
     manifests = [_manifest(d) for d in run_dirs]
     first, problems = manifests[0], []
     for d, m in zip(run_dirs[1:], manifests[1:], strict=True):
-        if m["dataset"]["fingerprint"] != first["dataset"]["fingerprint"]:
-            problems.append(f"{d.name}: dataset {m['dataset']['params']} differs from {first['dataset']['params']}")
-        mine = {n: e["definition"] for n, e in m["scenarios"].items()}
-        theirs = {n: e["definition"] for n, e in first["scenarios"].items()}
+        if m.dataset.fingerprint != first.dataset.fingerprint:
+            problems.append(f"{d.name}: dataset {m.dataset.params} differs from {first.dataset.params}")
+        mine = {n: e.definition for n, e in m.scenarios.items()}
+        theirs = {n: e.definition for n, e in first.scenarios.items()}
         if mine != theirs:
             problems.append(f"{d.name}: scenario definitions differ from {run_dirs[0].name} "
                             "(other scenarios, durations, users or --quick)")
-        if m["scenario_file"]["task_mix"] != first["scenario_file"]["task_mix"]:
+        if m.scenario_file.task_mix != first.scenario_file.task_mix:
             problems.append(f"{d.name}: the task mix differs")
     return problems
 
 
 def series(run_dir: Path, scenario: str) -> stats.RunSeries:
     """A scenario's steady-state requests as (1-second window, latency) for the bootstrap."""
-    entry = _manifest(run_dir)["scenarios"][scenario]
-    df = analysis.load_samples(run_dir / entry.get("samples_file", f"samples/{scenario}.csv.gz"))
+    entry = _manifest(run_dir).scenarios[scenario]
+    df = analysis.load_samples(run_dir / (entry.samples_file or f"samples/{scenario}.csv.gz"))
     if df.empty:
         return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
-    start = float(df["ts"].min()) + float(entry["definition"].get("warmup_s", 0))
+    start = float(df["ts"].min()) + float(entry.definition.get("warmup_s", 0))
     steady = df[df["ts"] >= start]
     second = np.floor(steady["ts"].to_numpy() - start).astype(int)
     # the last second is cut short by the end of the scenario: counting it as a whole window would understate
@@ -62,7 +65,7 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
 def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:
     """One run's figures per metric exactly as its report states them (summary.json), each with its within-run
     spread from the block bootstrap; a metric that cannot be compared maps to the reason."""
-    sc = analysis.read_summary(run_dir)["scenarios"].get(scenario)
+    sc = summary_file.read(run_dir)["scenarios"].get(scenario)
     if not sc or not sc["requests"]:
         return dict.fromkeys(stats.METRICS, f"{run_dir.name}: no samples in {scenario}")
     blocks = series(run_dir, scenario)
@@ -115,19 +118,19 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
         raise NotComparable("runs are not comparable (pass --force to compare anyway):\n  " + "\n  ".join(problems))
     baseline = next(iter(variants))
     first = _manifest(all_runs[0])
-    fingerprint = first["dataset"]["fingerprint"]
+    fingerprint = first.dataset.fingerprint
     rounds = {len(r) for r in variants.values()}
     result: dict[str, Any] = {
         "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
         "baseline": baseline, "sets": list(variants),
-        "index_sets": {label: _manifest(runs[0])["index_set"]["name"] for label, runs in variants.items()},
+        "index_sets": {label: _manifest(runs[0]).index_set.name for label, runs in variants.items()},
         "repeat": min(rounds), "paired": len(rounds) == 1,
         "noise_threshold": noise, "forced_despite": problems,
         "runs": {s: [str(d) for d in runs] for s, runs in variants.items()}, "scenarios": {},
         "priors": {},
     }
-    for name, entry in first["scenarios"].items():
-        definition = entry["definition"]
+    for name, entry in first.scenarios.items():
+        definition = entry.definition
         figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
         per_set: dict[str, Any] = {}
         result["priors"][name] = {}
@@ -170,9 +173,3 @@ def _best(result: dict[str, Any], baseline: str) -> str | None:
         if ratios:
             scores[set_name] = float(np.exp(np.mean(np.log(ratios))))
     return min(scores, key=lambda k: scores[k]) if scores else None
-
-
-def write(folder: Path, result: dict[str, Any]) -> Path:
-    path = folder / "compare.json"
-    path.write_text(json.dumps(result, indent=1, default=str))
-    return path

@@ -3,22 +3,27 @@ HOT updates; the evidence for judging each index of a set on measurements rather
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import run_files
+from bookbench.artifacts.folder import RunFolder
+from bookbench.artifacts.manifest import Manifest
 
 
 def _scans(path: Path) -> dict[str, int]:
     if not path.exists():
         return {}
-    return {r["index"]: int(r["idx_scan"] or 0) for r in json.loads(path.read_text())}
+    return {r["index"]: int(r["idx_scan"] or 0) for r in run_files.read_rows(path)}
 
 
-def scans_during_load(run_dir: Path, manifest: dict[str, Any]) -> dict[str, int]:
+def scans_during_load(run_dir: Path, manifest: Manifest) -> dict[str, int]:
     """idx_scan after the last scenario minus before the first (checks and warm-up excluded)."""
-    before = _scans(run_dir / "db" / "before_pg_stat_user_indexes.json")
-    last = [n for n, e in manifest["scenarios"].items() if e.get("counts")]
-    after = _scans(run_dir / "db" / f"{last[-1]}_pg_stat_user_indexes.json") if last else {}
+    folder = RunFolder(run_dir)
+    before = _scans(folder.index_stats("before"))
+    last = [n for n, e in manifest.scenarios.items() if e.counts]
+    after = _scans(folder.index_stats(last[-1])) if last else {}
     return {name: after[name] - before.get(name, 0) for name in after}
 
 
@@ -50,10 +55,10 @@ def _queries_using(name: str, queries: dict[str, Any]) -> list[str]:
 
 
 def index_findings(run_dir: Path) -> dict[str, Any]:
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    everything = manifest["index_set"].get("all_indexes", [])
+    manifest = manifest_file.read(run_dir)
+    everything = manifest.index_set.all_indexes or []
     scans = scans_during_load(run_dir, manifest)
-    queries = manifest.get("queries", {})
+    queries = manifest.queries or {}
     rows = []
     for idx in everything:
         if idx["is_constraint"]:
@@ -72,14 +77,14 @@ def index_findings(run_dir: Path) -> dict[str, Any]:
         rows.append({"name": idx["name"], "table": idx["tbl"], "keys": idx["keys"], "predicate": idx["predicate"],
                      "size_bytes": idx["size_bytes"], "scans_during_load": used, "redundant": redundant,
                      "serves": serves, "judgement": judgement})
-    stats = manifest.get("table_stats", {})
+    stats = manifest.table_stats or {}
     before, after = stats.get("before", {}), stats.get("after", {})
     updates = after.get("n_tup_upd", 0) - before.get("n_tup_upd", 0)
     hot = after.get("n_tup_hot_upd", 0) - before.get("n_tup_hot_upd", 0)
     return {
-        "index_set": manifest["index_set"]["name"], "indexes": rows,
+        "index_set": manifest.index_set.name, "indexes": rows,
         "total_bytes": sum(r["size_bytes"] for r in rows),
-        "write_cost": manifest.get("write_cost"),
+        "write_cost": manifest.write_cost,
         "hot": {"updates": updates, "hot_updates": hot, "hot_ratio": hot / updates if updates else None},
         "queries": {q: {"indexes": s["indexes"], "seq_scans": s["seq_scans"], "execution_ms": s["execution_ms"],
                         "generic": s["prepared"]["generic"], "prepared_indexes": s["prepared"]["indexes"]}

@@ -12,9 +12,11 @@ Decision rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bookbench.artifacts.manifest import Manifest, ScenarioEntry
+from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
 from bookbench.spec.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
 
 STATUSES = ("pass", "fail", "no data", "not run", "exempt")
@@ -169,12 +171,12 @@ def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, threshol
     return out
 
 
-def _integrity(name: str, entry: dict[str, Any], ran: bool) -> list[Verdict]:
+def _integrity(name: str, entry: ScenarioEntry, ran: bool) -> list[Verdict]:
     """What must be exactly zero or equal whatever the thresholds say."""
     if not ran:
         return [Verdict("integrity", name, m, None, 0, "not run", 0) for m in INTEGRITY_METRICS]
-    counts = entry.get("counts") or {}
-    n = int(counts.get("samples") or 0)
+    counts = entry.counts
+    n = counts.samples if counts else 0
 
     def zero(metric: str, value: float | None, detail: str = "") -> Verdict:
         if value is None:
@@ -182,8 +184,8 @@ def _integrity(name: str, entry: dict[str, Any], ran: bool) -> list[Verdict]:
         return Verdict("integrity", name, metric, value, 0, "pass" if value == 0 else "fail", n)
 
     no_db = "no database access during the run (--dsn)"
-    audit, recon = entry.get("audit"), entry.get("reconciliation")
-    others = [c for c in (counts.get("locust"), counts.get("service")) if c is not None]
+    audit, recon = entry.audit, entry.reconciliation
+    others = [c for c in (counts.locust, counts.service) if c is not None] if counts else []
     return [zero("double_bookings", audit["overlaps"] if audit else None, no_db),
             zero("lost_bookings", recon["lost"] if recon else None, no_db),
             zero("phantom_bookings", recon["phantom"] if recon else None, no_db),
@@ -205,29 +207,29 @@ def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
     return out
 
 
-def _index_gate(manifest: dict[str, Any]) -> Verdict:
-    idx = manifest.get("index_set") or {}
-    present = idx.get("indexes")
+def _index_gate(manifest: Manifest) -> Verdict:
+    idx = manifest.index_set
+    present = idx.indexes
     if present is None:
         return Verdict("gate", "run", "indexes_created", None, 1, "not run", 0, "index set not recorded (--dsn)")
-    names = ", ".join(i["name"] for i in present)
+    names = ", ".join(i.name for i in present)
     return Verdict("gate", "run", "indexes_created", len(present), 1, "pass" if present else "fail", len(present),
-                   f"set {idx.get('name')}: {names or 'no performance index applied'}")
+                   f"set {idx.name}: {names or 'no performance index applied'}")
 
 
-def rules(manifest: dict[str, Any]) -> tuple[Thresholds, ReviewTargets, AlertRules]:
-    sf = manifest["scenario_file"]
-    return (Thresholds.model_validate(sf["thresholds"]), ReviewTargets.model_validate(sf["review_targets"]),
-            AlertRules.model_validate(sf["alert_rules"]))
+def rules(manifest: Manifest) -> tuple[Thresholds, ReviewTargets, AlertRules]:
+    sf = manifest.scenario_file
+    return (Thresholds.model_validate(sf.thresholds), ReviewTargets.model_validate(sf.review_targets),
+            AlertRules.model_validate(sf.alert_rules))
 
 
-def _caveats(manifest: dict[str, Any], verdicts: Iterable[Verdict]) -> list[str]:
+def _caveats(manifest: Manifest, verdicts: Iterable[Verdict]) -> list[str]:
     out = []
-    if manifest.get("quick"):
-        out.append(f"quick run (durations x{manifest.get('duration_factor', 0):g})")
-    status = manifest.get("status")
-    if status in ("interrupted", "failed", "running"):
-        out.append(f"run {status}" + (f": {manifest['reason']}" if manifest.get("reason") else ""))
+    if manifest.quick:
+        out.append(f"quick run (durations x{manifest.duration_factor:g})")
+    status = manifest.status
+    if status in ("interrupted", "failed", "running", "killed"):
+        out.append(f"run {status}" + (f": {manifest.reason}" if manifest.reason else ""))
     not_run = sorted({v.scenario for v in verdicts if v.kind == "threshold" and v.status == "not run"})
     if not_run:
         out.append(f"scenario(s) not run: {', '.join(not_run)}")
@@ -240,13 +242,13 @@ def _caveats(manifest: dict[str, Any], verdicts: Iterable[Verdict]) -> list[str]
     return out
 
 
-def judge(manifest: dict[str, Any], summary: dict[str, Any], checks: list[dict[str, Any]] | None,
+def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, Any]] | None,
           baseline: dict[str, Any] | None = None) -> Judgement:
     """Every verdict on one run and the decision."""
     thresholds, targets, alerts = rules(manifest)
     verdicts: list[Verdict] = []
-    for name, entry in manifest["scenarios"].items():
-        ran = "started_at" in entry or "counts" in entry
+    for name, entry in manifest.scenarios.items():
+        ran = entry.started_at is not None or entry.counts is not None
         sc = summary["scenarios"].get(name)
         verdicts += _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline)
         verdicts += _integrity(name, entry, ran)
@@ -291,3 +293,9 @@ def worst_status(verdicts: list[Verdict]) -> str:
         if s in statuses:
             return s
     return "exempt" if statuses else "not run"
+
+
+def to_file(j: Judgement) -> VerdictsFile:
+    """The judgement as verdicts.json holds it (each verdict with its words)."""
+    return VerdictsFile(decision=j.decision, go=j.go, caveats=j.caveats,  # type: ignore[arg-type]
+                        verdicts=[VerdictRecord(**asdict(v), text=describe(v)) for v in j.verdicts])

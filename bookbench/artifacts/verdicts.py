@@ -1,31 +1,49 @@
-"""verdicts.json and verdicts.junit.xml: the judge's verdicts and decision written for CI (display only)."""
+"""verdicts.json and verdicts.junit.xml: the judge's verdicts and decision, written for CI (display only)."""
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Literal
 
-from bookbench.analysis.judge import Judgement, describe
+from pydantic import BaseModel, ConfigDict
+
+from bookbench.artifacts import junit
+from bookbench.artifacts.files import read_model, write_model
 
 VERDICTS_FORMAT_VERSION = 2
+Status = Literal["pass", "fail", "no data", "not run", "exempt"]
 
 
-def write(j: Judgement, run_dir: Path) -> None:
-    data = {"format_version": VERDICTS_FORMAT_VERSION, "decision": j.decision, "go": j.go, "caveats": j.caveats,
-            "verdicts": [asdict(v) for v in j.verdicts]}
-    (run_dir / "verdicts.json").write_text(json.dumps(data, indent=1))
-    suite = ET.Element("testsuite", name="bookbench verdicts", tests=str(len(j.verdicts)),
-                       failures=str(len(j.failures)),
-                       skipped=str(sum(v.status in ("not run", "exempt") for v in j.verdicts)))
-    for v in j.verdicts:
-        case = ET.SubElement(suite, "testcase", classname=f"bookbench.{v.kind}.{v.scenario}", name=v.metric)
-        text = f"{describe(v)}: {v.status}"
-        if v.failed:
-            ET.SubElement(case, "failure", message=text).text = text
-        elif v.status in ("not run", "exempt"):
-            ET.SubElement(case, "skipped", message=text)
-        else:
-            ET.SubElement(case, "system-out").text = text
-    ET.ElementTree(suite).write(run_dir / "verdicts.junit.xml", encoding="utf-8", xml_declaration=True)
+class VerdictRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    scenario: str
+    metric: str
+    value: float | None
+    limit: float | None
+    status: Status
+    samples: int
+    detail: str = ""
+    text: str  # the verdict in words, as the pages show it
+
+
+class VerdictsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = VERDICTS_FORMAT_VERSION
+    decision: Literal["GO", "NO-GO", "INCOMPLETE"]
+    go: bool
+    caveats: list[str]
+    verdicts: list[VerdictRecord]
+
+
+def write(run_dir: Path, data: VerdictsFile) -> None:
+    write_model(run_dir / "verdicts.json", data)
+    outcome: dict[str, Literal["passed", "failed", "skipped"]] = {
+        "fail": "failed", "no data": "failed", "not run": "skipped", "exempt": "skipped", "pass": "passed"}
+    junit.write(run_dir / "verdicts.junit.xml", "bookbench verdicts", [
+        junit.Case("bookbench verdicts", f"bookbench.{v.kind}.{v.scenario}", v.metric, outcome[v.status],
+                   f"{v.text}: {v.status}") for v in data.verdicts])
+
+
+def read(run_dir: Path) -> dict[str, Any]:
+    return read_model(run_dir / "verdicts.json", VerdictsFile, VERDICTS_FORMAT_VERSION).model_dump()

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bookbench.db.seed import DatasetParams, api_key
+from bookbench.spec.dataset import DatasetParams, api_key
 
 # Checks book far beyond the seeded horizon so that they never collide with generated appointments.
 _CHECK_DAYS = (200, 700)

@@ -7,24 +7,10 @@ import asyncpg
 
 from bookbench.checks.base import CheckResult, CheckTarget, Timer
 from bookbench.checks.functional import isolation
+from bookbench.db import audit
 from bookbench.db.conn import connect
 
 BOOKING_FUNCTION = "book_appointment_atomic"
-
-# Overlap within (org, provider): a row overlaps an earlier one when it starts before the latest end seen so
-# far. One sort instead of a self-join, so it stays a few seconds at 1M rows.
-OVERLAP_SQL = """
-SELECT count(*) AS overlaps,
-       (SELECT count(*) FROM appointments WHERE status <> 'cancelled') AS checked
-  FROM (
-    SELECT org_id, provider_id, scheduled_at,
-           max(scheduled_at + make_interval(mins => duration_minutes)) OVER (
-               PARTITION BY org_id, provider_id ORDER BY scheduled_at, id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-      FROM appointments
-     WHERE status <> 'cancelled') s
- WHERE scheduled_at < prev_end
-"""
 
 
 def _needs_dsn(suite: str) -> list[CheckResult]:
@@ -96,11 +82,10 @@ async def count_overlaps(dsn: str) -> tuple[int, int]:
     """(overlapping pairs, non-cancelled appointments checked)."""
     conn = await connect(dsn)
     try:
-        row = await conn.fetchrow(OVERLAP_SQL)
+        found = await audit.audit(conn)
     finally:
         await conn.close()
-    assert row is not None
-    return int(row["overlaps"]), int(row["checked"])
+    return int(found["overlaps"]), int(found["checked"])
 
 
 async def run_audit(target: CheckTarget) -> list[CheckResult]:

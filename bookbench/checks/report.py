@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bookbench.artifacts import junit
 from bookbench.checks.base import CheckResult
 
 
@@ -30,20 +30,6 @@ def print_table(results: Sequence[CheckResult], console: Console) -> None:
 
 
 def write_junit(results: Sequence[CheckResult], path: Path) -> None:
-    suites = ET.Element("testsuites", name="bookbench checks")
-    by_suite: dict[str, list[CheckResult]] = {}
-    for r in results:
-        by_suite.setdefault(r.suite, []).append(r)
-    for suite, items in by_suite.items():
-        el = ET.SubElement(suites, "testsuite", name=suite, tests=str(len(items)),
-                           failures=str(sum(not r.passed for r in items)),
-                           time=f"{sum(r.seconds for r in items):.3f}")
-        for r in items:
-            case = ET.SubElement(el, "testcase", classname=f"bookbench.{suite}", name=r.name,
-                                 time=f"{r.seconds:.3f}")
-            if not r.passed:
-                ET.SubElement(case, "failure", message=r.detail).text = r.detail
-            else:
-                ET.SubElement(case, "system-out").text = r.detail
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    junit.write(path, "bookbench checks", [
+        junit.Case(r.suite, f"bookbench.{r.suite}", r.name, "passed" if r.passed else "failed", r.detail, r.seconds)
+        for r in results])

@@ -15,11 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import typer
 
+from bookbench.artifacts.junit import check_writable
 from bookbench.checks.base import CheckResult, CheckTarget
 from bookbench.checks.report import print_table, write_junit
 from bookbench.checks.runner import SUITES, run_suites
 from bookbench.cli.common import (
-    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
     EXIT_USAGE,
     AllowRemoteOpt,
     DataDirOpt,
@@ -30,9 +31,10 @@ from bookbench.cli.common import (
     handle_errors,
 )
 from bookbench.db.conn import run_with
-from bookbench.db.seed import DEFAULT_KEY_SECRET, DatasetParams, current_dataset, seed
-from bookbench.errors import DatabaseError
+from bookbench.db.seed import current_dataset, seed
+from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline.stack import database, service
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.targets import require_loopback
 
 CHECK_DB = "bookbench_check"
@@ -57,7 +59,7 @@ def _check_database_on(dsn: str) -> str:
     never truncate the user's tables."""
     parts = urlsplit(dsn)
     if not parts.scheme:
-        raise DatabaseError("self-hosted checks with --dsn need a URL-style DSN (postgresql://user@host/db); "
+        raise UsageError("self-hosted checks with --dsn need a URL-style DSN (postgresql://user@host/db); "
                             "or run the service yourself and pass --base-url")
 
     async def ensure(conn: asyncpg.Connection) -> None:
@@ -110,6 +112,8 @@ def check(
 ) -> None:
     """Pre-deployment checks: stress, smoke, uat, preflight, audit. Exit 1 when one fails."""
     chosen = _parse_suites(suites or [])
+    if junit is not None:
+        check_writable(junit)  # before the checks run, not after
     results: list[CheckResult]
     if base_url:
         require_loopback(base_url, "--base-url", allow_remote)
@@ -129,4 +133,4 @@ def check(
         write_junit(results, junit)
         console.print(f"JUnit XML: {junit}")
     if not all(r.passed for r in results):
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        raise typer.Exit(EXIT_FAILED)

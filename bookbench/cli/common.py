@@ -5,29 +5,32 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-import asyncpg
-import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from bookbench.db.seed import DatasetParams
-from bookbench.errors import DatabaseError
-from bookbench.spec.scenarios import ScenarioFileError
-from bookbench.spec.targets import RemoteTargetRefused
+from bookbench.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BookbenchError,
+    log_exception,
+)
+from bookbench.spec.dataset import DatasetParams
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-# Exit codes, documented in the README: a failed check/threshold is not a crash.
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
+# where a traceback goes when an unexpected error happens outside a run folder
+CRASH_LOG = Path(tempfile.gettempdir()) / "bookbench-errors.log"
 
 DsnOpt = Annotated[str | None, typer.Option(
     "--dsn", envvar="DATABASE_URL", show_envvar=True,
@@ -64,31 +67,40 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def split_list(text: str | None) -> list[str]:
+    """A comma-separated option as a list, blanks dropped: "a, b,,c" -> [a, b, c]."""
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected failures into one red line and a distinct exit code, never a traceback."""
+    """The one place that turns failures into exit codes: a BookbenchError prints one red line and exits with
+    its code; database and network errors that escaped a stage exit 3; anything else is a bug, printed as one
+    line with exit 3 and its traceback appended to CRASH_LOG. Never a traceback on the terminal, never exit 1
+    (that code means NO-GO)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import asyncpg
+        import httpx
+
         try:
             return func(*args, **kwargs)
-        except RemoteTargetRefused as exc:
-            err_console.print(f"[red]refused:[/] {exc}")
-            raise typer.Exit(EXIT_USAGE) from None
-        except ScenarioFileError as exc:
-            err_console.print(f"[red]invalid input:[/] {exc}")
-            raise typer.Exit(EXIT_USAGE) from None
-        except asyncpg.PostgresError as exc:
-            err_console.print(f"[red]database error:[/] {type(exc).__name__}: {exc}")
-            raise typer.Exit(EXIT_ENVIRONMENT) from None
-        except httpx.HTTPError as exc:
-            err_console.print(f"[red]HTTP error:[/] {type(exc).__name__}: {exc}")
-            raise typer.Exit(EXIT_ENVIRONMENT) from None
-        except DatabaseError as exc:
-            err_console.print(f"[red]error:[/] {exc}")
+        except typer.Exit:
+            raise
+        except BookbenchError as exc:
+            err_console.print(f"[red]{exc.label}:[/] {escape(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+        except (asyncpg.PostgresError, httpx.HTTPError, OSError) as exc:
+            err_console.print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))}")
             raise typer.Exit(EXIT_ENVIRONMENT) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            log_exception(CRASH_LOG)
+            err_console.print(f"[red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                              f"(traceback in {CRASH_LOG})")
+            raise typer.Exit(EXIT_ENVIRONMENT) from None
 
     return wrapper
 
@@ -98,3 +110,7 @@ def stop_on_signals() -> None:
     a script or a background job, which inherits SIGINT as ignored."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"

@@ -4,37 +4,25 @@ noise."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import secrets
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from bookbench.analysis import calibration, comparison
 from bookbench.cli.common import (
-    EXIT_ENVIRONMENT,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
     KeySecretOpt,
     console,
-    err_console,
     handle_errors,
+    split_list,
     stop_on_signals,
 )
-from bookbench.db import indexes
-from bookbench.db.embedded import default_data_dir
-from bookbench.db.seed import DEFAULT_KEY_SECRET
-from bookbench.pipeline.run import RunOptions, execute
-from bookbench.pipeline.stack import database
-from bookbench.report import render, render_compare
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, ScenarioFileError, load_scenarios
+from bookbench.errors import EnvironmentFailure, UsageError
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
 QUICK_SCENARIOS = ["burst"]
 # Three interleaved rounds at 15 % of the file's durations: the run-to-run spread then comes from the rounds
@@ -47,126 +35,11 @@ CalibrationOpt = Annotated[Path | None, typer.Option(
     help="calibration store written by `bookbench calibrate` (default: beside the embedded cluster)")]
 
 
-def calibration_path(explicit: Path | None) -> Path:
-    return explicit or default_data_dir().parent / "calibration.json"
-
-
-def variant_labels(sets: list[str]) -> list[str]:
-    """One label per variant: the set's name, and `name#2`, `name#3` when a set is measured again (an A/A)."""
-    seen: dict[str, int] = {}
-    labels = []
-    for name in sets:
-        seen[name] = seen.get(name, 0) + 1
-        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return labels
-
-
-def variants_from_runs(run_dirs: list[Path]) -> dict[str, list[Path]]:
-    """Group existing run folders by index set, in the order given (the first set is the baseline; the i-th run
-    of each set makes round i). Runs that are all of one set are an A/A: each run is its own variant."""
-    by_set: dict[str, list[Path]] = {}
-    for d in run_dirs:
-        if not (d / "manifest.json").exists():
-            err_console.print(f"[red]{d} is not a run folder[/] (no manifest.json)")
-            raise typer.Exit(EXIT_USAGE)
-        name = json.loads((d / "manifest.json").read_text())["index_set"]["name"]
-        by_set.setdefault(name, []).append(d)
-    if len(by_set) == 1:
-        (name, runs), = by_set.items()
-        return {label: [d] for label, d in zip(variant_labels([name] * len(runs)), runs, strict=True)}
-    return by_set
-
-
-def _load_store(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        return calibration.read(path)
-    except calibration.CalibrationError as exc:
-        err_console.print(f"[red]invalid calibration:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-
-
-def finish(folder: Path, variants: dict[str, list[Path]], noise: float, force: bool,
-           store: dict[str, Any] | None, measured: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Analyse every run, compare, write compare.json and compare.html; a compare that cannot compare is an
-    error, never a silent exit 0."""
-    for runs in variants.values():
-        for d in runs:
-            if not (d / "summary.json").exists():
-                render.report(d)
-    try:
-        result = comparison.build(variants, noise, force=force, calibration_store=store)
-    except comparison.NotComparable as exc:
-        err_console.print(f"[red]refused:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    if measured is not None:
-        result["calibration"] = measured  # calibrate: the spread these A/A rounds measured, shown on the page
-    comparison.write(folder, result)
-    page = render_compare.compare_page(folder, result)
-    console.print(f"[bold]{result['headline']}[/]")
-    console.print(f"comparison: {page}")
-    return result
-
-
-@dataclass
-class Plan:
-    """What a compare or calibrate measures: variants in round order and how each run is shaped."""
-
-    sets: list[str]
-    rounds: int
-    scenarios: list[str] | None
-    quick: bool
-    duration_factor: float
-    overrides: dict[str, int]
-    scenario_file: Path
-    out_folder: Path
-    workers: int
-    key_secret: str
-    allow_remote: bool
-    delay_last_ms: float = 0.0  # calibration only: the last variant's service adds this CPU work per request
-    labels: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.labels = variant_labels(self.sets)
-        if self.delay_last_ms:
-            self.labels[-1] += f" (+{self.delay_last_ms:g} ms)"
-
-
-def measure(plan: Plan, dsn: str | None, data_dir: Path | None) -> tuple[dict[str, list[Path]], str]:
-    """Run every variant once per round, interleaved (A B C A B C ...), so that drift of the machine hits every
-    variant alike. Checks run in the first round only: they judge the service, not the timing."""
-    stop_on_signals()
-    variants: dict[str, list[Path]] = {label: [] for label in plan.labels}
-    status = "completed"
-    anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
-    with database(dsn, data_dir) as url:
-        for round_no in range(plan.rounds):
-            for i, (label, name) in enumerate(zip(plan.labels, plan.sets, strict=True)):
-                console.rule(f"[bold]{label}[/] (round {round_no + 1}/{plan.rounds})")
-                outcome = execute(RunOptions(
-                    scenarios_path=plan.scenario_file, scenarios=plan.scenarios, index_set=name,
-                    dataset_overrides=plan.overrides, quick=plan.quick, duration_factor=plan.duration_factor,
-                    out=plan.out_folder / "runs", dsn=url, allow_remote=plan.allow_remote, anchor=anchor,
-                    workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
-                    calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
-                    argv=["bookbench", *sys.argv[1:]]), console)
-                if outcome.status != "completed":
-                    err_console.print(f"[red]{label} run {outcome.status}:[/] {outcome.reason}")
-                    return variants, outcome.status
-                variants[label].append(outcome.run_dir)
-    return variants, status
-
-
-def _exit_for(status: str) -> None:
+def _exit_for(status: str, reason: str | None) -> None:
     if status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise KeyboardInterrupt
     if status != "completed":
-        raise typer.Exit(EXIT_ENVIRONMENT)
-
-
-def _split(text: str | None) -> list[str]:
-    return [s.strip() for s in (text or "").split(",") if s.strip()]
+        raise EnvironmentFailure(f"run {status}: {reason}")
 
 
 RepeatOpt = Annotated[int, typer.Option("--repeat", "--rounds", min=1, max=20,
@@ -211,37 +84,35 @@ def compare(
 ) -> None:
     """Compare index sets: every scenario under each set in interleaved rounds, with intervals that include
     run-to-run noise, and verdicts. Prints the comparison folder as its last line."""
-    try:
-        spec = load_scenarios(scenario_file)
-    except ScenarioFileError as exc:
-        err_console.print(f"[red]invalid scenarios:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    store = _load_store(calibration_path(calibration_file))
-    folder = out / f"compare-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    from bookbench.artifacts.folder import new_folder
+    from bookbench.db import indexes
+    from bookbench.pipeline.compare import Plan, calibration_path, finish, load_store, measure, variants_from_runs
+    spec = load_scenarios(scenario_file)
+    store = load_store(calibration_path(calibration_file))
     if runs:
-        existing = variants_from_runs([Path(p) for p in _split(runs)])
-        folder.mkdir(parents=True)
-        finish(folder, existing, spec.noise_threshold, force, store)
+        existing = variants_from_runs([Path(p) for p in split_list(runs)])
+        folder = new_folder(out, "compare")
+        finish(folder, existing, spec.noise_threshold, force, store, console)
         print(folder, flush=True)
         return
-    names = _split(sets)
+    names = split_list(sets)
     if len(names) < 2:
-        err_console.print("[red]--sets needs at least two sets[/] (the first is the baseline; name one set twice "
-                          "for an A/A)")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError("--sets needs at least two sets (the first is the baseline; name one set twice for an A/A)")
     for name in names:
         indexes.load_set(name)
+    folder = new_folder(out, "compare")
     overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
                                    "seed": seed}.items() if v is not None}
-    plan = Plan(sets=names, rounds=repeat, scenarios=_split(scenarios) or (QUICK_SCENARIOS if quick else None),
+    plan = Plan(sets=names, rounds=repeat, scenarios=split_list(scenarios) or (QUICK_SCENARIOS if quick else None),
                 quick=quick, duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
                 out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
-                delay_last_ms=delay_last_ms)
-    variants, status = measure(plan, dsn, data_dir)
+                argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms)
+    stop_on_signals()
+    variants, status, reason = measure(plan, dsn, data_dir, console)
     if status == "completed":
-        finish(folder, variants, spec.noise_threshold, force, store)
+        finish(folder, variants, spec.noise_threshold, force, store, console)
     print(folder, flush=True)
-    _exit_for(status)
+    _exit_for(status, reason)
 
 
 @handle_errors
@@ -264,46 +135,40 @@ def calibrate(
 ) -> None:
     """Measure this machine's run-to-run noise: the same set against itself in interleaved A/A rounds. Stores the
     spread per scenario and metric, which every later compare of the same scenarios uses as its noise floor."""
-    try:
-        spec = load_scenarios(scenario_file)
-    except ScenarioFileError as exc:
-        err_console.print(f"[red]invalid scenarios:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
+    from bookbench.artifacts.folder import existing_run, new_folder
+    from bookbench.db import indexes
+    from bookbench.pipeline.compare import Plan, calibrate_from, calibration_path, load_store, measure, variant_labels
+    spec = load_scenarios(scenario_file)
     store_path = calibration_path(calibration_file)
-    previous = _load_store(store_path)
-    folder = out / f"calibrate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    previous = load_store(store_path)
+    status: str = "completed"
+    reason: str | None = None
     if runs:
-        given = [Path(p) for p in _split(runs)]
+        given = [Path(p) for p in split_list(runs)]
         if len(given) < 4 or len(given) % 2:
-            err_console.print("[red]--runs needs an even number (>= 4) of run folders of one set[/], A B A B ...")
-            raise typer.Exit(EXIT_USAGE)
+            raise UsageError("--runs needs an even number (>= 4) of run folders of one set, A B A B ...")
+        for d in given:
+            existing_run(d)
         labels = variant_labels([index_set, index_set])
         variants = {labels[0]: given[0::2], labels[1]: given[1::2]}
-        status = "completed"
+        folder = new_folder(out, "calibrate")
     else:
         indexes.load_set(index_set)
+        folder = new_folder(out, "calibrate")
         overrides = {"appointments": appointments} if appointments is not None else {}
         plan = Plan(sets=[index_set, index_set], rounds=rounds,
-                    scenarios=_split(scenarios) or (QUICK_SCENARIOS if quick else None), quick=quick,
+                    scenarios=split_list(scenarios) or (QUICK_SCENARIOS if quick else None), quick=quick,
                     duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
-                    out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote)
-        variants, status = measure(plan, dsn, data_dir)
+                    out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
+                    argv=["bookbench", *sys.argv[1:]])
+        stop_on_signals()
+        variants, status, reason = measure(plan, dsn, data_dir, console)
     if status == "completed":
-        folder.mkdir(parents=True, exist_ok=True)
-        for group in variants.values():
-            for d in group:
-                if not (d / "summary.json").exists():
-                    render.report(d)
-        a_runs, b_runs = variants.values()
-        result = calibration.from_runs(a_runs, b_runs, calibration_id=folder.name, noise=spec.noise_threshold)
-        # the A/A as compare would have judged it before this calibration: false verdicts show up here
-        finish(folder, variants, spec.noise_threshold, False, previous, measured=result)
-        (folder / "calibration.json").write_text(json.dumps(result, indent=1))
-        calibration.write(store_path, result)
+        result = calibrate_from(folder, variants, spec.noise_threshold, store_path, previous, console)
         _print_calibration(result)
         console.print(f"calibration stored in {store_path}")
     print(folder, flush=True)
-    _exit_for(status)
+    _exit_for(status, reason)
 
 
 def _print_calibration(result: dict[str, Any]) -> None:

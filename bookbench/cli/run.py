@@ -9,23 +9,18 @@ from typing import Annotated
 import typer
 
 from bookbench.cli.common import (
-    EXIT_CHECK_FAILED,
-    EXIT_ENVIRONMENT,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
     KeySecretOpt,
     console,
-    err_console,
     handle_errors,
+    split_list,
     stop_on_signals,
 )
-from bookbench.cli.report import render_and_print
-from bookbench.db.seed import DEFAULT_KEY_SECRET
-from bookbench.pipeline.run import RunOptions, execute
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, ScenarioFileError
+from bookbench.errors import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 
 @handle_errors
@@ -61,29 +56,39 @@ def run(
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
+    from bookbench.cli.report import render_and_print
+    from bookbench.pipeline.run import RunOptions, execute
+
     if (remote_workers or master_bind not in ("127.0.0.1", "::1", "localhost")) and not allow_remote:
-        err_console.print("[red]refused:[/] remote workers and a non-loopback --master-bind send load from other "
-                          "machines; pass --allow-remote (and a --target-url they can reach)")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError("remote workers and a non-loopback --master-bind send load from other machines; pass "
+                         "--allow-remote (and a --target-url they can reach)")
     overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
                                    "providers_per_org": providers_per_org, "seed": seed}.items() if v is not None}
     opts = RunOptions(
-        scenarios_path=scenario_file, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
-        if scenarios else None, index_set=index_set, dataset_overrides=overrides, quick=quick, out=out,
+        scenarios_path=scenario_file, scenarios=split_list(scenarios) or None, index_set=index_set,
+        dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
     stop_on_signals()
-    try:
-        outcome = execute(opts, console)
-    except ScenarioFileError as exc:
-        err_console.print(f"[red]invalid scenarios:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
+    outcome = execute(opts, console)
     console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
     go = True
     if not no_report:
-        go = render_and_print(outcome.run_dir, None)
+        try:
+            go = render_and_print(outcome.run_dir, None)
+        except Exception as exc:  # the run's own outcome decides the exit code; a report failure is logged
+            from bookbench.artifacts.folder import RunFolder
+            from bookbench.errors import log_exception
+
+            log = RunFolder(outcome.run_dir).log
+            log_exception(log)
+            console.print(f"[red]report not written:[/] {type(exc).__name__}: {exc} (traceback in {log})")
+            go = False
+            if outcome.status == "completed":
+                print(outcome.run_dir, flush=True)
+                raise typer.Exit(EXIT_ENVIRONMENT) from None
     # plain print: the last line is for scripts and must never be wrapped or styled
     print(outcome.run_dir, flush=True)
     if outcome.status == "interrupted":
@@ -91,4 +96,4 @@ def run(
     if outcome.status == "failed":
         raise typer.Exit(EXIT_ENVIRONMENT)
     if not go:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        raise typer.Exit(EXIT_FAILED)

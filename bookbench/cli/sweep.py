@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import re
-import secrets
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from bookbench.cli.common import (
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
     console,
-    err_console,
     handle_errors,
+    split_list,
     stop_on_signals,
 )
-from bookbench.db import indexes
-from bookbench.errors import DatabaseError
-from bookbench.pipeline.run import RunOptions, execute
-from bookbench.pipeline.stack import database
-from bookbench.report import charts, render
+from bookbench.errors import UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
@@ -40,12 +31,6 @@ def parse_size(text: str) -> int:
         raise typer.BadParameter(f"{text!r} is not a size like 10k, 100k or 1M", param_hint="--sizes")
     factor = {"": 1, "k": 1_000, "m": 1_000_000}[match[2].lower()]
     return int(float(match[1]) * factor)
-
-
-def _point(run_dir: Path, scenario: str) -> dict[str, Any]:
-    sc = json.loads((run_dir / "summary.json").read_text())["scenarios"][scenario]
-    return {"p95_ms": sc["latency_ms"]["p95"], "throughput_rps": sc["throughput_rps"], "requests": sc["requests"],
-            "run": str(run_dir)}
 
 
 @handle_errors
@@ -61,51 +46,28 @@ def sweep(
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Why an index does nothing at 2 MB and everything at 1M rows: one chart of P95 and throughput vs size."""
-    counts = [parse_size(s) for s in sizes.split(",") if s.strip()]
-    names = [s.strip() for s in sets.split(",") if s.strip()]
+    from bookbench.artifacts.folder import new_folder
+    from bookbench.db import indexes
+    from bookbench.pipeline import sweep as stage
+
+    counts = [parse_size(s) for s in split_list(sizes)]
+    names = split_list(sets)
     if not counts or not names:
-        err_console.print("[red]--sizes and --sets must each name at least one value[/]")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError("--sizes and --sets must each name at least one value")
     for name in names:
         indexes.load_set(name)
+    plan = stage.SweepPlan(sizes=counts, sets=names, scenario=scenario, quick=quick, duration_factor=duration_factor,
+                           scenario_file=scenario_file, folder=new_folder(out, "sweep"), allow_remote=allow_remote,
+                           argv=["bookbench", *sys.argv[1:]])
     stop_on_signals()
-    folder = out / f"sweep-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-    points: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    interrupted = False
-    anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
-    with database(dsn, data_dir) as url:
-        try:
-            for size in counts:
-                for name in names:
-                    console.rule(f"[bold]{size:,} appointments, {name}[/]")
-                    outcome = execute(RunOptions(
-                        scenarios_path=scenario_file, scenarios=[scenario], index_set=name,
-                        dataset_overrides={"appointments": size}, quick=quick, duration_factor=duration_factor,
-                        out=folder / "runs", dsn=url, allow_remote=allow_remote, anchor=anchor, checks=False,
-                        argv=["bookbench", *sys.argv[1:]]), console)
-                    if outcome.status == "interrupted":
-                        raise KeyboardInterrupt
-                    if outcome.status != "completed":
-                        raise DatabaseError(outcome.reason or f"the {name} run at {size:,} failed")
-                    render.report(outcome.run_dir)
-                    points[name].append({"appointments": size, **_point(outcome.run_dir, scenario)})
-        except KeyboardInterrupt:
-            interrupted = True
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sweep.json").write_text(json.dumps({"format_version": 1, "scenario": scenario, "points": points},
-                                                  indent=1))
-    chart = charts.size_sweep({n: [(p["appointments"], p["p95_ms"] or 0.0, p["throughput_rps"]) for p in pts]
-                               for n, pts in points.items() if pts}, f"{scenario}: cost against data size")
-    html = render.jinja().get_template("sweep.html.j2").render(
-        scenario=scenario, points=points, chart=chart, generated=render.now(),
-        method="P95 and throughput of each run's summary.json")
-    (folder / "sweep.html").write_text(html)
+    points, interrupted = stage.measure(plan, dsn, data_dir, console)
+    page = stage.write(plan, points)
     for name, pts in points.items():
         for p in pts:
             p95 = "-" if p["p95_ms"] is None else f"{p['p95_ms']:.1f}"
             console.print(f"  {name:<12} {p['appointments']:>10,} appointments: P95 {p95} ms, "
                           f"{p['throughput_rps']:.1f} req/s (n={p['requests']:,})")
-    console.print(f"sweep: {folder / 'sweep.html'}")
-    print(folder, flush=True)
+    console.print(f"sweep: {page}")
+    print(plan.folder, flush=True)
     if interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise KeyboardInterrupt

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from bookbench.db.seed import DatasetParams
+from bookbench.spec.dataset import DatasetParams
 from target_service import queries
 
 # The conflict check inside book_appointment_atomic (sql/schema/002_booking.sql), as a standalone query.

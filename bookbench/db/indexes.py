@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bookbench.db.conn import SQL_DIR
-from bookbench.errors import DatabaseError
+from bookbench.errors import UsageError
 
 BASELINE = "none"
 TABLES = ("organizations", "providers", "contacts", "appointments")
@@ -50,7 +50,7 @@ def load_set(name: str) -> list[IndexDef]:
         return []
     path = SQL_DIR / "indexes" / f"{name}.sql"
     if not path.exists():
-        raise DatabaseError(f"unknown index set {name!r}; available: {', '.join(available_sets())}")
+        raise UsageError(f"unknown index set {name!r}; available: {', '.join(available_sets())}")
     defs = []
     for statement in _strip_comments(path.read_text()).split(";"):
         statement = " ".join(statement.split())
@@ -58,7 +58,7 @@ def load_set(name: str) -> list[IndexDef]:
             continue
         match = _CREATE.match(statement)
         if match is None:
-            raise DatabaseError(
+            raise UsageError(
                 f"{path.name}: every statement must be CREATE INDEX CONCURRENTLY IF NOT EXISTS, got: "
                 f"{statement[:80]}"
             )

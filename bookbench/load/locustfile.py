@@ -22,7 +22,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from bookbench.artifacts.samples import Sample, SampleWriter
-from bookbench.db.seed import DEFAULT_KEY_SECRET, DatasetParams, api_key
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams, api_key
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
 from bookbench.spec.shape import users_at
 

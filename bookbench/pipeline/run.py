@@ -5,31 +5,45 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 import random
-import secrets
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from rich.console import Console
 
-from bookbench.artifacts import manifest
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import run_files
+from bookbench.artifacts.folder import RUN_SUBFOLDERS, RunFolder, new_folder
+from bookbench.artifacts.manifest import (
+    Counts,
+    IndexInfo,
+    IndexSet,
+    Manifest,
+    RunStatus,
+    ScenarioEntry,
+    ScenarioFileInfo,
+    Target,
+    now_iso,
+)
+from bookbench.artifacts.manifest import Dataset as ManifestDataset
 from bookbench.artifacts.samples import SAMPLES_FORMAT_VERSION, read_text
 from bookbench.checks.base import CheckTarget
 from bookbench.checks.runner import run_suites
+from bookbench.db import audit, indexes
 from bookbench.db import evidence as explain
-from bookbench.db import indexes
 from bookbench.db.conn import run_with
-from bookbench.db.seed import DatasetParams, api_key, seed, table_stats
+from bookbench.db.seed import seed, table_stats
 from bookbench.db.settle import settle
-from bookbench.errors import DatabaseError
-from bookbench.pipeline import integrity
+from bookbench.errors import BookbenchError, EnvironmentFailure, LoadGeneratorError, ServiceError, log_exception
+from bookbench.pipeline import facts, integrity
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.stack import ServiceProcess, database
+from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
 from bookbench.spec.targets import mask_dsn, require_loopback
 
@@ -67,7 +81,7 @@ class RunOptions:
 @dataclass
 class RunOutcome:
     run_dir: Path
-    status: str
+    status: RunStatus
     reason: str | None
 
 
@@ -78,14 +92,6 @@ def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[
         raise ScenarioFileError(f"unknown scenario(s) {', '.join(unknown)}; scenarios.yaml defines "
                                 f"{', '.join(spec.scenarios)}")
     return {n: spec.scenarios[n].scaled(factor) if factor != 1.0 else spec.scenarios[n] for n in chosen}
-
-
-def _new_run_dir(out: Path, index_set: str) -> tuple[str, Path]:
-    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{index_set}-{secrets.token_hex(2)}"
-    run_dir = out / run_id
-    for sub in ("samples", "locust", "db", "logs", "config"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    return run_id, run_dir
 
 
 async def _warm_up(base_url: str, params: DatasetParams) -> int:
@@ -116,7 +122,7 @@ async def _warm_up(base_url: str, params: DatasetParams) -> int:
         codes = await asyncio.gather(*(one(client, i) for i in range(WARMUP_REQUESTS)))
     bad = [c for c in codes if c >= 500 or c in (401, 422)]
     if bad:
-        raise DatabaseError(f"warm-up failed: {len(bad)} of {len(codes)} requests answered {sorted(set(bad))}")
+        raise ServiceError(f"warm-up failed: {len(bad)} of {len(codes)} requests answered {sorted(set(bad))}")
     return len(codes)
 
 
@@ -126,123 +132,134 @@ def _count_samples(path: Path) -> int:
     return max(read_text(path).count("\n") - 1, 0)
 
 
-class Run:
-    """State of one run: its folder, manifest and the processes it owns."""
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run will do, validated before anything starts (no process, no folder, no database yet)."""
 
-    def __init__(self, opts: RunOptions, console: Console) -> None:
-        self.opts = opts
+    opts: RunOptions
+    spec: ScenarioFile
+    factor: float
+    scenarios: dict[str, Scenario]
+    index_set: str
+    params: DatasetParams
+
+
+def plan(opts: RunOptions) -> RunPlan:
+    """Read and check the inputs: scenarios.yaml, the chosen scenarios, dataset, index set, where load may go.
+    Raises UsageError (exit 2) naming the option or key; nothing has been touched yet."""
+    spec = load_scenarios(opts.scenarios_path)
+    factor = spec.quick_factor if opts.quick else (opts.duration_factor or 1.0)
+    ds: dict[str, Any] = {**spec.dataset.model_dump(), **opts.dataset_overrides}
+    if opts.anchor is not None:
+        ds["anchor"] = opts.anchor
+    if opts.key_secret:
+        ds["key_secret"] = opts.key_secret
+    params = DatasetParams(**ds)
+    params.validate()
+    index_set = opts.index_set or spec.index_set
+    indexes.load_set(index_set)  # an unknown set fails here, before anything starts
+    if opts.target_url:
+        require_loopback(opts.target_url, "--target-url", opts.allow_remote)
+    if opts.dsn:
+        require_loopback(opts.dsn, "--dsn", opts.allow_remote)
+    return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params)
+
+
+def new_manifest(p: RunPlan, run_id: str) -> Manifest:
+    opts, spec = p.opts, p.spec
+    return Manifest(
+        samples_format_version=SAMPLES_FORMAT_VERSION, run_id=run_id,
+        command=facts.masked_command(opts.argv), git=facts.git_info(), packages=facts.packages(),
+        machine=facts.machine(), quick=opts.quick, duration_factor=p.factor,
+        target=Target(url=mask_dsn(opts.target_url.rstrip("/")) if opts.target_url else "self-hosted",
+                      database=mask_dsn(opts.dsn) if opts.dsn else "embedded", workers=opts.workers,
+                      calibration_delay_ms=opts.calibration_delay_ms),
+        dataset=ManifestDataset(params=p.params.public(), fingerprint=p.params.fingerprint()),
+        index_set=IndexSet(name=p.index_set),
+        scenario_file=ScenarioFileInfo(
+            path=str(opts.scenarios_path), digest=spec.digest(),
+            thresholds=spec.thresholds.model_dump(by_alias=True, exclude_unset=True),
+            review_targets=spec.review_targets.model_dump(), alert_rules=spec.alert_rules.model_dump(),
+            task_mix=spec.task_mix.model_dump(), noise_threshold=spec.noise_threshold),
+        scenarios={n: ScenarioEntry(definition=s.model_dump(), planned_s=s.duration_s)
+                   for n, s in p.scenarios.items()},
+    )
+
+
+class Run:
+    """One run in progress: its plan, folder and manifest, and the service it started. Each step takes what it
+    needs as arguments (the DSN, the service URL), so a step cannot run before the one it depends on."""
+
+    def __init__(self, p: RunPlan, folder: RunFolder, man: Manifest, console: Console) -> None:
+        self.plan = p
+        self.folder = folder
+        self.manifest = man
         self.console = console
-        self.spec = load_scenarios(opts.scenarios_path)
-        self.factor = self.spec.quick_factor if opts.quick else (opts.duration_factor or 1.0)
-        self.scenarios = _select(self.spec, opts.scenarios, self.factor)
-        self.index_set = opts.index_set or self.spec.index_set
-        ds: dict[str, Any] = {**self.spec.dataset.model_dump(), **opts.dataset_overrides}
-        if opts.anchor is not None:
-            ds["anchor"] = opts.anchor
-        if opts.key_secret:
-            ds["key_secret"] = opts.key_secret
-        self.params = DatasetParams(**ds)
-        try:
-            indexes.load_set(self.index_set)  # unknown set: fail before anything starts
-            self.params.validate()
-        except DatabaseError as exc:
-            raise ScenarioFileError(str(exc)) from None
-        if opts.target_url:
-            require_loopback(opts.target_url, "--target-url", opts.allow_remote)
-        if opts.dsn:
-            require_loopback(opts.dsn, "--dsn", opts.allow_remote)
-        self.run_id, self.dir = _new_run_dir(opts.out, self.index_set)
-        self.dsn: str | None = None
         self.service: ServiceProcess | None = None
-        self.base_url = opts.target_url.rstrip("/") if opts.target_url else ""
-        self.manifest: dict[str, Any] = {
-            "format_version": manifest.MANIFEST_FORMAT_VERSION, "samples_format_version": SAMPLES_FORMAT_VERSION,
-            "run_id": self.run_id, "status": "running", "reason": None,
-            "command": manifest.masked_command(opts.argv), "git": manifest.git_info(),
-            "packages": manifest.packages(), "machine": manifest.machine(),
-            "started_at": manifest.now_iso(), "ended_at": None, "quick": opts.quick, "duration_factor": self.factor,
-            "target": {"url": mask_dsn(self.base_url) if self.base_url else "self-hosted",
-                       "database": mask_dsn(opts.dsn) if opts.dsn else "embedded", "workers": opts.workers,
-                       "calibration_delay_ms": opts.calibration_delay_ms},
-            "dataset": {"params": self.params.public(), "fingerprint": self.params.fingerprint()},
-            "index_set": {"name": self.index_set},
-            "scenario_file": {"path": str(opts.scenarios_path), "digest": self.spec.digest(),
-                              "thresholds": self.spec.thresholds.model_dump(by_alias=True, exclude_unset=True),
-                              "review_targets": self.spec.review_targets.model_dump(),
-                              "alert_rules": self.spec.alert_rules.model_dump(),
-                              "task_mix": self.spec.task_mix.model_dump(),
-                              "noise_threshold": self.spec.noise_threshold},
-            "scenarios": {n: {"definition": s.model_dump(), "planned_s": s.duration_s}
-                          for n, s in self.scenarios.items()},
-        }
-        self.save()
+
+    @property
+    def params(self) -> DatasetParams:
+        return self.plan.params
 
     def save(self) -> None:
-        manifest.write(self.dir / "manifest.json", self.manifest)
+        manifest_file.write(self.folder.root, self.manifest)
 
     # -- setup ---------------------------------------------------------------------------------------------
     def prepare_database(self, dsn: str) -> None:
-        self.dsn = dsn
         self.console.print(f"dataset: {self.params.appointments:,} appointments (seed {self.params.seed}) ...")
         report = run_with(dsn, lambda conn: seed(conn, self.params))
         self.console.print(f"  {'reused' if report.reused else 'generated'} in {report.seconds:.1f} s")
-        removed = run_with(dsn, lambda conn: integrity.reset_bookings(conn, self.params.appointments))
-        applied = run_with(dsn, lambda conn: indexes.apply(conn, self.index_set))
-        self.console.print(f"index set {self.index_set}: +{len(applied.created)} -{len(applied.dropped)} "
+        removed = run_with(dsn, lambda conn: audit.reset_bookings(conn, self.params.appointments))
+        applied = run_with(dsn, lambda conn: indexes.apply(conn, self.plan.index_set))
+        self.console.print(f"index set {self.plan.index_set}: +{len(applied.created)} -{len(applied.dropped)} "
                            f"({removed} bookings of earlier runs removed)")
         status = run_with(dsn, indexes.status)
         counts, sizes = run_with(dsn, table_stats)
-        self.manifest["dataset"].update({"row_counts": counts, "table_bytes": sizes, "reused": report.reused,
-                                         "seed_seconds": round(report.seconds, 3)})
-        self.manifest["index_set"]["indexes"] = [
-            {"name": s.name, "table": s.table, "size_bytes": s.size_bytes, "definition": s.definition}
-            for s in status]
-        self.manifest["index_set"]["all_indexes"] = run_with(dsn, indexes.definitions)
-        self.manifest["postgres"] = run_with(dsn, manifest.postgres_facts)
+        ds = self.manifest.dataset
+        ds.row_counts, ds.table_bytes, ds.reused = counts, sizes, report.reused
+        ds.seed_seconds = round(report.seconds, 3)
+        self.manifest.index_set.indexes = [
+            IndexInfo(name=s.name, table=s.table, size_bytes=s.size_bytes, definition=s.definition) for s in status]
+        self.manifest.index_set.all_indexes = run_with(dsn, indexes.definitions)
+        self.manifest.postgres = run_with(dsn, facts.postgres_facts)
         self.save()
 
-    def start_service(self) -> None:
-        assert self.dsn is not None
-        env = ({"BOOKBENCH_CALIBRATION_DELAY_MS": str(self.opts.calibration_delay_ms)}
-               if self.opts.calibration_delay_ms else {})
-        self.service = ServiceProcess(self.dsn, log_path=self.dir / "logs" / "service.log", extra_env=env)
-        self.base_url = self.service.start()
-        self.console.print(f"service: {self.base_url}")
+    def start_service(self, dsn: str) -> str:
+        env = ({"BOOKBENCH_CALIBRATION_DELAY_MS": str(self.plan.opts.calibration_delay_ms)}
+               if self.plan.opts.calibration_delay_ms else {})
+        self.service = ServiceProcess(dsn, log_path=self.folder.logs / "service.log", extra_env=env)
+        base_url = self.service.start()
+        self.console.print(f"service: {base_url}")
+        return base_url
 
-    def run_checks(self) -> None:
+    def run_checks(self, base_url: str, dsn: str | None) -> None:
         """The pre-deployment checks against the same service, for the review's go/no-go matrix."""
-        suites = ["smoke", "uat", "stress", "preflight"] if self.dsn else ["smoke", "uat", "stress"]
-        target = CheckTarget(self.base_url, self.dsn, self.params)
-        results = asyncio.run(run_suites(target, suites))
+        suites = ["smoke", "uat", "stress", "preflight"] if dsn else ["smoke", "uat", "stress"]
+        results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params), suites))
         passed = sum(r.passed for r in results)
         self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
-        (self.dir / "checks.json").write_text(json.dumps(
-            {"format_version": 1, "results": [dataclasses.asdict(r) for r in results]}, indent=1))
+        run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])
 
-    def warm_up(self) -> None:
-        n = asyncio.run(_warm_up(self.base_url, self.params))
-        if self.dsn:
-            run_with(self.dsn, lambda conn: integrity.reset_bookings(conn, self.params.appointments))
+    def warm_up(self, base_url: str, dsn: str | None) -> None:
+        n = asyncio.run(_warm_up(base_url, self.params))
+        if dsn:
+            run_with(dsn, lambda conn: audit.reset_bookings(conn, self.params.appointments))
         self.console.print(f"warm-up: {n} requests")
 
-    def query_evidence(self) -> None:
+    def query_evidence(self, dsn: str) -> None:
         """EXPLAIN of every statement and the write cost, on warm caches, before the load; and the counters
         that the index findings diff after it."""
-        assert self.dsn is not None
-        self.manifest["queries"] = run_with(self.dsn, lambda c: explain.explain_all(c, self.params,
-                                                                                    self.dir / "explain"))
-        self.manifest["write_cost"] = run_with(self.dsn, lambda c: explain.write_cost(c, self.params))
-        self.manifest["table_stats"] = {"before": run_with(self.dsn, explain.table_stats)}
-        stats = run_with(self.dsn, integrity.index_stats)
-        (self.dir / "db" / "before_pg_stat_user_indexes.json").write_text(json.dumps(stats, indent=2))
-        cost = self.manifest["write_cost"]
-        self.console.print(f"query evidence: {len(self.manifest['queries'])} plans in explain/, one booking "
+        self.manifest.queries = run_with(dsn, lambda c: explain.explain_all(c, self.params, self.folder.explain_dir))
+        cost = self.manifest.write_cost = run_with(dsn, lambda c: explain.write_cost(c, self.params))
+        self.manifest.table_stats = {"before": run_with(dsn, explain.table_stats)}
+        run_files.write_rows(self.folder.index_stats("before"), run_with(dsn, audit.index_stats))
+        self.console.print(f"query evidence: {len(self.manifest.queries)} plans in explain/, one booking "
                            f"{cost['ms_per_booking']:.2f} ms and {cost['wal_bytes_per_booking']:.0f} B of WAL")
         self.save()
 
-    def after_load(self) -> None:
-        if self.dsn and "table_stats" in self.manifest:
-            self.manifest["table_stats"]["after"] = run_with(self.dsn, explain.table_stats)
+    def after_load(self, dsn: str | None) -> None:
+        if dsn and self.manifest.table_stats is not None:
+            self.manifest.table_stats["after"] = run_with(dsn, explain.table_stats)
             self.save()
 
     # -- one scenario --------------------------------------------------------------------------------------
@@ -251,111 +268,129 @@ class Run:
             return f"the service exited with code {self.service.proc.returncode if self.service.proc else '?'}"
         return None
 
-    def run_scenario(self, name: str, scenario: Scenario) -> None:
-        entry = self.manifest["scenarios"][name]
-        paths = {"samples_path": self.dir / "samples" / f"{name}.csv.gz",
-                 "progress_path": self.dir / "logs" / f"progress_{name}.json",
-                 "bookings_path": self.dir / "db" / f"{name}_acknowledged_bookings.txt"}
-        config = {"scenario_name": name, "scenario": scenario.model_dump(),
-                  "task_mix": self.spec.task_mix.model_dump(),
-                  "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
-                  **{k: str(v) for k, v in paths.items()}}
-        config_path = self.dir / "config" / f"{name}.json"
-        config_path.write_text(json.dumps(config, indent=2))
-        if self.dsn:
-            entry["settle"] = run_with(self.dsn, lambda c: settle(c, self.params.appointments))
-        id_before = run_with(self.dsn, integrity.max_appointment_id) if self.dsn else 0
-        handled_before = integrity.service_handled(self.base_url)
-        job = LocustJob(name, self.base_url, self.dir / "locust" / name, self.dir / "logs", config_path,
-                        {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=self.opts.workers,
-                        remote_workers=self.opts.remote_workers, master_bind=self.opts.master_bind,
-                        master_port=self.opts.master_port)
-        entry["started_at"] = manifest.now_iso()
+    def run_scenario(self, name: str, scenario: Scenario, base_url: str, dsn: str | None) -> None:
+        entry = self.manifest.scenarios[name]
+        f = self.folder
+        run_files.write_config(f.config(name), {
+            "scenario_name": name, "scenario": scenario.model_dump(), "task_mix": self.plan.spec.task_mix.model_dump(),
+            "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
+            "samples_path": str(f.samples(name)), "progress_path": str(f.progress(name)),
+            "bookings_path": str(f.acknowledged(name))})
+        if dsn:
+            entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments))
+        id_before = run_with(dsn, audit.max_appointment_id) if dsn else 0
+        handled_before = integrity.service_handled(base_url)
+        opts = self.plan.opts
+        job = LocustJob(name, base_url, f.locust_prefix(name), f.logs, f.config(name),
+                        {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=opts.workers,
+                        remote_workers=opts.remote_workers, master_bind=opts.master_bind, master_port=opts.master_port)
+        entry.started_at, entry.status = now_iso(), "running"
         self.save()
         interrupted = False
         try:
-            self._drive(job, name, scenario, paths["progress_path"], entry)
+            self._drive(job, name, scenario, entry)
         except KeyboardInterrupt:
             interrupted = True
-            entry["aborted"] = "interrupted (Ctrl-C)"
+            entry.aborted = "interrupted (Ctrl-C)"
             self.console.print("[yellow]interrupted: stopping Locust and keeping what was measured ...[/]")
         finally:
             job.stop()  # a no-op when Locust already ended; SIGINT, then SIGKILL after a grace period
-        entry["ended_at"] = manifest.now_iso()
-        handled_after = integrity.service_handled(self.base_url)
-        entry["counts"] = {
-            "samples": _count_samples(paths["samples_path"]),
-            "locust": integrity.locust_request_count(self.dir / "locust" / f"{name}.json"),
-            "service": None if handled_before is None or handled_after is None else handled_after - handled_before,
-        }
-        entry["samples_file"] = f"samples/{name}.csv.gz"
+        entry.ended_at = now_iso()
+        entry.status = "interrupted" if interrupted else ("aborted" if entry.aborted else "completed")
+        handled_after = integrity.service_handled(base_url)
+        entry.counts = Counts(
+            samples=_count_samples(f.samples(name)), locust=run_files.locust_request_count(f.locust_json(name)),
+            service=None if handled_before is None or handled_after is None else handled_after - handled_before)
+        entry.samples_file = f.samples_rel(name)
         self.save()
-        if self.dsn:
-            self._integrity(name, entry, paths["bookings_path"], id_before)
-        c = entry["counts"]
-        self.console.print(f"  {name}: {c['samples']} samples, Locust counted {c['locust']}, "
-                           f"service handled {c['service']}")
+        if dsn:
+            self._integrity(name, entry, dsn, id_before)
+        c = entry.counts
+        self.console.print(f"  {name}: {c.samples} samples, Locust counted {c.locust}, service handled {c.service}")
         if interrupted:
             raise KeyboardInterrupt
-        if entry["aborted"]:
-            raise DatabaseError(entry["aborted"])
-        if c["samples"] == 0:
-            raise DatabaseError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
+        if entry.aborted:
+            raise EnvironmentFailure(entry.aborted)
+        if c.samples == 0:
+            raise LoadGeneratorError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
 
-    def _drive(self, job: LocustJob, name: str, scenario: Scenario, progress: Path, entry: dict[str, Any]) -> None:
+    def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry) -> None:
         job.start()
-        if self.opts.remote_workers:
+        if self.plan.opts.remote_workers:
             self.console.print(
-                f"waiting for {self.opts.remote_workers} remote worker(s); on each worker machine, in a checkout "
-                f"with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> "
+                f"waiting for {self.plan.opts.remote_workers} remote worker(s); on each worker machine, in a "
+                f"checkout with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> "
                 f"locust -f bookbench/load/locustfile.py --worker --master-host <this machine> "
                 f"--master-port {job.master_port}")
-        entry["aborted"] = watch(job, scenario.duration_s, progress, self.console, self._abort_reason)
+        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, self._abort_reason)
         code = job.master.returncode
-        if entry["aborted"] is None and code not in (0, None):
-            entry["aborted"] = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
+        if entry.aborted is None and code not in (0, None):
+            entry.aborted = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
 
-    def _integrity(self, name: str, entry: dict[str, Any], bookings: Path, id_before: int) -> None:
-        assert self.dsn is not None
-        acked = integrity.read_acknowledged(bookings)
-        entry["audit"] = run_with(self.dsn, integrity.audit)
-        entry["reconciliation"] = run_with(self.dsn, lambda c: integrity.reconcile(c, acked, id_before))
-        stats = run_with(self.dsn, integrity.index_stats)
-        (self.dir / "db" / f"{name}_pg_stat_user_indexes.json").write_text(json.dumps(stats, indent=2))
+    def _integrity(self, name: str, entry: ScenarioEntry, dsn: str, id_before: int) -> None:
+        acked = run_files.read_acknowledged(self.folder.acknowledged(name))
+        entry.audit = run_with(dsn, audit.audit)
+        entry.reconciliation = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before))
+        run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))
         self.save()
 
-    def finish(self, status: str, reason: str | None) -> RunOutcome:
-        self.manifest.update({"status": status, "reason": reason, "ended_at": manifest.now_iso()})
+    def finish(self, status: RunStatus, reason: str | None) -> RunOutcome:
+        for entry in self.manifest.scenarios.values():
+            if entry.status == "planned":
+                entry.status = "not run"
+        self.manifest.status, self.manifest.reason, self.manifest.ended_at = status, reason, now_iso()
         self.save()
-        return RunOutcome(self.dir, status, reason)
+        return RunOutcome(self.folder.root, status, reason)
+
+
+def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -> None:
+    opts = run.plan.opts
+    dsn: str | None = None
+    if not opts.target_url or opts.dsn:
+        dsn = stack.enter_context(database(opts.dsn, opts.data_dir))
+        run.prepare_database(dsn)
+    if opts.target_url:
+        base_url = opts.target_url.rstrip("/")
+    else:
+        # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
+        stack.callback(lambda: run.service.stop() if run.service else None)
+        base_url = run.start_service(dsn or "")
+    if opts.checks:
+        run.run_checks(base_url, dsn)
+    run.warm_up(base_url, dsn)
+    if dsn:
+        run.query_evidence(dsn)
+    if on_ready:
+        on_ready(run)
+    for name, scenario in run.plan.scenarios.items():
+        run.run_scenario(name, scenario, base_url, dsn)
+    run.after_load(dsn)
 
 
 def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] | None = None) -> RunOutcome:
-    run = Run(opts, console)
-    console.print(f"run {run.run_id}: {', '.join(run.scenarios)} (durations x{run.factor:g}, "
-                  f"{sum(s.duration_s for s in run.scenarios.values()):.0f} s of load)")
-    status, reason = "completed", None
-    with ExitStack() as stack:
-        try:
-            if not opts.target_url or opts.dsn:
-                run.prepare_database(stack.enter_context(database(opts.dsn, opts.data_dir)))
-            if not opts.target_url:
-                # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
-                stack.callback(lambda: run.service.stop() if run.service else None)
-                run.start_service()
-            if opts.checks:
-                run.run_checks()
-            run.warm_up()
-            if run.dsn:
-                run.query_evidence()
-            if on_ready:
-                on_ready(run)
-            for name, scenario in run.scenarios.items():
-                run.run_scenario(name, scenario)
-            run.after_load()
-        except KeyboardInterrupt:
-            status, reason = "interrupted", "interrupted by the user (Ctrl-C)"
-        except (DatabaseError, OSError, httpx.HTTPError) as exc:
-            status, reason = "failed", str(exc)
-            console.print(f"[red]run failed:[/] {exc}")
-        return run.finish(status, reason)
+    """Plan (usage errors leave nothing behind), create the run folder, then run every step; the manifest
+    always ends with a status, and an unexpected error is logged with its traceback in logs/bookbench.log."""
+    p = plan(opts)
+    folder = RunFolder(new_folder(opts.out, p.index_set, RUN_SUBFOLDERS))
+    run = Run(p, folder, new_manifest(p, folder.run_id), console)
+    run.save()
+    console.print(f"run {folder.run_id}: {', '.join(p.scenarios)} (durations x{p.factor:g}, "
+                  f"{sum(s.duration_s for s in p.scenarios.values()):.0f} s of load)")
+    status: RunStatus = "failed"
+    reason: str | None = "ended unexpectedly"
+    try:
+        with ExitStack() as stack:
+            _steps(run, stack, on_ready)
+        status, reason = "completed", None
+    except KeyboardInterrupt:
+        status, reason = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
+    except (BookbenchError, OSError, httpx.HTTPError, asyncpg.PostgresError) as exc:
+        reason = str(exc) or type(exc).__name__
+        console.print(f"[red]run failed:[/] {reason}")
+    except Exception as exc:  # a bug: one line here, the traceback in the run's log
+        reason = f"unexpected {type(exc).__name__}: {exc} (traceback in {folder.log})"
+        log_exception(folder.log)
+        console.print(f"[red]run failed:[/] {reason}")
+    finally:
+        outcome = run.finish(status, reason)
+    return outcome

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from bookbench.db.embedded import DEFAULT_DB, EmbeddedPostgres, free_port
-from bookbench.errors import DatabaseError
+from bookbench.errors import ServiceError
 
 SERVICE_LOG_LINES = 20
 
@@ -80,7 +80,7 @@ class ServiceProcess:
                 tail = self._output_tail()
                 code = self.proc.returncode
                 self.stop()  # closes the log file
-                raise DatabaseError(f"the service exited with code {code} at start:\n{tail}")
+                raise ServiceError(f"the service exited with code {code} at start:\n{tail}")
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
                     return
@@ -88,7 +88,7 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise DatabaseError(f"the service did not become ready within {timeout:.0f} s")
+        raise ServiceError(f"the service did not become ready within {timeout:.0f} s")
 
     def _output_tail(self) -> str:
         if self.inherit_output or not self.log_path.exists():

@@ -1,18 +1,15 @@
-"""Re-renders a run folder's reports from files: summary.json, verdicts, report.html and review.html."""
+"""HTML pages from the analysis's models (jinja2 templates shipped in the package): rendering only."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bookbench.analysis import judge, review
-from bookbench.analysis import summarize as analysis
-from bookbench.artifacts import verdicts
+from bookbench.artifacts.manifest import Manifest
 from bookbench.report import charts
 from bookbench.spec.scenarios import Thresholds
 
@@ -22,23 +19,6 @@ TEMPLATES = Path(__file__).with_name("templates")
 def jinja() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-@dataclass
-class Rendered:
-    run_dir: Path
-    summary: dict[str, Any]
-    judgement: judge.Judgement
-    report: Path
-
-    @property
-    def go(self) -> bool:
-        return self.judgement.go
-
-
-def _checks(run_dir: Path) -> list[dict[str, Any]] | None:
-    path = run_dir / "checks.json"
-    return list(json.loads(path.read_text())["results"]) if path.exists() else None
 
 
 def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
@@ -53,44 +33,27 @@ def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
     return out
 
 
-def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any],
-                                                                     judge.Judgement]:
-    """(manifest, summary, judgement) of an analysed run folder: the one place pages get their decision from."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    summary = analysis.read_summary(run_dir)
-    baseline = analysis.read_summary(baseline_dir) if baseline_dir else None
-    return manifest, summary, judge.judge(manifest, summary, _checks(run_dir), baseline)
-
-
-def report(run_dir: Path, baseline_dir: Path | None = None) -> Rendered:
-    """Analyse the samples, judge them, and write summary.json, verdicts.* and report.html."""
-    analysis.write_summary(run_dir, analysis.analyse_run(run_dir))
-    # what the report shows is exactly what the file says
-    manifest, summary, j = judged(run_dir, baseline_dir)
-    verdicts.write(j, run_dir)
+def report_page(run_dir: Path, manifest: Manifest, summary: dict[str, Any], j: judge.Judgement,
+                checks: list[dict[str, Any]] | None) -> Path:
     total = sum(sc["requests"] for sc in summary["scenarios"].values())
     html = jinja().get_template("report.html.j2").render(
         manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary["scenarios"])),
-        fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=_checks(run_dir),
+        fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=checks,
         generated=now(), method=summary["method"])
-    path = run_dir / "report.html"
-    path.write_text(html)
-    return Rendered(run_dir, summary, j, path)
+    return write_page(run_dir / "report.html", html)
 
 
-def review_page(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Path, review.Review]:
-    """The post-deployment review (review.html) from an analysed run folder."""
-    if not (run_dir / "summary.json").exists():
-        report(run_dir, baseline_dir)
-    manifest, summary, j = judged(run_dir, baseline_dir)
-    baseline = analysis.read_summary(baseline_dir) if baseline_dir else None
-    rv = review.build(manifest, summary, j, baseline)
+def review_html(run_dir: Path, manifest: Manifest, rv: review.Review, baseline: dict[str, Any] | None,
+                method: str) -> Path:
     html = jinja().get_template("review.html.j2").render(
         manifest=manifest, review=rv, baseline=baseline, alert_rules=judge.rules(manifest)[2], fmt=judge.format_value,
-        generated=now(), method=summary["method"])
-    path = run_dir / "review.html"
+        generated=now(), method=method)
+    return write_page(run_dir / "review.html", html)
+
+
+def write_page(path: Path, html: str) -> Path:
     path.write_text(html)
-    return path, rv
+    return path
 
 
 def now() -> str:

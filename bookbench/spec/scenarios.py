@@ -10,6 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bookbench.errors import UsageError
+
 TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 
 
@@ -22,7 +24,7 @@ class Strict(BaseModel):
 
 class Stage(Strict):
     duration_s: float = Field(gt=0, le=86_400)
-    users: int = Field(ge=0, le=10_000)
+    users: int = Field(ge=1, le=10_000)
     # users started per second; default: all at once
     spawn_rate: float | None = Field(default=None, gt=0)
 
@@ -135,7 +137,7 @@ class ScenarioFile(Strict):
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class ScenarioFileError(ValueError):
+class ScenarioFileError(UsageError):
     """scenarios.yaml is unreadable or invalid; the message lists every problem with its key path."""
 
 

@@ -6,8 +6,10 @@ import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from bookbench.errors import UsageError
 
-class RemoteTargetRefused(ValueError):
+
+class RemoteTargetRefused(UsageError):
     """A non-loopback target was given without --allow-remote."""
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from bookbench.db import indexes
 from bookbench.db.conn import connect, run_with
-from bookbench.db.seed import api_key, seed
+from bookbench.db.seed import seed
+from bookbench.spec.dataset import api_key
 from tests.conftest import SMALL, fetch, params_with, seeded
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from bookbench.artifacts.samples import read_rows
-from bookbench.db.seed import api_key
+from bookbench.spec.dataset import api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,10 @@ import pytest
 
 from bookbench.analysis import judge
 from bookbench.analysis import summarize as analysis
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.samples import read_rows
+from bookbench.errors import ArtifactError
 from bookbench.spec.scenarios import Thresholds
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
@@ -80,19 +83,19 @@ def test_noise_flags_small_samples() -> None:
 def test_summary_round_trip(tmp_path: Path, summary: dict) -> None:  # type: ignore[type-arg]
     run = tmp_path / "run"
     shutil.copytree(KNOWN, run)
-    analysis.write_summary(run, summary)
-    assert analysis.read_summary(run) == json.loads(json.dumps(summary))
+    summary_file.write(run, summary)
+    assert summary_file.read(run) == json.loads(json.dumps(summary))
     data = json.loads((run / "summary.json").read_text())
     assert set(data["scenarios"]["known"]) >= {"requests", "failures", "error_rate", "throughput_rps", "latency_ms"}
     assert set(data["scenarios"]["known"]["latency_ms"]) == {"mean", "p50", "p95", "p99", "p999", "max"}
     data["format_version"] = 99
     (run / "summary.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="format 99"):
-        analysis.read_summary(run)
+    with pytest.raises(ArtifactError, match="format_version 99"):
+        summary_file.read(run)
 
 
 def test_thresholds_and_alert_rules(summary: dict) -> None:  # type: ignore[type-arg]
-    manifest = json.loads((KNOWN / "manifest.json").read_text())
+    manifest = manifest_file.read(KNOWN)
     j = judge.judge(manifest, summary, None)
     vs = {(v.kind, v.metric): v for v in j.verdicts if v.scenario == "known"}
     assert vs[("threshold", "p95_ms")].status == "fail" and vs[("threshold", "p95_ms")].limit == 90
@@ -104,7 +107,7 @@ def test_thresholds_and_alert_rules(summary: dict) -> None:  # type: ignore[type
 
 
 def test_throughput_drop_needs_a_baseline(summary: dict) -> None:  # type: ignore[type-arg]
-    manifest = json.loads((KNOWN / "manifest.json").read_text())
+    manifest = manifest_file.read(KNOWN)
     baseline = {"scenarios": {"known": {"throughput_rps": 20.0}}}
     drop = [v for v in judge.judge(manifest, summary, None, baseline).verdicts if v.metric == "throughput_drop"]
     assert drop and drop[0].value == pytest.approx(0.5) and drop[0].status == "fail"

@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
-from bookbench.db.seed import DatasetParams, api_key
-from bookbench.errors import DatabaseError
+from bookbench.errors import UsageError
+from bookbench.spec.dataset import DatasetParams, api_key
 
 
 def test_layout_deals_ids_round_robin() -> None:
@@ -22,7 +22,7 @@ def test_layout_deals_ids_round_robin() -> None:
     ({"appointments": 10**9}, "exceed the slot capacity"),
 ])
 def test_invalid_params_name_the_problem(changes: dict[str, int], message: str) -> None:
-    with pytest.raises(DatabaseError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         DatasetParams(**changes).validate()  # type: ignore[arg-type]
 
 

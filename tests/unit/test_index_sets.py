@@ -3,7 +3,7 @@
 import pytest
 
 from bookbench.db.indexes import available_sets, load_set
-from bookbench.errors import DatabaseError
+from bookbench.errors import UsageError
 
 SEED_NAMES = {
     "idx_appointments_org_contact_date", "idx_appointments_org_id", "idx_appointments_contact_id",
@@ -28,5 +28,5 @@ def test_baseline_is_empty_and_listed() -> None:
 
 
 def test_unknown_set_names_the_choices() -> None:
-    with pytest.raises(DatabaseError, match=r"unknown index set 'fast'.*recommended"):
+    with pytest.raises(UsageError, match=r"unknown index set 'fast'.*recommended"):
         load_set("fast")

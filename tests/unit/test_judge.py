@@ -13,6 +13,7 @@ import pytest
 from bookbench.analysis import judge, review
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import verdicts
+from bookbench.artifacts.manifest import Manifest
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 SUITES = ("smoke", "uat", "stress", "preflight")
@@ -23,7 +24,7 @@ def base_summary() -> dict[str, Any]:
     return analysis.analyse_run(KNOWN)
 
 
-def _manifest(**changes: Any) -> dict[str, Any]:
+def _manifest(**changes: Any) -> Manifest:
     m = json.loads((KNOWN / "manifest.json").read_text())
     # a passing fixture: loose limits, so that each case below changes one thing
     m["scenario_file"]["thresholds"] = {"global": {"p95_ms": 500, "error_rate": 0.05, "throughput_rps": 5},
@@ -32,7 +33,7 @@ def _manifest(**changes: Any) -> dict[str, Any]:
                                             "throughput_rps": 5, "availability": 0.9}
     m["scenario_file"]["alert_rules"] = {"p95_ms": 600, "error_rate": 0.05, "throughput_drop": 0.3}
     m.update(changes)
-    return m
+    return Manifest.model_validate(m)
 
 
 def _checks(failing: str | None = None, suites: tuple[str, ...] = SUITES) -> list[dict[str, Any]]:
@@ -53,17 +54,17 @@ def test_failed_preflight_is_no_go_on_every_page(base_summary: dict[str, Any], t
     assert rv.decision == "NO-GO" and not rv.go
     assert next(g for g in rv.gates if g["label"].startswith("Preflight"))["status"] == "fail"
     assert "preflight" in rv.recommendation[0]
-    verdicts.write(j, tmp_path)
+    verdicts.write(tmp_path, judge.to_file(j))
     data = json.loads((tmp_path / "verdicts.json").read_text())
     assert data["decision"] == "NO-GO" and data["go"] is False
-    suite = ET.parse(tmp_path / "verdicts.junit.xml").getroot()
-    assert suite.get("failures") == "1" and len(suite.findall(".//failure")) == 1
+    suite = ET.parse(tmp_path / "verdicts.junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1" and len(suite.findall(".//failure")) == 1
 
 
 def test_throughput_exempt_scenarios_get_no_throughput_target(base_summary: dict[str, Any]) -> None:
     manifest = _manifest()
-    manifest["scenario_file"]["thresholds"]["per_scenario"] = {"known": {"throughput_rps": None}}
-    manifest["scenario_file"]["review_targets"]["throughput_rps"] = 10_000  # would fail if it applied
+    manifest.scenario_file.thresholds["per_scenario"] = {"known": {"throughput_rps": None}}
+    manifest.scenario_file.review_targets["throughput_rps"] = 10_000  # would fail if it applied
     j = judge.judge(manifest, base_summary, _checks())
     target = next(v for v in j.verdicts if v.kind == "target" and v.metric == "throughput_rps")
     assert target.status == "exempt" and not target.failed
@@ -106,25 +107,27 @@ def test_a_scenario_that_ran_without_samples_is_no_go_and_one_never_started_is_n
     assert j.decision == "NO-GO" and {v.status for v in j.failures} == {"no data"}
     manifest = _manifest()
     for key in ("started_at", "ended_at", "counts", "audit", "reconciliation"):
-        manifest["scenarios"]["known"].pop(key)
+        setattr(manifest.scenarios["known"], key, None)
     j = judge.judge(manifest, empty, _checks())
     assert j.decision == "INCOMPLETE" and "scenario(s) not run: known" in j.caveats
 
 
 def test_integrity_failures_and_missing_audit(base_summary: dict[str, Any]) -> None:
     manifest = _manifest()
-    manifest["scenarios"]["known"]["reconciliation"]["lost"] = 2
+    recon = manifest.scenarios["known"].reconciliation
+    assert recon is not None
+    recon["lost"] = 2
     j = judge.judge(manifest, base_summary, _checks())
     assert j.decision == "NO-GO" and [v.metric for v in j.failures] == ["lost_bookings"]
     no_db = _manifest()
-    del no_db["scenarios"]["known"]["audit"], no_db["scenarios"]["known"]["reconciliation"]
+    no_db.scenarios["known"].audit = no_db.scenarios["known"].reconciliation = None
     j = judge.judge(no_db, base_summary, _checks())
     assert j.decision == "INCOMPLETE" and "double-booking audit not run (no --dsn)" in j.caveats
 
 
 def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any]) -> None:
     manifest = _manifest()
-    manifest["scenario_file"]["thresholds"]["global"] = {"p95_ms": 1, "p50_ms": 1, "p99_ms": 1,
+    manifest.scenario_file.thresholds["global"] = {"p95_ms": 1, "p50_ms": 1, "p99_ms": 1,
                                                          "error_rate": 0.0, "throughput_rps": 1e6}
     j = judge.judge(manifest, base_summary, _checks(failing="smoke"))
     headline = j.headline(1000, 1)

@@ -3,7 +3,7 @@
 import gzip
 from pathlib import Path
 
-from bookbench.artifacts.manifest import masked_command
+from bookbench.pipeline.facts import masked_command
 from bookbench.artifacts.samples import COLUMNS, SampleWriter, read_rows
 
 

@@ -15,9 +15,11 @@ def test_ramp_up_ticks(t: float, expected: tuple[int, float] | None) -> None:
     assert users_at(RAMP, t) == expected
 
 
-def test_burst_starts_everyone_at_once_and_zero_users_is_valid() -> None:
+def test_burst_starts_everyone_at_once_and_zero_users_is_refused() -> None:
     assert users_at([Stage(duration_s=10, users=30)], 0) == (30, 30.0)
-    assert users_at([Stage(duration_s=5, users=0), Stage(duration_s=5, users=3)], 1) == (0, 1.0)
+    # a stage without users measures nothing and used to crash the report: refused when the file is read
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Stage(duration_s=5, users=0)
 
 
 def test_negative_time_is_an_error() -> None:

@@ -1,0 +1,59 @@
+"""compare.json (a comparison folder) and the calibration store: the files `compare` and `calibrate` leave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bookbench.artifacts.files import check_version, read_json, read_model, write_json, write_model
+
+COMPARE_FORMAT_VERSION = 2  # 2: rounds, paired run-to-run intervals, labels
+CALIBRATION_FORMAT_VERSION = 1
+
+
+class Comparison(BaseModel):
+    """compare.json; `scenarios[name][label]` holds each variant's figures and its interval against the baseline
+    (see analysis/comparison.py for the row layout)."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = COMPARE_FORMAT_VERSION
+    created: str
+    baseline: str
+    sets: list[str]
+    index_sets: dict[str, str]
+    repeat: int
+    paired: bool
+    noise_threshold: float
+    forced_despite: list[str]
+    runs: dict[str, list[str]]
+    scenarios: dict[str, dict[str, Any]]
+    priors: dict[str, dict[str, str]]
+    findings: dict[str, Any]
+    best: str | None
+    headline: str
+
+
+def write_comparison(folder: Path, result: dict[str, Any]) -> Path:
+    path = folder / "compare.json"
+    write_model(path, Comparison.model_validate(result))
+    return path
+
+
+def read_comparison(folder: Path) -> dict[str, Any]:
+    return read_model(folder / "compare.json", Comparison, COMPARE_FORMAT_VERSION).model_dump()
+
+
+def write_calibration_file(path: Path, data: dict[str, Any]) -> None:
+    """One calibration (a calibrate folder's calibration.json) or the whole store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data)
+
+
+def read_calibration_file(path: Path) -> dict[str, Any]:
+    """The store (format_version, entries); a single calibration.json is read as a store of one entry."""
+    data = check_version(path, read_json(path), CALIBRATION_FORMAT_VERSION)
+    if "entries" not in data:
+        data = {"format_version": CALIBRATION_FORMAT_VERSION, "entries": [data]}
+    return data

@@ -1,0 +1,56 @@
+"""Small run-folder files: checks.json, pg_stat snapshots, per-scenario Locust config, acknowledged booking ids
+and Locust's own JSON totals (the load side writes the ids; the pipeline reads them back)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bookbench.artifacts.files import check_version, read_json, write_json
+
+CHECKS_FORMAT_VERSION = 1
+
+
+def write_checks(path: Path, results: list[dict[str, Any]]) -> None:
+    write_json(path, {"format_version": CHECKS_FORMAT_VERSION, "results": results})
+
+
+def read_checks(path: Path) -> list[dict[str, Any]] | None:
+    """The recorded check results, or None when the run skipped the checks."""
+    if not path.exists():
+        return None
+    return list(check_version(path, read_json(path), CHECKS_FORMAT_VERSION)["results"])
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """A snapshot of rows (pg_stat_user_indexes), unversioned: it mirrors the catalog view."""
+    write_json(path, rows)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return list(read_json(path))
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    write_json(path, config)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    return dict(read_json(path))
+
+
+def read_acknowledged(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    return [int(line) for line in path.read_text().split()]
+
+
+def locust_request_count(stats_json: Path) -> int | None:
+    """Locust's own final total (its --json-file, one entry per endpoint), for cross-checking our samples."""
+    try:
+        entries = json.loads(stats_json.read_text())
+    except (OSError, ValueError):
+        return None
+    return sum(int(e["num_requests"]) for e in entries)
+

@@ -1,0 +1,79 @@
+"""summary.json: the analysis of a run folder's samples (exact percentiles, throughput, series for the charts).
+
+Validated against the model on write and on read; readers get plain dicts (the pages index into them), but only
+after the model has checked every field they rely on.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bookbench.artifacts.files import read_model, write_model
+
+SUMMARY_FORMAT_VERSION = 2  # 2: errors_by_message always present, validated model
+
+
+class Latency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+
+
+class Counts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: int = Field(ge=0)
+    failures: int = Field(ge=0)
+    error_rate: float
+    availability: float | None
+    throughput_rps: float
+    latency_ms: Latency
+
+
+class ScenarioSummary(Counts):
+    samples_total: int = Field(ge=0)
+    warmup_excluded: int = Field(ge=0)
+    warmup_s: float = 0.0
+    window_s: float
+    endpoints: dict[str, Counts]
+    errors_by_message: dict[str, int] = Field(default_factory=dict)
+    timeseries: list[dict[str, Any]]
+    distribution: dict[str, Any]
+    noise: list[str]
+    batches: dict[str, Any] | None
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = SUMMARY_FORMAT_VERSION
+    run_id: str
+    method: str
+    scenarios: dict[str, ScenarioSummary]
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinity are not JSON: they are written as null (no figure)."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write(run_dir: Path, summary: dict[str, Any]) -> Path:
+    path = run_dir / "summary.json"
+    write_model(path, Summary.model_validate(_clean(summary)))
+    return path
+
+
+def read(run_dir: Path) -> dict[str, Any]:
+    return read_model(run_dir / "summary.json", Summary, SUMMARY_FORMAT_VERSION).model_dump()

@@ -1,0 +1,73 @@
+"""`bookbench indexes`: apply, drop and inspect the performance index sets of sql/indexes/."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, mb
+
+if TYPE_CHECKING:
+    from bookbench.db.indexes import IndexStatus
+
+idx_app = typer.Typer(help="Performance index sets from sql/indexes/.", no_args_is_help=True)
+
+
+def _print_index_status(rows: list[IndexStatus]) -> None:
+    table = Table(title="performance indexes (constraint indexes not shown)")
+    for col in ("index", "table", "set", "size", "idx_scan", "valid"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, r.table, r.index_set, mb(r.size_bytes), str(r.idx_scan), "yes" if r.valid else "NO")
+    if not rows:
+        table.add_row("(none: baseline)", "", "", "", "", "")
+    console.print(table)
+
+
+@idx_app.command("apply")
+@handle_errors
+def indexes_apply(
+    set_name: Annotated[str, typer.Argument(metavar="SET", help="none | seed | recommended | <file stem>")],
+    keep_others: Annotated[bool, typer.Option("--keep-others", help="add to what exists")] = False,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""
+    from bookbench.db import indexes as index_sets
+    from bookbench.db.conn import run_with
+    from bookbench.pipeline.stack import database
+
+    index_sets.load_set(set_name)  # fail on an unknown set before touching the database
+    with database(dsn, data_dir) as url:
+        report = run_with(url, lambda c: index_sets.apply(c, set_name, exclusive=not keep_others))
+        console.print(f"set {set_name}: created {', '.join(report.created) or 'nothing'}; "
+                      f"dropped {', '.join(report.dropped) or 'nothing'} ({report.seconds:.1f} s incl. VACUUM ANALYZE)")
+        _print_index_status(run_with(url, index_sets.status))
+
+
+@idx_app.command("drop")
+@handle_errors
+def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Drop every performance index: back to the baseline schema."""
+    from bookbench.db import indexes as index_sets
+    from bookbench.db.conn import run_with
+    from bookbench.pipeline.stack import database
+
+    with database(dsn, data_dir) as url:
+        report = run_with(url, lambda c: index_sets.apply(c, index_sets.BASELINE))
+        console.print(f"dropped {', '.join(report.dropped) or 'nothing'}")
+
+
+@idx_app.command("status")
+@handle_errors
+def indexes_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Every non-constraint index with its set, size and idx_scan."""
+    from bookbench.db import indexes as index_sets
+    from bookbench.db.conn import run_with
+    from bookbench.pipeline.stack import database
+
+    with database(dsn, data_dir) as url:
+        _print_index_status(run_with(url, index_sets.status))
+
+
