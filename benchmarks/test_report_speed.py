@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bookbench.artifacts.samples import SampleWriter
-from bookbench.report import render
+from bookbench.pipeline import analyse
 
 KNOWN = Path(__file__).resolve().parents[1] / "tests" / "data" / "known_run"
 N = 1_000_000
@@ -43,7 +43,7 @@ def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_report_of_one_million_samples(benchmark: Any, big_run: Path) -> None:
-    result = benchmark.pedantic(render.report, args=(big_run,), rounds=3, iterations=1)
+    result = benchmark.pedantic(analyse.report, args=(big_run,), rounds=3, iterations=1)
     seconds = benchmark.stats.stats.median
     summary = result.summary["scenarios"]["known"]
     print(f"\nreport for {summary['samples_total']:,} samples: median {seconds:.2f} s over 3 rounds "

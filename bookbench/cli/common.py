@@ -26,7 +26,7 @@ from bookbench.errors import (
 from bookbench.spec.dataset import DatasetParams
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, never wrapped
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
 # where a traceback goes when an unexpected error happens outside a run folder

@@ -20,6 +20,7 @@ from bookbench.cli.common import (
     handle_errors,
     mb,
 )
+from bookbench.errors import UsageError
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.targets import mask_dsn
 
@@ -31,23 +32,32 @@ _defaults = DatasetParams()
 @handle_errors
 def db_up(data_dir: DataDirOpt = None) -> None:
     """Start the embedded PostgreSQL (kept running until `db down`) and apply the schema."""
+    from bookbench.db.cluster import set_owner
     from bookbench.db.conn import run_with
     from bookbench.db.embedded import EmbeddedPostgres
     from bookbench.db.schema import apply_schema
 
     pg = EmbeddedPostgres(data_dir)
     state = pg.start()
+    set_owner(pg, "db up")  # from now on only `db down` stops it, even if a command started it
     run_with(state.dsn(), apply_schema)
     console.print(f"embedded PostgreSQL running: {state.dsn()} (pid {state.pid}, data {pg.data_dir})")
 
 
 @db_app.command("down")
 @handle_errors
-def db_down(data_dir: DataDirOpt = None) -> None:
-    """Stop the embedded PostgreSQL."""
+def db_down(data_dir: DataDirOpt = None,
+            force: Annotated[bool, typer.Option("--force", help="stop it even while commands use it")] = False) -> None:
+    """Stop the embedded PostgreSQL (refused while another bookbench command uses it, unless --force)."""
+    from bookbench.db.cluster import live_leases
     from bookbench.db.embedded import EmbeddedPostgres
 
-    stopped = EmbeddedPostgres(data_dir).stop()
+    pg = EmbeddedPostgres(data_dir)
+    users = live_leases(pg.data_dir)
+    if users and not force:
+        raise UsageError(f"the embedded server is in use by {len(users)} running bookbench command(s) "
+                         f"(pid {', '.join(map(str, users))}); let them finish, or pass --force")
+    stopped = pg.stop()
     console.print("stopped" if stopped else "not running")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors
+from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, stop_on_signals
 
 
 @handle_errors
@@ -16,11 +16,13 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn worker processes")] = 1,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
-    """Run the reference service on 127.0.0.1 until Ctrl-C (embedded database unless --dsn)."""
+    """Run the reference service on 127.0.0.1 until Ctrl-C or SIGTERM (embedded database unless --dsn); both stop
+    the service and, if this command started it, the embedded server."""
     from bookbench.db.conn import run_with
     from bookbench.db.schema import apply_schema
     from bookbench.pipeline.stack import ServiceProcess, database
 
+    stop_on_signals()  # SIGTERM (docker stop, CI cancel, timeout) unwinds like Ctrl-C: nothing is left running
     with database(dsn, data_dir) as url:
         run_with(url, apply_schema)
         proc = ServiceProcess(url, port=port, workers=workers, inherit_output=True)

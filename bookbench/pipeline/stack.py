@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from bookbench.db.embedded import DEFAULT_DB, EmbeddedPostgres, free_port
+from bookbench.db.cluster import leased
+from bookbench.db.embedded import DEFAULT_DB, free_port
 from bookbench.errors import ServiceError
 
 SERVICE_LOG_LINES = 20
@@ -22,21 +23,16 @@ SERVICE_LOG_LINES = 20
 
 @contextmanager
 def database(dsn: str | None, data_dir: Path | None = None, name: str = DEFAULT_DB) -> Iterator[str]:
-    """Yield a DSN: the given one, or a database `name` in the embedded cluster.
+    """Yield a DSN: the given one, or a database `name` in the embedded cluster under this command's lease.
 
-    The embedded server is stopped afterwards only if this call started it, so `bookbench db up` keeps a
-    server running across commands and nothing else leaves one behind.
+    The embedded server is stopped by the last command that leaves it, and never when `bookbench db up`
+    started it, so two commands can share one cluster and nothing leaves a server behind.
     """
     if dsn:
         yield dsn
         return
-    pg = EmbeddedPostgres(data_dir)
-    started_here = pg.state() is None
-    try:
-        yield pg.create_database(name)
-    finally:
-        if started_here:
-            pg.stop()
+    with leased(data_dir, name) as url:
+        yield url
 
 
 class ServiceProcess:

@@ -158,8 +158,13 @@ def load_scenarios(path: Path) -> ScenarioFile:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ScenarioFileError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.MarkedYAMLError as exc:
+        # the file, line and column, and what is wrong there; PyYAML's own text names "<unicode string>"
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ScenarioFileError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ScenarioFileError(f"{path} is not valid YAML: {exc}") from exc
+        raise ScenarioFileError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ScenarioFileError(f"{path}: the top level must be a mapping")
     try:

@@ -3,8 +3,8 @@
 import gzip
 from pathlib import Path
 
-from bookbench.pipeline.facts import masked_command
 from bookbench.artifacts.samples import COLUMNS, SampleWriter, read_rows
+from bookbench.pipeline.facts import masked_command
 
 
 def test_every_flush_is_readable_on_its_own(tmp_path: Path) -> None:

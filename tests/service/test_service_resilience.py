@@ -14,7 +14,7 @@ from bookbench.db.conn import connect
 from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.pipeline.stack import ServiceProcess
 from tests.conftest import SMALL, seeded
-from tests.integration.test_service_api import auth, body
+from tests.service.test_service_api import auth, body
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bookbench.report import render
+from bookbench.pipeline import analyse
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,8 +62,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run / "checks.json").write_text(json.dumps({"format_version": 1, "results": [
         {"suite": s, "name": "x", "passed": True, "detail": "ok", "seconds": 0.1}
         for s in ("smoke", "uat", "stress")]}))
-    render.report(run)
-    render.review_page(run)
+    analyse.report(run)
+    analyse.review_page(run)
     return run
 
 

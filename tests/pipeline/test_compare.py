@@ -15,7 +15,7 @@ from bookbench.analysis import comparison
 from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.evidence import explain_all, plan_summary
-from bookbench.report import render
+from bookbench.pipeline import analyse
 from tests.conftest import SMALL, seeded
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     other_data = _copy(tmp_path, "b", index_set="seed", fingerprint="other")
     other_load = _copy(tmp_path, "c", index_set="recommended", users=50)
     for run in (base, other_data, other_load):
-        render.report(run)
+        analyse.report(run)
     problems = comparison.comparability_problems([base, other_data, other_load])
     assert any("dataset" in p for p in problems) and any("scenario definitions" in p for p in problems)
     with pytest.raises(comparison.NotComparable, match="--force"):
