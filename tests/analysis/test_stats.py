@@ -3,6 +3,8 @@ brute force, verdict truth table, input checks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -26,8 +28,9 @@ def test_within_run_variance_matches_the_spread_of_independent_runs() -> None:
     predicts (within a factor of two: the per-second levels make blocks, not requests, the unit)."""
     rng = np.random.default_rng(4)
     runs = [synthetic_run(rng, 100, 2.5, 0.5, 40) for _ in range(40)]
-    for metric, value in (("p95", lambda r: np.percentile(r.latency_ms, 95)),
-                          ("throughput", lambda r: r.requests / r.blocks)):
+    figures: tuple[tuple[str, Callable[[stats.RunSeries], float]], ...] = (
+        ("p95", lambda r: float(np.percentile(r.latency_ms, 95))), ("throughput", lambda r: r.requests / r.blocks))
+    for metric, value in figures:
         observed = np.var(np.log([value(r) for r in runs]), ddof=1)
         predicted = np.mean([stats.within_run_log_variance(r, metric, n_boot=300, seed=i)
                              for i, r in enumerate(runs[:10])])

@@ -77,6 +77,7 @@ def test_booking_function_answers(small_db: str) -> None:
                      (1, other_contact, provider, day + 1, 30), (1, contact, SMALL.providers_of(2)[0], day, 30),
                      (1, contact, provider, day + 2, 500), (1, contact, provider, -1, 30)]:
             row = await conn.fetchrow(BOOK, *args)
+            assert row is not None
             out.append(row["status"])
         return out
 
@@ -112,7 +113,7 @@ def test_concurrent_overlapping_bookings_serialize(small_db: str) -> None:
         finally:
             for c in conns:
                 await c.close()
-        return [r["status"] for r in rows]
+        return [r["status"] for r in rows if r is not None]
 
     statuses = asyncio.run(go())
     assert statuses.count("booked") == 1 and statuses.count("slot_taken") == 19

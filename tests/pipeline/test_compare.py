@@ -3,12 +3,14 @@ and the comparison report end to end on a small dataset."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bookbench.analysis import comparison
@@ -56,14 +58,18 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not comparable" in done.stderr
 
 
+async def _no_seqscan(conn: asyncpg.Connection, database: str) -> None:
+    await conn.execute(f"ALTER DATABASE {database} SET enable_seqscan = off")
+
+
 def test_explain_finds_the_index_each_set_puts_under_the_conflict_check(new_db: object, tmp_path: Path) -> None:
     dsn = seeded(new_db())  # type: ignore[operator]
     used = {}
     for set_name in ("none", "recommended"):
-        run_with(dsn, lambda c, s=set_name: indexes.apply(c, s))
+        run_with(dsn, functools.partial(indexes.apply, set_name=set_name))
         # at 3000 rows the planner may still prefer a seq scan; forbid it to see what each set offers
-        run_with(dsn, lambda c: c.execute("ALTER DATABASE " + dsn.rsplit("/", 1)[1] + " SET enable_seqscan = off"))
-        plans = run_with(dsn, lambda c, s=set_name: explain_all(c, SMALL, tmp_path / s))
+        run_with(dsn, functools.partial(_no_seqscan, database=dsn.rsplit("/", 1)[1]))
+        plans = run_with(dsn, functools.partial(explain_all, params=SMALL, out_dir=tmp_path / set_name))
         used[set_name] = plans["conflict_check"]["indexes"]
         assert json.loads((tmp_path / set_name / "conflict_check.json").read_text())["plan"]
     assert "idx_appointments_provider_slot" in used["recommended"]

@@ -187,9 +187,9 @@ def test_vapi_tools(client: httpx.Client) -> None:
     again = client.post("/api/vapi/tools/bookClinicAppointment",
                         json=envelope("bookClinicAppointment", json.dumps(args)), headers=auth(1))
     assert again.status_code == 200 and again.json()["results"][0]["result"].startswith("slot_taken")
-    appt = int(result["result"].split()[2])
+    appt = int(str(result["result"]).split()[2])
     for tool, a in [("lookupUpcomingAppointment", {"contactId": args["contactId"]}),
-                    ("checkAvailability", {"providerId": args["providerId"], "date": args["start"][:10]}),
+                    ("checkAvailability", {"providerId": args["providerId"], "date": str(args["start"])[:10]}),
                     ("cancelAppointment", {"appointmentId": appt})]:
         resp = client.post(f"/api/vapi/tools/{tool}", json=envelope(tool, a), headers=auth(1))
         assert resp.status_code == 200 and resp.json()["results"][0]["result"], resp.text
