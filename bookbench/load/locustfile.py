@@ -28,7 +28,9 @@ from bookbench.spec.shape import users_at
 
 SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
 BOOKINGS_KEY = "bookbench_bookings"
-_BOOKED_ID = re.compile(r"appointment (\d+)")
+# Vapi's tool result is a sentence for the voice agent ("Booked: appointment 123 at ..."): the only place an id
+# is read from text; REST answers JSON
+_VAPI_BOOKED = re.compile(r"Booked: appointment (\d+) ")
 
 
 def _load_config() -> dict[str, Any]:
@@ -149,6 +151,17 @@ def _weight(task_name: str) -> int:
     return MIX.weights.get(task_name, 0)  # type: ignore[call-overload, no-any-return]
 
 
+def _booked_id(answer: str) -> int | None:
+    """The new appointment's id from a booking answer, None for a taken slot or a failed call."""
+    if MIX.protocol == "vapi":
+        found = _VAPI_BOOKED.match(answer)
+        return int(found.group(1)) if found else None
+    try:
+        return int(json.loads(answer)["appointment_id"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a 409 (slot taken) carries an error body, not an appointment
+
+
 class VoiceAgentCaller(FastHttpUser):
     """One caller of one clinic: checks availability, looks up their appointment, books, sometimes cancels."""
 
@@ -212,9 +225,8 @@ class VoiceAgentCaller(FastHttpUser):
         args = {"contactId": self._contact(), "providerId": self._provider(), "start": start.isoformat(),
                 "durationMinutes": 30}
         text = self._call("bookClinicAppointment", "POST", "/api/v1/appointments", args, accept=(201, 409))
-        found = re.search(r'"appointment_id":(\d+)', text) or _BOOKED_ID.search(text)
-        if found and "slot_taken" not in text:
-            appt = int(found.group(1))
+        appt = _booked_id(text)
+        if appt is not None:
             self.my_bookings.append(appt)
             RECORDER.booked.append(appt)
 
