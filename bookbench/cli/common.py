@@ -32,12 +32,18 @@ __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EX
 # where a traceback goes when an unexpected error happens outside a run folder
 CRASH_LOG = Path(tempfile.gettempdir()) / "bookbench-errors.log"
 
+def flag(name: str, help: str) -> Any:
+    """A boolean switch. The empty metavar keeps the help from printing a `<bool>` value after a flag that takes
+    none."""
+    return typer.Option(name, help=help, metavar="")
+
+
 DsnOpt = Annotated[str | None, typer.Option(
     "--dsn", envvar="DATABASE_URL", show_envvar=True,
     help="PostgreSQL DSN; default: the embedded server")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", envvar="BOOKBENCH_DATA_DIR", help="embedded cluster folder (default: a cache folder)")]
-AllowRemoteOpt = Annotated[bool, typer.Option(
+AllowRemoteOpt = Annotated[bool, flag(
     "--allow-remote", help="allow load and test writes against a non-loopback host")]
 KeySecretOpt = Annotated[str, typer.Option(
     "--key-secret", envvar="BOOKBENCH_KEY_SECRET", show_default=False,
@@ -57,11 +63,23 @@ def dataset_options(
     return params
 
 
-OrgsOpt = Annotated[int, typer.Option("--orgs", min=1, help="organizations (clinics)")]
-ProvidersOpt = Annotated[int, typer.Option("--providers-per-org", min=1, help="practitioners per clinic")]
-ContactsOpt = Annotated[int, typer.Option("--contacts", min=1, help="patients, dealt round-robin to clinics")]
-AppointmentsOpt = Annotated[int, typer.Option("--appointments", min=0, help="appointments, past and future")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="generator seed: same seed, same rows")]
+# the dataset knobs; `run` and friends take them optional (None: scenarios.yaml's dataset), `db seed` plain
+DATASET_HELP = {"orgs": "organizations (clinics)", "providers_per_org": "practitioners per clinic",
+                "contacts": "patients, dealt round-robin to clinics", "appointments": "appointments, past and future",
+                "seed": "generator seed: same seed, same rows"}
+OrgsOpt = Annotated[int, typer.Option("--orgs", min=1, help=DATASET_HELP["orgs"])]
+ProvidersOpt = Annotated[int, typer.Option("--providers-per-org", min=1, help=DATASET_HELP["providers_per_org"])]
+ContactsOpt = Annotated[int, typer.Option("--contacts", min=1, help=DATASET_HELP["contacts"])]
+AppointmentsOpt = Annotated[int, typer.Option("--appointments", min=0, help=DATASET_HELP["appointments"])]
+SeedOpt = Annotated[int, typer.Option("--seed", help=DATASET_HELP["seed"])]
+_FROM_FILE = " (default: scenarios.yaml's dataset)"
+MaybeOrgsOpt = Annotated[int | None, typer.Option("--orgs", min=1, help=DATASET_HELP["orgs"] + _FROM_FILE)]
+MaybeProvidersOpt = Annotated[int | None, typer.Option(
+    "--providers-per-org", min=1, help=DATASET_HELP["providers_per_org"] + _FROM_FILE)]
+MaybeContactsOpt = Annotated[int | None, typer.Option("--contacts", min=1, help=DATASET_HELP["contacts"] + _FROM_FILE)]
+MaybeAppointmentsOpt = Annotated[int | None, typer.Option(
+    "--appointments", min=0, help=DATASET_HELP["appointments"] + _FROM_FILE)]
+MaybeSeedOpt = Annotated[int | None, typer.Option("--seed", help=DATASET_HELP["seed"] + _FROM_FILE)]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -15,7 +15,12 @@ from bookbench.cli.common import (
     DataDirOpt,
     DsnOpt,
     KeySecretOpt,
+    MaybeAppointmentsOpt,
+    MaybeContactsOpt,
+    MaybeOrgsOpt,
+    MaybeSeedOpt,
     console,
+    flag,
     handle_errors,
     split_list,
     stop_on_signals,
@@ -46,12 +51,11 @@ RepeatOpt = Annotated[int, typer.Option("--repeat", "--rounds", min=1, max=20,
                                         help="rounds: each set runs once per round, interleaved A B C A B C")]
 ScenariosOpt = Annotated[str | None, typer.Option(
     "--scenarios", help="comma-separated (default: all; with --quick: burst)")]
-QuickOpt = Annotated[bool, typer.Option("--quick", help="the file's quick_factor durations, burst only, no checks")]
+QuickOpt = Annotated[bool, flag("--quick", help="the file's quick_factor durations, burst only, no checks")]
 FactorOpt = Annotated[float, typer.Option(
     "--duration-factor", min=0.01, max=10, help="scale every scenario duration (ignored with --quick)")]
 OutOpt = Annotated[Path, typer.Option("--out", help="parent folder")]
 FileOpt = Annotated[Path, typer.Option("--scenario-file")]
-AppointmentsOpt = Annotated[int | None, typer.Option("--appointments", min=0, help="dataset size")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, max=64, help="Locust worker processes")]
 
 
@@ -63,15 +67,15 @@ def compare(
     scenarios: ScenariosOpt = None,
     quick: QuickOpt = False,
     duration_factor: FactorOpt = DEFAULT_DURATION_FACTOR,
-    appointments: AppointmentsOpt = None,
-    contacts: Annotated[int | None, typer.Option("--contacts", min=1)] = None,
-    orgs: Annotated[int | None, typer.Option("--orgs", min=1)] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    appointments: MaybeAppointmentsOpt = None,
+    contacts: MaybeContactsOpt = None,
+    orgs: MaybeOrgsOpt = None,
+    seed: MaybeSeedOpt = None,
     out: OutOpt = Path("results"),
     scenario_file: FileOpt = SHIPPED_SCENARIOS,
     runs: Annotated[str | None, typer.Option(
         "--runs", help="compare these existing run folders (comma-separated) instead of running")] = None,
-    force: Annotated[bool, typer.Option("--force", help="compare runs of different data or scenarios")] = False,
+    force: Annotated[bool, flag("--force", help="compare runs of different data or scenarios")] = False,
     calibration_file: CalibrationOpt = None,
     delay_last_ms: Annotated[float, typer.Option(
         "--calibration-delay-ms", min=0, max=1000,
@@ -122,7 +126,7 @@ def calibrate(
     scenarios: ScenariosOpt = None,
     quick: QuickOpt = False,
     duration_factor: FactorOpt = DEFAULT_DURATION_FACTOR,
-    appointments: AppointmentsOpt = None,
+    appointments: MaybeAppointmentsOpt = None,
     out: OutOpt = Path("results"),
     scenario_file: FileOpt = SHIPPED_SCENARIOS,
     runs: Annotated[str | None, typer.Option(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
-from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, mb
+from bookbench.cli.common import DataDirOpt, DsnOpt, console, flag, handle_errors, mb
 
 if TYPE_CHECKING:
     from bookbench.db.indexes import IndexStatus
@@ -16,13 +17,21 @@ idx_app = typer.Typer(help="Performance index sets from sql/indexes/.", no_args_
 
 
 def _print_index_status(rows: list[IndexStatus]) -> None:
-    table = Table(title="performance indexes (constraint indexes not shown)")
-    for col in ("index", "table", "set", "size", "idx_scan", "valid"):
-        table.add_column(col)
+    # names are what a reader looks for, so they never wrap or get cut; a light box and short headers keep the
+    # table inside 80 columns (the table, already in the name, goes last: it is the one cut if any)
+    table = Table(title="performance indexes (constraint indexes not shown)", box=box.SIMPLE_HEAD, pad_edge=False,
+                  title_justify="left", collapse_padding=True)
+    table.add_column("index", no_wrap=True)
+    table.add_column("set", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("scans", justify="right", no_wrap=True)
+    table.add_column("table", no_wrap=True)
     for r in rows:
-        table.add_row(r.name, r.table, r.index_set, mb(r.size_bytes), str(r.idx_scan), "yes" if r.valid else "NO")
+        # an invalid index (a failed CONCURRENTLY build) is rare and must stand out, so it is said, not a column
+        name = r.name if r.valid else f"{r.name} [red](INVALID)[/]"
+        table.add_row(name, r.index_set, mb(r.size_bytes), f"{r.idx_scan:,}", r.table)
     if not rows:
-        table.add_row("(none: baseline)", "", "", "", "", "")
+        table.add_row("(none: baseline)", "", "", "", "")
     console.print(table)
 
 
@@ -30,7 +39,7 @@ def _print_index_status(rows: list[IndexStatus]) -> None:
 @handle_errors
 def indexes_apply(
     set_name: Annotated[str, typer.Argument(metavar="SET", help="none | seed | recommended | <file stem>")],
-    keep_others: Annotated[bool, typer.Option("--keep-others", help="add to what exists")] = False,
+    keep_others: Annotated[bool, flag("--keep-others", help="add to what exists")] = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""

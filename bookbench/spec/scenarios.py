@@ -47,11 +47,15 @@ class Scenario(Strict):
 
     def scaled(self, factor: float) -> Scenario:
         # the warm-up shrinks with the stages but not below MIN_SCALED_WARMUP_S: the first second of a fresh
-        # Locust process and a fresh set of users is not steady state however short the run
+        # Locust process and a fresh set of users is not steady state however short the run. Spawn rates grow by
+        # 1/factor so a ramp keeps its shape: ramp_up still climbs over its whole first stage, not to 1 user and
+        # then a jump to 5.
         return self.model_copy(update={
             "warmup_s": min(max(self.warmup_s * factor, min(self.warmup_s, MIN_SCALED_WARMUP_S)),
                             self.duration_s * factor / 3),
-            "stages": [s.model_copy(update={"duration_s": s.duration_s * factor}) for s in self.stages],
+            "stages": [s.model_copy(update={
+                "duration_s": s.duration_s * factor,
+                "spawn_rate": None if s.spawn_rate is None else s.spawn_rate / factor}) for s in self.stages],
         })
 
 

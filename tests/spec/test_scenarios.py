@@ -22,6 +22,18 @@ def test_shipped_file_has_the_seed_scenarios_and_targets() -> None:
     assert quick.duration_s == pytest.approx(spec.scenarios["burst"].duration_s * spec.quick_factor)
 
 
+def test_quick_mode_keeps_the_ramp_shape() -> None:
+    """A shortened ramp_up still reaches 5 users at the end of its first stage, not 1 user and then a jump."""
+    from bookbench.spec.shape import users_at
+
+    full = load_scenarios(SHIPPED).scenarios["ramp_up"]
+    quick = full.scaled(0.2)
+    ramp = quick.stages[0]
+    assert ramp.spawn_rate == pytest.approx(full.stages[0].spawn_rate / 0.2)  # type: ignore[operator]
+    assert ramp.users / ramp.spawn_rate == pytest.approx(ramp.duration_s)  # type: ignore[operator]
+    assert users_at(quick.stages, ramp.duration_s * 0.5) == (5, ramp.spawn_rate)
+
+
 def _write(tmp_path: Path, mutate: object) -> Path:
     raw = yaml.safe_load(SHIPPED.read_text())
     mutate(raw)  # type: ignore[operator]
