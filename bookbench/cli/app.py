@@ -3,7 +3,10 @@ only when it runs, so `bookbench --help` stays fast."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+import typer.core
 
 from bookbench.cli.check import check
 from bookbench.cli.compare import calibrate, compare
@@ -13,6 +16,16 @@ from bookbench.cli.report import report, review
 from bookbench.cli.run import run
 from bookbench.cli.serve import serve
 from bookbench.cli.sweep import sweep
+
+_display_type = typer.core.TyperOption.display_type_rich
+
+
+def _no_type_on_flags(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    # typer's help prints a `<bool>` value type after every flag, --help included, though a flag takes no value
+    return None if self.is_flag else _display_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _no_type_on_flags  # type: ignore[method-assign]
 
 app = typer.Typer(help="Load tests, index benchmarks and pre-deployment checks for a clinic-booking API.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

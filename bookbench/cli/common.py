@@ -25,25 +25,20 @@ from bookbench.errors import (
 )
 from bookbench.spec.dataset import DatasetParams
 
-console = Console(highlight=False)
+# soft_wrap: a long line is left whole for the terminal (or a CI log) to wrap, never cut into two at 80 columns
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, never wrapped
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
 # where a traceback goes when an unexpected error happens outside a run folder
 CRASH_LOG = Path(tempfile.gettempdir()) / "bookbench-errors.log"
 
-def flag(name: str, help: str) -> Any:
-    """A boolean switch. The empty metavar keeps the help from printing a `<bool>` value after a flag that takes
-    none."""
-    return typer.Option(name, help=help, metavar="")
-
-
 DsnOpt = Annotated[str | None, typer.Option(
     "--dsn", envvar="DATABASE_URL", show_envvar=True,
     help="PostgreSQL DSN; default: the embedded server")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", envvar="BOOKBENCH_DATA_DIR", help="embedded cluster folder (default: a cache folder)")]
-AllowRemoteOpt = Annotated[bool, flag(
+AllowRemoteOpt = Annotated[bool, typer.Option(
     "--allow-remote", help="allow load and test writes against a non-loopback host")]
 KeySecretOpt = Annotated[str, typer.Option(
     "--key-secret", envvar="BOOKBENCH_KEY_SECRET", show_default=False,

@@ -20,7 +20,6 @@ from bookbench.cli.common import (
     MaybeOrgsOpt,
     MaybeSeedOpt,
     console,
-    flag,
     handle_errors,
     split_list,
     stop_on_signals,
@@ -51,7 +50,7 @@ RepeatOpt = Annotated[int, typer.Option("--repeat", "--rounds", min=1, max=20,
                                         help="rounds: each set runs once per round, interleaved A B C A B C")]
 ScenariosOpt = Annotated[str | None, typer.Option(
     "--scenarios", help="comma-separated (default: all; with --quick: burst)")]
-QuickOpt = Annotated[bool, flag("--quick", help="the file's quick_factor durations, burst only, no checks")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="the file's quick_factor durations, burst only, no checks")]
 FactorOpt = Annotated[float, typer.Option(
     "--duration-factor", min=0.01, max=10, help="scale every scenario duration (ignored with --quick)")]
 OutOpt = Annotated[Path, typer.Option("--out", help="parent folder")]
@@ -75,7 +74,7 @@ def compare(
     scenario_file: FileOpt = SHIPPED_SCENARIOS,
     runs: Annotated[str | None, typer.Option(
         "--runs", help="compare these existing run folders (comma-separated) instead of running")] = None,
-    force: Annotated[bool, flag("--force", help="compare runs of different data or scenarios")] = False,
+    force: Annotated[bool, typer.Option("--force", help="compare runs of different data or scenarios")] = False,
     calibration_file: CalibrationOpt = None,
     delay_last_ms: Annotated[float, typer.Option(
         "--calibration-delay-ms", min=0, max=1000,

@@ -17,7 +17,6 @@ from bookbench.cli.common import (
     SeedOpt,
     console,
     dataset_options,
-    flag,
     handle_errors,
     mb,
 )
@@ -48,7 +47,7 @@ def db_up(data_dir: DataDirOpt = None) -> None:
 @db_app.command("down")
 @handle_errors
 def db_down(data_dir: DataDirOpt = None,
-            force: Annotated[bool, flag("--force", help="stop it even while commands use it")] = False) -> None:
+            force: Annotated[bool, typer.Option("--force", help="stop it even while commands use it")] = False) -> None:
     """Stop the embedded PostgreSQL (refused while another bookbench command uses it, unless --force)."""
     from bookbench.db.cluster import live_leases
     from bookbench.db.embedded import EmbeddedPostgres
@@ -65,7 +64,7 @@ def db_down(data_dir: DataDirOpt = None,
 @db_app.command("reset")
 @handle_errors
 def db_reset(data_dir: DataDirOpt = None,
-             yes: Annotated[bool, flag("--yes", help="do not ask")] = False) -> None:
+             yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False) -> None:
     """Stop the embedded server and delete its whole data folder."""
     from bookbench.db.embedded import EmbeddedPostgres
 
@@ -113,7 +112,7 @@ def db_seed(
     orgs: OrgsOpt = _defaults.orgs, providers_per_org: ProvidersOpt = _defaults.providers_per_org,
     contacts: ContactsOpt = _defaults.contacts, appointments: AppointmentsOpt = _defaults.appointments,
     seed_: SeedOpt = _defaults.seed, key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
-    force: Annotated[bool, flag("--force", help="regenerate even if the same dataset exists")] = False,
+    force: Annotated[bool, typer.Option("--force", help="regenerate even if the same dataset exists")] = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Generate the deterministic dataset (kept when one with the same parameters exists)."""

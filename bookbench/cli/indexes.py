@@ -8,7 +8,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from bookbench.cli.common import DataDirOpt, DsnOpt, console, flag, handle_errors, mb
+from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, mb
 
 if TYPE_CHECKING:
     from bookbench.db.indexes import IndexStatus
@@ -39,7 +39,7 @@ def _print_index_status(rows: list[IndexStatus]) -> None:
 @handle_errors
 def indexes_apply(
     set_name: Annotated[str, typer.Argument(metavar="SET", help="none | seed | recommended | <file stem>")],
-    keep_others: Annotated[bool, flag("--keep-others", help="add to what exists")] = False,
+    keep_others: Annotated[bool, typer.Option("--keep-others", help="add to what exists")] = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""

@@ -19,7 +19,6 @@ from bookbench.cli.common import (
     MaybeProvidersOpt,
     MaybeSeedOpt,
     console,
-    flag,
     handle_errors,
     split_list,
     stop_on_signals,
@@ -40,7 +39,7 @@ def run(
     orgs: MaybeOrgsOpt = None,
     providers_per_org: MaybeProvidersOpt = None,
     seed: MaybeSeedOpt = None,
-    quick: Annotated[bool, flag("--quick", help="scale durations by scenarios.yaml's quick_factor")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="scale durations by scenarios.yaml's quick_factor")] = False,
     out: Annotated[Path, typer.Option("--out", help="parent folder of run folders")] = Path("results"),
     scenario_file: Annotated[Path, typer.Option("--scenario-file", help="scenarios.yaml to use")] = SHIPPED_SCENARIOS,
     target_url: Annotated[str | None, typer.Option(
@@ -54,9 +53,9 @@ def run(
         "127.0.0.1"),
     master_port: Annotated[int, typer.Option("--master-port", min=0, max=65535,
                                              help="Locust master port (0: a free one)")] = 0,
-    skip_checks: Annotated[bool, flag(
+    skip_checks: Annotated[bool, typer.Option(
         "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
-    no_report: Annotated[bool, flag("--no-report", help="do not render report.html at the end")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="do not render report.html at the end")] = False,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
@@ -79,7 +78,6 @@ def run(
     )
     stop_on_signals()
     outcome = execute(opts, console)
-    console.print(f"status: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
     go = True
     if not no_report:
         try:

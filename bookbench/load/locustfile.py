@@ -22,6 +22,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from bookbench.artifacts.samples import Sample, SampleWriter
+from bookbench.load.live import LiveStats
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams, api_key
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
 from bookbench.spec.shape import users_at
@@ -64,6 +65,7 @@ class Recorder:
         self.env: Environment | None = None
         self.requests = 0
         self.failures = 0
+        self.live: LiveStats | None = None  # set where the samples file is written (local runner or master)
 
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
                    response: Any = None, exception: Any = None, start_time: float | None = None,
@@ -87,6 +89,9 @@ class Recorder:
         self.store(rows, booked)
 
     def store(self, rows: list[Sample], booked: list[int]) -> None:
+        if self.live is not None:
+            for row in rows:
+                self.live.add(row[0], row[1], bool(row[5]))
         if self.writer is not None and rows:
             self.writer.extend(rows)
             self.writer.flush()
@@ -117,6 +122,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     samples = CONFIG.get("samples_path")
     if samples:
         RECORDER.writer = SampleWriter(Path(samples))
+    # a master hears from its workers every few seconds (Locust's stats report interval), so its window lags
+    RECORDER.live = LiveStats(lag_s=4.0 if isinstance(runner, MasterRunner) else 0.0)
     if CONFIG.get("bookings_path"):
         RECORDER.bookings_path = Path(CONFIG["bookings_path"])
     if isinstance(runner, MasterRunner):
@@ -128,17 +135,17 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 def _background(environment: Environment) -> None:
-    """Once a second: write what was recorded and a progress snapshot for the orchestrator's live display."""
+    """Once a second: write what was recorded and an exact progress snapshot for the orchestrator's display."""
     progress = CONFIG.get("progress_path")
     while True:
         gevent.sleep(1.0)
         RECORDER.flush_local()
-        if progress and environment.runner is not None:
-            total = environment.runner.stats.total
-            snapshot = {"t": time.time(), "users": environment.runner.user_count,
-                        "requests": total.num_requests, "failures": total.num_failures,
-                        "rps": total.current_rps, "p95_ms": total.get_current_response_time_percentile(0.95)}
-            Path(progress).write_text(json.dumps(snapshot))
+        runner = environment.runner
+        if progress and runner is not None and RECORDER.live is not None:
+            shape = environment.shape_class
+            # the shape's clock starts with the load, not with the process: the display counts load seconds
+            elapsed = shape.get_run_time() if shape is not None and runner.state != "ready" else None
+            RECORDER.live.snapshot(time.time(), runner.user_count, elapsed).write(Path(progress))
 
 
 @events.quitting.add_listener

@@ -1,9 +1,9 @@
-"""Locust as subprocesses (one local runner, or a master and N workers) with a live progress display."""
+"""Locust as subprocesses (one local runner, or a master and N workers) with a progress display: one redrawn line
+on a terminal, plain lines every few seconds when piped."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -15,9 +15,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
 
 from bookbench.db.embedded import free_port
+from bookbench.load.live import Snapshot
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "load" / "locustfile.py"
 
@@ -111,33 +112,66 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _progress_table(name: str, planned_s: float, started: float, snap: dict[str, float]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    elapsed = time.monotonic() - started
-    p95 = snap.get("p95_ms")
-    table.add_row(
-        f"[bold]{name}[/]", f"{elapsed:5.0f} / {planned_s:.0f} s", f"users {int(snap.get('users', 0)):>3}",
-        f"{snap.get('rps', 0):7.1f} req/s", f"P95 {p95:.0f} ms" if p95 else "P95 -",
-        f"errors {int(snap.get('failures', 0))}/{int(snap.get('requests', 0))}",
-    )
-    return table
+def _rate(rps: float) -> str:
+    return f"{rps:,.1f}" if rps < 100 else f"{rps:,.0f}"
+
+
+def progress_line(name: str, planned_s: float, snap: Snapshot | None) -> str:
+    """One labelled line of exact figures; time is load time, never past the plan (Locust's stop-timeout lets the
+    last requests finish after it, shown as "finishing")."""
+    if snap is None or snap.elapsed_s is None:
+        return f"{name}: starting Locust ..."
+    if snap.elapsed_s > planned_s:
+        clock = f"{planned_s:.0f}/{planned_s:.0f} s, finishing in-flight requests"
+    else:
+        clock = f"{snap.elapsed_s:.0f}/{planned_s:.0f} s"
+    users = f"{snap.users} user" + ("" if snap.users == 1 else "s")
+    recent = [f"{_rate(snap.recent_rps)} req/s"] if snap.recent_rps is not None else []
+    if snap.recent_p95_ms is not None:
+        recent.append(f"P95 {snap.recent_p95_ms:,.1f} ms")
+    window = f"last {snap.window_s:.0f} s: {', '.join(recent)} · " if recent else ""
+    overall = f"P95 {snap.p95_ms:,.1f} ms, " if snap.p95_ms is not None else ""
+    rate = f" ({100 * snap.failures / snap.requests:.2f} %)" if snap.requests else ""
+    return f"{name} {clock} · {users} · {window}all: {overall}errors {snap.failures:,} of {snap.requests:,}{rate}"
+
+
+# a line every this many seconds when the output is not a terminal (CI logs, pipes)
+PLAIN_EVERY_S = 5.0
 
 
 def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Console,
           abort: Callable[[], str | None]) -> str | None:
-    """Wait for the job while showing progress; returns why it was aborted (by `abort()`), or None."""
-    started = time.monotonic()
-    snap: dict[str, float] = {}
-    with Live(_progress_table(job.name, planned_s, started, snap), console=console, refresh_per_second=2,
-              transient=False) as live:
+    """Wait for the job while showing progress; returns why it was aborted (by `abort()`), or None.
+
+    On a terminal one line is redrawn twice a second; otherwise (piped, CI) a plain line is printed every
+    PLAIN_EVERY_S seconds and once at the end, each a whole line of its own."""
+    live = Live(Text(progress_line(job.name, planned_s, None)), console=console, refresh_per_second=2,
+                transient=False) if console.is_terminal else None
+    snap: Snapshot | None = None
+    last_plain, printed = time.monotonic(), ""
+    reason: str | None = None
+    try:
+        if live is not None:
+            live.start()
         while job.running():
             time.sleep(0.5)
-            with contextlib.suppress(OSError, ValueError):
-                snap = json.loads(progress_path.read_text())
-            live.update(_progress_table(job.name, planned_s, started, snap))
+            snap = Snapshot.read(progress_path) or snap
+            line = progress_line(job.name, planned_s, snap)
+            if live is not None:
+                live.update(Text(line, overflow="fold"))  # wraps onto a second line on a narrow terminal
+            elif time.monotonic() - last_plain >= PLAIN_EVERY_S and line != printed:
+                console.print(line, soft_wrap=True)
+                last_plain, printed = time.monotonic(), line
             reason = abort()
             if reason:
                 job.stop()
-                return reason
-    job.reap_workers()
-    return None
+                break
+    finally:
+        if live is not None:
+            live.stop()
+    final = progress_line(job.name, planned_s, Snapshot.read(progress_path) or snap)
+    if live is None and final != printed:
+        console.print(final, soft_wrap=True)
+    if reason is None:
+        job.reap_workers()
+    return reason

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -306,7 +307,9 @@ class Run:
         if dsn:
             self._integrity(name, entry, dsn, id_before)
         c = entry.counts
-        self.console.print(f"  {name}: {c.samples} samples, Locust counted {c.locust}, service handled {c.service}")
+        agree = c.samples == c.locust and c.service in (None, c.samples)
+        self.console.print(f"  {name}: {_n(c.samples)} requests recorded · Locust counted {_n(c.locust)} · service "
+                           f"handled {_n(c.service)} ({'counts agree' if agree else 'COUNTS DIFFER'})")
         if interrupted:
             raise KeyboardInterrupt
         if entry.aborted:
@@ -367,6 +370,10 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
     run.after_load(dsn)
 
 
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] | None = None) -> RunOutcome:
     """Plan (usage errors leave nothing behind), create the run folder, then run every step; the manifest
     always ends with a status, and an unexpected error is logged with its traceback in logs/bookbench.log."""
@@ -374,8 +381,11 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
     folder = RunFolder(new_folder(opts.out, p.index_set, RUN_SUBFOLDERS))
     run = Run(p, folder, new_manifest(p, folder.run_id), console)
     run.save()
-    console.print(f"run {folder.run_id}: {', '.join(p.scenarios)} (durations x{p.factor:g}, "
-                  f"{sum(s.duration_s for s in p.scenarios.values()):.0f} s of load)")
+    load_s = sum(s.duration_s for s in p.scenarios.values())
+    # the load time is what the plan fixes; data, indexes, checks and settling between scenarios come on top
+    console.print(f"run {folder.run_id}: {', '.join(p.scenarios)} (durations x{p.factor:g}): {load_s:.0f} s of "
+                  f"load, plus set-up, checks and settling")
+    started = time.monotonic()
     status: RunStatus = "failed"
     reason: str | None = "ended unexpectedly"
     try:
@@ -393,4 +403,6 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
         console.print(f"[red]run failed:[/] {reason}")
     finally:
         outcome = run.finish(status, reason)
+        console.print(f"run {status} in {time.monotonic() - started:.0f} s ({load_s:.0f} s of load planned)"
+                      + (f": {reason}" if reason else ""))
     return outcome

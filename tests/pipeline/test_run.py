@@ -77,6 +77,30 @@ def test_run_folder_is_complete_and_counts_agree(local_run: tuple[subprocess.Com
     assert _postgres_of(tmp / "pg") == []
 
 
+def test_piped_output_is_plain_lines_ending_with_the_table(
+        local_run: tuple[subprocess.CompletedProcess[str], Path, Path]) -> None:
+    """Captured (not a terminal): whole plain lines, labelled progress that never passes the plan, the end table
+    with summary.json's figures, and the run folder as the last line."""
+    done, run_dir, _ = local_run
+    out = done.stdout
+    assert "\r" not in out and "\x1b" not in out
+    lines = out.splitlines()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for name in ("steady", "vapi_burst"):
+        progress = [ln for ln in lines if ln.startswith(f"{name} ") and " errors " in ln]
+        assert progress, out
+        for ln in progress:
+            done_s, planned_s = ln.split(" ")[1].split("/")
+            assert float(done_s) <= float(planned_s.rstrip(",")), ln
+        row = next(ln for ln in lines if ln.split()[:1] == [name] and "PASS" in ln)
+        assert row.split()[1] == f"{summary['scenarios'][name]['requests']:,}", row
+        assert f"{summary['scenarios'][name]['latency_ms']['p95']:,.1f}" in row
+        for endpoint in summary["scenarios"][name]["endpoints"]:
+            assert any(ln.split()[:1] == [endpoint] for ln in lines), endpoint
+    assert any(ln.startswith("run completed in ") for ln in lines)
+    assert lines[-1] == str(run_dir)
+
+
 def test_no_secret_in_any_file_of_the_run(local_run: tuple[subprocess.CompletedProcess[str], Path, Path]) -> None:
     _, run_dir, _ = local_run
     needles = [SECRET, *(api_key(org, SECRET) for org in (1, 2, 3))]

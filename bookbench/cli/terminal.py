@@ -1,0 +1,53 @@
+"""The end-of-run table on the terminal: per scenario and endpoint, the report's exact figures and verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from bookbench.analysis.judge import Judgement
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _errors(failures: int, requests: int) -> str:
+    if not failures:
+        return "0"
+    return f"{failures:,} ({100 * failures / requests:.1f}%)" if requests else f"{failures:,}"
+
+
+def scenario_verdicts(j: Judgement, scenario: str) -> str:
+    """PASS, FAIL or NOT RUN from the judge's verdicts for that scenario (the failed ones are listed below the
+    table, one line each)."""
+    mine = [v for v in j.verdicts if v.scenario == scenario]
+    if any(v.failed for v in mine):
+        return "[red]FAIL[/]"
+    if mine and all(v.status == "not run" for v in mine):
+        return "[yellow]NOT RUN[/]"
+    return "[green]PASS[/]"
+
+
+def summary_table(summary: dict[str, Any], j: Judgement) -> Table:
+    """One bold row per scenario (its verdict last), then one row per endpoint. Figures are summary.json's
+    (after the warm-up), so they match report.html to the digit."""
+    table = Table(title="after the warm-up; latency in ms, exact percentiles", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table.add_column("scenario / endpoint", no_wrap=True)
+    for col in ("n", "P50", "P95", "P99", "req/s", "errors"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for name, sc in summary["scenarios"].items():
+        lat = sc["latency_ms"]
+        table.add_row(f"[bold]{name}[/]", f"{sc['requests']:,}", _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]),
+                      f"{sc['throughput_rps']:,.1f}", _errors(sc["failures"], sc["requests"]),
+                      scenario_verdicts(j, name))
+        for endpoint, e in sc["endpoints"].items():
+            el = e["latency_ms"]
+            table.add_row(f"  {endpoint}", f"{e['requests']:,}", _ms(el["p50"]), _ms(el["p95"]), _ms(el["p99"]),
+                          f"{e['throughput_rps']:,.1f}", _errors(e["failures"], e["requests"]), "",
+                          style="dim")
+    return table
