@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bookbench.analysis import calibration, findings, inference, stats
+from bookbench.analysis import calibration, findings, inference, stats, wording
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
@@ -82,7 +82,15 @@ def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.R
     return out
 
 
+def _p95_words(ci: dict[str, Any]) -> str:
+    """How a P95 interval reads: "31x lower (95 % CI 21x-45x lower)" with its verdict when it is not a change."""
+    words = f"{wording.change(ci['ratio'])} (95 % CI {wording.interval(ci['low'], ci['high'])})"
+    return words if ci["verdict"] in ("improved", "regressed") else f"{words}, {ci['verdict']}"
+
+
 def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
+    """One sentence from the data: the best set against the baseline on the headline scenario, said in words with
+    its interval, then the same set against every other candidate."""
     if best is None:
         return "Only the baseline was measured: nothing to compare."
     usable = [s for s, sets in result["scenarios"].items()
@@ -92,18 +100,30 @@ def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
     row = result["scenarios"][scenario][best]
     p95, tput = row["vs_baseline"]["p95"], row["vs_baseline"]["throughput"]
-    word = {"improved": "cut", "regressed": "raised", "within noise": "changed (within noise)",
-            "no change": "did not change"}[p95["verdict"]]
     rounds = f"{p95['rounds']} round(s)" if p95["paired"] else "unpaired runs"
-    text = (f"The {best} set {word} {scenario} P95 from {p95['baseline']:.0f} ms to {p95['candidate']:.0f} ms "
-            f"(ratio {p95['ratio']:.3g}, 95 % CI {p95['low']:.3g}-{p95['high']:.3g} over {rounds}, "
-            f"n={row['requests']:,}); throughput {tput['ratio']:.2f}x ({tput['baseline']:.1f} -> "
-            f"{tput['candidate']:.1f} req/s, CI {tput['low']:.2f}-{tput['high']:.2f}x, {tput['verdict']}) "
-            f"against {baseline}.")
+    text = (f"Against {baseline}, {best} has {scenario} P95 {_p95_words(p95)}: {p95['baseline']:,.0f} ms -> "
+            f"{p95['candidate']:,.0f} ms over {rounds}, n={row['requests']:,}; throughput "
+            f"{wording.change(tput['ratio'])} ({tput['baseline']:,.1f} -> {tput['candidate']:,.1f} req/s, "
+            f"{tput['verdict']}).")
+    others = [(other, row["vs"][other]["p95"]) for other in row.get("vs", {})
+              if other != baseline and "ratio" in row["vs"][other].get("p95", {})]
+    others += [(other, _flip(result["scenarios"][scenario][other]["vs"][best]["p95"]))
+               for other in result["sets"] if best in result["scenarios"][scenario][other].get("vs", {})
+               and "ratio" in result["scenarios"][scenario][other]["vs"][best].get("p95", {})]
+    for other, ci in others:
+        text += f" Against {other}: P95 {_p95_words(ci)}."
     if result["repeat"] < 2:
         text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
                  "called improved or regressed.")
     return text
+
+
+def _flip(ci: dict[str, Any]) -> dict[str, Any]:
+    """An interval of b/a read as a/b: ratio and bounds inverted, the verdict mirrored."""
+    mirrored = {"improved": "regressed", "regressed": "improved"}.get(ci["verdict"], ci["verdict"])
+    # for P95 lower is better; for throughput the verdict is mirrored the same way
+    return {**ci, "ratio": 1 / ci["ratio"], "low": 1 / ci["high"], "high": 1 / ci["low"], "verdict": mirrored,
+            "baseline": ci["candidate"], "candidate": ci["baseline"]}
 
 
 def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
@@ -136,30 +156,40 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
         result["priors"][name] = {}
         for label, runs in figures.items():
             requests = sum(f.requests for f in (r.get("p50") for r in runs) if isinstance(f, inference.RunFigure))
-            row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}}
+            # vs: this set against every set listed before it other than the baseline (candidates against each
+            # other, e.g. recommended against seed); vs_baseline against the baseline
+            row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}, "vs": {}}
+            earlier = list(figures)[1:list(figures).index(label)] if label != baseline else []
             for metric in stats.METRICS:
                 mine = [r[metric] for r in runs]
-                theirs = [r[metric] for r in figures[baseline]]
-                bad = [v for v in (*mine, *theirs) if isinstance(v, str)]
                 ok_mine = [v for v in mine if isinstance(v, inference.RunFigure)]
                 if len(ok_mine) == len(mine):
                     row[metric] = float(np.exp(np.mean(np.log([v.value for v in ok_mine]))))
                 if label == baseline:
                     continue
-                if bad:
-                    row["vs_baseline"][metric] = {"error": str(bad[0])}
-                    continue
                 prior = calibration.prior(calibration_store, definition, fingerprint, metric)
                 result["priors"][name][metric] = (prior or inference.default_prior()).source
-                ok_theirs = [v for v in theirs if isinstance(v, inference.RunFigure)]
-                ci = inference.compare_rounds(ok_theirs, ok_mine, metric, noise, prior)
-                row["vs_baseline"][metric] = asdict(ci)
+                row["vs_baseline"][metric] = _interval(figures[baseline], runs, metric, noise, prior)
+                for other in earlier:
+                    row["vs"].setdefault(other, {})[metric] = _interval(figures[other], runs, metric, noise, prior)
             per_set[label] = row
         result["scenarios"][name] = per_set
     result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
     result["best"] = _best(result, baseline)
     result["headline"] = _headline(result, baseline, result["best"])
     return result
+
+
+def _interval(theirs: list[dict[str, inference.RunFigure | str]], mine: list[dict[str, inference.RunFigure | str]],
+              metric: str, noise: float, prior: inference.NoisePrior | None) -> dict[str, Any]:
+    """`mine` against `theirs` for one metric, or the reason it cannot be compared."""
+    a, b = [r[metric] for r in theirs], [r[metric] for r in mine]
+    bad = [v for v in (*b, *a) if isinstance(v, str)]
+    if bad:
+        return {"error": str(bad[0])}
+    ok_a = [v for v in a if isinstance(v, inference.RunFigure)]
+    ok_b = [v for v in b if isinstance(v, inference.RunFigure)]
+    return asdict(inference.compare_rounds(ok_a, ok_b, metric, noise, prior))
 
 
 def _best(result: dict[str, Any], baseline: str) -> str | None:

@@ -70,6 +70,20 @@ class Judgement:
     def of_kind(self, *kinds: str) -> list[Verdict]:
         return [v for v in self.verdicts if v.kind in kinds]
 
+    def scenario_status(self, scenario: str) -> str:
+        """"fail" if any of the scenario's verdicts failed, "not run" if none could be taken, else "pass"."""
+        mine = [v for v in self.verdicts if v.scenario == scenario]
+        if any(v.failed for v in mine):
+            return "fail"
+        if mine and all(v.status == "not run" for v in mine):
+            return "not run"
+        return "pass"
+
+    def failures_first(self) -> list[Verdict]:
+        """The verdicts for a table: failed ones first, then the ones not run, then the rest, each in order."""
+        rank = {"fail": 0, "no data": 0, "not run": 1}
+        return sorted(self.verdicts, key=lambda v: rank.get(v.status, 2))
+
     def headline(self, requests: int, scenarios: int) -> str:
         failures = self.failures
         if failures:

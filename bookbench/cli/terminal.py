@@ -9,6 +9,8 @@ from rich.table import Table
 
 from bookbench.analysis.judge import Judgement
 
+VERDICT_STYLE = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "not run": "[yellow]NOT RUN[/]"}
+
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
@@ -18,17 +20,6 @@ def _errors(failures: int, requests: int) -> str:
     if not failures:
         return "0"
     return f"{failures:,} ({100 * failures / requests:.1f}%)" if requests else f"{failures:,}"
-
-
-def scenario_verdicts(j: Judgement, scenario: str) -> str:
-    """PASS, FAIL or NOT RUN from the judge's verdicts for that scenario (the failed ones are listed below the
-    table, one line each)."""
-    mine = [v for v in j.verdicts if v.scenario == scenario]
-    if any(v.failed for v in mine):
-        return "[red]FAIL[/]"
-    if mine and all(v.status == "not run" for v in mine):
-        return "[yellow]NOT RUN[/]"
-    return "[green]PASS[/]"
 
 
 def summary_table(summary: dict[str, Any], j: Judgement) -> Table:
@@ -44,7 +35,7 @@ def summary_table(summary: dict[str, Any], j: Judgement) -> Table:
         lat = sc["latency_ms"]
         table.add_row(f"[bold]{name}[/]", f"{sc['requests']:,}", _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]),
                       f"{sc['throughput_rps']:,.1f}", _errors(sc["failures"], sc["requests"]),
-                      scenario_verdicts(j, name))
+                      VERDICT_STYLE[j.scenario_status(name)])
         for endpoint, e in sc["endpoints"].items():
             el = e["latency_ms"]
             table.add_row(f"  {endpoint}", f"{e['requests']:,}", _ms(el["p50"]), _ms(el["p95"]), _ms(el["p99"]),

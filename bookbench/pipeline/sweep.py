@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from bookbench.analysis import comparison, judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
 from bookbench.errors import EnvironmentFailure
 from bookbench.pipeline.analyse import report
+from bookbench.pipeline.compare import calibration_path, load_store
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
+from bookbench.spec.scenarios import load_scenarios
 
-SWEEP_FORMAT_VERSION = 1
+SWEEP_FORMAT_VERSION = 2  # 2: per-size comparisons and the headline
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,53 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
     return points, False
 
 
+def compare_sizes(plan: SweepPlan, points: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """At each size, every set against the first (the baseline) and against each other: the compare stage's
+    intervals on one run per set (so the run-to-run noise comes from the calibration prior, not measured here)."""
+    store = load_store(calibration_path(None))
+    noise = load_scenarios(plan.scenario_file).noise_threshold
+    out: dict[str, Any] = {}
+    for size in plan.sizes:
+        variants = {name: [Path(p["run"])] for name, pts in points.items() for p in pts if p["appointments"] == size}
+        if len(variants) < 2:
+            continue
+        result = comparison.build(variants, noise, calibration_store=store)
+        out[str(size)] = result["scenarios"][plan.scenario]
+    return out
+
+
+def headline(plan: SweepPlan, compared: dict[str, Any]) -> str:
+    """One sentence from the data: how the best candidate's P95 against the baseline moves with the data size."""
+    baseline = plan.sets[0]
+    rows = [(int(size), name, row["vs_baseline"]["p95"]) for size, sets in compared.items()
+            for name, row in sets.items() if name != baseline and "ratio" in row["vs_baseline"].get("p95", {})]
+    if not rows:
+        return f"Only {baseline} was measured, or no size had enough samples to compare: nothing to compare."
+    largest = max(size for size, _, _ in rows)
+    best = min((r for r in rows if r[0] == largest), key=lambda r: r[2]["ratio"])[1]
+    mine = sorted((size, ci) for size, name, ci in rows if name == best)
+    steps = "; ".join(f"{size:,}: {wording.change(ci['ratio'])} (CI {wording.interval(ci['low'], ci['high'])}"
+                      f"{'' if ci['verdict'] in ('improved', 'regressed') else ', ' + ci['verdict']})"
+                      for size, ci in mine)
+    first = next((size for size, ci in mine if ci["verdict"] == "improved"), None)
+    start = (f"measurably lower from {first:,} appointments on" if first is not None
+             else "not measurably lower at any size measured")
+    return f"{plan.scenario} P95 with {best} against {baseline} is {start}: {steps}."
+
+
 def write(plan: SweepPlan, points: dict[str, list[dict[str, Any]]]) -> Path:
-    write_json(plan.folder / "sweep.json",
-               {"format_version": SWEEP_FORMAT_VERSION, "scenario": plan.scenario, "points": points})
+    compared = compare_sizes(plan, points)
+    text = headline(plan, compared)
+    write_json(plan.folder / "sweep.json", {"format_version": SWEEP_FORMAT_VERSION, "scenario": plan.scenario,
+                                            "points": points, "compared": compared, "headline": text})
+    limit = judge.effective_limits(load_scenarios(plan.scenario_file).thresholds, plan.scenario).get("p95_ms")
     chart = charts.size_sweep({n: [(p["appointments"], p["p95_ms"] or 0.0, p["throughput_rps"]) for p in pts]
-                               for n, pts in points.items() if pts}, f"{plan.scenario}: cost against data size")
+                               for n, pts in points.items() if pts}, f"{plan.scenario}: cost against data size",
+                              limit)
+    links = {p["run"]: os.path.relpath(Path(p["run"]) / "report.html", plan.folder)
+             for pts in points.values() for p in pts}
     html = render.jinja().get_template("sweep.html.j2").render(
-        scenario=plan.scenario, points=points, chart=chart, generated=render.now(),
-        method="P95 and throughput of each run's summary.json")
+        scenario=plan.scenario, points=points, chart=chart, generated=render.now(), headline=text,
+        compared=compared, baseline=plan.sets[0], sizes=plan.sizes, links=links, words=wording,
+        method="P95 and throughput of each run's summary.json; intervals as in bookbench compare, one run per set")
     return render.write_page(plan.folder / "sweep.html", html)

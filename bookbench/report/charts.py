@@ -1,20 +1,64 @@
-"""Charts as inline SVG strings, drawn only from summary.json's precomputed series (no statistics here)."""
+"""Charts as inline SVG strings, drawn only from summary.json's precomputed series (no statistics here).
+
+Reading rules every chart follows: full page width; legends above the plotting area, never over the data;
+latency axes on a log scale labelled in human units (1 ms, 10 ms, 1 s); limits drawn where they apply; counts
+on integer ticks; the last second of a scenario, which is partial, is left out of per-second series.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.fonttype": "none", "figure.dpi": 96})
 COLORS = {"p50": "#2b8a3e", "p95": "#e67700", "p99": "#c92a2a", "rps": "#1864ab", "errors": "#c92a2a",
-          "users": "#868e96"}
+          "users": "#868e96", "limit": "#495057"}
+# inches at 96 dpi: the page's 1100 px column less its padding
+WIDTH = 10.8
+TITLE_PAD = 22  # points between the axes and the title: the legend row sits in that gap
+
+
+def human_ms(value: float) -> str:
+    """A latency tick label: 500 µs, 2 ms, 1 s."""
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    if value >= 1:
+        return f"{value:g} ms"
+    return f"{value * 1000:g} µs"
+
+
+def _ms_axis(axis: Axis) -> None:
+    """Log scale in human units; 1-2-5 labelled ticks, unlabelled minor ticks (labels there collide)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: human_ms(v)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _legend_above(ax: Axes, handles: Sequence[Any] | None = None, labels: Sequence[str] | None = None) -> None:
+    if handles is None or labels is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=max(len(labels), 1), fontsize=8,
+              frameon=False, borderaxespad=0.3, handlelength=1.6, columnspacing=1.4)
+
+
+def _limit_line(ax: Axes, limit_ms: float) -> None:
+    ax.axhline(limit_ms, color=COLORS["limit"], linestyle=":", linewidth=1.2, label=f"P95 limit {human_ms(limit_ms)}")
+
+
+def _whole_seconds(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # the last 1-second window ends with the last response: partial, it would draw as a throughput drop
+    return series[:-1] if len(series) > 2 else series
 
 
 def _svg(fig: Figure) -> str:
@@ -25,120 +69,163 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog: the SVG is embedded in HTML
 
 
-def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 2.8))
-    t = [p["t"] for p in series]
-    for key in ("p50", "p95", "p99"):
-        ax.plot(t, [p[key] for p in series], label=key.upper(), color=COLORS[key], linewidth=1.4)
-    ax.set_xlabel("seconds since the first request")
-    ax.set_ylabel("latency (ms)")
+def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str, limit_ms: float | None) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0))
+    points = _whole_seconds(series)
+    t = [p["t"] for p in points]
     ax.axvspan(0, warmup_s, color="#f1f3f5", label="warm-up (excluded)")
+    for key in ("p50", "p95", "p99"):
+        ax.plot(t, [p[key] for p in points], label=key.upper(), color=COLORS[key], linewidth=1.4)
+    if limit_ms:
+        _limit_line(ax, limit_ms)
+    ax.set_yscale("log")
+    _ms_axis(ax.yaxis)
+    ax.set_xlabel("seconds since the first request (last, partial second not drawn)")
+    ax.set_ylabel("latency per second")
+    ax.grid(axis="y", alpha=0.3)
     users = ax.twinx()
-    users.step(t, [p["users"] for p in series], where="post", color=COLORS["users"], linestyle="--",
-               linewidth=1, label="active users")
+    users.step(t, [p["users"] for p in points], where="post", color=COLORS["users"], linestyle="--",
+               linewidth=1, label="active users (right axis)")
     users.set_ylabel("users")
     users.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()
-    more = users.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=7, ncol=5, frameon=False)
-    ax.set_title(title, loc="left", fontsize=10)
+    users.yaxis.set_major_locator(MaxNLocator(integer=True))
+    users.spines["right"].set_visible(True)
+    lines, labels = ax.get_legend_handles_labels()
+    more, more_labels = users.get_legend_handles_labels()
+    _legend_above(ax, lines + more, labels + more_labels)
+    ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
 
 
 def throughput_over_time(series: list[dict[str, Any]], title: str) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 2.4))
-    t = [p["t"] for p in series]
-    ax.plot(t, [p["rps"] for p in series], color=COLORS["rps"], label="completed req/s", linewidth=1.4)
-    ax.bar(t, [p["errors"] for p in series], color=COLORS["errors"], label="errors/s", width=0.8)
-    ax.set_xlabel("seconds since the first request")
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
+    points = _whole_seconds(series)
+    t = [p["t"] for p in points]
+    ax.plot(t, [p["rps"] for p in points], color=COLORS["rps"], label="completed req/s", linewidth=1.4)
+    ax.bar(t, [p["errors"] for p in points], color=COLORS["errors"], label="errors/s", width=0.8)
+    ax.set_xlabel("seconds since the first request (last, partial second not drawn)")
     ax.set_ylabel("per second")
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=7, ncol=2, frameon=False)
-    ax.set_title(title, loc="left", fontsize=10)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(axis="y", alpha=0.3)
+    _legend_above(ax)
+    ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
 
 
-def distribution(dist: dict[str, Any], title: str) -> str:
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(6.4, 2.4))
+def _p95_mark(ax: Axes, p95_ms: float | None, color: str, label: str) -> None:
+    """A dot where the CDF crosses 95 %, labelled: the figure the thresholds judge, found on the curve."""
+    if p95_ms:
+        ax.plot([p95_ms], [0.95], marker="o", markersize=5, color=color, linestyle="none", label=label)
+
+
+def distribution(dist: dict[str, Any], title: str, p95_ms: float | None = None) -> str:
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(WIDTH, 2.8))
     edges, counts = dist["hist"]["edges"], dist["hist"]["counts"]
     if counts:
-        hist.stairs(counts, edges, fill=True, color=COLORS["rps"], alpha=0.7)
+        hist.stairs(counts, edges, fill=True, color=COLORS["rps"], alpha=0.7, label="requests per bin")
         hist.set_xscale("log")
-    hist.set_xlabel("latency (ms, log)")
+        _ms_axis(hist.xaxis)
+        if p95_ms:
+            hist.axvline(p95_ms, color=COLORS["p95"], linewidth=1.2, label=f"P95 {human_ms(round(p95_ms, 1))}")
+        _legend_above(hist)
+    hist.set_xlabel("latency (log)")
     hist.set_ylabel("requests")
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     if dist["cdf"]:
-        cdf.plot([p[0] for p in dist["cdf"]], [p[1] for p in dist["cdf"]], color=COLORS["p95"])
+        cdf.plot([p[0] for p in dist["cdf"]], [p[1] for p in dist["cdf"]], color=COLORS["rps"], label="CDF")
         cdf.set_xscale("log")
-    cdf.set_xlabel("latency (ms, log)")
+        _ms_axis(cdf.xaxis)
+        cdf.axhline(0.95, color=COLORS["limit"], linestyle=":", linewidth=1)
+        _p95_mark(cdf, p95_ms, COLORS["p95"], f"P95 {human_ms(round(p95_ms or 0, 1))}")
+        _legend_above(cdf)
+    cdf.set_xlabel("latency (log)")
     cdf.set_ylabel("fraction of requests")
     cdf.set_ylim(0, 1.01)
     cdf.grid(alpha=0.3)
-    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    fig.suptitle(title, x=0.01, y=1.02, ha="left", fontsize=10)
     return _svg(fig)
 
 
 def percentile_bars(scenarios: dict[str, dict[str, Any]], limit_ms: float | None) -> str:
     names = list(scenarios)
-    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
     width = 0.25
     for i, key in enumerate(("p50", "p95", "p99")):
         values = [scenarios[n]["latency_ms"][key] or 0 for n in names]
         ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=key.upper(),
                color=COLORS[key])
     if limit_ms:
-        ax.axhline(limit_ms, color="#495057", linestyle=":", linewidth=1, label=f"P95 limit {limit_ms:g} ms")
+        _limit_line(ax, limit_ms)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("latency (ms)")
-    ax.legend(fontsize=7, ncol=4, frameon=False, loc="upper left")
-    ax.set_title("Percentiles per scenario", loc="left", fontsize=10)
+    ax.set_yscale("log")
+    _ms_axis(ax.yaxis)
+    ax.set_ylabel("latency (log)")
+    ax.grid(axis="y", alpha=0.3)
+    _legend_above(ax)
+    ax.set_title("Percentiles per scenario", loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
 
 
 VARIANT_COLORS = ("#495057", "#e67700", "#1864ab", "#2b8a3e", "#862e9c", "#c92a2a")
 
 
-def overlaid_cdfs(curves: dict[str, list[list[float]]], title: str) -> str:
-    """One latency CDF per index set on a log axis: the whole distribution moving, not just one percentile."""
-    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+def overlaid_cdfs(curves: dict[str, list[list[float]]], title: str, p95: dict[str, float | None]) -> str:
+    """One latency CDF per index set on a log axis: the whole distribution moving, not just one percentile; a dot
+    marks each set's P95."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
     for (label, cdf), color in zip(curves.items(), VARIANT_COLORS, strict=False):
         if cdf:
             ax.plot([p[0] for p in cdf], [p[1] for p in cdf], label=label, color=color, linewidth=1.5)
+            _p95_mark(ax, p95.get(label), color, f"{label} P95 {human_ms(round(p95.get(label) or 0, 1))}")
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, log)")
+    _ms_axis(ax.xaxis)
+    ax.axhline(0.95, color=COLORS["limit"], linestyle=":", linewidth=1)
+    ax.set_xlabel("latency (log)")
     ax.set_ylabel("fraction of requests")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
-    ax.set_title(title, loc="left", fontsize=10)
+    _legend_above(ax)
+    ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
 
 
-def overlaid_p95(series: dict[str, list[dict[str, Any]]], title: str) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 2.4))
+def overlaid_p95(series: dict[str, list[dict[str, Any]]], title: str, limit_ms: float | None) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
     for (label, points), color in zip(series.items(), VARIANT_COLORS, strict=False):
-        ax.plot([p["t"] for p in points], [p["p95"] for p in points], label=label, color=color, linewidth=1.3)
+        whole = _whole_seconds(points)
+        ax.plot([p["t"] for p in whole], [p["p95"] for p in whole], label=label, color=color, linewidth=1.3)
+    if limit_ms:
+        _limit_line(ax, limit_ms)
     ax.set_yscale("log")
-    ax.set_xlabel("seconds since the first request")
-    ax.set_ylabel("P95 per second (ms, log)")
-    ax.legend(fontsize=7, frameon=False, loc="upper right")
-    ax.set_title(title, loc="left", fontsize=10)
+    _ms_axis(ax.yaxis)
+    ax.set_xlabel("seconds since the first request (last, partial second not drawn)")
+    ax.set_ylabel("P95 per second (log)")
+    ax.grid(axis="y", alpha=0.3)
+    _legend_above(ax)
+    ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
 
 
-def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str) -> str:
+def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str, limit_ms: float | None = None) -> str:
     """P95 and throughput against the number of appointments, one line per index set (bookbench sweep)."""
-    fig, (lat, tput) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+    fig, (lat, tput) = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
     for (label, rows), color in zip(points.items(), VARIANT_COLORS, strict=False):
         sizes = [r[0] for r in rows]
         lat.plot(sizes, [r[1] for r in rows], marker="o", label=label, color=color)
         tput.plot(sizes, [r[2] for r in rows], marker="o", label=label, color=color)
-    for ax, ylabel in ((lat, "P95 (ms, log)"), (tput, "throughput (req/s)")):
+    if limit_ms:
+        _limit_line(lat, limit_ms)
+    for ax, ylabel in ((lat, "P95 (log)"), (tput, "throughput (req/s)")):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("appointments (log)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+        _legend_above(ax)
     lat.set_yscale("log")
+    _ms_axis(lat.yaxis)
     tput.set_ylim(bottom=0)
-    lat.legend(fontsize=7, frameon=False)
-    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    fig.suptitle(title, x=0.01, y=1.04, ha="left", fontsize=10)
     return _svg(fig)

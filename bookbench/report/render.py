@@ -17,18 +17,33 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 def jinja() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["when"] = when
+    return env
+
+
+def when(iso: str) -> str:
+    """An ISO timestamp as a reader wants it: "2026-11-23 14:00:11 UTC" (no microseconds, no offset)."""
+    try:
+        stamp = dt.datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return str(iso)
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
     out: dict[str, Any] = {"latency": {}, "throughput": {}, "distribution": {}}
     for name, sc in summary["scenarios"].items():
         n = sc["requests"]
-        out["latency"][name] = charts.latency_over_time(sc["timeseries"], sc.get("warmup_s", 0),
-                                                        f"{name}: latency percentiles per second (n={n:,})")
+        out["latency"][name] = charts.latency_over_time(
+            sc["timeseries"], sc.get("warmup_s", 0), f"{name}: latency percentiles per second (n={n:,})",
+            judge.effective_limits(thresholds, name).get("p95_ms"))
         out["throughput"][name] = charts.throughput_over_time(sc["timeseries"], f"{name}: throughput and errors")
-        out["distribution"][name] = charts.distribution(sc["distribution"], f"{name}: latency distribution (n={n:,})")
+        out["distribution"][name] = charts.distribution(sc["distribution"], f"{name}: latency distribution (n={n:,})",
+                                                        sc["latency_ms"]["p95"])
     out["bars"] = charts.percentile_bars(summary["scenarios"], thresholds.global_.p95_ms)
     return out
 

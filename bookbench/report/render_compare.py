@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bookbench.analysis import judge, wording
+from bookbench.artifacts import manifest as manifest_file
 from bookbench.report import charts, render
 
 
@@ -14,16 +16,18 @@ def compare_page(folder: Path, result: dict[str, Any], summaries: dict[str, dict
     """compare.html: headline, per-scenario ratios with intervals, overlaid charts, plans, index findings.
     `summaries`: the first run of each variant; `review`: the best variant's review in brief, with its link."""
     figures: dict[str, dict[str, str]] = {"cdf": {}, "p95": {}}
+    thresholds = judge.rules(manifest_file.read(Path(result["runs"][result["baseline"]][0])))[0]
     for name in result["scenarios"]:
         figures["cdf"][name] = charts.overlaid_cdfs(
             {s: summ["scenarios"][name]["distribution"]["cdf"] for s, summ in summaries.items()},
-            f"{name}: latency CDF per index set (first run of each)")
+            f"{name}: latency CDF per index set (first run of each)",
+            {s: summ["scenarios"][name]["latency_ms"]["p95"] for s, summ in summaries.items()})
         figures["p95"][name] = charts.overlaid_p95(
             {s: summ["scenarios"][name]["timeseries"] for s, summ in summaries.items()},
-            f"{name}: P95 per second")
+            f"{name}: P95 per second (first run of each)", judge.effective_limits(thresholds, name).get("p95_ms"))
     links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result["runs"].items()}
     html = render.jinja().get_template("compare.html.j2").render(
-        r=result, figures=figures, review=review, links=links, generated=render.now(),
+        r=result, figures=figures, review=review, links=links, generated=render.now(), words=wording,
         method="paired rounds: Student-t interval of the mean log ratio, variance from the rounds pooled with this "
                "machine's calibration, never below the within-run 1-second block bootstrap")
     return render.write_page(folder / "compare.html", html)
