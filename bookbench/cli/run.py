@@ -55,6 +55,9 @@ def run(
                                              help="Locust master port (0: a free one)")] = 0,
     skip_checks: Annotated[bool, typer.Option(
         "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
+    web_ui: Annotated[bool, typer.Option(
+        "--web-ui", help="watch live in Locust's web UI on 127.0.0.1 (charts, per-endpoint table)")] = False,
+    web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535, help="port of --web-ui")] = 8089,
     no_report: Annotated[bool, typer.Option("--no-report", help="do not render report.html at the end")] = False,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
@@ -74,6 +77,7 @@ def run(
         dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
+        web_port=web_port if web_ui else None,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
     )
     stop_on_signals()

@@ -38,10 +38,16 @@ class LocustJob:
     remote_workers: int = 0
     master_bind: str = "127.0.0.1"
     master_port: int = 0
+    # Locust's own web UI on 127.0.0.1:web_port while the test runs (None: headless)
+    web_port: int | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def _cmd(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", self.host,
+    def _cmd(self, *extra: str, ui: bool = False) -> list[str]:
+        # with the UI, --autostart runs the shape at once and --autoquit 0 ends the process when it is done,
+        # exactly as --headless would: the same files, the same stop-timeout, the same exit
+        mode = (["--autostart", "--autoquit", "0", "--web-host", "127.0.0.1", "--web-port", str(self.web_port)]
+                if ui and self.web_port else ["--headless"])
+        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *mode, "--host", self.host,
                 "--loglevel", "INFO", "--exit-code-on-error", "0",
                 # let every user finish its current request at the end, so no request is cut off half-counted
                 "--stop-timeout", "10", *extra]
@@ -60,14 +66,14 @@ class LocustJob:
         csv = ["--csv", str(self.csv_prefix), "--csv-full-history", "--only-summary",
                "--json-file", str(self.csv_prefix)]
         if self.workers <= 0 and self.remote_workers <= 0:
-            self._spawn(self._cmd(*csv), f"locust_{self.name}.log")
+            self._spawn(self._cmd(*csv, ui=True), f"locust_{self.name}.log")
             return
         port = self.master_port or free_port()
         self.master_port = port
         self._spawn(self._cmd(*csv, "--master", "--master-bind-host", self.master_bind, "--master-bind-port",
                               str(port), "--expect-workers", str(self.workers + self.remote_workers),
                               # without a limit the master would wait forever for a worker that never comes
-                              "--expect-workers-max-wait", "300"),
+                              "--expect-workers-max-wait", "300", ui=True),
                     f"locust_{self.name}_master.log")
         for i in range(self.workers):
             self._spawn(self._cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)),

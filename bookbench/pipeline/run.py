@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
+import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -40,7 +41,14 @@ from bookbench.db import evidence as explain
 from bookbench.db.conn import run_with
 from bookbench.db.seed import seed, table_stats
 from bookbench.db.settle import settle
-from bookbench.errors import BookbenchError, EnvironmentFailure, LoadGeneratorError, ServiceError, log_exception
+from bookbench.errors import (
+    BookbenchError,
+    EnvironmentFailure,
+    LoadGeneratorError,
+    ServiceError,
+    UsageError,
+    log_exception,
+)
 from bookbench.pipeline import facts, integrity
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.stack import ServiceProcess, database
@@ -72,6 +80,7 @@ class RunOptions:
     remote_workers: int = 0
     master_bind: str = "127.0.0.1"
     master_port: int = 0
+    web_port: int | None = None  # Locust's web UI on 127.0.0.1 during each scenario
     key_secret: str = ""
     checks: bool = True
     # calibration only: CPU work the service adds to every API request (BOOKBENCH_CALIBRATION_DELAY_MS)
@@ -163,7 +172,18 @@ def plan(opts: RunOptions) -> RunPlan:
         require_loopback(opts.target_url, "--target-url", opts.allow_remote)
     if opts.dsn:
         require_loopback(opts.dsn, "--dsn", opts.allow_remote)
+    if opts.web_port is not None:
+        _check_port_free(opts.web_port)
     return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"--web-port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
+                             f"pick another port") from None
 
 
 def new_manifest(p: RunPlan, run_id: str) -> Manifest:
@@ -284,7 +304,8 @@ class Run:
         opts = self.plan.opts
         job = LocustJob(name, base_url, f.locust_prefix(name), f.logs, f.config(name),
                         {"BOOKBENCH_KEY_SECRET": self.params.key_secret}, workers=opts.workers,
-                        remote_workers=opts.remote_workers, master_bind=opts.master_bind, master_port=opts.master_port)
+                        remote_workers=opts.remote_workers, master_bind=opts.master_bind, master_port=opts.master_port,
+                        web_port=opts.web_port)
         entry.started_at, entry.status = now_iso(), "running"
         self.save()
         interrupted = False
@@ -319,6 +340,8 @@ class Run:
 
     def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry) -> None:
         job.start()
+        if job.web_port:
+            self.console.print(f"  live view: Locust's web UI at http://127.0.0.1:{job.web_port} (this scenario)")
         if self.plan.opts.remote_workers:
             self.console.print(
                 f"waiting for {self.plan.opts.remote_workers} remote worker(s); on each worker machine, in a "

@@ -87,7 +87,8 @@ def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str,
     users.step(t, [p["users"] for p in points], where="post", color=COLORS["users"], linestyle="--",
                linewidth=1, label="active users (right axis)")
     users.set_ylabel("users")
-    users.set_ylim(bottom=0)
+    # headroom above the top user count: its line must not run along the frame (or over a limit line there)
+    users.set_ylim(0, max([p["users"] for p in points], default=1) * 1.25 or 1)
     users.yaxis.set_major_locator(MaxNLocator(integer=True))
     users.spines["right"].set_visible(True)
     lines, labels = ax.get_legend_handles_labels()
