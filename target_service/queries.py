@@ -28,10 +28,24 @@ SELECT c.id AS contact_id, a.id, a.provider_id, a.scheduled_at, a.duration_minut
 
 BOOK = "SELECT status, appointment_id FROM book_appointment_atomic($1, $2, $3, $4, $5)"
 
+# One statement, so atomic: the cancellation, its SMS and its calendar delete (transactional outbox), and a wake-up
+# for the dispatchers (delivered at commit). Returns no row when nothing was cancelled.
 CANCEL = """
-UPDATE appointments SET status = 'cancelled', cancelled_at = now()
- WHERE id = $2 AND org_id = $1 AND status = 'booked'
-RETURNING id
+WITH c AS (
+    UPDATE appointments SET status = 'cancelled', cancelled_at = now()
+     WHERE id = $2 AND org_id = $1 AND status = 'booked'
+    RETURNING id, org_id, contact_id, provider_id),
+queued AS (
+    INSERT INTO notification_outbox (appointment_id, org_id, channel, kind, dedup_key, payload)
+    SELECT c.id, c.org_id, 'sms', 'cancel', 'sms-cancel-' || c.id,
+           jsonb_build_object('to', ct.phone, 'body', 'Cancelled: appointment ' || c.id)
+      FROM c JOIN contacts ct ON ct.id = c.contact_id
+    UNION ALL
+    SELECT c.id, c.org_id, 'calendar', 'delete', 'bb' || c.id || '-delete',
+           jsonb_build_object('calendar_id', 'provider-' || c.provider_id, 'event_id', 'bb' || c.id)
+      FROM c
+    RETURNING 1)
+SELECT c.id, (SELECT count(*) FROM queued) AS queued, pg_notify('bookbench_outbox', '') FROM c
 """
 
 APPOINTMENT_STATUS = "SELECT status FROM appointments WHERE id = $2 AND org_id = $1"

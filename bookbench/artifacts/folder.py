@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bookbench.errors import UsageError
 
-RUN_SUBFOLDERS = ("samples", "locust", "db", "logs", "config", "explain")
+RUN_SUBFOLDERS = ("samples", "locust", "db", "logs", "config", "explain", "notifications")
 
 
 def new_folder(out: Path, kind: str, subfolders: tuple[str, ...] = ()) -> Path:
@@ -71,6 +71,17 @@ class RunFolder:
 
     def acknowledged(self, scenario: str) -> Path:
         return self.root / "db" / f"{scenario}_acknowledged_bookings.txt"
+
+    @property
+    def notifications_dir(self) -> Path:
+        return self.root / "notifications"
+
+    def notifications(self, scenario: str) -> Path:
+        return self.root / "notifications" / f"{scenario}.json"
+
+    def received(self, provider: str) -> Path:
+        """Every message the fake `provider` (sms, calendar) accepted during the run, with its receive time."""
+        return self.root / "notifications" / f"received_{provider}.jsonl"
 
     def index_stats(self, when: str) -> Path:
         """pg_stat_user_indexes snapshot; `when` is "before" or a scenario name (after it)."""

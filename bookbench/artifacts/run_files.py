@@ -40,10 +40,21 @@ def read_config(path: Path) -> dict[str, Any]:
     return dict(read_json(path))
 
 
-def read_acknowledged(path: Path) -> list[int]:
+def read_acknowledged_times(path: Path) -> dict[int, float | None]:
+    """Acknowledged bookings: appointment id -> when the acknowledgement arrived (epoch s). One line per booking,
+    "id ts"; files from before the time was recorded hold only "id" (time None)."""
     if not path.exists():
-        return []
-    return [int(line) for line in path.read_text().split()]
+        return {}
+    out: dict[int, float | None] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts:
+            out[int(parts[0])] = float(parts[1]) if len(parts) > 1 else None
+    return out
+
+
+def read_acknowledged(path: Path) -> list[int]:
+    return list(read_acknowledged_times(path))
 
 
 def locust_request_count(stats_json: Path) -> int | None:

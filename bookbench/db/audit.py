@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from bookbench.db import notifications
+
 # Overlap within (org, provider): a row overlaps an earlier one when it starts before the latest end seen so
 # far. One sort instead of a self-join, so it stays a few seconds at 1M rows.
 OVERLAP_SQL = """
@@ -36,8 +38,10 @@ async def max_appointment_id(conn: asyncpg.Connection) -> int:
 
 
 async def reset_bookings(conn: asyncpg.Connection, seeded_appointments: int) -> int:
-    """Remove bookings made by earlier runs so that every run starts from the generated dataset."""
+    """Remove bookings made by earlier runs (and what they queued in the notification outbox) so that every run
+    starts from the generated dataset."""
     deleted = await conn.execute("DELETE FROM appointments WHERE id > $1", seeded_appointments)
+    await notifications.reset(conn)
     return int(deleted.split()[-1])
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from bookbench.db.audit import reset_bookings
+
 AUTOVACUUM_WAIT_S = 30.0
 TABLES = ("appointments", "contacts", "providers", "organizations")
 
@@ -33,10 +35,10 @@ async def settle(conn: asyncpg.Connection, seeded_appointments: int) -> dict[str
     without the rights on a --dsn database) is reported, not fatal."""
     started = time.monotonic()
     out: dict[str, Any] = {}
-    deleted = await conn.execute("DELETE FROM appointments WHERE id > $1", seeded_appointments)
-    out["bookings_removed"] = int(deleted.split()[-1])
+    out["bookings_removed"] = await reset_bookings(conn, seeded_appointments)
     # no ANALYZE here: re-sampling statistics before every scenario could flip a plan between identical runs
     await conn.execute("VACUUM appointments")
+    await conn.execute("VACUUM notification_outbox")
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         out["prewarmed_pages"] = int(await conn.fetchval(_PREWARM_SQL, list(TABLES)))

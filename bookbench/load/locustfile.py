@@ -60,7 +60,7 @@ class Recorder:
         self.writer: SampleWriter | None = None
         self.bookings_path: Path | None = None
         self.pending: list[Sample] = []
-        self.booked: list[int] = []
+        self.booked: list[tuple[int, float]] = []  # (appointment id, when its acknowledgement arrived)
         self.worker = "local"
         self.env: Environment | None = None
         self.requests = 0
@@ -79,7 +79,7 @@ class Recorder:
                              request_type, status, int(exception is None), error, int(response_length or 0),
                              users, self.worker))
 
-    def take(self) -> tuple[list[Sample], list[int]]:
+    def take(self) -> tuple[list[Sample], list[tuple[int, float]]]:
         rows, self.pending = self.pending, []
         booked, self.booked = self.booked, []
         return rows, booked
@@ -88,7 +88,7 @@ class Recorder:
         rows, booked = self.take()
         self.store(rows, booked)
 
-    def store(self, rows: list[Sample], booked: list[int]) -> None:
+    def store(self, rows: list[Sample], booked: list[tuple[int, float]]) -> None:
         if self.live is not None:
             for row in rows:
                 self.live.add(row[0], row[1], bool(row[5]))
@@ -97,7 +97,7 @@ class Recorder:
             self.writer.flush()
         if self.bookings_path is not None and booked:
             with self.bookings_path.open("a") as fh:
-                fh.write("".join(f"{i}\n" for i in booked))
+                fh.write("".join(f"{i} {t:.6f}\n" for i, t in booked))
 
 
 RECORDER = Recorder()
@@ -128,7 +128,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
         RECORDER.bookings_path = Path(CONFIG["bookings_path"])
     if isinstance(runner, MasterRunner):
         def receive(client_id: str, data: dict[str, Any]) -> None:
-            RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])], data.get(BOOKINGS_KEY, []))
+            # msgpack turns tuples into lists on the way from a worker
+            RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])],
+                           [(int(b[0]), float(b[1])) for b in data.get(BOOKINGS_KEY, [])])
 
         environment.events.worker_report.add_listener(receive)
     gevent.spawn(_background, environment)
@@ -235,7 +237,7 @@ class VoiceAgentCaller(FastHttpUser):
         appt = _booked_id(text)
         if appt is not None:
             self.my_bookings.append(appt)
-            RECORDER.booked.append(appt)
+            RECORDER.booked.append((appt, time.time()))
 
     @task(_weight("cancelAppointment"))
     def cancel(self) -> None:

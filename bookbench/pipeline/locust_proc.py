@@ -146,8 +146,9 @@ PLAIN_EVERY_S = 5.0
 
 
 def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Console,
-          abort: Callable[[], str | None]) -> str | None:
-    """Wait for the job while showing progress; returns why it was aborted (by `abort()`), or None.
+          abort: Callable[[], str | None], tick: Callable[[], None] | None = None) -> str | None:
+    """Wait for the job while showing progress; returns why it was aborted (by `abort()`), or None. `tick` runs
+    on every round (twice a second), e.g. to sample the notification backlog.
 
     On a terminal one line is redrawn twice a second; otherwise (piped, CI) a plain line is printed every
     PLAIN_EVERY_S seconds and once at the end, each a whole line of its own."""
@@ -168,6 +169,8 @@ def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Consol
             elif time.monotonic() - last_plain >= PLAIN_EVERY_S and line != printed:
                 console.print(line, soft_wrap=True)
                 last_plain, printed = time.monotonic(), line
+            if tick is not None:
+                tick()
             reason = abort()
             if reason:
                 job.stop()

@@ -38,6 +38,7 @@ from bookbench.checks.base import CheckTarget
 from bookbench.checks.runner import run_suites
 from bookbench.db import audit, indexes
 from bookbench.db import evidence as explain
+from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
 from bookbench.db.seed import seed, table_stats
 from bookbench.db.settle import settle
@@ -51,6 +52,7 @@ from bookbench.errors import (
 )
 from bookbench.pipeline import facts, integrity
 from bookbench.pipeline.locust_proc import LocustJob, watch
+from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.stack import ServiceProcess, database
 from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
@@ -217,6 +219,7 @@ class Run:
         self.manifest = man
         self.console = console
         self.service: ServiceProcess | None = None
+        self.notify: NotifyStack | None = None  # Path B: fake providers and dispatchers, self-hosted runs only
 
     @property
     def params(self) -> DatasetParams:
@@ -287,7 +290,31 @@ class Run:
     def _abort_reason(self) -> str | None:
         if self.service is not None and not self.service.alive():
             return f"the service exited with code {self.service.proc.returncode if self.service.proc else '?'}"
+        if self.notify is not None:
+            return self.notify.dead()
         return None
+
+    def start_notifications(self, dsn: str, stack: ExitStack) -> None:
+        spec = self.plan.spec.notifications
+        self.notify = stack.enter_context(notify_stack(dsn, spec.dispatchers, self.folder.logs,
+                                                       self.folder.notifications_dir))
+        self.console.print(f"notifications: {spec.dispatchers} dispatcher(s), fake SMS gateway "
+                           f"{self.notify.url('sms')}, fake calendar {self.notify.url('calendar')}")
+
+    def _notifications(self, name: str, scenario: Scenario, dsn: str, id_before: int, window: tuple[float, float],
+                       backlog: list[tuple[float, int]]) -> None:
+        """After the load: let the dispatchers drain this scenario's notifications, then record the facts."""
+        assert self.notify is not None
+        spec = self.plan.spec.notifications
+        drained = drain(dsn, id_before, spec.drain_timeout_s, backlog, self.notify.dead)
+        facts = record_facts(dsn, self.folder.notifications(name), name, spec.dispatchers,
+                             spec.faults_for(scenario.faults), id_before, window, spec.drain_timeout_s, drained,
+                             backlog)
+        left = backlog[-1][1] if backlog else 0
+        took = f"drained {drained - window[1]:.1f} s after the load" if drained else (
+            f"NOT drained: {left} pending after {spec.drain_timeout_s:g} s")
+        self.console.print(f"  {name}: {len(facts.outbox):,} notifications queued, {took}, peak backlog "
+                           f"{max((b for _, b in backlog), default=0):,}")
 
     def run_scenario(self, name: str, scenario: Scenario, base_url: str, dsn: str | None) -> None:
         entry = self.manifest.scenarios[name]
@@ -309,8 +336,14 @@ class Run:
         entry.started_at, entry.status = now_iso(), "running"
         self.save()
         interrupted = False
+        backlog: list[tuple[float, int]] = []
+        tick = None
+        if self.notify is not None and dsn:
+            self.notify.set_faults(self.plan.spec.notifications.faults_for(scenario.faults))
+            tick = _sampler(dsn, id_before, backlog)
+        load_start = time.time()
         try:
-            self._drive(job, name, scenario, entry)
+            self._drive(job, name, scenario, entry, tick)
         except KeyboardInterrupt:
             interrupted = True
             entry.aborted = "interrupted (Ctrl-C)"
@@ -325,8 +358,11 @@ class Run:
             service=None if handled_before is None or handled_after is None else handled_after - handled_before)
         entry.samples_file = f.samples_rel(name)
         self.save()
+        load_end = time.time()
         if dsn:
             self._integrity(name, entry, dsn, id_before)
+        if self.notify is not None and dsn and not interrupted:
+            self._notifications(name, scenario, dsn, id_before, (load_start, load_end), backlog)
         c = entry.counts
         agree = c.samples == c.locust and c.service in (None, c.samples)
         self.console.print(f"  {name}: {_n(c.samples)} requests recorded · Locust counted {_n(c.locust)} · service "
@@ -338,7 +374,8 @@ class Run:
         if c.samples == 0:
             raise LoadGeneratorError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
 
-    def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry) -> None:
+    def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry,
+               tick: Callable[[], None] | None) -> None:
         job.start()
         if job.web_port:
             self.console.print(f"  live view: Locust's web UI at http://127.0.0.1:{job.web_port} (this scenario)")
@@ -348,7 +385,8 @@ class Run:
                 f"checkout with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> "
                 f"locust -f bookbench/load/locustfile.py --worker --master-host <this machine> "
                 f"--master-port {job.master_port}")
-        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, self._abort_reason)
+        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, self._abort_reason,
+                              tick)
         code = job.master.returncode
         if entry.aborted is None and code not in (0, None):
             entry.aborted = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
@@ -381,6 +419,8 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
         # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
         stack.callback(lambda: run.service.stop() if run.service else None)
         base_url = run.start_service(dsn or "")
+        if dsn and run.plan.spec.notifications.enabled:
+            run.start_notifications(dsn, stack)
     if opts.checks:
         run.run_checks(base_url, dsn)
     run.warm_up(base_url, dsn)
@@ -391,6 +431,18 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
     for name, scenario in run.plan.scenarios.items():
         run.run_scenario(name, scenario, base_url, dsn)
     run.after_load(dsn)
+
+
+def _sampler(dsn: str, id_after: int, into: list[tuple[float, int]]) -> Callable[[], None]:
+    """A tick that records this scenario's pending notifications about once a second."""
+    last = [0.0]
+
+    def sample() -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            into.append((time.time(), run_with(dsn, lambda c: outbox.pending(c, id_after))))
+
+    return sample
 
 
 def _n(value: int | None) -> str:
@@ -406,8 +458,9 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
     run.save()
     load_s = sum(s.duration_s for s in p.scenarios.values())
     # the load time is what the plan fixes; data, indexes, checks and settling between scenarios come on top
+    extra = "set-up, checks and settling" if opts.checks else "set-up and settling"
     console.print(f"run {folder.run_id}: {', '.join(p.scenarios)} (durations x{p.factor:g}): {load_s:.0f} s of "
-                  f"load, plus set-up, checks and settling")
+                  f"load, plus {extra}")
     started = time.monotonic()
     status: RunStatus = "failed"
     reason: str | None = "ended unexpectedly"

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bookbench.errors import UsageError
+from bookbench.spec.notifications import Faults, NotificationSpec
 
 TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 
@@ -34,6 +35,8 @@ class Scenario(Strict):
     warmup_s: float = Field(default=0, ge=0)
     batches: int | None = Field(default=None, ge=1, le=1000)
     stages: list[Stage] = Field(min_length=1)
+    # provider faults during this scenario (the fake providers apply them); default: notifications.providers
+    faults: Faults | None = None
 
     @property
     def duration_s(self) -> float:
@@ -56,6 +59,8 @@ class Scenario(Strict):
             "stages": [s.model_copy(update={
                 "duration_s": s.duration_s * factor,
                 "spawn_rate": None if s.spawn_rate is None else s.spawn_rate / factor}) for s in self.stages],
+            # an outage 10 s into a 60 s scenario is 2 s into its quick version: windows scale with the stages
+            "faults": None if self.faults is None else self.faults.scaled(factor),
         })
 
 
@@ -89,6 +94,10 @@ class Limits(Strict):
     p99_ms: float | None = Field(default=None, gt=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     throughput_rps: float | None = Field(default=None, ge=0)
+    # Path B: SMS confirmation delay (booking acknowledged -> provider received), and notifications undelivered
+    # after the drain timeout
+    sms_p95_s: float | None = Field(default=None, gt=0)
+    notifications_lost: int | None = Field(default=None, ge=0)
 
 
 class Thresholds(Strict):
@@ -126,6 +135,7 @@ class ScenarioFile(Strict):
     thresholds: Thresholds = Thresholds()
     review_targets: ReviewTargets = ReviewTargets()
     alert_rules: AlertRules = AlertRules()
+    notifications: NotificationSpec = NotificationSpec()
 
     @model_validator(mode="after")
     def _known_scenarios(self) -> ScenarioFile:

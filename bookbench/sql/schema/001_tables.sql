@@ -43,3 +43,46 @@ CREATE TABLE IF NOT EXISTS appointments (
     created_at       timestamptz NOT NULL DEFAULT now(),
     cancelled_at     timestamptz
 );
+
+-- Notifications (the seed's Path B: SMS confirmation and calendar sync) as a transactional outbox: the booking and
+-- its notification rows commit together or not at all, so no acknowledged booking can lose its notifications and
+-- no rolled-back one can send any. Dispatchers claim pending rows with FOR UPDATE SKIP LOCKED. No foreign key to
+-- appointments: a run's reset deletes bookings, and what was sent stays a fact.
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    appointment_id  bigint NOT NULL,
+    org_id          bigint NOT NULL,
+    channel         text NOT NULL CHECK (channel IN ('sms', 'calendar')),
+    kind            text NOT NULL CHECK (kind IN ('confirm', 'cancel', 'insert', 'delete')),
+    -- the calendar event id the client chooses (so a retry can never create a second event), or the SMS's key
+    dedup_key       text NOT NULL UNIQUE,
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    sent_at         timestamptz,
+    last_error      text,
+    -- the calendar already held another event in that slot: flagged for staff, the booking stands
+    conflict        boolean NOT NULL DEFAULT false
+);
+-- the dispatchers' queue: only pending rows, in due order
+CREATE INDEX IF NOT EXISTS notification_outbox_due ON notification_outbox (next_attempt_at) WHERE status = 'pending';
+
+-- The seed's "database circuit breaker": one row per provider, shared by every dispatcher process.
+CREATE TABLE IF NOT EXISTS notification_breaker (
+    provider   text PRIMARY KEY CHECK (provider IN ('sms', 'calendar')),
+    state      text NOT NULL DEFAULT 'closed' CHECK (state IN ('closed', 'open', 'half_open')),
+    failures   integer NOT NULL DEFAULT 0,
+    open_until timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+INSERT INTO notification_breaker (provider) VALUES ('sms'), ('calendar') ON CONFLICT DO NOTHING;
+
+-- Every breaker transition, for the report's "breaker open" time.
+CREATE TABLE IF NOT EXISTS notification_breaker_log (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider text NOT NULL,
+    state    text NOT NULL,
+    at       timestamptz NOT NULL DEFAULT clock_timestamp()
+);

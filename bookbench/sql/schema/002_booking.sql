@@ -6,6 +6,7 @@
 --  * the conflict check bounds scheduled_at on both sides (240 = the longest allowed duration) so that an index on
 --    (org_id, provider_id, scheduled_at) can serve it.
 -- A conflict is an answer (status 'slot_taken'), not an exception.
+-- A booking queues its SMS confirmation and calendar event in notification_outbox in the same transaction.
 
 CREATE OR REPLACE FUNCTION book_appointment_atomic(
     p_org_id bigint,
@@ -63,6 +64,20 @@ BEGIN
     INSERT INTO appointments (org_id, contact_id, provider_id, scheduled_at, duration_minutes, status)
     VALUES (p_org_id, p_contact_id, p_provider_id, p_start, p_duration_minutes, 'booked')
     RETURNING id INTO v_id;
+
+    -- the notifications commit with the booking (transactional outbox); NOTIFY is delivered only at commit
+    INSERT INTO notification_outbox (appointment_id, org_id, channel, kind, dedup_key, payload)
+    SELECT v_id, p_org_id, 'sms', 'confirm', 'sms-confirm-' || v_id,
+           jsonb_build_object('to', c.phone, 'body',
+                              format('Booked: appointment %s on %s UTC', v_id,
+                                     to_char(p_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')))
+      FROM contacts c WHERE c.id = p_contact_id
+    UNION ALL
+    SELECT v_id, p_org_id, 'calendar', 'insert', 'bb' || v_id,
+           jsonb_build_object('calendar_id', 'provider-' || p_provider_id, 'event_id', 'bb' || v_id,
+                              'start', p_start, 'end', v_end, 'summary', 'Appointment ' || v_id);
+    PERFORM pg_notify('bookbench_outbox', '');
+
     RETURN QUERY SELECT 'booked'::text, v_id;
 END;
 $fn$;

@@ -1,0 +1,1 @@
+"""Fake notification providers: real HTTP servers that speak the Twilio and Google Calendar wire formats."""

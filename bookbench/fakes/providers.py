@@ -1,0 +1,208 @@
+"""Fake SMS gateway (Twilio's Messages API) and calendar (Google Calendar v3 + OAuth2 token endpoint) as real HTTP
+servers. They accept what the real services accept on the same paths, record every accepted message with its
+receive time (one JSON line each, flushed at once), and inject the faults of the current scenario.
+
+Admin endpoints (bookbench only): PUT /_bookbench/faults sets the faults, their windows counted from that moment;
+GET /_bookbench/state returns counters (tokens issued, events present).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import random
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from bookbench.spec.notifications import ProviderFaults
+
+Z95 = 1.6448536269514722  # the standard normal's 95th percentile
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (what Twilio and OAuth2 token endpoints take)."""
+    return {k: v[0] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+
+
+class FaultState:
+    """The faults in force and the clock their windows count from."""
+
+    def __init__(self) -> None:
+        self.faults = ProviderFaults()
+        self.t0 = time.time()
+        self.rng = random.Random(7)
+
+    def set(self, faults: ProviderFaults) -> None:
+        self.faults, self.t0 = faults, time.time()
+
+    def _in(self, windows: list[Any]) -> Any:
+        now = time.time() - self.t0
+        return next((w for w in windows if w.start_s <= now < w.start_s + w.length_s), None)
+
+    async def before(self) -> Response | None:
+        """Sleep the configured latency, then an injected answer if one applies (None: serve normally)."""
+        f = self.faults
+        if f.latency is not None:
+            sigma = math.log(f.latency.p95_ms / f.latency.median_ms) / Z95
+            await asyncio.sleep(f.latency.median_ms * math.exp(sigma * self.rng.gauss(0, 1)) / 1000)
+        if self._in(f.outages) is not None:
+            return JSONResponse({"message": "service unavailable (injected outage)"}, status_code=503)
+        burst = self._in(f.rate_limits)
+        if burst is not None:
+            return JSONResponse({"message": "too many requests (injected)"}, status_code=429,
+                                headers={"Retry-After": f"{burst.retry_after_s:g}"})
+        if f.error_rate and self.rng.random() < f.error_rate:
+            return JSONResponse({"message": "internal error (injected)"}, status_code=503)
+        return None
+
+
+class Recorder:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.count = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.count += 1
+        if self.path is not None:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps({"t": time.time(), **record}) + "\n")
+
+
+def _admin(app: FastAPI, state: FaultState, extra: dict[str, Any]) -> None:
+    @app.put("/_bookbench/faults")
+    async def set_faults(request: Request) -> dict[str, Any]:
+        state.set(ProviderFaults.model_validate(await request.json()))
+        return {"ok": True}
+
+    @app.get("/_bookbench/state")
+    async def get_state() -> dict[str, Any]:
+        return {"faults": state.faults.model_dump(), **extra}
+
+
+def sms_app(record: Path | None, account_sid: str, auth_token: str) -> FastAPI:
+    """Twilio: POST /2010-04-01/Accounts/{AccountSid}/Messages.json, form To/From/Body, HTTP Basic auth."""
+    app = FastAPI()
+    state, rec = FaultState(), Recorder(record)
+    counters: dict[str, Any] = {"accepted": 0}
+    _admin(app, state, counters)
+    expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+
+    @app.post("/2010-04-01/Accounts/{sid}/Messages.json")
+    async def messages(sid: str, request: Request) -> Response:
+        if sid != account_sid or request.headers.get("authorization") != expected:
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        injected = await state.before()
+        if injected is not None:
+            return injected
+        form = await _form(request)
+        to, body = str(form.get("To", "")), str(form.get("Body", ""))
+        if not to or not body:
+            return JSONResponse({"code": 21604, "message": "A 'To' and a 'Body' are required", "status": 400},
+                                status_code=400)
+        # the key a retry of the same message carries; without it, the same recipient and text
+        key = request.headers.get("i-twilio-idempotency-token") or hashlib.sha256(f"{to}|{body}".encode()).hexdigest()
+        rec.add({"channel": "sms", "op": "send", "key": key, "to": to, "body": body})
+        counters["accepted"] += 1
+        return JSONResponse({"sid": "SM" + secrets.token_hex(16), "status": "queued", "to": to, "body": body},
+                            status_code=201)
+
+    return app
+
+
+def calendar_app(record: Path | None, client_id: str, client_secret: str, refresh_token: str) -> FastAPI:
+    """Google: POST /token (refresh_token grant), and under /calendar/v3/calendars/{calendarId}/events: GET (list
+    a window), POST (insert; a client-chosen id that exists answers 409), DELETE /{eventId}."""
+    app = FastAPI()
+    state, rec = FaultState(), Recorder(record)
+    tokens: dict[str, float] = {}  # access token -> expiry
+    events: dict[tuple[str, str], dict[str, Any]] = {}
+    counters: dict[str, Any] = {"tokens_issued": 0, "events": 0}
+    _admin(app, state, counters)
+
+    @app.post("/token")
+    async def token(request: Request) -> Response:
+        form = await _form(request)
+        if (form.get("grant_type") != "refresh_token" or form.get("client_id") != client_id
+                or form.get("client_secret") != client_secret or form.get("refresh_token") != refresh_token):
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        ttl = state.faults.token_ttl_s or 3600.0
+        access = "ya29." + secrets.token_urlsafe(24)
+        tokens[access] = time.time() + ttl
+        counters["tokens_issued"] += 1
+        return JSONResponse({"access_token": access, "expires_in": math.ceil(ttl), "token_type": "Bearer"})
+
+    def authorized(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        access = header[7:] if header.startswith("Bearer ") else ""
+        return tokens.get(access, 0) > time.time()
+
+    def unauthorized() -> Response:
+        return JSONResponse({"error": {"code": 401, "message": "Request had invalid authentication credentials."}},
+                            status_code=401)
+
+    def conflicting(calendar: str, start: str) -> bool:
+        rate = state.faults.conflict_rate
+        digest = hashlib.sha256(f"{calendar}|{start}".encode()).digest()
+        return rate > 0 and int.from_bytes(digest[:4], "big") / 2**32 < rate
+
+    @app.get("/calendar/v3/calendars/{calendar}/events")
+    async def list_events(calendar: str, timeMin: str, timeMax: str, request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        injected = await state.before()
+        if injected is not None:
+            return injected
+        items = [e for (cal, _), e in events.items() if cal == calendar and e["status"] != "cancelled"
+                 and e["start"]["dateTime"] < timeMax and e["end"]["dateTime"] > timeMin]
+        if conflicting(calendar, timeMin):  # someone's own event already in that slot
+            items.append({"id": "foreign" + hashlib.sha256(timeMin.encode()).hexdigest()[:12], "status": "confirmed",
+                          "summary": "Busy", "start": {"dateTime": timeMin}, "end": {"dateTime": timeMax}})
+        return JSONResponse({"kind": "calendar#events", "items": items})
+
+    @app.post("/calendar/v3/calendars/{calendar}/events")
+    async def insert(calendar: str, request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        injected = await state.before()
+        if injected is not None:
+            return injected
+        body = await request.json()
+        event_id = str(body.get("id", ""))
+        if (calendar, event_id) in events:
+            rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar, "duplicate": True})
+            return JSONResponse({"error": {"code": 409, "message": "The requested identifier already exists."}},
+                                status_code=409)
+        event = {"id": event_id, "status": "confirmed", "summary": body.get("summary", ""),
+                 "start": body.get("start", {}), "end": body.get("end", {})}
+        events[(calendar, event_id)] = event
+        counters["events"] = sum(e["status"] != "cancelled" for e in events.values())
+        rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar})
+        return JSONResponse(event)
+
+    @app.delete("/calendar/v3/calendars/{calendar}/events/{event_id}")
+    async def delete(calendar: str, event_id: str, request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        injected = await state.before()
+        if injected is not None:
+            return injected
+        event = events.get((calendar, event_id))
+        if event is None:
+            return JSONResponse({"error": {"code": 404, "message": "Not Found"}}, status_code=404)
+        if event["status"] == "cancelled":
+            return JSONResponse({"error": {"code": 410, "message": "Resource has been deleted"}}, status_code=410)
+        event["status"] = "cancelled"
+        counters["events"] = sum(e["status"] != "cancelled" for e in events.values())
+        rec.add({"channel": "calendar", "op": "delete", "key": f"{event_id}-delete", "calendar": calendar})
+        return Response(status_code=204)
+
+    return app

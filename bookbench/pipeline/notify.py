@@ -1,0 +1,136 @@
+"""Path B beside the service: the two fake providers and N dispatchers as processes, the faults of each scenario,
+and after the load the drain and the facts (outbox, breaker, backlog, what the providers received)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bookbench.artifacts import notifications as facts_file
+from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
+from bookbench.db import notifications as outbox
+from bookbench.db.conn import run_with
+from bookbench.db.embedded import free_port
+from bookbench.errors import ServiceError
+from bookbench.pipeline.stack import stop_group
+from bookbench.spec.notifications import Faults
+
+# the credentials the fakes check and the dispatcher sends: fixed test values, never real secrets
+FAKE_CREDENTIALS = {
+    "BOOKBENCH_TWILIO_ACCOUNT_SID": "AC-bookbench", "BOOKBENCH_TWILIO_AUTH_TOKEN": "bookbench-sms-token",
+    "BOOKBENCH_GOOGLE_CLIENT_ID": "bookbench-client", "BOOKBENCH_GOOGLE_CLIENT_SECRET": "bookbench-client-secret",
+    "BOOKBENCH_GOOGLE_REFRESH_TOKEN": "bookbench-refresh-token",
+}
+
+
+class NotifyStack:
+    """Fake SMS gateway, fake calendar and `dispatchers` dispatcher processes, all on 127.0.0.1."""
+
+    def __init__(self, dsn: str, dispatchers: int, logs: Path, records: Path) -> None:
+        self.dsn = dsn
+        self.dispatchers = dispatchers
+        self.logs = logs
+        self.records = records  # the run's notifications/ folder: the providers append to received_<kind>.jsonl
+        self.ports = {"sms": free_port(), "calendar": free_port()}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def url(self, kind: str) -> str:
+        return f"http://127.0.0.1:{self.ports[kind]}"
+
+    def record_file(self, kind: str) -> Path:
+        return self.records / f"received_{kind}.jsonl"  # RunFolder.received(kind) when records is notifications/
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        with (self.logs / f"{name}.log").open("wb") as log:
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                                env={**os.environ, **FAKE_CREDENTIALS, **env})
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.records.mkdir(parents=True, exist_ok=True)
+        for kind in ("sms", "calendar"):
+            self._spawn(f"fake_{kind}", [sys.executable, "-m", "bookbench.fakes", kind, "--port",
+                                         str(self.ports[kind]), "--record", str(self.record_file(kind))], {})
+        deadline = time.monotonic() + timeout
+        for kind in ("sms", "calendar"):
+            while True:
+                try:
+                    if httpx.get(f"{self.url(kind)}/_bookbench/state", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if self.procs[f"fake_{kind}"].poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise ServiceError(f"the fake {kind} provider did not start (see logs/fake_{kind}.log)")
+                time.sleep(0.1)
+        env = {"BOOKBENCH_DATABASE_URL": self.dsn, "BOOKBENCH_SMS_BASE_URL": self.url("sms"),
+               "BOOKBENCH_CALENDAR_BASE_URL": self.url("calendar"),
+               "BOOKBENCH_GOOGLE_TOKEN_URL": f"{self.url('calendar')}/token"}
+        for i in range(self.dispatchers):
+            self._spawn(f"dispatcher{i + 1}", [sys.executable, "-m", "target_service.notify"], env)
+
+    def set_faults(self, faults: Faults) -> None:
+        """The scenario's provider behaviour; its windows count from now (call it as the load starts)."""
+        for kind in ("sms", "calendar"):
+            httpx.put(f"{self.url(kind)}/_bookbench/faults", json=getattr(faults, kind).model_dump(mode="json"),
+                      timeout=5).raise_for_status()
+
+    def dead(self) -> str | None:
+        """The first part that exited, named, or None while all run."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return f"{name} exited with code {proc.returncode} (see logs/{name}.log)"
+        return None
+
+    def stop(self) -> None:
+        # dispatchers first, so none is left calling a provider that is gone
+        for name in sorted(self.procs, key=lambda n: not n.startswith("dispatcher")):
+            stop_group(self.procs[name], 10)
+        self.procs.clear()
+
+
+@contextmanager
+def notify_stack(dsn: str, dispatchers: int, logs: Path, records: Path) -> Iterator[NotifyStack]:
+    stack = NotifyStack(dsn, dispatchers, logs, records)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def drain(dsn: str, id_after: int, timeout_s: float, backlog: list[tuple[float, int]],
+          stopped: Callable[[], str | None]) -> float | None:
+    """Wait until this scenario's notifications are delivered or dead-lettered, sampling the backlog; returns
+    when it drained (epoch s), or None when the timeout ran out or a part of the stack died first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = run_with(dsn, lambda c: outbox.pending(c, id_after))
+        backlog.append((time.time(), left))
+        if left == 0:
+            return time.time()
+        if time.monotonic() > deadline or stopped():
+            return None
+        time.sleep(0.5)
+
+
+def record_facts(dsn: str, path: Path, scenario: str, dispatchers: int, faults: Faults, id_after: int,
+                 window: tuple[float, float], drain_timeout_s: float, drained_at: float | None,
+                 backlog: list[tuple[float, int]]) -> NotificationFacts:
+    rows = run_with(dsn, lambda c: outbox.outbox_rows(c, id_after))
+    events = run_with(dsn, lambda c: outbox.breaker_log(c, window[0]))
+    facts = NotificationFacts(
+        scenario=scenario, dispatchers=dispatchers, faults=faults.model_dump(mode="json"), load_start=window[0],
+        load_end=window[1], drain_timeout_s=drain_timeout_s, drained_at=drained_at, backlog=backlog,
+        breaker=[BreakerEvent(**e) for e in events], outbox=[OutboxRow(**r) for r in rows])
+    facts_file.write(path, facts)
+    return facts
+
+

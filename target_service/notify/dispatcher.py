@@ -1,0 +1,192 @@
+"""The notification dispatcher: its own process, any number of them side by side.
+
+Each claims due outbox rows with FOR UPDATE SKIP LOCKED under a lease (so two dispatchers never take the same
+row, and a dead one's rows come back), keeps up to `max_in_flight` deliveries going over HTTP with timeouts, and
+settles each row as its answer arrives: sent; retried later with exponential backoff and full jitter (or after a
+429's Retry-After); dead-lettered after `max_attempts`.
+It sleeps until a booking's NOTIFY (sent at commit) or its next row falls due, not on a polling timer.
+
+Run: `python -m target_service.notify` with BOOKBENCH_DATABASE_URL and the provider settings in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+from typing import Any
+
+import asyncpg
+import httpx
+import uvloop
+
+from target_service.notify import breaker
+from target_service.notify.providers import Calendar, Outcome, Sms
+from target_service.notify.settings import NotifySettings
+
+log = logging.getLogger("bookbench.dispatcher")
+CHANNEL = "bookbench_outbox"
+
+# Claim = lease: due rows of one channel get their next_attempt_at pushed past the lease in one short transaction
+# (SKIP LOCKED: dispatchers never wait for or take each other's rows). A dispatcher that dies mid-delivery loses
+# nothing: its rows fall due again when the lease runs out. Each delivery then settles its own row.
+_CLAIM = """
+UPDATE notification_outbox o SET next_attempt_at = clock_timestamp() + make_interval(secs => $3)
+  FROM (SELECT id FROM notification_outbox
+         WHERE status = 'pending' AND next_attempt_at <= clock_timestamp() AND channel = $2
+         ORDER BY next_attempt_at
+         LIMIT $1
+           FOR UPDATE SKIP LOCKED) due
+ WHERE o.id = due.id
+RETURNING o.id, o.channel, o.kind, o.dedup_key, o.payload, o.attempts
+"""
+_SENT = """
+UPDATE notification_outbox SET status = 'sent', sent_at = clock_timestamp(), attempts = attempts + 1,
+       conflict = $2, last_error = NULL
+ WHERE id = $1 AND status = 'pending'
+"""
+_RETRY = """
+UPDATE notification_outbox
+   SET attempts = attempts + 1, last_error = $2,
+       status = CASE WHEN attempts + 1 >= $4 THEN 'dead' ELSE 'pending' END,
+       next_attempt_at = clock_timestamp() + make_interval(secs => $3)
+ WHERE id = $1 AND status = 'pending'
+"""
+_NEXT_DUE = """
+SELECT GREATEST(0, EXTRACT(epoch FROM min(next_attempt_at) - clock_timestamp()))::float8
+  FROM notification_outbox WHERE status = 'pending'
+"""
+
+
+def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempts)]; never below 50 ms so
+    a failing provider is not hammered."""
+    return max(0.05, rng.uniform(0, min(cap_s, base_s * 2 ** attempts)))
+
+
+class Dispatcher:
+    def __init__(self, s: NotifySettings) -> None:
+        self.s = s
+        self.sms = Sms(s)
+        self.calendar = Calendar(s)
+        self.rng = random.Random()
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.in_flight: set[asyncio.Task[None]] = set()
+        # a claimed row is ours for this long: two HTTP timeouts (a calendar insert makes two calls) and slack
+        self.lease_s = 2 * s.http_timeout_s + 5
+
+    def stop(self) -> None:
+        """Finish the deliveries in hand (their rows are settled), then exit."""
+        self.stopping = True
+        self.wake.set()
+
+    async def deliver(self, client: httpx.AsyncClient, row: asyncpg.Record) -> Outcome:
+        payload: dict[str, Any] = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
+        if row["channel"] == "sms":
+            return await self.sms.send(client, payload, row["dedup_key"])
+        if row["kind"] == "insert":
+            return await self.calendar.insert(client, payload)
+        return await self.calendar.delete(client, payload)
+
+    async def _one(self, pool: asyncpg.Pool, client: httpx.AsyncClient, row: asyncpg.Record, probe: bool) -> None:
+        """Deliver one row, settle it, and tell the provider's breaker how it went."""
+        out = await self.deliver(client, row)
+        async with pool.acquire() as conn:
+            if out.ok:
+                await conn.execute(_SENT, row["id"], out.conflict)
+            else:
+                attempts = row["attempts"] + 1
+                delay = (out.retry_after_s if out.retry_after_s is not None
+                         else backoff_s(attempts, self.s.backoff_base_s, self.s.backoff_cap_s, self.rng))
+                # a final answer (a 4xx other than 401/408/429) dead-letters at once
+                limit = attempts if not out.retryable else self.s.max_attempts
+                await conn.execute(_RETRY, row["id"], out.error, delay, limit)
+            provider = row["channel"]
+            if out.ok or out.provider_fault:
+                await breaker.record(conn, provider, out.ok, self.s.breaker_failures, self.s.breaker_cooldown_s)
+            elif probe:
+                # the probe proved nothing (a 429): back to open-and-due, so the next gate probes again
+                await conn.execute("UPDATE notification_breaker SET state = 'open' "
+                                   "WHERE provider = $1 AND state = 'half_open'", provider)
+        if len(self.in_flight) <= self.s.max_in_flight // 2:
+            self.wake.set()  # half the slots free: claim a batch (not one query round per finished delivery)
+
+    async def claim(self, pool: asyncpg.Pool, clients: dict[str, httpx.AsyncClient]) -> tuple[int, float | None]:
+        """Start deliveries for due rows while slots are free; returns (rows claimed, how long until a provider
+        whose breaker is open may be tried again, or None)."""
+        claimed, blocked = 0, None
+        for provider in ("sms", "calendar"):
+            free = self.s.max_in_flight - len(self.in_flight)
+            if free <= 0:
+                break
+            async with pool.acquire() as conn:
+                verdict, wait_s = await breaker.gate(conn, provider)
+                if verdict == "wait":
+                    blocked = wait_s if blocked is None else min(blocked, wait_s)
+                    continue
+                limit = 1 if verdict == "probe" else min(free, self.s.batch_size)
+                rows = await conn.fetch(_CLAIM, limit, provider, self.lease_s)
+                if not rows and verdict == "probe":
+                    await conn.execute("UPDATE notification_breaker SET state = 'open' "
+                                       "WHERE provider = $1 AND state = 'half_open'", provider)
+            for row in rows:
+                task = asyncio.create_task(self._one(pool, clients[provider], row, verdict == "probe"))
+                self.in_flight.add(task)
+                task.add_done_callback(self._done)
+            claimed += len(rows)
+        return claimed, blocked
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery failed: %r", task.exception())  # its row falls due again after the lease
+
+    async def _sleep(self, pool: asyncpg.Pool, blocked_s: float | None) -> None:
+        due = await pool.fetchval(_NEXT_DUE)
+        timeout = self.s.idle_wakeup_s if due is None else max(float(due), 0.05)
+        if blocked_s is not None and due is not None and due <= 0:
+            timeout = blocked_s  # rows are due but their provider's breaker is open: wait for its cooldown
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), min(timeout, self.s.idle_wakeup_s))
+
+    async def run(self) -> None:
+        pool = await asyncpg.create_pool(self.s.database_url, min_size=2, max_size=self.s.db_connections,
+                                         server_settings={"application_name": "bookbench-dispatcher"})
+        assert pool is not None
+        listener = await asyncpg.connect(self.s.database_url)
+        await listener.add_listener(CHANNEL, lambda *_: self.wake.set())
+        # one client per provider, each with a small pool: httpx checks every idle connection of its pool on each
+        # request, so one big shared pool costs more CPU per delivery than the deliveries themselves
+        limits = httpx.Limits(max_connections=self.s.connections_per_provider,
+                              max_keepalive_connections=self.s.connections_per_provider)
+        try:
+            async with httpx.AsyncClient(timeout=self.s.http_timeout_s, limits=limits) as sms_client, \
+                    httpx.AsyncClient(timeout=self.s.http_timeout_s, limits=limits) as calendar_client:
+                clients = {"sms": sms_client, "calendar": calendar_client}
+                while not self.stopping:
+                    self.wake.clear()  # before the claim: a NOTIFY or a finished delivery wakes the next wait
+                    claimed, blocked = await self.claim(pool, clients)
+                    if claimed == 0 or len(self.in_flight) >= self.s.max_in_flight:
+                        await self._sleep(pool, blocked)
+                if self.in_flight:
+                    await asyncio.wait(self.in_flight, timeout=self.lease_s)
+        finally:
+            await listener.close()
+            await pool.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s dispatcher %(levelname)s %(message)s")
+    dispatcher = Dispatcher(NotifySettings())  # type: ignore[call-arg]  # database_url comes from the environment
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, dispatcher.stop)
+        await dispatcher.run()
+
+    uvloop.run(runner())
