@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bookbench.analysis import notifications as notify
 from bookbench.artifacts import manifest, summary
+from bookbench.artifacts import notifications as facts_file
+from bookbench.artifacts.folder import RunFolder
+from bookbench.artifacts.run_files import read_acknowledged_times
 from bookbench.artifacts.samples import COLUMNS, read_text
 from bookbench.spec.shape import batch_edges
 
@@ -145,11 +149,17 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
 
 def analyse_run(run_dir: Path) -> dict[str, Any]:
     man = manifest.read(run_dir)
+    folder = RunFolder(run_dir)
     scenarios = {}
     for name, entry in man.scenarios.items():
         definition = entry.definition
         df = load_samples(run_dir / (entry.samples_file or f"samples/{name}.csv.gz"))
         scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"))
+        path = folder.notifications(name)
+        if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
+            received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]
+            scenarios[name]["notifications"] = notify.summarize(
+                facts_file.read(path), received, read_acknowledged_times(folder.acknowledged(name)))
     return {"format_version": summary.SUMMARY_FORMAT_VERSION, "run_id": man.run_id,
             "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
                       "steady window", "scenarios": scenarios}

@@ -48,6 +48,8 @@ class ScenarioSummary(Counts):
     distribution: dict[str, Any]
     noise: list[str]
     batches: dict[str, Any] | None
+    # Path B (analysis/notifications.py); absent when the run did not measure notifications
+    notifications: dict[str, Any] | None = None
 
 
 class Summary(BaseModel):

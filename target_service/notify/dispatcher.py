@@ -34,14 +34,20 @@ CHANNEL = "bookbench_outbox"
 # (SKIP LOCKED: dispatchers never wait for or take each other's rows). A dispatcher that dies mid-delivery loses
 # nothing: its rows fall due again when the lease runs out. Each delivery then settles its own row.
 _CLAIM = """
-UPDATE notification_outbox o SET next_attempt_at = clock_timestamp() + make_interval(secs => $3)
-  FROM (SELECT id FROM notification_outbox
-         WHERE status = 'pending' AND next_attempt_at <= clock_timestamp() AND channel = $2
-         ORDER BY next_attempt_at
-         LIMIT $1
-           FOR UPDATE SKIP LOCKED) due
- WHERE o.id = due.id
-RETURNING o.id, o.channel, o.kind, o.dedup_key, o.payload, o.attempts
+UPDATE notification_outbox SET next_attempt_at = clock_timestamp() + make_interval(secs => $3)
+ WHERE id = ANY(ARRAY(
+       SELECT id FROM notification_outbox
+        WHERE status = 'pending' AND next_attempt_at <= clock_timestamp() AND channel = $2
+          -- a cancellation never overtakes its booking's message on the same channel (a delete before the insert
+          -- would find nothing, and the insert would then leave an event for a cancelled appointment). NOT IN over
+          -- a non-null column: one hashed pass over the pending first messages, whatever the table's statistics
+          AND (kind IN ('confirm', 'insert') OR appointment_id NOT IN (
+               SELECT appointment_id FROM notification_outbox
+                WHERE status = 'pending' AND channel = $2 AND kind IN ('confirm', 'insert')))
+        ORDER BY next_attempt_at
+        LIMIT $1
+          FOR UPDATE SKIP LOCKED))
+RETURNING id, channel, kind, dedup_key, payload, attempts
 """
 _SENT = """
 UPDATE notification_outbox SET status = 'sent', sent_at = clock_timestamp(), attempts = attempts + 1,
