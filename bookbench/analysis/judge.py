@@ -30,7 +30,11 @@ METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
     "error_rate": (("error_rate",), True),
     "throughput_rps": (("throughput_rps",), False),
     "availability": (("availability",), False),
+    # Path B (summary's `notifications`, present when the run measured them)
+    "sms_p95_s": (("notifications", "sms", "delay_s", "p95"), True),
+    "notifications_lost": (("notifications", "lost"), True),
 }
+NOTIFICATION_METRICS = frozenset({"sms_p95_s", "notifications_lost"})
 CHECK_SUITES = (("smoke", "Smoke tests (3/3)"), ("uat", "UAT tests (4/4)"),
                 ("stress", "Stress test (1 booked, 9 conflicts)"),
                 ("preflight", "Preflight: one booking function, advisory lock, READ COMMITTED, isolation"))
@@ -39,7 +43,7 @@ INTEGRITY_METRICS = ("double_bookings", "lost_bookings", "phantom_bookings", "co
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # threshold | target | alert | integrity | check | gate
+    kind: str  # threshold | notification | target | alert | integrity | check | gate
     scenario: str  # a scenario name, "checks" or "run"
     metric: str
     value: float | None
@@ -117,6 +121,8 @@ def format_value(metric: str, value: float | None) -> str:
         return f"{value:.1f} req/s"
     if metric.endswith("_ms"):
         return f"{value:.0f} ms"
+    if metric.endswith("_s"):
+        return f"{value:.1f} s"
     return f"{value:g}"
 
 
@@ -152,6 +158,8 @@ def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, lim
            ran: bool) -> Verdict:
     if not ran:
         return Verdict(kind, scenario, metric, None, limit, "not run", 0)
+    if metric in NOTIFICATION_METRICS:
+        return _notification_limit(kind, scenario, metric, sc, limit)
     n = int(sc["requests"]) if sc else 0
     value = metric_value(sc, metric) if sc else None
     if value is None or n == 0:
@@ -161,9 +169,25 @@ def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, lim
     return Verdict(kind, scenario, metric, value, limit, "pass" if ok else "fail", n)
 
 
+def _notification_limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None,
+                        limit: float) -> Verdict:
+    """A Path B limit; "not run" (never "no data") when the run did not measure notifications: that leaves Path B
+    without evidence, which the review says, but does not make a booking-only run incomplete."""
+    notes = (sc or {}).get("notifications")
+    if not notes:
+        return Verdict(kind, scenario, metric, None, limit, "not run", 0,
+                       "notifications not measured (a --target-url run, or notifications.enabled: false)")
+    n = int(notes["sms"]["delay_s"]["n"]) if metric == "sms_p95_s" else int(notes["queued"])
+    value = metric_value(sc or {}, metric)
+    if value is None:
+        return Verdict(kind, scenario, metric, None, limit, "not run", n, "no booking acknowledged")
+    return Verdict(kind, scenario, metric, value, limit, "pass" if value <= limit else "fail", n)
+
+
 def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, thresholds: Thresholds,
                        targets: ReviewTargets, alerts: AlertRules, baseline: dict[str, Any] | None) -> list[Verdict]:
-    out = [_limit("threshold", name, metric, sc, float(limit), ran)
+    out = [_limit("notification" if metric in NOTIFICATION_METRICS else "threshold", name, metric, sc, float(limit),
+                  ran)
            for metric, limit in effective_limits(thresholds, name).items()]
     for metric, target in targets.model_dump().items():
         if target is None:
@@ -271,7 +295,7 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
     caveats = _caveats(manifest, verdicts)
     if any(v.failed for v in verdicts):
         decision = "NO-GO"
-    elif caveats or any(v.status == "not run" for v in verdicts):
+    elif caveats or any(v.status == "not run" and v.kind != "notification" for v in verdicts):
         decision = "INCOMPLETE"
     else:
         decision = "GO"

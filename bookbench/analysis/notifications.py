@@ -6,7 +6,7 @@
 * delivered: distinct messages received before the drain deadline (load end + drain timeout);
 * lost: expected and not delivered by then; duplicates: the same message received more than once (SMS), or a
   second insert of an event refused by its client-chosen id (calendar: prevented, counted apart);
-* breaker: seconds each provider's breaker stood open, from its transition log.
+* breaker: when and how long each provider's breaker stood open, from its transition log.
 """
 
 from __future__ import annotations
@@ -31,20 +31,20 @@ def _delays(values: list[float]) -> dict[str, Any]:
     return {"n": int(arr.size), "p50": p50, "p95": p95, "p99": p99, "max": float(arr.max())}
 
 
-def _open_seconds(facts: NotificationFacts, provider: str, until: float) -> tuple[float, int]:
-    """(seconds open, times opened) from the transition log; an open breaker with no close counts to `until`."""
-    total, opened_at, openings = 0.0, None, 0
+def _open_spans(facts: NotificationFacts, provider: str, until: float) -> list[tuple[float, float]]:
+    """(opened, closed) of each time the provider's breaker stood open; one still open ends at `until`."""
+    spans, opened_at = [], None
     for e in facts.breaker:
         if e.provider != provider:
             continue
         if e.state == "open" and opened_at is None:
-            opened_at, openings = e.t, openings + 1
+            opened_at = e.t
         elif e.state == "closed" and opened_at is not None:
-            total += e.t - opened_at
+            spans.append((opened_at, e.t))
             opened_at = None
     if opened_at is not None:
-        total += max(0.0, until - opened_at)
-    return total, openings
+        spans.append((opened_at, max(opened_at, until)))
+    return spans
 
 
 def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
@@ -97,8 +97,9 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
     end = facts.drained_at if facts.drained_at is not None else deadline
     breaker = {}
     for provider in CHANNELS:
-        seconds, openings = _open_seconds(facts, provider, end)
-        breaker[provider] = {"open_s": seconds, "openings": openings}
+        spans = _open_spans(facts, provider, end)
+        breaker[provider] = {"open_s": sum(b - a for a, b in spans), "openings": len(spans),
+                             "spans": [[a - facts.load_start, b - facts.load_start] for a, b in spans]}
     return {
         "acknowledged_bookings": len(acknowledged),
         # the outbox guarantee, checked: every acknowledged booking queued its SMS and its event
@@ -113,6 +114,34 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
         "faults": facts.faults, "window_s": facts.load_end - facts.load_start,
         "delivered_per_s": _rate(facts, first_seen),
     }
+
+
+def outage_windows(facts: NotificationFacts) -> list[tuple[float, float]]:
+    """Absolute (start, end) of every injected outage, any provider (windows count from the load's start)."""
+    out = []
+    for provider in CHANNELS:
+        for w in facts.faults.get(provider, {}).get("outages", []):
+            start = facts.load_start + float(w["start_s"])
+            out.append((start, start + float(w["length_s"])))
+    return out
+
+
+def booking_latency_in_outages(facts: NotificationFacts, starts: np.ndarray, latencies: np.ndarray
+                               ) -> dict[str, Any] | None:
+    """Booking P95 during the provider outages against the rest of the steady load: the outbox must keep the
+    booking path unaffected. None when no outage was injected."""
+    windows = outage_windows(facts)
+    if not windows or starts.size == 0:
+        return None
+    inside = np.zeros(starts.size, dtype=bool)
+    for lo, hi in windows:
+        inside |= (starts >= lo) & (starts < hi)
+
+    def p95(values: np.ndarray) -> float | None:
+        return float(np.percentile(values, 95)) if values.size else None
+
+    return {"during_p95_ms": p95(latencies[inside]), "during_n": int(inside.sum()),
+            "outside_p95_ms": p95(latencies[~inside]), "outside_n": int((~inside).sum())}
 
 
 def _rate(facts: NotificationFacts, first_seen: dict[str, float]) -> float | None:

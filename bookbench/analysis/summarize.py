@@ -130,7 +130,7 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
                 "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
                 "batches": None}
     t0 = float(df["ts"].min())
-    steady = df[df["ts"] >= t0 + warmup_s]
+    steady = _steady(df, warmup_s)
     end = float(df["end"].max())
     window = max(end - (t0 + warmup_s), 1e-9)
     stats = _counts(steady, window)
@@ -147,6 +147,13 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
     }
 
 
+def _steady(df: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    """The requests that started after the warm-up (the first `warmup_s` seconds after the first request)."""
+    if df.empty:
+        return df
+    return df[df["ts"] >= float(df["ts"].min()) + warmup_s]
+
+
 def analyse_run(run_dir: Path) -> dict[str, Any]:
     man = manifest.read(run_dir)
     folder = RunFolder(run_dir)
@@ -158,8 +165,13 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
         path = folder.notifications(name)
         if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
             received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]
-            scenarios[name]["notifications"] = notify.summarize(
-                facts_file.read(path), received, read_acknowledged_times(folder.acknowledged(name)))
+            facts = facts_file.read(path)
+            notes = notify.summarize(facts, received, read_acknowledged_times(folder.acknowledged(name)))
+            steady = _steady(df, float(definition.get("warmup_s", 0)))
+            booking = steady[steady["name"] == "bookClinicAppointment"]
+            notes["booking_in_outages"] = notify.booking_latency_in_outages(
+                facts, booking["ts"].to_numpy(dtype=float), booking["latency_ms"].to_numpy(dtype=float))
+            scenarios[name]["notifications"] = notes
     return {"format_version": summary.SUMMARY_FORMAT_VERSION, "run_id": man.run_id,
             "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
                       "steady window", "scenarios": scenarios}

@@ -31,6 +31,8 @@ class CheckTarget:
     dsn: str | None
     params: DatasetParams
     rng: random.Random = field(default_factory=random.Random)
+    # the fake providers' base URLs ({"sms": ..., "calendar": ...}) when bookbench runs them (self-hosted)
+    providers: dict[str, str] | None = None
 
     def headers(self, org_id: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key(org_id, self.params.key_secret)}"}

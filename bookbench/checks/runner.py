@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import httpx
 
-from bookbench.checks import database, functional, stress
+from bookbench.checks import database, functional, notifications, stress
 from bookbench.checks.base import CheckResult, CheckTarget
 from bookbench.errors import DatabaseError
 
-SUITES = ("smoke", "uat", "stress", "preflight", "audit")
+SUITES = ("smoke", "uat", "stress", "preflight", "notifications", "audit")
 
 
 async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1) -> list[CheckResult]:
@@ -20,6 +20,7 @@ async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1) ->
         "uat": lambda: functional.run_uat(target),
         "stress": lambda: stress.run(target, repeat),
         "preflight": lambda: database.run_preflight(target),
+        "notifications": lambda: notifications.run(target),
         # the audit runs last so that it also covers every booking the other suites just made
         "audit": lambda: database.run_audit(target),
     }

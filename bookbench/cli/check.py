@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -75,21 +75,29 @@ def _check_database_on(dsn: str) -> str:
 
 
 @contextmanager
-def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str) -> Iterator[CheckTarget]:
-    """Embedded (or given) server with the small check dataset in its own database, and the service."""
+def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str, providers: bool) -> Iterator[CheckTarget]:
+    """Embedded (or given) server with the small check dataset in its own database, the service and, for the
+    notifications suite, the fake providers and a dispatcher."""
+    from bookbench.pipeline.notify import notify_stack
+
     params = dataclasses.replace(CHECK_DATASET, key_secret=key_secret)
     with database(_check_database_on(dsn) if dsn else None, data_dir, name=CHECK_DB) as url, \
-            tempfile.TemporaryDirectory() as tmp:
+            tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         run_with(url, lambda conn: seed(conn, params))
-        with service(url, log_path=Path(tmp) / "service.log") as proc:
-            yield CheckTarget(proc.base_url, url, params)
+        proc = stack.enter_context(service(url, log_path=Path(tmp) / "service.log"))
+        urls = None
+        if providers:
+            notify = stack.enter_context(notify_stack(url, 1, Path(tmp) / "logs", Path(tmp) / "notifications"))
+            urls = {"sms": notify.url("sms"), "calendar": notify.url("calendar")}
+        yield CheckTarget(proc.base_url, url, params, providers=urls)
 
 
-def _parse_suites(names: list[str]) -> list[str]:
+def _parse_suites(names: list[str], deployment: bool) -> list[str]:
     wanted: set[str] = set()
     for name in names or ["all"]:
         if name == "all":
-            wanted.update(SUITES)
+            # the notifications suite drives bookbench's fake providers; a deployment is wired to its own
+            wanted.update(s for s in SUITES if not (deployment and s == "notifications"))
         elif name in SUITES:
             wanted.add(name)
         else:
@@ -110,8 +118,9 @@ def check(
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
-    """Pre-deployment checks: stress, smoke, uat, preflight, audit. Exit 1 when one fails."""
-    chosen = _parse_suites(suites or [])
+    """Pre-deployment checks: stress, smoke, uat, preflight, notifications (self-hosted), audit. Exit 1 when one
+    fails."""
+    chosen = _parse_suites(suites or [], deployment=base_url is not None)
     if junit is not None:
         check_writable(junit)  # before the checks run, not after
     results: list[CheckResult]
@@ -126,7 +135,7 @@ def check(
         if dsn:
             require_loopback(dsn, "--dsn", allow_remote)
         console.print("starting the embedded database and the service for the checks ...")
-        with _self_hosted(dsn, data_dir, key_secret) as target:
+        with _self_hosted(dsn, data_dir, key_secret, providers="notifications" in chosen) as target:
             results = asyncio.run(run_suites(target, chosen, repeat))
     print_table(results, console)
     if junit is not None:

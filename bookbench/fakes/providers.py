@@ -16,6 +16,7 @@ import math
 import random
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -66,26 +67,36 @@ class FaultState:
 
 
 class Recorder:
+    """Appends each accepted message to the record file and keeps it by key for /_bookbench/received."""
+
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.count = 0
+        self.by_key: dict[str, list[dict[str, Any]]] = {}
 
     def add(self, record: dict[str, Any]) -> None:
-        self.count += 1
+        entry = {"t": time.time(), **record}
+        self.by_key.setdefault(str(record["key"]), []).append(entry)
         if self.path is not None:
             with self.path.open("a") as fh:
-                fh.write(json.dumps({"t": time.time(), **record}) + "\n")
+                fh.write(json.dumps(entry) + "\n")
 
 
-def _admin(app: FastAPI, state: FaultState, extra: dict[str, Any]) -> None:
+def _admin(app: FastAPI, state: FaultState, rec: Recorder, extra: dict[str, Any],
+           on_faults: Callable[[ProviderFaults], None] | None = None) -> None:
     @app.put("/_bookbench/faults")
     async def set_faults(request: Request) -> dict[str, Any]:
         state.set(ProviderFaults.model_validate(await request.json()))
+        if on_faults is not None:
+            on_faults(state.faults)
         return {"ok": True}
 
     @app.get("/_bookbench/state")
     async def get_state() -> dict[str, Any]:
         return {"faults": state.faults.model_dump(), **extra}
+
+    @app.get("/_bookbench/received")
+    async def received(key: str) -> list[dict[str, Any]]:
+        return rec.by_key.get(key, [])
 
 
 def sms_app(record: Path | None, account_sid: str, auth_token: str) -> FastAPI:
@@ -93,7 +104,7 @@ def sms_app(record: Path | None, account_sid: str, auth_token: str) -> FastAPI:
     app = FastAPI()
     state, rec = FaultState(), Recorder(record)
     counters: dict[str, Any] = {"accepted": 0}
-    _admin(app, state, counters)
+    _admin(app, state, rec, counters)
     expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
 
     @app.post("/2010-04-01/Accounts/{sid}/Messages.json")
@@ -126,7 +137,12 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
     tokens: dict[str, float] = {}  # access token -> expiry
     events: dict[tuple[str, str], dict[str, Any]] = {}
     counters: dict[str, Any] = {"tokens_issued": 0, "events": 0}
-    _admin(app, state, counters)
+
+    def expire_tokens(faults: ProviderFaults) -> None:
+        if faults.token_ttl_s is not None:
+            tokens.clear()  # every token handed out so far expires now: the next call gets a 401
+
+    _admin(app, state, rec, counters, expire_tokens)
 
     @app.post("/token")
     async def token(request: Request) -> Response:

@@ -98,7 +98,8 @@ class RunOutcome:
 
 
 def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[str, Scenario]:
-    chosen = names or list(spec.scenarios)
+    # by default every scenario the file runs by default (fault scenarios such as provider_outage are asked for)
+    chosen = names or [n for n, sc in spec.scenarios.items() if sc.default]
     unknown = [n for n in chosen if n not in spec.scenarios]
     if unknown:
         raise ScenarioFileError(f"unknown scenario(s) {', '.join(unknown)}; scenarios.yaml defines "
@@ -259,7 +260,11 @@ class Run:
     def run_checks(self, base_url: str, dsn: str | None) -> None:
         """The pre-deployment checks against the same service, for the review's go/no-go matrix."""
         suites = ["smoke", "uat", "stress", "preflight"] if dsn else ["smoke", "uat", "stress"]
-        results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params), suites))
+        providers = None
+        if self.notify is not None:
+            suites.append("notifications")
+            providers = {"sms": self.notify.url("sms"), "calendar": self.notify.url("calendar")}
+        results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params, providers=providers), suites))
         passed = sum(r.passed for r in results)
         self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
         run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])

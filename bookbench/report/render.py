@@ -44,6 +44,9 @@ def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
         out["throughput"][name] = charts.throughput_over_time(sc["timeseries"], f"{name}: throughput and errors")
         out["distribution"][name] = charts.distribution(sc["distribution"], f"{name}: latency distribution (n={n:,})",
                                                         sc["latency_ms"]["p95"])
+        if sc.get("notifications"):
+            out.setdefault("backlog", {})[name] = charts.backlog_over_time(
+                sc["notifications"], f"{name}: notification backlog (outbox rows not yet delivered)")
     out["bars"] = charts.percentile_bars(summary["scenarios"], thresholds.global_.p95_ms)
     return out
 

@@ -37,6 +37,8 @@ class Scenario(Strict):
     stages: list[Stage] = Field(min_length=1)
     # provider faults during this scenario (the fake providers apply them); default: notifications.providers
     faults: Faults | None = None
+    # run when no --scenarios is given; false for scenarios you ask for by name (provider_outage)
+    default: bool = True
 
     @property
     def duration_s(self) -> float:
