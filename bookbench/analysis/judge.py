@@ -232,17 +232,63 @@ def _integrity(name: str, entry: ScenarioEntry, ran: bool) -> list[Verdict]:
 
 
 def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
+    # the notifications suite is Path B's end-to-end evidence: its own kind, so that a run that could not
+    # exercise it (a deployment) is not made incomplete by its absence
+    suites = [(suite, "check") for suite, _label in CHECK_SUITES] + [("notifications", "notification")]
     out = []
-    for suite, _label in CHECK_SUITES:
+    for suite, kind in suites:
         mine = [c for c in checks or [] if c["suite"] == suite]
         if not mine:
-            out.append(Verdict("check", "checks", suite, None, 0, "not run", 0,
+            out.append(Verdict(kind, "checks", suite, None, 0, "not run", 0,
                                "not run with this load run" if checks is None else "not part of this run's checks"))
             continue
         failed = [c["name"] for c in mine if not c["passed"]]
         detail = f"{len(mine) - len(failed)}/{len(mine)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
-        out.append(Verdict("check", "checks", suite, len(failed), 0, "fail" if failed else "pass", len(mine), detail))
+        out.append(Verdict(kind, "checks", suite, len(failed), 0, "fail" if failed else "pass", len(mine), detail))
     return out
+
+
+def path_b(j: Judgement, summary: dict[str, Any]) -> tuple[str, str, list[dict[str, str]]]:
+    """The seed's deployment decision: (path "A" | "B" | "none", the sentence, Path B's success criteria rows).
+    A: the booking verdicts hold; B: they hold and so does every Path B criterion, measured."""
+    notes = {n: sc["notifications"] for n, sc in summary["scenarios"].items() if sc.get("notifications")}
+    mine = [v for v in j.verdicts if v.kind == "notification"]
+    booking = [v for v in j.verdicts if v.kind != "notification"]
+    booking_ok = not any(v.failed for v in booking)
+    sms = [v for v in mine if v.metric == "sms_p95_s"]
+    lost = [v for v in mine if v.metric == "notifications_lost"]
+    check = [v for v in mine if v.metric == "notifications"]
+    worst_sms = max((v for v in sms if v.value is not None), key=lambda v: v.value or 0, default=None)
+    cal_expected = sum(n["calendar"]["expected"] for n in notes.values())
+    cal_delivered = sum(n["calendar"]["delivered"] for n in notes.values())
+    conflicts = sum(n["conflicts_flagged"] for n in notes.values())
+    rows = [
+        {"label": "All booking tests pass", "status": "pass" if booking_ok else "fail",
+         "evidence": "every booking verdict holds" if booking_ok else
+         f"{sum(v.failed for v in booking)} booking verdict(s) fail"},
+        {"label": "SMS sends within 30 seconds", "status": worst_status(sms) if sms else "not run",
+         "evidence": f"worst P95 {worst_sms.value:.1f} s in {worst_sms.scenario} (n={worst_sms.samples:,})"
+         if worst_sms else "not measured"},
+        {"label": "Events created on the calendar",
+         "status": ("pass" if cal_delivered == cal_expected else "fail") if notes else "not run",
+         "evidence": f"{cal_delivered:,} of {cal_expected:,} calendar changes delivered" if notes else "not measured"},
+        {"label": "Calendar conflicts detected and handled", "status": worst_status(check) if check else "not run",
+         "evidence": f"{conflicts} conflict(s) flagged during the load; the conflict check: "
+                     f"{check[0].detail if check else 'not run'}"},
+        {"label": "No notification lost (drain timeout)", "status": worst_status(lost) if lost else "not run",
+         "evidence": ", ".join(f"{v.scenario}: {format_value(v.metric, v.value)} of {v.samples:,}" for v in lost
+                               if v.value is not None) or "not measured"},
+        {"label": "End-to-end flow verified (check notifications)",
+         "status": worst_status(check) if check else "not run", "evidence": check[0].detail if check else "not run"},
+    ]
+    b_ok = all(r["status"] == "pass" for r in rows)
+    if booking_ok and b_ok:
+        return "B", "The evidence supports Path B: booking + SMS + calendar.", rows
+    if booking_ok:
+        missing = [r["label"] for r in rows[1:] if r["status"] != "pass"]
+        return "A", ("The evidence supports Path A (booking only); Path B is not yet shown: "
+                     + "; ".join(missing) + "."), rows
+    return "none", "Neither path yet: the booking criteria do not hold.", rows
 
 
 def _index_gate(manifest: Manifest) -> Verdict:

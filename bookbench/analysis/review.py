@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bookbench.analysis.judge import Judgement, Verdict, describe, format_value, matrix, worst_status
+from bookbench.analysis.judge import Judgement, Verdict, describe, format_value, matrix, path_b, worst_status
 from bookbench.artifacts.manifest import Manifest
 
 REVIEW_ROWS = (("p50_ms", "P50 latency", "<"), ("p95_ms", "P95 latency", "<"), ("p99_ms", "P99 latency", "<"),
@@ -24,6 +24,10 @@ class Review:
     gates: list[dict[str, str]] = field(default_factory=list)
     alerts: list[Verdict] = field(default_factory=list)
     recommendation: list[str] = field(default_factory=list)
+    # the seed's deployment decision tree: which path the evidence supports, and Path B's criteria
+    path: str = "none"
+    path_text: str = ""
+    path_b: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def go(self) -> bool:
@@ -95,5 +99,7 @@ def build(manifest: Manifest, summary: dict[str, Any], j: Judgement,
     review.alerts = j.of_kind("alert")
     total = sum(sc["requests"] for sc in summary["scenarios"].values())
     review.headline = j.headline(total, len(review.scenarios))
+    review.path, review.path_text, review.path_b = path_b(j, summary)
     review.recommendation = _recommendation(review, j, manifest, summary, baseline)
+    review.recommendation.insert(1 if review.recommendation else 0, review.path_text)
     return review

@@ -42,3 +42,20 @@ def summary_table(summary: dict[str, Any], j: Judgement) -> Table:
                           f"{e['throughput_rps']:,.1f}", _errors(e["failures"], e["requests"]), "",
                           style="dim")
     return table
+
+
+def notification_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per scenario that measured Path B: SMS delay, what was lost, the backlog and the breaker."""
+    out = []
+    for name, sc in summary["scenarios"].items():
+        nt = sc.get("notifications")
+        if not nt:
+            continue
+        p95 = nt["sms"]["delay_s"]["p95"]
+        drained = f"drained {nt['drain_s']:.1f} s after the load" if nt["drain_s"] is not None else "NOT drained"
+        opened = sum(b["openings"] for b in nt["breaker"].values())
+        out.append(f"  {name} notifications: SMS P95 {'-' if p95 is None else f'{p95:.1f} s'} · lost {nt['lost']} of "
+                   f"{nt['queued']:,} · duplicates {nt['sms']['duplicates'] + nt['calendar']['duplicates']} · dead "
+                   f"{nt['dead']} · peak backlog {nt['backlog']['peak']:,}, {drained}"
+                   + (f" · breaker opened {opened}x" if opened else ""))
+    return out
