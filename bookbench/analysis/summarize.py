@@ -128,7 +128,7 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
                 "errors_by_message": {}, "warmup_s": warmup_s,
                 "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
-                "batches": None}
+                "batches": None, "notifications": None}
     t0 = float(df["ts"].min())
     steady = _steady(df, warmup_s)
     end = float(df["end"].max())
@@ -144,6 +144,7 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         "distribution": _distribution(steady["latency_ms"].to_numpy(dtype=float)),
         "noise": _noise(stats, series),
         "batches": _batches(steady, t0 + warmup_s, end, batches) if batches else None,
+        "notifications": None,  # Path B: filled by analyse_run when the run measured it
     }
 
 

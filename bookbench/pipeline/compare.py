@@ -118,7 +118,8 @@ def measure(plan: Plan, dsn: str | None, data_dir: Path | None,
                 outcome = execute(RunOptions(
                     scenarios_path=plan.scenario_file, scenarios=plan.scenarios, index_set=name,
                     dataset_overrides=plan.overrides, quick=plan.quick, duration_factor=plan.duration_factor,
-                    out=plan.out_folder / "runs", dsn=url, allow_remote=plan.allow_remote, anchor=anchor,
+                    out=plan.out_folder / "runs", dsn=url, notifications=False, allow_remote=plan.allow_remote,
+                    anchor=anchor,
                     workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
                     argv=plan.argv), console)

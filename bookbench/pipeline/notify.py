@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,8 +34,10 @@ FAKE_CREDENTIALS = {
 class NotifyStack:
     """Fake SMS gateway, fake calendar and `dispatchers` dispatcher processes, all on 127.0.0.1."""
 
-    def __init__(self, dsn: str, dispatchers: int, logs: Path, records: Path) -> None:
+    def __init__(self, dsn: str, dispatchers: int, logs: Path, records: Path,
+                 dispatcher_env: dict[str, str] | None = None) -> None:
         self.dsn = dsn
+        self.dispatcher_env = dispatcher_env or {}  # BOOKBENCH_* dispatcher settings (tests tune retries with it)
         self.dispatchers = dispatchers
         self.logs = logs
         self.records = records  # the run's notifications/ folder: the providers append to received_<kind>.jsonl
@@ -72,15 +75,17 @@ class NotifyStack:
                 time.sleep(0.1)
         env = {"BOOKBENCH_DATABASE_URL": self.dsn, "BOOKBENCH_SMS_BASE_URL": self.url("sms"),
                "BOOKBENCH_CALENDAR_BASE_URL": self.url("calendar"),
-               "BOOKBENCH_GOOGLE_TOKEN_URL": f"{self.url('calendar')}/token"}
+               "BOOKBENCH_GOOGLE_TOKEN_URL": f"{self.url('calendar')}/token", **self.dispatcher_env}
         for i in range(self.dispatchers):
             self._spawn(f"dispatcher{i + 1}", [sys.executable, "-m", "target_service.notify"], env)
 
     def set_faults(self, faults: Faults) -> None:
         """The scenario's provider behaviour; its windows count from now (call it as the load starts)."""
         for kind in ("sms", "calendar"):
-            httpx.put(f"{self.url(kind)}/_bookbench/faults", json=getattr(faults, kind).model_dump(mode="json"),
-                      timeout=5).raise_for_status()
+            self.set_faults_for(kind, getattr(faults, kind).model_dump(mode="json"))
+
+    def set_faults_for(self, kind: str, faults: dict[str, Any]) -> None:
+        httpx.put(f"{self.url(kind)}/_bookbench/faults", json=faults, timeout=5).raise_for_status()
 
     def dead(self) -> str | None:
         """The first part that exited, named, or None while all run."""

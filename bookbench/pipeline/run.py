@@ -83,6 +83,9 @@ class RunOptions:
     master_bind: str = "127.0.0.1"
     master_port: int = 0
     web_port: int | None = None  # Locust's web UI on 127.0.0.1 during each scenario
+    # Path B beside the service (scenarios.yaml's notifications.enabled); compare and sweep turn it off: they
+    # measure index sets, and dispatchers draining between scenarios would only add time and CPU noise
+    notifications: bool = True
     key_secret: str = ""
     checks: bool = True
     # calibration only: CPU work the service adds to every API request (BOOKBENCH_CALIBRATION_DELAY_MS)
@@ -424,7 +427,7 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
         # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
         stack.callback(lambda: run.service.stop() if run.service else None)
         base_url = run.start_service(dsn or "")
-        if dsn and run.plan.spec.notifications.enabled:
+        if dsn and opts.notifications and run.plan.spec.notifications.enabled:
             run.start_notifications(dsn, stack)
     if opts.checks:
         run.run_checks(base_url, dsn)

@@ -56,7 +56,7 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                     outcome = execute(RunOptions(
                         scenarios_path=plan.scenario_file, scenarios=[plan.scenario], index_set=name,
                         dataset_overrides={"appointments": size}, quick=plan.quick,
-                        duration_factor=plan.duration_factor, out=plan.folder / "runs", dsn=url,
+                        duration_factor=plan.duration_factor, out=plan.folder / "runs", dsn=url, notifications=False,
                         allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv), console)
                     if outcome.status == "interrupted":
                         raise KeyboardInterrupt

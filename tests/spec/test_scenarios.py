@@ -12,7 +12,10 @@ SHIPPED = SHIPPED_SCENARIOS
 
 def test_shipped_file_has_the_seed_scenarios_and_targets() -> None:
     spec = load_scenarios(SHIPPED)
-    assert list(spec.scenarios) == ["single", "ramp_up", "burst", "sustained"]
+    assert [n for n, sc in spec.scenarios.items() if sc.default] == ["single", "ramp_up", "burst", "sustained"]
+    outage = spec.scenarios["provider_outage"]
+    assert not outage.default and outage.faults is not None and outage.faults.sms.outages[0].length_s == 12
+    assert spec.thresholds.global_.sms_p95_s == 30 and spec.thresholds.global_.notifications_lost == 0
     assert spec.scenarios["burst"].stages[0].users == 30
     assert spec.scenarios["sustained"].batches == 10
     assert spec.thresholds.global_.p95_ms == 500 and spec.thresholds.global_.error_rate == 0.001
@@ -20,6 +23,16 @@ def test_shipped_file_has_the_seed_scenarios_and_targets() -> None:
     assert spec.alert_rules.p95_ms == 600 and spec.alert_rules.throughput_drop == 0.30
     quick = spec.scenarios["burst"].scaled(spec.quick_factor)
     assert quick.duration_s == pytest.approx(spec.scenarios["burst"].duration_s * spec.quick_factor)
+
+
+def test_scenario_faults_scale_with_quick_mode_and_keep_the_default_latency() -> None:
+    spec = load_scenarios(SHIPPED)
+    quick = spec.scenarios["provider_outage"].scaled(0.2)
+    faults = spec.notifications.faults_for(quick.faults)
+    window = faults.sms.outages[0]
+    assert window.start_s == pytest.approx(2.4) and window.length_s == pytest.approx(2.4)
+    assert faults.sms.latency == spec.notifications.providers.sms.latency  # the outage did not drop the latency
+    assert faults.calendar == spec.notifications.providers.calendar
 
 
 def test_quick_mode_keeps_the_ramp_shape() -> None:
