@@ -73,6 +73,12 @@ def test_serve_stops_everything_on_sigterm(tmp_path: Path) -> None:
             return False
 
     _wait(ready)
+
+    def stack_up() -> bool:  # the dispatcher and both fake providers start right after the service
+        cmds = [" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children(recursive=True)]
+        return sum("bookbench.fakes" in c for c in cmds) == 2 and any("target_service.notify" in c for c in cmds)
+
+    _wait(stack_up)
     children = psutil.Process(proc.pid).children(recursive=True)
     postmaster = EmbeddedPostgres(data).state()
     assert children and postmaster is not None
