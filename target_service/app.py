@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from target_service import booking
+from target_service import booking, queries
 from target_service.db import KeyCache, open_pool
 from target_service.middleware import GuardMiddleware
 from target_service.routes import rest, vapi
@@ -71,10 +71,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ready", "database": "ok"})
 
     @app.get("/stats", tags=["ops"])
-    async def stats() -> dict[str, object]:
+    async def stats(request: Request) -> dict[str, object]:
         # what the service itself handled, to reconcile against the load generator's count
         snapshot = dict(counts)
-        return {"handled": sum(snapshot.values()), "by_status": {str(k): v for k, v in sorted(snapshot.items())}}
+        out: dict[str, object] = {"handled": sum(snapshot.values()),
+                                  "by_status": {str(k): v for k, v in sorted(snapshot.items())}}
+        # the notification outbox (pending / sent / dead-lettered per channel) and the breakers; absent, not an
+        # error, when the database cannot answer
+        try:
+            rows = await request.app.state.pool.fetch(queries.OUTBOX_STATS, timeout=2)
+            breakers = await request.app.state.pool.fetch(queries.BREAKERS, timeout=2)
+        except (*_UNAVAILABLE, TimeoutError):
+            return out
+        out["notifications"] = {"outbox": {f"{r['channel']}.{r['status']}": r["n"] for r in rows},
+                                "breakers": {r["provider"]: r["state"] for r in breakers}}
+        return out
 
     return app
 

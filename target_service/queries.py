@@ -51,3 +51,7 @@ SELECT c.id, (SELECT count(*) FROM queued) AS queued, pg_notify('bookbench_outbo
 APPOINTMENT_STATUS = "SELECT status FROM appointments WHERE id = $2 AND org_id = $1"
 
 ORG_BY_KEY_HASH = "SELECT id FROM organizations WHERE api_key_hash = $1"
+
+# /stats: the outbox by channel and status, and each provider's breaker
+OUTBOX_STATS = "SELECT channel, status, count(*) AS n FROM notification_outbox GROUP BY channel, status"
+BREAKERS = "SELECT provider, state FROM notification_breaker"

@@ -42,6 +42,10 @@ def test_booking_and_cancel_queue_their_notifications(client: httpx.Client, smal
                                      ("sms", "cancel", f"sms-cancel-{appt}"), ("sms", "confirm", f"sms-confirm-{appt}")]
     assert client.post(f"/api/v1/appointments/{appt}/cancel", headers=auth(1)).status_code == 409
     assert len(_rows(small_db, appt)) == 4  # a refused cancel queues nothing
+    # /stats shows the outbox (no dispatcher runs here: everything is pending) and the breakers
+    notes = client.get("/stats").json()["notifications"]
+    assert notes["outbox"]["sms.pending"] >= 2 and notes["outbox"]["calendar.pending"] >= 2
+    assert notes["breakers"] == {"sms": "closed", "calendar": "closed"}
 
 
 def test_a_rolled_back_booking_queues_nothing(small_db: str) -> None:
