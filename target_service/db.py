@@ -18,14 +18,14 @@ async def open_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
     # query on the server; a second, shorter timer here would turn deadlines into confusing errors.
     # jit off: on these sub-millisecond queries JIT compilation only ever adds latency.
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, reset=_keep_session,
+        dsn, min_size=min_size, max_size=max_size, reset=keep_session,
         server_settings={"jit": "off", "application_name": "bookbench-service"},
     )
     assert pool is not None
     return pool
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Replaces asyncpg's default reset on release (RESET ALL, UNLISTEN *, advisory unlock), which costs one more
     round trip per request. The service leaves no session state behind (its advisory locks are transaction-scoped;
     it never SETs, LISTENs or opens cursors), so only a transaction left open by a cancelled request needs undoing."""

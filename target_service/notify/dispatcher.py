@@ -19,10 +19,11 @@ import random
 import signal
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 import uvloop
 
+from target_service.db import keep_session
 from target_service.notify import breaker
 from target_service.notify.providers import Calendar, Outcome, Sms
 from target_service.notify.settings import NotifySettings
@@ -90,7 +91,7 @@ class Dispatcher:
         self.stopping = True
         self.wake.set()
 
-    async def deliver(self, client: httpx.AsyncClient, row: asyncpg.Record) -> Outcome:
+    async def deliver(self, client: aiohttp.ClientSession, row: asyncpg.Record) -> Outcome:
         payload: dict[str, Any] = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
         if row["channel"] == "sms":
             return await self.sms.send(client, payload, row["dedup_key"])
@@ -98,7 +99,7 @@ class Dispatcher:
             return await self.calendar.insert(client, payload)
         return await self.calendar.delete(client, payload)
 
-    async def _one(self, pool: asyncpg.Pool, client: httpx.AsyncClient, row: asyncpg.Record, probe: bool) -> None:
+    async def _one(self, pool: asyncpg.Pool, client: aiohttp.ClientSession, row: asyncpg.Record, probe: bool) -> None:
         """Deliver one row, settle it, and tell the provider's breaker how it went."""
         out = await self.deliver(client, row)
         async with pool.acquire() as conn:
@@ -121,7 +122,7 @@ class Dispatcher:
         if len(self.in_flight) <= self.s.max_in_flight // 2:
             self.wake.set()  # half the slots free: claim a batch (not one query round per finished delivery)
 
-    async def claim(self, pool: asyncpg.Pool, clients: dict[str, httpx.AsyncClient]) -> tuple[int, float | None]:
+    async def claim(self, pool: asyncpg.Pool, clients: dict[str, aiohttp.ClientSession]) -> tuple[int, float | None]:
         """Start deliveries for due rows while slots are free; returns (rows claimed, how long until a provider
         whose breaker is open may be tried again, or None)."""
         claimed, blocked = 0, None
@@ -160,18 +161,21 @@ class Dispatcher:
             await asyncio.wait_for(self.wake.wait(), min(timeout, self.s.idle_wakeup_s))
 
     async def run(self) -> None:
+        # reset: the service's, not asyncpg's default round trip of RESET ALL / UNLISTEN on every release (the pool's
+        # connections keep no session state; LISTEN lives on its own connection)
         pool = await asyncpg.create_pool(self.s.database_url, min_size=2, max_size=self.s.db_connections,
+                                         reset=keep_session,
                                          server_settings={"application_name": "bookbench-dispatcher"})
         assert pool is not None
         listener = await asyncpg.connect(self.s.database_url)
         await listener.add_listener(CHANNEL, lambda *_: self.wake.set())
-        # one client per provider, each with a small pool: httpx checks every idle connection of its pool on each
-        # request, so one big shared pool costs more CPU per delivery than the deliveries themselves
-        limits = httpx.Limits(max_connections=self.s.connections_per_provider,
-                              max_keepalive_connections=self.s.connections_per_provider)
+        # one session per provider, each with its own connection pool
+        timeout = aiohttp.ClientTimeout(total=self.s.http_timeout_s)
         try:
-            async with httpx.AsyncClient(timeout=self.s.http_timeout_s, limits=limits) as sms_client, \
-                    httpx.AsyncClient(timeout=self.s.http_timeout_s, limits=limits) as calendar_client:
+            async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(
+                        limit=self.s.connections_per_provider)) as sms_client, \
+                    aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(
+                        limit=self.s.connections_per_provider)) as calendar_client:
                 clients = {"sms": sms_client, "calendar": calendar_client}
                 while not self.stopping:
                     self.wake.clear()  # before the claim: a NOTIFY or a finished delivery wakes the next wait

@@ -3,12 +3,13 @@ token refreshed from a refresh token. Each call returns an Outcome; nothing here
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from target_service.notify.settings import NotifySettings
 
@@ -24,25 +25,48 @@ class Outcome:
     conflict: bool = False
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+@dataclass(frozen=True)
+class Answer:
+    """What the dispatcher keeps of an HTTP answer (read in full, so the connection goes back to the pool)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+# what a request can raise instead of answering: refused, reset, timed out
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+async def request(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer:
+    async with session.request(method, url, **kwargs) as resp:
+        return Answer(resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read())
+
+
+def _retry_after(resp: Answer) -> float | None:
     try:
         return max(0.0, float(resp.headers.get("retry-after", "")))
     except ValueError:
         return None
 
 
-def classify(resp: httpx.Response) -> Outcome:
+def classify(resp: Answer) -> Outcome:
     """A non-2xx answer: 429 waits as told, 5xx and 408 are the provider's fault, other 4xx are final."""
-    code = resp.status_code
+    code = resp.status
     text = f"HTTP {code}"
     if code == 429:
         return Outcome(False, text, retry_after_s=_retry_after(resp))
     if code >= 500 or code == 408:
         return Outcome(False, text, provider_fault=True)
-    return Outcome(False, f"{text}: {resp.text[:200]}", retryable=False)
+    return Outcome(False, f"{text}: {resp.body[:200].decode(errors='replace')}", retryable=False)
 
 
-def transport_failure(exc: httpx.HTTPError) -> Outcome:
+def transport_failure(exc: BaseException) -> Outcome:
     return Outcome(False, f"{type(exc).__name__}: {exc}"[:300], provider_fault=True)
 
 
@@ -53,17 +77,17 @@ class Sms:
         self.s = s
         self.url = f"{s.sms_base_url.rstrip('/')}/2010-04-01/Accounts/{quote(s.twilio_account_sid)}/Messages.json"
 
-    async def send(self, client: httpx.AsyncClient, payload: dict[str, Any], key: str) -> Outcome:
+    async def send(self, client: aiohttp.ClientSession, payload: dict[str, Any], key: str) -> Outcome:
         try:
             # the key lets a receiver recognise a retry of a message whose first answer was lost; Twilio itself
             # has no idempotency key, so such a retry is counted as a duplicate by the fake provider
-            resp = await client.post(self.url, data={"To": payload["to"], "From": self.s.twilio_from,
-                                                     "Body": payload["body"]},
-                                     auth=(self.s.twilio_account_sid, self.s.twilio_auth_token),
-                                     headers={"I-Twilio-Idempotency-Token": key})
-        except httpx.HTTPError as exc:
+            resp = await request(client, "POST", self.url, data={"To": payload["to"], "From": self.s.twilio_from,
+                                                                 "Body": payload["body"]},
+                                 auth=aiohttp.BasicAuth(self.s.twilio_account_sid, self.s.twilio_auth_token),
+                                 headers={"I-Twilio-Idempotency-Token": key})
+        except TRANSPORT_ERRORS as exc:
             return transport_failure(exc)
-        return Outcome(True) if resp.status_code in (200, 201) else classify(resp)
+        return Outcome(True) if resp.status in (200, 201) else classify(resp)
 
 
 class Calendar:
@@ -76,42 +100,42 @@ class Calendar:
         self.token: str | None = None
         self.expires = 0.0
 
-    async def _token(self, client: httpx.AsyncClient, force: bool = False) -> str | Outcome:
+    async def _token(self, client: aiohttp.ClientSession, force: bool = False) -> str | Outcome:
         if not force and self.token and time.monotonic() < self.expires - 30:
             return self.token
         try:
-            resp = await client.post(self.s.google_token_url, data={
+            resp = await request(client, "POST", self.s.google_token_url, data={
                 "grant_type": "refresh_token", "client_id": self.s.google_client_id,
                 "client_secret": self.s.google_client_secret, "refresh_token": self.s.google_refresh_token})
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             return transport_failure(exc)
-        if resp.status_code != 200:
+        if resp.status != 200:
             return classify(resp)
         body = resp.json()
         self.token = str(body["access_token"])
         self.expires = time.monotonic() + float(body.get("expires_in", 3600))
         return self.token
 
-    async def _call(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response | Outcome:
+    async def _call(self, client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer | Outcome:
         for attempt in (1, 2):
             token = await self._token(client, force=attempt == 2)
             if isinstance(token, Outcome):
                 return token
             try:
-                resp = await client.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
-            except httpx.HTTPError as exc:
+                resp = await request(client, method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            except TRANSPORT_ERRORS as exc:
                 return transport_failure(exc)
-            if resp.status_code != 401:
+            if resp.status != 401:
                 return resp
         return Outcome(False, "HTTP 401 after a token refresh")
 
-    async def insert(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> Outcome:
+    async def insert(self, client: aiohttp.ClientSession, payload: dict[str, Any]) -> Outcome:
         events = f"{self.base}/{quote(payload['calendar_id'], safe='')}/events"
         listed = await self._call(client, "GET", events, params={
             "timeMin": payload["start"], "timeMax": payload["end"], "singleEvents": "true"})
         if isinstance(listed, Outcome):
             return listed
-        if listed.status_code != 200:
+        if listed.status != 200:
             return classify(listed)
         # check before creating (the seed's mitigation): someone else's event in the slot is flagged for staff;
         # the booking stands, so the event is still created
@@ -122,14 +146,14 @@ class Calendar:
             "start": {"dateTime": payload["start"]}, "end": {"dateTime": payload["end"]}})
         if isinstance(resp, Outcome):
             return resp
-        if resp.status_code in (200, 409):  # 409: created by an earlier attempt whose answer was lost
+        if resp.status in (200, 409):  # 409: created by an earlier attempt whose answer was lost
             return Outcome(True, conflict=conflict)
         return classify(resp)
 
-    async def delete(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> Outcome:
+    async def delete(self, client: aiohttp.ClientSession, payload: dict[str, Any]) -> Outcome:
         url = f"{self.base}/{quote(payload['calendar_id'], safe='')}/events/{quote(payload['event_id'], safe='')}"
         resp = await self._call(client, "DELETE", url)
         if isinstance(resp, Outcome):
             return resp
         # 404 / 410: never created or already deleted; either way the event is gone
-        return Outcome(True) if resp.status_code in (200, 204, 404, 410) else classify(resp)
+        return Outcome(True) if resp.status in (200, 204, 404, 410) else classify(resp)

@@ -25,9 +25,9 @@ class NotifySettings(BaseSettings):
     # delivery
     http_timeout_s: float = Field(default=5.0, gt=0, le=120)
     batch_size: int = Field(default=32, ge=1, le=1000)  # rows claimed per query
-    max_in_flight: int = Field(default=64, ge=1, le=4096)  # deliveries under way at once, per dispatcher
+    max_in_flight: int = Field(default=128, ge=1, le=4096)  # deliveries under way at once, per dispatcher
     db_connections: int = Field(default=8, ge=2, le=100)
-    connections_per_provider: int = Field(default=24, ge=1, le=1024)
+    connections_per_provider: int = Field(default=128, ge=1, le=1024)
     max_attempts: int = Field(default=8, ge=1, le=100)
     backoff_base_s: float = Field(default=0.5, gt=0, le=60)
     backoff_cap_s: float = Field(default=30.0, gt=0, le=3600)
