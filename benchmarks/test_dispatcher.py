@@ -35,8 +35,8 @@ SELECT 90000000 + g, 1, 'sms', 'confirm', 'bench-sms-' || g, jsonb_build_object(
 UNION ALL
 SELECT 90000000 + g, 1, 'calendar', 'insert', 'bbbench' || g,
        jsonb_build_object('calendar_id', 'provider-' || (g % 50), 'event_id', 'bbbench' || g,
-                          'start', now() + make_interval(mins => g * 30), 'end', now() + make_interval(mins => g * 30 + 30),
-                          'summary', 'bench')
+                          'start', now() + make_interval(mins => g * 30),
+                          'end', now() + make_interval(mins => g * 30 + 30), 'summary', 'bench')
   FROM generate_series(1, $1) g
 """
 
