@@ -135,7 +135,8 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
     app = FastAPI()
     state, rec = FaultState(), Recorder(record)
     tokens: dict[str, float] = {}  # access token -> expiry
-    events: dict[tuple[str, str], dict[str, Any]] = {}
+    # calendar -> event id -> event: a list call looks at one calendar, not every event of the run
+    events: dict[str, dict[str, dict[str, Any]]] = {}
     counters: dict[str, Any] = {"tokens_issued": 0, "events": 0}
 
     def expire_tokens(faults: ProviderFaults) -> None:
@@ -177,7 +178,7 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         injected = await state.before()
         if injected is not None:
             return injected
-        items = [e for (cal, _), e in events.items() if cal == calendar and e["status"] != "cancelled"
+        items = [e for e in events.get(calendar, {}).values() if e["status"] != "cancelled"
                  and e["start"]["dateTime"] < timeMax and e["end"]["dateTime"] > timeMin]
         if conflicting(calendar, timeMin):  # someone's own event already in that slot
             items.append({"id": "foreign" + hashlib.sha256(timeMin.encode()).hexdigest()[:12], "status": "confirmed",
@@ -193,14 +194,15 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
             return injected
         body = await request.json()
         event_id = str(body.get("id", ""))
-        if (calendar, event_id) in events:
+        mine = events.setdefault(calendar, {})
+        if event_id in mine:
             rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar, "duplicate": True})
             return JSONResponse({"error": {"code": 409, "message": "The requested identifier already exists."}},
                                 status_code=409)
         event = {"id": event_id, "status": "confirmed", "summary": body.get("summary", ""),
                  "start": body.get("start", {}), "end": body.get("end", {})}
-        events[(calendar, event_id)] = event
-        counters["events"] = sum(e["status"] != "cancelled" for e in events.values())
+        mine[event_id] = event
+        counters["events"] += 1
         rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar})
         return JSONResponse(event)
 
@@ -211,13 +213,13 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         injected = await state.before()
         if injected is not None:
             return injected
-        event = events.get((calendar, event_id))
+        event = events.get(calendar, {}).get(event_id)
         if event is None:
             return JSONResponse({"error": {"code": 404, "message": "Not Found"}}, status_code=404)
         if event["status"] == "cancelled":
             return JSONResponse({"error": {"code": 410, "message": "Resource has been deleted"}}, status_code=410)
         event["status"] = "cancelled"
-        counters["events"] = sum(e["status"] != "cancelled" for e in events.values())
+        counters["events"] -= 1
         rec.add({"channel": "calendar", "op": "delete", "key": f"{event_id}-delete", "calendar": calendar})
         return Response(status_code=204)
 
