@@ -34,7 +34,7 @@ def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for start in range(0, N, 100_000):
         sl = slice(start, start + 100_000)
         writer.extend([(float(a), float(b), str(c), "GET", 200 if d else 503, int(d), "" if d else "HTTP 503", 100,
-                        30, "local") for a, b, c, d in zip(ts[sl], lat[sl], names[sl], ok[sl], strict=True)])
+                        30, "local", None) for a, b, c, d in zip(ts[sl], lat[sl], names[sl], ok[sl], strict=True)])
         writer.flush()
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["scenarios"]["known"]["definition"]["warmup_s"] = 5

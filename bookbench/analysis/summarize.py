@@ -19,7 +19,7 @@ from bookbench.analysis import notifications as notify
 from bookbench.artifacts import manifest, summary
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
-from bookbench.artifacts.run_files import read_acknowledged_times
+from bookbench.artifacts.run_files import read_acknowledged_times, read_dropped
 from bookbench.artifacts.samples import COLUMNS, read_text
 from bookbench.spec.shape import batch_edges
 
@@ -38,6 +38,8 @@ def load_samples(path: Path) -> pd.DataFrame:
     df = pd.read_csv(io.StringIO(text), dtype={"name": str, "method": str, "error": str, "worker": str},
                      keep_default_na=False)
     df["end"] = df["ts"] + df["latency_ms"] / 1000.0
+    # open model: when the request was meant to start (NaN in the closed model and in format-1 files)
+    df["intended"] = pd.to_numeric(df["intended"], errors="coerce") if "intended" in df else np.nan
     return df
 
 
@@ -128,7 +130,7 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
                 "errors_by_message": {}, "warmup_s": warmup_s,
                 "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
-                "batches": None, "notifications": None}
+                "batches": None, "notifications": None, "open_model": None}
     t0 = float(df["ts"].min())
     steady = _steady(df, warmup_s)
     end = float(df["end"].max())
@@ -145,6 +147,27 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         "noise": _noise(stats, series),
         "batches": _batches(steady, t0 + warmup_s, end, batches) if batches else None,
         "notifications": None,  # Path B: filled by analyse_run when the run measured it
+        "open_model": open_model(steady, window) if steady["intended"].notna().any() else None,
+    }
+
+
+def open_model(steady: pd.DataFrame, window_s: float, dropped: int = 0) -> dict[str, Any]:
+    """Open-model figures: latency from the intended send time (what a caller waiting since then sees) beside the
+    service time, how late sends left, and the arrivals dropped for want of free capacity."""
+    sent = steady[steady["intended"].notna()]
+    from_intended = ((sent["end"] - sent["intended"]) * 1000.0).to_numpy(dtype=float)
+    late = ((sent["ts"] - sent["intended"]) * 1000.0).to_numpy(dtype=float)
+    service = latency_stats(sent["latency_ms"].to_numpy(dtype=float))
+    intended = latency_stats(from_intended)
+    offered = len(sent) + dropped
+    p99, p99i = service["p99"], intended["p99"]
+    return {
+        "latency_from_intended_ms": intended, "send_lateness_ms": latency_stats(late),
+        "dropped": dropped, "offered": offered,
+        "offered_rps": offered / window_s if window_s > 0 else 0.0,
+        # the two latencies part when sends leave late (the generator fell behind, or every caller was busy):
+        # service time alone would then hide the wait, as a closed model does (coordinated omission)
+        "diverged": bool(p99 and p99i and p99i > 1.5 * p99),
     }
 
 
@@ -163,6 +186,11 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
         definition = entry.definition
         df = load_samples(run_dir / (entry.samples_file or f"samples/{name}.csv.gz"))
         scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"))
+        if scenarios[name]["open_model"] is not None:
+            steady = _steady(df, float(definition.get("warmup_s", 0)))
+            start = float(df["ts"].min()) + float(definition.get("warmup_s", 0))
+            dropped = sum(1 for t in read_dropped(folder.dropped(name)) if t >= start)
+            scenarios[name]["open_model"] = open_model(steady, scenarios[name]["window_s"], dropped)
         path = folder.notifications(name)
         if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
             received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]

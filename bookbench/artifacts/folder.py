@@ -63,6 +63,10 @@ class RunFolder:
     def samples(self, scenario: str) -> Path:
         return self.root / "samples" / f"{scenario}.csv.gz"
 
+    def dropped(self, scenario: str) -> Path:
+        """Open model: intended send times of arrivals that found no free capacity, one per line."""
+        return self.root / "samples" / f"{scenario}_dropped.txt"
+
     def samples_rel(self, scenario: str) -> str:
         return f"samples/{scenario}.csv.gz"
 

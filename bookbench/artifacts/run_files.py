@@ -53,6 +53,13 @@ def read_acknowledged_times(path: Path) -> dict[int, float | None]:
     return out
 
 
+def read_dropped(path: Path) -> list[float]:
+    """Open model: intended send times of the arrivals dropped for want of free capacity."""
+    if not path.exists():
+        return []
+    return [float(x) for x in path.read_text().split()]
+
+
 def read_acknowledged(path: Path) -> list[int]:
     return list(read_acknowledged_times(path))
 

@@ -13,10 +13,11 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-SAMPLES_FORMAT_VERSION = 1
-COLUMNS = ("ts", "latency_ms", "name", "method", "status", "ok", "error", "bytes", "users", "worker")
+# 2: `intended`, the open model's intended send time (empty in the closed model); readers accept 1 (no column)
+SAMPLES_FORMAT_VERSION = 2
+COLUMNS = ("ts", "latency_ms", "name", "method", "status", "ok", "error", "bytes", "users", "worker", "intended")
 
-Sample = tuple[float, float, str, str, int, int, str, int, int, str]
+Sample = tuple[float, float, str, str, int, int, str, int, int, str, float | None]
 
 
 class SampleWriter:

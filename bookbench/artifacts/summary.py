@@ -50,6 +50,8 @@ class ScenarioSummary(Counts):
     batches: dict[str, Any] | None
     # Path B (analysis/notifications.py); absent when the run did not measure notifications
     notifications: dict[str, Any] | None = None
+    # open-model scenarios (arrival_rate stages): latency from the intended send time, lateness, dropped arrivals
+    open_model: dict[str, Any] | None = None
 
 
 class Summary(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.pool
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -25,10 +26,11 @@ from bookbench.artifacts.samples import Sample, SampleWriter
 from bookbench.load.live import LiveStats
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams, api_key
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
-from bookbench.spec.shape import users_at
+from bookbench.spec.shape import arrival_times, users_at
 
 SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
 BOOKINGS_KEY = "bookbench_bookings"
+DROPPED_KEY = "bookbench_dropped"
 # Vapi's tool result is a sentence for the voice agent ("Booked: appointment 123 at ..."): the only place an id
 # is read from text; REST answers JSON
 _VAPI_BOOKED = re.compile(r"Booked: appointment (\d+) ")
@@ -47,6 +49,10 @@ def _load_config() -> dict[str, Any]:
 
 CONFIG = _load_config()
 MIX = TaskMix.model_validate(CONFIG["task_mix"])
+SCENARIO = Scenario.model_validate(CONFIG["scenario"]) if CONFIG.get("scenario") else None
+OPEN_MODEL = SCENARIO is not None and SCENARIO.open_model
+# Locust processes that generate load (1, or the workers): each takes its share of an open model's rate
+PROCESSES = max(1, int(CONFIG.get("processes", 1)))
 LAYOUT = DatasetParams(**{k: v for k, v in CONFIG["dataset"].items()
                           if k in ("orgs", "providers_per_org", "contacts", "appointments", "seed")})
 SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
@@ -61,6 +67,9 @@ class Recorder:
         self.bookings_path: Path | None = None
         self.pending: list[Sample] = []
         self.booked: list[tuple[int, float]] = []  # (appointment id, when its acknowledgement arrived)
+        self.dropped: list[float] = []  # open model: intended times of arrivals that found no free capacity
+        self.dropped_path: Path | None = None
+        self.in_flight = 0  # open model: requests under way (the `users` column then holds this)
         self.worker = "local"
         self.env: Environment | None = None
         self.requests = 0
@@ -69,26 +78,33 @@ class Recorder:
 
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
                    response: Any = None, exception: Any = None, start_time: float | None = None,
-                   **_: Any) -> None:
+                   context: dict[str, Any] | None = None, **_: Any) -> None:
         status = int(getattr(response, "status_code", 0) or 0)
-        users = self.env.runner.user_count if self.env is not None and self.env.runner is not None else 0
+        if OPEN_MODEL:
+            users = self.in_flight
+        else:
+            users = self.env.runner.user_count if self.env is not None and self.env.runner is not None else 0
         error = "" if exception is None else str(exception).replace("\n", " ")[:300]
         self.requests += 1
         self.failures += exception is not None
+        intended = (context or {}).get("intended")
         self.pending.append((start_time or time.time() - response_time / 1000, float(response_time), name,
                              request_type, status, int(exception is None), error, int(response_length or 0),
-                             users, self.worker))
+                             users, self.worker, intended))
 
-    def take(self) -> tuple[list[Sample], list[tuple[int, float]]]:
+    def take(self) -> tuple[list[Sample], list[tuple[int, float]], list[float]]:
         rows, self.pending = self.pending, []
         booked, self.booked = self.booked, []
-        return rows, booked
+        dropped, self.dropped = self.dropped, []
+        return rows, booked, dropped
 
     def flush_local(self) -> None:
-        rows, booked = self.take()
-        self.store(rows, booked)
+        self.store(*self.take())
 
-    def store(self, rows: list[Sample], booked: list[tuple[int, float]]) -> None:
+    def store(self, rows: list[Sample], booked: list[tuple[int, float]], dropped: list[float]) -> None:
+        if self.dropped_path is not None and dropped:
+            with self.dropped_path.open("a") as fh:
+                fh.write("".join(f"{t:.6f}\n" for t in dropped))
         if self.live is not None:
             for row in rows:
                 self.live.add(row[0], row[1], bool(row[5]))
@@ -115,7 +131,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         RECORDER.worker = runner.client_id
 
         def ship(client_id: str, data: dict[str, Any]) -> None:
-            data[SAMPLES_KEY], data[BOOKINGS_KEY] = RECORDER.take()
+            data[SAMPLES_KEY], data[BOOKINGS_KEY], data[DROPPED_KEY] = RECORDER.take()
 
         environment.events.report_to_master.add_listener(ship)
         return
@@ -126,11 +142,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.live = LiveStats(lag_s=4.0 if isinstance(runner, MasterRunner) else 0.0)
     if CONFIG.get("bookings_path"):
         RECORDER.bookings_path = Path(CONFIG["bookings_path"])
+    if CONFIG.get("dropped_path"):
+        RECORDER.dropped_path = Path(CONFIG["dropped_path"])
     if isinstance(runner, MasterRunner):
         def receive(client_id: str, data: dict[str, Any]) -> None:
             # msgpack turns tuples into lists on the way from a worker
             RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])],
-                           [(int(b[0]), float(b[1])) for b in data.get(BOOKINGS_KEY, [])])
+                           [(int(b[0]), float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
+                           [float(t) for t in data.get(DROPPED_KEY, [])])
 
         environment.events.worker_report.add_listener(receive)
     gevent.spawn(_background, environment)
@@ -176,6 +195,12 @@ class VoiceAgentCaller(FastHttpUser):
 
     wait_time = (between(MIX.think_time_s.min, MIX.think_time_s.max) if MIX.think_time_s.max > 0
                  else constant(0))
+    # the closed model's users; an open-model scenario drives callers from ArrivalScheduler instead
+    abstract = OPEN_MODEL
+    intended: float | None = None  # open model: the send time this request was scheduled for
+
+    def context(self) -> dict[str, Any]:
+        return {"intended": self.intended} if self.intended is not None else {}
 
     def on_start(self) -> None:
         self.org = random.randint(1, LAYOUT.orgs)
@@ -248,11 +273,67 @@ class VoiceAgentCaller(FastHttpUser):
                    {"appointmentId": appt}, accept=(200,))
 
 
-if CONFIG.get("scenario"):
-    _STAGES = Scenario.model_validate(CONFIG["scenario"]).stages
+class ArrivalScheduler(FastHttpUser):
+    """Open model: one per Locust process. Sends each arrival at its intended time (Poisson or uniform, this
+    process's share of the rate) through a pool of `max_in_flight` callers; an arrival that finds every caller busy
+    is dropped and counted, never silently skipped or sent late."""
+
+    abstract = not OPEN_MODEL
+    wait_time = constant(0)
+    done = False
+
+    def _one(self, caller: VoiceAgentCaller, intended: float, free: list[VoiceAgentCaller]) -> None:
+        RECORDER.in_flight += 1
+        caller.intended = intended
+        try:
+            tasks = [t for t in OPEN_TASKS if t.__name__ != "cancel" or caller.my_bookings]
+            choice = random.choices(tasks, weights=[OPEN_WEIGHTS[t.__name__] for t in tasks])[0]
+            choice(caller)
+        finally:
+            caller.intended = None
+            RECORDER.in_flight -= 1
+            free.append(caller)
+
+    @task
+    def schedule(self) -> None:
+        if self.done:  # the whole schedule ran once; idle until the shape ends the test
+            gevent.sleep(0.5)
+            return
+        assert SCENARIO is not None
+        self.done = True
+        # Locust gives the host only to the user classes it spawns; the callers are made here
+        VoiceAgentCaller.host = self.host
+        callers = [VoiceAgentCaller(self.environment) for _ in range(-(-SCENARIO.max_in_flight // PROCESSES))]
+        for caller in callers:
+            caller.on_start()
+        free = list(callers)
+        group = gevent.pool.Group()
+        t0 = time.time()
+        for offset in arrival_times(SCENARIO.stages, SCENARIO.arrivals, random.Random(), 1.0 / PROCESSES):
+            intended = t0 + offset
+            delay = intended - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            if not free:
+                RECORDER.dropped.append(intended)
+                continue
+            group.spawn(self._one, free.pop(), intended, free)
+        group.join(timeout=30)
+
+
+# an arrival is one request of the mix (cancel only for a caller with a booking of its own)
+OPEN_TASKS = [VoiceAgentCaller.check_availability, VoiceAgentCaller.lookup_upcoming, VoiceAgentCaller.book,
+              VoiceAgentCaller.cancel]
+OPEN_WEIGHTS = {"check_availability": _weight("checkAvailability"),
+                "lookup_upcoming": _weight("lookupUpcomingAppointment"),
+                "book": _weight("bookClinicAppointment"), "cancel": _weight("cancelAppointment")}
+
+
+if SCENARIO is not None:
+    _STAGES = SCENARIO.stages
 
     class ScenarioShape(LoadTestShape):
         """The scenario's stages; tick() is users_at() of the elapsed time (unit-tested without Locust)."""
 
         def tick(self) -> tuple[int, float] | None:
-            return users_at(_STAGES, self.get_run_time())
+            return users_at(_STAGES, self.get_run_time(), PROCESSES)

@@ -331,7 +331,9 @@ class Run:
             "scenario_name": name, "scenario": scenario.model_dump(), "task_mix": self.plan.spec.task_mix.model_dump(),
             "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
             "samples_path": str(f.samples(name)), "progress_path": str(f.progress(name)),
-            "bookings_path": str(f.acknowledged(name))})
+            "bookings_path": str(f.acknowledged(name)), "dropped_path": str(f.dropped(name)),
+            # an open model's rate is shared by the processes that generate load
+            "processes": max(1, self.plan.opts.workers + self.plan.opts.remote_workers)})
         if dsn:
             entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments))
         id_before = run_with(dsn, audit.max_appointment_id) if dsn else 0

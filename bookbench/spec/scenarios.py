@@ -24,10 +24,22 @@ class Strict(BaseModel):
 
 
 class Stage(Strict):
+    """Closed model: `users` callers firing back to back (their think time apart); open model: `arrival_rate`
+    requests per second offered whatever the service does, each at its intended time."""
+
     duration_s: float = Field(gt=0, le=86_400)
-    users: int = Field(ge=1, le=10_000)
+    users: int | None = Field(default=None, ge=1, le=10_000)
     # users started per second; default: all at once
     spawn_rate: float | None = Field(default=None, gt=0)
+    arrival_rate: float | None = Field(default=None, gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Stage:
+        if (self.users is None) == (self.arrival_rate is None):
+            raise ValueError("a stage sets either users (closed model) or arrival_rate (open model), not both")
+        if self.arrival_rate is not None and self.spawn_rate is not None:
+            raise ValueError("spawn_rate belongs to users stages; an arrival_rate stage offers its rate at once")
+        return self
 
 
 class Scenario(Strict):
@@ -39,6 +51,20 @@ class Scenario(Strict):
     faults: Faults | None = None
     # run when no --scenarios is given; false for scenarios you ask for by name (provider_outage)
     default: bool = True
+    # open model only: how arrivals are spaced, and how many requests may be in flight at once (an arrival that
+    # finds them all busy is dropped and counted)
+    arrivals: Literal["poisson", "uniform"] = "poisson"
+    max_in_flight: int = Field(default=200, ge=1, le=100_000)
+
+    @property
+    def open_model(self) -> bool:
+        return self.stages[0].arrival_rate is not None
+
+    @model_validator(mode="after")
+    def _one_model_per_scenario(self) -> Scenario:
+        if len({s.arrival_rate is None for s in self.stages}) > 1:
+            raise ValueError("stages mix users and arrival_rate: a scenario is either closed or open model")
+        return self
 
     @property
     def duration_s(self) -> float:

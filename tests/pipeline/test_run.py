@@ -209,3 +209,20 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     assert manifest["status"] == "failed" and "service exited" in manifest["reason"]
     assert manifest["scenarios"]["long"]["counts"]["samples"] > 0
     assert _postgres_of(tmp_path / "pg") == []
+
+
+def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -> None:
+    """An arrival_rate stage (60/s uniform for 4 s): every arrival sent at its intended time or counted as dropped,
+    each sample carrying its intended start; the summary has both latencies."""
+    done, run_dir = bookbench_run(tmp_path, "--scenarios", "open_steady", "--skip-checks")
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = read_rows(run_dir / "samples" / "open_steady.csv.gz")
+    dropped = (run_dir / "samples" / "open_steady_dropped.txt")
+    n_dropped = len(dropped.read_text().split()) if dropped.exists() else 0
+    assert abs(len(rows) + n_dropped - 240) <= 2  # 4 s x 60/s, arrivals uniform
+    assert all(r["intended"] for r in rows)
+    assert all(float(r["ts"]) >= float(r["intended"]) - 0.001 for r in rows)  # never sent early
+    sc = json.loads((run_dir / "summary.json").read_text())["scenarios"]["open_steady"]
+    om = sc["open_model"]
+    assert om["dropped"] == 0 and om["offered_rps"] == pytest.approx(60, rel=0.1)
+    assert om["latency_from_intended_ms"]["p50"] >= sc["latency_ms"]["p50"]
