@@ -59,3 +59,17 @@ def notification_lines(summary: dict[str, Any]) -> list[str]:
                    f"{nt['dead']} · peak backlog {nt['backlog']['peak']:,}, {drained}"
                    + (f" · breaker opened {opened}x" if opened else ""))
     return out
+
+
+def open_model_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per open-model scenario: offered rate, dropped arrivals, both latencies."""
+    out = []
+    for name, sc in summary["scenarios"].items():
+        om = sc.get("open_model")
+        if not om:
+            continue
+        p95, p95i = sc["latency_ms"]["p95"], om["latency_from_intended_ms"]["p95"]
+        out.append(f"  {name} open model: offered {om['offered_rps']:.1f}/s, dropped {om['dropped']:,} · P95 "
+                   f"{_ms(p95)} ms service, {_ms(p95i)} ms from the intended send time"
+                   + (" · DIVERGED (sends late or waiting for capacity)" if om["diverged"] else ""))
+    return out
