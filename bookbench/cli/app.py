@@ -8,6 +8,7 @@ from typing import Any
 import typer
 import typer.core
 
+from bookbench.cli.capacity import capacity
 from bookbench.cli.check import check
 from bookbench.cli.compare import calibrate, compare
 from bookbench.cli.db import db_app
@@ -38,6 +39,7 @@ app.command("review")(review)
 app.command("compare")(compare)
 app.command("calibrate")(calibrate)
 app.command("sweep")(sweep)
+app.command("capacity")(capacity)
 app.command("serve")(serve)
 
 

@@ -255,3 +255,28 @@ def backlog_over_time(notes: dict[str, Any], title: str) -> str:
     _legend_above(ax)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig)
+
+
+def capacity_curves(points: dict[str, list[tuple[float, float]]], knees: dict[str, float | None],
+                    limit_ms: float) -> str:
+    """P95 (from the intended send time) against the offered rate, one line per index set; each set's highest
+    rate within the limit marked by a dashed line of its colour."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0))
+    for (label, rows), color in zip(points.items(), VARIANT_COLORS, strict=False):
+        rows = sorted(rows)
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", color=color, label=label)
+        knee = knees.get(label)
+        if knee:
+            ax.axvline(knee, color=color, linestyle="--", linewidth=1, label=f"{label}: {knee:g}/s sustained")
+    _limit_line(ax, limit_ms)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}/s"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yscale("log")
+    _ms_axis(ax.yaxis)
+    ax.set_xlabel("offered arrival rate (requests/s, log)")
+    ax.set_ylabel("P95 from the intended send time (log)")
+    ax.grid(alpha=0.3)
+    _legend_above(ax)
+    ax.set_title("Capacity: P95 against offered load", loc="left", fontsize=10, pad=TITLE_PAD)
+    return _svg(fig)

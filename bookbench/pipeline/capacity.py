@@ -1,0 +1,163 @@
+"""The capacity stage: per index set, the highest arrival rate the service takes within its P95 and error-rate
+limits. Open-model steps: double the rate until a step breaks a limit (or drops arrivals), then bisect between
+the last step that held and the first that broke; the bracket is the answer's interval (its resolution, not a
+statistical confidence interval). Each step is a full run folder of one generated open-model scenario."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from bookbench.analysis import judge, wording
+from bookbench.artifacts import summary as summary_file
+from bookbench.artifacts.files import write_json
+from bookbench.errors import EnvironmentFailure
+from bookbench.pipeline.analyse import report
+from bookbench.pipeline.run import RunOptions, execute
+from bookbench.pipeline.stack import database
+from bookbench.report import charts, render
+from bookbench.spec.scenarios import load_scenarios
+
+CAPACITY_FORMAT_VERSION = 1
+SCENARIO = "capacity"
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    sets: list[str]
+    start_rps: float
+    max_rps: float
+    step_s: float
+    bisections: int
+    scenario_file: Path
+    dataset_overrides: dict[str, int]
+    folder: Path
+    allow_remote: bool
+    argv: list[str]
+
+
+def limits(plan: CapacityPlan) -> dict[str, float]:
+    """The P95 and error-rate limits a step must hold: scenarios.yaml's global thresholds."""
+    spec = load_scenarios(plan.scenario_file)
+    merged = judge.effective_limits(spec.thresholds, SCENARIO)
+    return {"p95_ms": merged.get("p95_ms", 500.0), "error_rate": merged.get("error_rate", 0.001)}
+
+
+def _step_file(plan: CapacityPlan, rate: float) -> Path:
+    """The user's scenarios.yaml with one open-model scenario at `rate` (same dataset, task mix, thresholds)."""
+    raw = yaml.safe_load(plan.scenario_file.read_text())
+    warmup = min(2.0, plan.step_s / 4)
+    raw["scenarios"] = {SCENARIO: {
+        "description": f"open model at {rate:g} requests/s (bookbench capacity)", "warmup_s": warmup,
+        "arrivals": "poisson", "max_in_flight": 1000,
+        "stages": [{"duration_s": plan.step_s + warmup, "arrival_rate": rate}]}}
+    thresholds = raw.get("thresholds") or {}
+    thresholds["per_scenario"] = {}
+    raw["thresholds"] = thresholds
+    path = plan.folder / "steps" / f"rate-{rate:g}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _holds(sc: dict[str, Any], lim: dict[str, float]) -> tuple[bool, str]:
+    om = sc.get("open_model") or {}
+    p95 = (om.get("latency_from_intended_ms") or {}).get("p95")
+    if not sc["requests"] or p95 is None:
+        return False, "no request answered"
+    if om.get("dropped"):
+        return False, f"{om['dropped']:,} arrivals dropped (no free capacity)"
+    if p95 > lim["p95_ms"]:
+        return False, f"P95 {p95:.0f} ms > {lim['p95_ms']:g} ms"
+    if sc["error_rate"] > lim["error_rate"]:
+        return False, f"error rate {100 * sc['error_rate']:.2f} % > {100 * lim['error_rate']:.2f} %"
+    return True, f"P95 {p95:.0f} ms"
+
+
+def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console: Console) -> dict[str, Any]:
+    lim = limits(plan)
+    anchor = dt.datetime.now(dt.UTC).date()
+    per_set: dict[str, Any] = {}
+    with database(dsn, data_dir) as url:
+        for name in plan.sets:
+            steps: list[dict[str, Any]] = []
+
+            def step(rate: float, set_name: str = name, steps: list[dict[str, Any]] = steps) -> bool:
+                console.rule(f"[bold]{set_name}: {rate:g} requests/s[/]")
+                outcome = execute(RunOptions(
+                    scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
+                    dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
+                    allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv), console)
+                if outcome.status == "interrupted":
+                    raise KeyboardInterrupt
+                if outcome.status != "completed":
+                    raise EnvironmentFailure(outcome.reason or f"the {set_name} step at {rate:g}/s failed")
+                report(outcome.run_dir)
+                sc = summary_file.read(outcome.run_dir)["scenarios"][SCENARIO]
+                ok, why = _holds(sc, lim)
+                om = sc.get("open_model") or {}
+                steps.append({"rate": rate, "ok": ok, "why": why, "requests": sc["requests"],
+                              "p95_ms": (om.get("latency_from_intended_ms") or {}).get("p95"),
+                              "service_p95_ms": sc["latency_ms"]["p95"], "error_rate": sc["error_rate"],
+                              "dropped": om.get("dropped", 0), "throughput_rps": sc["throughput_rps"],
+                              "run": str(outcome.run_dir)})
+                console.print(f"  {set_name} at {rate:g}/s: {'holds' if ok else 'BREAKS'} ({why})")
+                return ok
+
+            good, bad = None, None
+            rate = plan.start_rps
+            while rate <= plan.max_rps:
+                if step(rate):
+                    good, rate = rate, rate * 2
+                else:
+                    bad = rate
+                    break
+            for _ in range(plan.bisections if good is not None and bad is not None else 0):
+                assert good is not None and bad is not None
+                middle = round((good + bad) / 2, 1)
+                if step(middle):
+                    good = middle
+                else:
+                    bad = middle
+            per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": good, "breaks_at": bad}
+    return {"limits": lim, "sets": per_set}
+
+
+def headline(result: dict[str, Any]) -> str:
+    lim = result["limits"]
+    parts = []
+    for name, r in result["sets"].items():
+        if r["max_rps"] is None:
+            parts.append(f"{name} breaks already at the first step ({r['steps'][0]['why']})")
+        elif r["breaks_at"] is None:
+            parts.append(f"{name} holds up to the highest rate tried, {r['max_rps']:g}/s")
+        else:
+            parts.append(f"{name} {r['max_rps']:g}-{r['breaks_at']:g}/s")
+    text = (f"Highest arrival rate within P95 {lim['p95_ms']:g} ms (from the intended send time) and "
+            f"{100 * lim['error_rate']:g} % errors: " + "; ".join(parts) + ".")
+    rates = {n: r["max_rps"] for n, r in result["sets"].items() if r["max_rps"]}
+    if len(rates) > 1:
+        first, best = next(iter(rates)), max(rates, key=lambda n: rates[n])
+        if best != first:
+            text += f" {best}'s highest rate is {wording.change(rates[best] / rates[first])} than {first}'s."
+    return text
+
+
+def write(plan: CapacityPlan, result: dict[str, Any]) -> Path:
+    result = {"format_version": CAPACITY_FORMAT_VERSION, **result, "headline": headline(result)}
+    write_json(plan.folder / "capacity.json", result)
+    chart = charts.capacity_curves({n: [(s["rate"], s["p95_ms"]) for s in r["steps"] if s["p95_ms"]]
+                                    for n, r in result["sets"].items()},
+                                   {n: r["max_rps"] for n, r in result["sets"].items()}, result["limits"]["p95_ms"])
+    links = {s["run"]: os.path.relpath(Path(s["run"]) / "report.html", plan.folder)
+             for r in result["sets"].values() for s in r["steps"]}
+    html = render.jinja().get_template("capacity.html.j2").render(
+        r=result, chart=chart, links=links, generated=render.now(), step_s=plan.step_s,
+        method="open-model steps (Poisson arrivals); P95 from each request's intended send time")
+    return render.write_page(plan.folder / "capacity.html", html)
