@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,30 @@ def _holds(sc: dict[str, Any], lim: dict[str, float]) -> tuple[bool, str]:
     return True, f"P95 {p95:.0f} ms"
 
 
+def search(start: float, max_rps: float, bisections: int, holds: Callable[[float], bool]
+           ) -> tuple[float | None, float | None]:
+    """(highest rate that held, lowest that broke): double from `start` while it holds (never past `max_rps`),
+    then `bisections` midpoints between the two. (None, x): broke at the first step; (x, None): never broke."""
+    good: float | None = None
+    bad: float | None = None
+    rate = start
+    while rate <= max_rps:
+        if holds(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    for _ in range(bisections):
+        if good is None or bad is None:
+            break
+        middle = round((good + bad) / 2, 1)
+        if holds(middle):
+            good = middle
+        else:
+            bad = middle
+    return good, bad
+
+
 def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console: Console) -> dict[str, Any]:
     lim = limits(plan)
     anchor = dt.datetime.now(dt.UTC).date()
@@ -110,21 +135,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                 console.print(f"  {set_name} at {rate:g}/s: {'holds' if ok else 'BREAKS'} ({why})")
                 return ok
 
-            good, bad = None, None
-            rate = plan.start_rps
-            while rate <= plan.max_rps:
-                if step(rate):
-                    good, rate = rate, rate * 2
-                else:
-                    bad = rate
-                    break
-            for _ in range(plan.bisections if good is not None and bad is not None else 0):
-                assert good is not None and bad is not None
-                middle = round((good + bad) / 2, 1)
-                if step(middle):
-                    good = middle
-                else:
-                    bad = middle
+            good, bad = search(plan.start_rps, plan.max_rps, plan.bisections, step)
             per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": good, "breaks_at": bad}
     return {"limits": lim, "sets": per_set}
 

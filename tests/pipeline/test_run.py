@@ -226,3 +226,22 @@ def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -
     om = sc["open_model"]
     assert om["dropped"] == 0 and om["offered_rps"] == pytest.approx(60, rel=0.1)
     assert om["latency_from_intended_ms"]["p50"] >= sc["latency_ms"]["p50"]
+
+
+def test_capacity_steps_up_and_bisects(tmp_path: Path) -> None:
+    """Two open-model steps on the tiny dataset: 100/s holds, 200/s is past --max so the search stops there;
+    capacity.json and capacity.html carry the steps, the answer and links to each step's run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bookbench", "capacity", "--sets", "recommended", "--scenario-file", str(TINY),
+         "--start", "100", "--max", "150", "--step-s", "2", "--out", str(tmp_path / "out"), "--data-dir",
+         str(tmp_path / "pg")], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BOOKBENCH_KEY_SECRET": SECRET})
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    result = json.loads((folder / "capacity.json").read_text())
+    steps = result["sets"]["recommended"]["steps"]
+    assert [s["rate"] for s in steps] == [100] and steps[0]["ok"] and steps[0]["requests"] > 0
+    assert result["sets"]["recommended"]["max_rps"] == 100 and result["sets"]["recommended"]["breaks_at"] is None
+    assert "recommended holds up to the highest rate tried, 100/s" in result["headline"]
+    html = (folder / "capacity.html").read_text()
+    assert "run report</a>" in html and result["headline"] in html

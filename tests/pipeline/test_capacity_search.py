@@ -1,0 +1,30 @@
+"""The capacity search on a synthetic service whose breaking point is known."""
+
+from __future__ import annotations
+
+import pytest
+
+from bookbench.pipeline.capacity import search
+
+
+@pytest.mark.parametrize(("knee", "expected"), [
+    (1000.0, (1000.0, 1200.0)),  # 25, 50, ..., 800 hold; 1600 breaks; midpoints 1200 (breaks), 1000 (holds)
+    (10.0, (None, 25.0)),        # the first step already breaks
+    (1e9, (6400.0, None)),       # never breaks within --max
+])
+def test_doubling_then_bisection_brackets_the_knee(knee: float, expected: tuple[float | None, float | None]) -> None:
+    tried: list[float] = []
+
+    def holds(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= knee
+
+    assert search(25, 6400, 2, holds) == expected
+    doubling = [25.0 * 2 ** i for i in range(9) if 25.0 * 2 ** i <= 6400]
+    assert tried[: len(doubling)] == doubling[: len(tried)]  # the rate doubles until a step breaks
+
+
+def test_bisection_narrows_the_bracket_each_step() -> None:
+    good, bad = search(100, 10_000, 5, lambda rate: rate <= 1234)
+    assert good is not None and bad is not None
+    assert good <= 1234 < bad and bad - good <= 3200 / 2 ** 5 + 0.1
