@@ -27,6 +27,7 @@ from bookbench.spec.scenarios import load_scenarios
 
 CAPACITY_FORMAT_VERSION = 1
 SCENARIO = "capacity"
+MIN_RPS = 1.0  # the search halves the rate no further
 
 
 @dataclass(frozen=True)
@@ -83,17 +84,28 @@ def _holds(sc: dict[str, Any], lim: dict[str, float]) -> tuple[bool, str]:
 
 def search(start: float, max_rps: float, bisections: int, holds: Callable[[float], bool]
            ) -> tuple[float | None, float | None]:
-    """(highest rate that held, lowest that broke): double from `start` while it holds (never past `max_rps`),
-    then `bisections` midpoints between the two. (None, x): broke at the first step; (x, None): never broke."""
+    """(highest rate that held, lowest that broke): double from `start` while it holds (never past `max_rps`), or
+    halve while it breaks (down to MIN_RPS), then `bisections` midpoints between the two. (None, x): broke even at
+    MIN_RPS; (x, None): never broke up to `max_rps`."""
     good: float | None = None
     bad: float | None = None
     rate = start
-    while rate <= max_rps:
-        if holds(rate):
-            good, rate = rate, rate * 2
-        else:
+    if not holds(rate):
+        bad = rate
+        while rate / 2 >= MIN_RPS:
+            rate /= 2
+            if holds(rate):
+                good = rate
+                break
             bad = rate
-            break
+    else:
+        good, rate = rate, rate * 2
+        while rate <= max_rps:
+            if holds(rate):
+                good, rate = rate, rate * 2
+            else:
+                bad = rate
+                break
     for _ in range(bisections):
         if good is None or bad is None:
             break
@@ -145,7 +157,7 @@ def headline(result: dict[str, Any]) -> str:
     parts = []
     for name, r in result["sets"].items():
         if r["max_rps"] is None:
-            parts.append(f"{name} breaks already at the first step ({r['steps'][0]['why']})")
+            parts.append(f"{name} breaks even at {r['breaks_at']:g}/s ({r['steps'][0]['why']})")
         elif r["breaks_at"] is None:
             parts.append(f"{name} holds up to the highest rate tried, {r['max_rps']:g}/s")
         else:

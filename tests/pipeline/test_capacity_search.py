@@ -9,7 +9,8 @@ from bookbench.pipeline.capacity import search
 
 @pytest.mark.parametrize(("knee", "expected"), [
     (1000.0, (1000.0, 1200.0)),  # 25, 50, ..., 800 hold; 1600 breaks; midpoints 1200 (breaks), 1000 (holds)
-    (10.0, (None, 25.0)),        # the first step already breaks
+    (10.0, (9.4, 10.9)),         # 25 breaks: halve to 12.5 (breaks), 6.25 (holds); midpoints 9.4 (holds), 10.9 (breaks)
+    (0.5, (None, 1.5625)),       # breaks down to the floor of 1/s (25, 12.5, ..., 1.5625; 0.78 is below it)
     (1e9, (6400.0, None)),       # never breaks within --max
 ])
 def test_doubling_then_bisection_brackets_the_knee(knee: float, expected: tuple[float | None, float | None]) -> None:
@@ -21,8 +22,9 @@ def test_doubling_then_bisection_brackets_the_knee(knee: float, expected: tuple[
 
     assert search(25, 6400, 2, holds) == expected
     doubling = [25.0 * 2 ** i for i in range(9) if 25.0 * 2 ** i <= 6400]
-    steps = min(len(doubling), sum(r <= knee for r in doubling) + 1)
-    assert tried[:steps] == doubling[:steps]  # the rate doubles until a step breaks, then bisects
+    if knee >= 25:
+        steps = min(len(doubling), sum(r <= knee for r in doubling) + 1)
+        assert tried[:steps] == doubling[:steps]  # the rate doubles until a step breaks, then bisects
 
 
 def test_bisection_narrows_the_bracket_each_step() -> None:
