@@ -159,6 +159,7 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
             # vs: this set against every set listed before it other than the baseline (candidates against each
             # other, e.g. recommended against seed); vs_baseline against the baseline
             row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}, "vs": {}}
+            row.update(_open_model(variants[label], name))
             earlier = list(figures)[1:list(figures).index(label)] if label != baseline else []
             for metric in stats.METRICS:
                 mine = [r[metric] for r in runs]
@@ -178,6 +179,18 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
     result["best"] = _best(result, baseline)
     result["headline"] = _headline(result, baseline, result["best"])
     return result
+
+
+def _open_model(runs: list[Path], scenario: str) -> dict[str, Any]:
+    """An open-model scenario's other two figures for a set: P95 from the intended send time (geometric mean over
+    its runs) and the arrivals dropped (summed); nothing for a closed-model scenario."""
+    found = [sc["open_model"] for sc in (summary_file.read(d)["scenarios"].get(scenario) for d in runs)
+             if sc and sc.get("open_model")]
+    p95s = [om["latency_from_intended_ms"]["p95"] for om in found if om["latency_from_intended_ms"]["p95"]]
+    if not found:
+        return {}
+    return {"p95_from_intended": float(np.exp(np.mean(np.log(p95s)))) if p95s else None,
+            "dropped": sum(int(om["dropped"]) for om in found)}
 
 
 def _interval(theirs: list[dict[str, inference.RunFigure | str]], mine: list[dict[str, inference.RunFigure | str]],
