@@ -147,8 +147,13 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         "noise": _noise(stats, series),
         "batches": _batches(steady, t0 + warmup_s, end, batches) if batches else None,
         "notifications": None,  # Path B: filled by analyse_run when the run measured it
-        "open_model": open_model(steady, window) if steady["intended"].notna().any() else None,
+        "open_model": open_model(steady, window) if _is_open(steady) else None,
     }
+
+
+def _is_open(df: pd.DataFrame) -> bool:
+    """Whether the requests carry intended send times (an open-model scenario)."""
+    return "intended" in df and bool(df["intended"].notna().any())
 
 
 def open_model(steady: pd.DataFrame, window_s: float, dropped: int = 0) -> dict[str, Any]:

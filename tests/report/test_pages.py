@@ -36,7 +36,7 @@ def _scaled_run(dest: Path, factor: float) -> Path:
     writer.writerow(COLUMNS)
     for r in rows:
         r["latency_ms"] = repr(float(r["latency_ms"]) * factor)
-        writer.writerow([r[c] for c in COLUMNS])
+        writer.writerow([r.get(c, "") for c in COLUMNS])  # the known run is samples format 1: no `intended`
     path.write_bytes(gzip.compress(buf.getvalue().encode()))
     return dest
 
