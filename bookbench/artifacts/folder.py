@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookbench.artifacts.notifications import received_file
 from bookbench.errors import UsageError
 
 RUN_SUBFOLDERS = ("samples", "locust", "db", "logs", "config", "explain", "notifications")
@@ -85,7 +86,7 @@ class RunFolder:
 
     def received(self, provider: str) -> Path:
         """Every message the fake `provider` (sms, calendar) accepted during the run, with its receive time."""
-        return self.root / "notifications" / f"received_{provider}.jsonl"
+        return received_file(self.notifications_dir, provider)
 
     def index_stats(self, when: str) -> Path:
         """pg_stat_user_indexes snapshot; `when` is "before" or a scenario name (after it)."""

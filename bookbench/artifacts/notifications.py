@@ -50,6 +50,11 @@ class NotificationFacts(BaseModel):
     outbox: list[OutboxRow]
 
 
+def received_file(folder: Path, provider: str) -> Path:
+    """Where a fake provider (sms, calendar) appends what it accepted, in a run's notifications/ folder."""
+    return folder / f"received_{provider}.jsonl"
+
+
 def write(path: Path, facts: NotificationFacts) -> None:
     write_model(path, facts)
 

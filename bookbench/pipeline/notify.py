@@ -40,7 +40,7 @@ class NotifyStack:
         self.dispatcher_env = dispatcher_env or {}  # BOOKBENCH_* dispatcher settings (tests tune retries with it)
         self.dispatchers = dispatchers
         self.logs = logs
-        self.records = records  # the run's notifications/ folder: the providers append to received_<kind>.jsonl
+        self.records = records  # the run's notifications/ folder (or a temporary one): the providers' records
         self.ports = {"sms": free_port(), "calendar": free_port()}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -48,7 +48,7 @@ class NotifyStack:
         return f"http://127.0.0.1:{self.ports[kind]}"
 
     def record_file(self, kind: str) -> Path:
-        return self.records / f"received_{kind}.jsonl"  # RunFolder.received(kind) when records is notifications/
+        return facts_file.received_file(self.records, kind)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         with (self.logs / f"{name}.log").open("wb") as log:
