@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from target_service import booking, queries
+from target_service import booking, errors, queries
 from target_service.db import KeyCache, open_pool
 from target_service.middleware import GuardMiddleware
 from target_service.routes import rest, vapi
@@ -47,13 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        timeout_s=settings.request_timeout_s, counts=counts,
                        calibration_delay_s=settings.calibration_delay_ms / 1000)
 
+    errors.install(app)
+
     @app.exception_handler(booking.Refusal)
-    async def on_refusal(_: Request, exc: booking.Refusal) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+    async def on_refusal(_: Request, exc: booking.Refusal) -> Response:
+        return errors.error_response(exc.status_code, exc.code, exc.message)
 
     @app.exception_handler(asyncpg.QueryCanceledError)
-    async def on_cancelled(_: Request, exc: asyncpg.QueryCanceledError) -> JSONResponse:
-        return JSONResponse({"error": "deadline_exceeded", "detail": "query cancelled"}, status_code=504)
+    async def on_cancelled(_: Request, exc: asyncpg.QueryCanceledError) -> Response:
+        return errors.error_response(504, "deadline_exceeded", "query cancelled")
 
     for exc_type in _UNAVAILABLE:
         app.add_exception_handler(exc_type, _on_unavailable)
@@ -90,5 +92,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": "database_unavailable", "detail": type(exc).__name__}, status_code=503)
+async def _on_unavailable(_: Request, exc: Exception) -> Response:
+    return errors.error_response(503, "database_unavailable", type(exc).__name__)

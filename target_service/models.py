@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_ID = 2**63 - 1
 # Bookings further out than this are almost certainly a typo (year 2062 instead of 2026).
@@ -21,6 +22,12 @@ def _aware_utc(value: dt.datetime) -> dt.datetime:
 
 def _bookable(value: dt.datetime) -> dt.datetime:
     now = dt.datetime.now(dt.UTC)
+    try:
+        # in UTC first: comparing 0001-01-01T00:00+01:00 with now would overflow (OverflowError is not a
+        # ValueError, so pydantic would let it escape as a 500)
+        value = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is outside the representable date range") from None
     if value <= now:
         raise ValueError("must be in the future")
     if value > now + MAX_BOOKING_HORIZON:
@@ -29,6 +36,30 @@ def _bookable(value: dt.datetime) -> dt.datetime:
 
 
 BookableTime = Annotated[dt.datetime, AfterValidator(_aware_utc), AfterValidator(_bookable)]
+
+# How far back an availability question makes sense (a calendar view of last year); beyond it, a typo.
+MAX_LOOKBACK = dt.timedelta(days=366)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: object) -> object:
+    # pydantic's lax date also takes 0 (1970-01-01) and unix timestamps: a day is asked for as YYYY-MM-DD only
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+def _plausible_day(value: dt.date) -> dt.date:
+    today = dt.datetime.now(dt.UTC).date()
+    if not today - MAX_LOOKBACK <= value <= today + MAX_BOOKING_HORIZON:
+        raise ValueError(f"must be within {MAX_LOOKBACK.days} days before and {MAX_BOOKING_HORIZON.days} days "
+                         "after today")
+    return value
+
+
+CalendarDate = Annotated[dt.date, BeforeValidator(_iso_date_text), AfterValidator(_plausible_day)]
 
 
 class BookingRequest(BaseModel):
@@ -44,7 +75,7 @@ class AvailabilityQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     provider_id: DbId = Field(alias="providerId")
-    date: dt.date
+    date: CalendarDate
 
 
 class ContactRef(BaseModel):

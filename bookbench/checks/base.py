@@ -6,6 +6,7 @@ import datetime as dt
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,11 @@ class CheckTarget:
     rng: random.Random = field(default_factory=random.Random)
     # the fake providers' base URLs ({"sms": ..., "calendar": ...}) when bookbench runs them (self-hosted)
     providers: dict[str, str] | None = None
+    # True when bookbench seeded this database for the checks (its rows may be booked, cancelled and compared);
+    # False for someone's deployment, where the hostile suite only uses ids that cannot exist
+    scratch: bool = False
+    # the service's log when bookbench started the service (the hostile suite looks for tracebacks in it)
+    service_log: Path | None = None
 
     def headers(self, org_id: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key(org_id, self.params.key_secret)}"}

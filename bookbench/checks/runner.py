@@ -7,20 +7,22 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import httpx
 
-from bookbench.checks import database, functional, notifications, stress
+from bookbench.checks import database, functional, hostile, notifications, stress
 from bookbench.checks.base import CheckResult, CheckTarget
 from bookbench.errors import DatabaseError
 
-SUITES = ("smoke", "uat", "stress", "preflight", "notifications", "audit")
+SUITES = ("smoke", "uat", "stress", "preflight", "notifications", "hostile", "audit")
 
 
-async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1) -> list[CheckResult]:
+async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1,
+                     examples: int = hostile.DEFAULT_EXAMPLES) -> list[CheckResult]:
     table: dict[str, Callable[[], Awaitable[list[CheckResult]]]] = {
         "smoke": lambda: functional.run_smoke(target),
         "uat": lambda: functional.run_uat(target),
         "stress": lambda: stress.run(target, repeat),
         "preflight": lambda: database.run_preflight(target),
         "notifications": lambda: notifications.run(target),
+        "hostile": lambda: hostile.run(target, examples),
         # the audit runs last so that it also covers every booking the other suites just made
         "audit": lambda: database.run_audit(target),
     }

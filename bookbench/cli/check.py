@@ -17,6 +17,7 @@ import typer
 
 from bookbench.artifacts.junit import check_writable
 from bookbench.checks.base import CheckResult, CheckTarget
+from bookbench.checks.hostile import DEFAULT_EXAMPLES
 from bookbench.checks.report import print_table, write_junit
 from bookbench.checks.runner import SUITES, run_suites
 from bookbench.cli.common import (
@@ -84,12 +85,13 @@ def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str, provid
     with database(_check_database_on(dsn) if dsn else None, data_dir, name=CHECK_DB) as url, \
             tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         run_with(url, lambda conn: seed(conn, params))
-        proc = stack.enter_context(service(url, log_path=Path(tmp) / "service.log"))
+        log = Path(tmp) / "service.log"
+        proc = stack.enter_context(service(url, log_path=log))
         urls = None
         if providers:
             notify = stack.enter_context(notify_stack(url, 1, Path(tmp) / "logs", Path(tmp) / "notifications"))
             urls = {"sms": notify.url("sms"), "calendar": notify.url("calendar")}
-        yield CheckTarget(proc.base_url, url, params, providers=urls)
+        yield CheckTarget(proc.base_url, url, params, providers=urls, scratch=True, service_log=log)
 
 
 def _parse_suites(names: list[str], deployment: bool) -> list[str]:
@@ -113,13 +115,16 @@ def check(
     base_url: Annotated[str | None, typer.Option(
         "--base-url", help="check this running service instead of starting one")] = None,
     repeat: Annotated[int, typer.Option("--repeat", min=1, max=1000, help="stress rounds")] = 1,
+    examples: Annotated[int, typer.Option(
+        "--examples", min=1, max=20_000,
+        help="hostile: generated requests per endpoint (8 endpoints; each stops after 120 s)")] = DEFAULT_EXAMPLES,
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
-    """Pre-deployment checks: stress, smoke, uat, preflight, notifications (self-hosted), audit. Exit 1 when one
-    fails."""
+    """Pre-deployment checks: stress, smoke, uat, preflight, notifications (self-hosted), hostile, audit. Exit 1
+    when one fails."""
     chosen = _parse_suites(suites or [], deployment=base_url is not None)
     if junit is not None:
         check_writable(junit)  # before the checks run, not after
@@ -130,13 +135,13 @@ def check(
             require_loopback(dsn, "--dsn", allow_remote)
         params = _params_from_db(dsn, key_secret) if dsn else DatasetParams(key_secret=key_secret)
         target = CheckTarget(base_url.rstrip("/"), dsn, params)
-        results = asyncio.run(run_suites(target, chosen, repeat))
+        results = asyncio.run(run_suites(target, chosen, repeat, examples))
     else:
         if dsn:
             require_loopback(dsn, "--dsn", allow_remote)
         console.print("starting the embedded database and the service for the checks ...")
         with _self_hosted(dsn, data_dir, key_secret, providers="notifications" in chosen) as target:
-            results = asyncio.run(run_suites(target, chosen, repeat))
+            results = asyncio.run(run_suites(target, chosen, repeat, examples))
     print_table(results, console)
     if junit is not None:
         write_junit(results, junit)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from target_service import booking
 from target_service.db import Conn, OrgId
-from target_service.models import MAX_ID, Availability, Booked, BookingRequest, Cancelled, Upcoming
+from target_service.models import MAX_ID, Availability, Booked, BookingRequest, CalendarDate, Cancelled, Upcoming
+from target_service.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1", tags=["booking"])
+router = APIRouter(prefix="/api/v1", tags=["booking"], route_class=StrictJSONRoute)
 
 PathId = Annotated[int, Path(gt=0, le=MAX_ID)]
 
 
 @router.get("/providers/{provider_id}/availability", response_model=Availability)
-async def get_availability(provider_id: PathId, date: Annotated[dt.date, Query()], org_id: OrgId,
+async def get_availability(provider_id: PathId, date: Annotated[CalendarDate, Query()], org_id: OrgId,
                            conn: Conn) -> Availability:
     return await booking.availability(conn, org_id, provider_id, date)
 

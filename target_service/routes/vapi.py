@@ -7,7 +7,6 @@ assistant speaks (a taken slot is an answer), `error` says which argument was wr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,11 +14,12 @@ import asyncpg
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from target_service import booking
+from target_service import booking, strict_json
 from target_service.db import Conn, OrgId
 from target_service.models import AppointmentRef, AvailabilityQuery, BookingRequest, ContactRef
+from target_service.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/vapi/tools", tags=["vapi"])
+router = APIRouter(prefix="/api/vapi/tools", tags=["vapi"], route_class=StrictJSONRoute)
 
 
 class ToolFunction(BaseModel):
@@ -104,9 +104,9 @@ async def _run_call(tool: Tool, tool_name: str, call: ToolCall, conn: asyncpg.Co
     args = call.function.arguments
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            return ToolResult(toolCallId=call.id, error="arguments is not valid JSON")
+            args = strict_json.loads(args, "arguments") if args.strip() else {}
+        except strict_json.InvalidJSON as exc:
+            return ToolResult(toolCallId=call.id, error=str(exc.detail))
         if not isinstance(args, dict):
             return ToolResult(toolCallId=call.id, error="arguments must be a JSON object")
     try:

@@ -73,7 +73,7 @@ def test_upcoming_and_availability(client: httpx.Client) -> None:
 
 
 BAD_BOOKINGS: list[tuple[str, Any, str]] = [
-    ("malformed json", b"{not json", "json_invalid"),
+    ("malformed json", b"{not json", "invalid_json"),
     ("not an object", [1, 2], "model_attributes_type"),
     ("wrong type", {"contactId": "abc"}, "contactId"),
     ("missing fields", {}, "providerId"),

@@ -1,0 +1,67 @@
+"""Error bodies: always `{"error": <code>, "detail": <text>}` JSON, never the raw input, never a traceback.
+
+FastAPI's default 422 echoes each offending input back; an input the client sent can be exactly what cannot be
+serialised (a float the JSON encoder refuses, bytes that are not UTF-8), and then the error path itself fails
+with a 500. Here the answer names the field and the problem, and every string in it is made encodable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from target_service.strict_json import InvalidJSON
+
+log = logging.getLogger("target_service")
+
+_MAX_TEXT = 200
+_MAX_FIELDS = 10
+
+
+def safe_text(value: object, limit: int = _MAX_TEXT) -> str:
+    """Any value as printable, UTF-8-encodable text of bounded length."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(safe_text(part, 64) for part in loc) or "body"
+
+
+def error_response(status: int, code: str, detail: str, **extra: Any) -> Response:
+    body = orjson.dumps({"error": code, "detail": safe_text(detail, 500), **extra})
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _validation_failed(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    fields = [{"field": field_name(e.get("loc", ())), "problem": safe_text(e.get("msg", "")),
+               "type": safe_text(e.get("type", ""), 64)} for e in errors[:_MAX_FIELDS]]
+    first = fields[0] if fields else {"field": "request", "problem": "invalid"}
+    return error_response(422, "invalid_request", f"{first['field']}: {first['problem']}", fields=fields)
+
+
+def _invalid_json(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidJSON)
+    return error_response(400, "invalid_json", str(exc.detail))
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: logged with its traceback for the developer, a JSON 500 without one for the client.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "the service failed on this request; see its log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(InvalidJSON, _invalid_json)
+    app.add_exception_handler(Exception, _unexpected)
+
