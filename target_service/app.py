@@ -53,6 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_refusal(_: Request, exc: booking.Refusal) -> Response:
         return errors.error_response(exc.status_code, exc.code, exc.message)
 
+    @app.exception_handler(asyncpg.InvalidTransactionStateError)
+    async def on_misconfigured(_: Request, exc: asyncpg.InvalidTransactionStateError) -> Response:
+        return errors.error_response(503, "database_misconfigured", errors.misconfiguration(exc))
+
     @app.exception_handler(asyncpg.QueryCanceledError)
     async def on_cancelled(_: Request, exc: asyncpg.QueryCanceledError) -> Response:
         return errors.error_response(504, "deadline_exceeded", "query cancelled")

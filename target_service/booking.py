@@ -8,6 +8,7 @@ import asyncpg
 
 from target_service import queries
 from target_service.models import (
+    SLOT_MINUTES,
     Appointment,
     Availability,
     Booked,
@@ -17,7 +18,6 @@ from target_service.models import (
     Upcoming,
 )
 
-SLOT_MINUTES = 30
 DAY_START_HOUR = 9
 DAY_END_HOUR = 17
 

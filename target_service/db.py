@@ -17,11 +17,22 @@ async def open_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
     # No command_timeout: the request deadline (GuardMiddleware) cancels the task, and asyncpg then cancels the
     # query on the server; a second, shorter timer here would turn deadlines into confusing errors.
     # jit off: on these sub-millisecond queries JIT compilation only ever adds latency.
+    # READ COMMITTED on every connection whatever the database's or role's default: the booking function refuses
+    # to run under anything else (a REPEATABLE READ snapshot predates its lock), so a database default of
+    # REPEATABLE READ would otherwise fail every booking.
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, reset=keep_session,
-        server_settings={"jit": "off", "application_name": "bookbench-service"},
+        server_settings={"jit": "off", "application_name": "bookbench-service",
+                         "default_transaction_isolation": "read committed"},
     )
     assert pool is not None
+    # a pooler in between (PgBouncer in transaction mode) may drop that setting: refuse to start, naming it
+    isolation = await pool.fetchval("SHOW transaction_isolation")
+    if isolation != "read committed":
+        await pool.close()
+        raise RuntimeError(f"the database runs this service's transactions under {isolation.upper()}, and "
+                           "book_appointment_atomic needs READ COMMITTED: set default_transaction_isolation to "
+                           "'read committed' for the service's database or role (ALTER DATABASE ... SET ...)")
     return pool
 
 
@@ -67,9 +78,11 @@ _UNAUTHORIZED = HTTPException(401, detail="missing or invalid API key (Authoriza
 
 
 async def current_org(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
-    if not authorization or not authorization.startswith("Bearer "):
+    # the scheme is case-insensitive (RFC 7235: "bearer", "BEARER"); the key itself is not
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
         raise _UNAUTHORIZED
-    key_hash = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
+    key_hash = hashlib.sha256(key.strip().encode()).hexdigest()
     cache: KeyCache = request.app.state.key_cache
     org_id = cache.get(key_hash)
     if org_id is None:

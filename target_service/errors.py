@@ -37,7 +37,16 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> Response:
     body = orjson.dumps({"error": code, "detail": safe_text(detail, 500), **extra})
-    return Response(body, status_code=status, media_type="application/json")
+    # after a 500 the server drops the connection (the error is re-raised to it): say so, so that a client
+    # does not send its next request into a closed keep-alive connection
+    headers = {"connection": "close"} if status == 500 else None
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def misconfiguration(exc: Exception) -> str:
+    """The booking function's refusal to run outside READ COMMITTED, with what to change."""
+    return (f"{exc}; the database's default_transaction_isolation for this role is not 'read committed' "
+            "(ALTER DATABASE ... SET default_transaction_isolation = 'read committed')")
 
 
 def _validation_failed(_: Request, exc: Exception) -> Response:

@@ -12,12 +12,26 @@ MAX_ID = 2**63 - 1
 # Bookings further out than this are almost certainly a typo (year 2062 instead of 2026).
 MAX_BOOKING_HORIZON = dt.timedelta(days=730)
 
-DbId = Annotated[int, Field(gt=0, le=MAX_ID, strict=False)]
+# strict: a JSON number, never true (which lax mode reads as 1) nor "1"
+DbId = Annotated[int, Field(gt=0, le=MAX_ID, strict=True)]
+SLOT_MINUTES = 30
 
 
 def _aware_utc(value: dt.datetime) -> dt.datetime:
     # A voice agent often sends local-looking ISO strings; a naive time is taken as UTC rather than refused.
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _iso_datetime_text(value: object) -> object:
+    # lax mode would take 2026-01-01 as midnight and a number as a unix time: a start is a date with a time
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+        raise ValueError("must be a date and time as YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+    return value
 
 
 def _bookable(value: dt.datetime) -> dt.datetime:
@@ -32,10 +46,13 @@ def _bookable(value: dt.datetime) -> dt.datetime:
         raise ValueError("must be in the future")
     if value > now + MAX_BOOKING_HORIZON:
         raise ValueError(f"must be within {MAX_BOOKING_HORIZON.days} days from now")
+    if value.minute % SLOT_MINUTES or value.second or value.microsecond:
+        raise ValueError(f"must start on the {SLOT_MINUTES}-minute grid in UTC (:00 or :30)")
     return value
 
 
-BookableTime = Annotated[dt.datetime, AfterValidator(_aware_utc), AfterValidator(_bookable)]
+BookableTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime_text), AfterValidator(_aware_utc),
+                         AfterValidator(_bookable)]
 
 # How far back an availability question makes sense (a calendar view of last year); beyond it, a typo.
 MAX_LOOKBACK = dt.timedelta(days=366)
@@ -68,7 +85,7 @@ class BookingRequest(BaseModel):
     contact_id: DbId = Field(alias="contactId")
     provider_id: DbId = Field(alias="providerId")
     start: BookableTime
-    duration_minutes: int = Field(default=30, ge=5, le=240, alias="durationMinutes")
+    duration_minutes: int = Field(default=30, ge=5, le=240, strict=True, alias="durationMinutes")
 
 
 class AvailabilityQuery(BaseModel):

@@ -34,6 +34,9 @@ class CheckTarget:
     rng: random.Random = field(default_factory=random.Random)
     # the fake providers' base URLs ({"sms": ..., "calendar": ...}) when bookbench runs them (self-hosted)
     providers: dict[str, str] | None = None
+    # the database preflight and audit read: the one the user named with --dsn, when the other suites write to a
+    # scratch database beside it (None: `dsn`)
+    database_dsn: str | None = None
     # True when bookbench seeded this database for the checks (its rows may be booked, cancelled and compared);
     # False for someone's deployment, where the hostile suite only uses ids that cannot exist
     scratch: bool = False
@@ -56,17 +59,21 @@ class CheckTarget:
 
 
 async def free_slot(target: CheckTarget, client: httpx.AsyncClient, org_id: int, provider_id: int,
-                    attempts: int = 20) -> dt.datetime:
-    """A 30-minute slot the service itself reports free, on a random far-future day."""
+                    attempts: int = 20, span: int = 1) -> dt.datetime:
+    """The start of `span` consecutive 30-minute slots the service itself reports free, on a random far-future
+    day."""
     for _ in range(attempts):
         day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=target.rng.randint(*_CHECK_DAYS))
         resp = await client.get(f"/api/v1/providers/{provider_id}/availability", params={"date": day.isoformat()},
                                 headers=target.headers(org_id))
         resp.raise_for_status()
-        slots = resp.json()["free_slots"]
-        if slots:
-            return dt.datetime.fromisoformat(target.rng.choice(slots)["start"])
-    raise RuntimeError(f"no free slot found for provider {provider_id} after {attempts} days tried")
+        free = {dt.datetime.fromisoformat(slot["start"]) for slot in resp.json()["free_slots"]}
+        step = dt.timedelta(minutes=30)
+        starts = sorted(s for s in free if all(s + k * step in free for k in range(span)))
+        if starts:
+            return target.rng.choice(starts)
+    raise RuntimeError(f"no {span} free slot(s) in a row found for provider {provider_id} after {attempts} days "
+                       "tried")
 
 
 def booking_body(contact_id: int, provider_id: int, start: dt.datetime, minutes: int = 30) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Database-side checks: the seed's preflight (one booking function, advisory lock, READ COMMITTED only,
-tenant isolation) and the double-booking audit over the whole appointments table."""
+"""Database-side checks: the seed's preflight (one booking function, advisory lock, READ COMMITTED only and as the
+effective default, tenant isolation) and the double-booking audit over the whole appointments table. Both read
+the database the user named (CheckTarget.database_dsn) and say which."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from bookbench.checks.base import CheckResult, CheckTarget, Timer
 from bookbench.checks.functional import isolation
 from bookbench.db import audit
 from bookbench.db.conn import connect
+from bookbench.spec.dsn import mask_dsn
 
 BOOKING_FUNCTION = "book_appointment_atomic"
 
@@ -38,7 +40,21 @@ async def _function_checks(conn: asyncpg.Connection) -> list[CheckResult]:
                                "found in its definition" if "pg_advisory_xact_lock" in source
                                else "pg_advisory_xact_lock not in the function definition"))
     results.append(await _refuses_repeatable_read(conn))
+    results.append(await _default_isolation(conn))
     return results
+
+
+async def _default_isolation(conn: asyncpg.Connection) -> CheckResult:
+    """The isolation a new session of this role on this database gets, all defaults applied (server, database,
+    role): what a client that sets nothing itself runs the booking function under."""
+    level = str(await conn.fetchval("SHOW default_transaction_isolation"))
+    ok = level == "read committed"
+    detail = (f"default_transaction_isolation = '{level}'" if ok else
+              f"default_transaction_isolation = '{level}': the booking function refuses to run under it; the "
+              "bookbench service sets READ COMMITTED on its own connections, other clients (and a pooler that "
+              "drops session settings) would fail every booking. Fix: ALTER DATABASE ... SET "
+              "default_transaction_isolation = 'read committed'")
+    return CheckResult("preflight", "database default isolation is READ COMMITTED", ok, detail)
 
 
 async def _refuses_repeatable_read(conn: asyncpg.Connection) -> CheckResult:
@@ -63,16 +79,23 @@ async def _refuses_repeatable_read(conn: asyncpg.Connection) -> CheckResult:
     return outcome
 
 
+def _named(dsn: str, detail: str) -> str:
+    return f"{detail} (database {mask_dsn(dsn)})"
+
+
 async def run_preflight(target: CheckTarget) -> list[CheckResult]:
-    if target.dsn is None:
+    dsn = target.database_dsn or target.dsn
+    if dsn is None:
         return _needs_dsn("preflight")
-    conn = await connect(target.dsn)
+    conn = await connect(dsn)
     try:
         with Timer() as t:
             results = await _function_checks(conn)
         results[0].seconds = t.seconds
     finally:
         await conn.close()
+    for r in results:
+        r.detail = _named(dsn, r.detail)
     tenant = await isolation(target, "preflight", clinics=2)
     tenant.name = "tenant isolation holds"
     return [*results, tenant]
@@ -89,9 +112,11 @@ async def count_overlaps(dsn: str) -> tuple[int, int]:
 
 
 async def run_audit(target: CheckTarget) -> list[CheckResult]:
-    if target.dsn is None:
+    dsn = target.database_dsn or target.dsn
+    if dsn is None:
         return _needs_dsn("audit")
     with Timer() as t:
-        overlaps, checked = await count_overlaps(target.dsn)
+        overlaps, checked = await count_overlaps(dsn)
     return [CheckResult("audit", "no double-booking in the database", overlaps == 0,
-                        f"{overlaps} overlapping appointments among {checked} non-cancelled ones", t.seconds)]
+                        _named(dsn, f"{overlaps} overlapping appointments among {checked} non-cancelled ones"),
+                        t.seconds)]

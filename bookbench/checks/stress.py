@@ -14,13 +14,15 @@ async def _one_round(target: CheckTarget, round_no: int, overlapping: bool) -> C
     org = 1 + round_no % target.params.orgs
     provider = target.provider(org)
     async with target.client() as client:
-        start = await free_slot(target, client, org, provider)
-        # "overlapping" staggers the starts by a few minutes: the lock is on (org, provider), not on the
-        # start time, so these must serialize just like identical slots do.
-        starts = [start + dt.timedelta(minutes=(i * 2 if overlapping else 0)) for i in range(CONCURRENT)]
+        start = await free_slot(target, client, org, provider, span=3 if overlapping else 1)
+        # "overlapping": 60-minute bookings starting on two different slots, [s, s+60) and [s+30, s+90), inside
+        # three free slots. The lock is on (org, provider), not on the start time, so these must serialize just
+        # like identical slots do.
+        starts = [start + dt.timedelta(minutes=30 * (i % 2) if overlapping else 0) for i in range(CONCURRENT)]
+        minutes = 60 if overlapping else 30
         with Timer() as t:
             responses = await asyncio.gather(
-                *(book(target, client, org, target.contact(org), provider, s) for s in starts)
+                *(book(target, client, org, target.contact(org), provider, s, minutes) for s in starts)
             )
     ok = sum(r.status_code == 201 for r in responses)
     conflicts = sum(r.status_code == 409 for r in responses)

@@ -36,9 +36,11 @@ from bookbench.db.seed import current_dataset, seed
 from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline.stack import database, service
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
+from bookbench.spec.dsn import mask_dsn
 from bookbench.spec.targets import require_loopback
 
 CHECK_DB = "bookbench_check"
+_LAYOUT_HELP = "with --base-url and no --dsn, the deployment's dataset layout (as given to bookbench db seed)"
 # Small on purpose: the checks test correctness, not speed, and must run in seconds.
 CHECK_DATASET = DatasetParams(orgs=3, providers_per_org=3, contacts=300, appointments=3000, seed=7)
 
@@ -91,7 +93,9 @@ def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str, provid
         if providers:
             notify = stack.enter_context(notify_stack(url, 1, Path(tmp) / "logs", Path(tmp) / "notifications"))
             urls = {"sms": notify.url("sms"), "calendar": notify.url("calendar")}
-        yield CheckTarget(proc.base_url, url, params, providers=urls, scratch=True, service_log=log)
+        # preflight and audit read the database the user named, not the scratch one beside it
+        yield CheckTarget(proc.base_url, url, params, providers=urls, scratch=True, service_log=log,
+                          database_dsn=dsn)
 
 
 def _parse_suites(names: list[str], deployment: bool) -> list[str]:
@@ -122,6 +126,12 @@ def check(
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+    orgs: Annotated[int | None, typer.Option(
+        "--orgs", min=1, help=f"{_LAYOUT_HELP}: organizations (default 50)")] = None,
+    providers_per_org: Annotated[int | None, typer.Option(
+        "--providers-per-org", min=1, help=f"{_LAYOUT_HELP}: practitioners per clinic (default 10)")] = None,
+    contacts: Annotated[int | None, typer.Option(
+        "--contacts", min=1, help=f"{_LAYOUT_HELP}: contacts (default 100,000)")] = None,
 ) -> None:
     """Pre-deployment checks: stress, smoke, uat, preflight, notifications (self-hosted), hostile, audit. Exit 1
     when one fails."""
@@ -133,14 +143,26 @@ def check(
         require_loopback(base_url, "--base-url", allow_remote)
         if dsn:
             require_loopback(dsn, "--dsn", allow_remote)
-        params = _params_from_db(dsn, key_secret) if dsn else DatasetParams(key_secret=key_secret)
+        if dsn and (orgs or providers_per_org or contacts):
+            raise UsageError("--orgs / --providers-per-org / --contacts describe a deployment checked without --dsn; "
+                             "with --dsn the layout is read from the database")
+        default = DatasetParams(key_secret=key_secret)
+        params = _params_from_db(dsn, key_secret) if dsn else dataclasses.replace(
+            default, orgs=orgs or default.orgs, providers_per_org=providers_per_org or default.providers_per_org,
+            contacts=contacts or default.contacts)
+        if params.contacts < params.orgs:
+            raise UsageError(f"--contacts ({params.contacts}) must be at least --orgs ({params.orgs})")
         target = CheckTarget(base_url.rstrip("/"), dsn, params)
         results = asyncio.run(run_suites(target, chosen, repeat, examples))
     else:
         if dsn:
             require_loopback(dsn, "--dsn", allow_remote)
-        console.print("starting the embedded database and the service for the checks ...")
+        where = f"the server {mask_dsn(dsn)} names" if dsn else "the embedded database"
+        console.print(f"starting the service for the checks on {where} (their writes go to a database of their "
+                      f"own, {CHECK_DB}) ...")
         with _self_hosted(dsn, data_dir, key_secret, providers="notifications" in chosen) as target:
+            if {"preflight", "audit"} & set(chosen):
+                console.print(f"preflight and audit read {mask_dsn(target.database_dsn or target.dsn or '')}")
             results = asyncio.run(run_suites(target, chosen, repeat, examples))
     print_table(results, console)
     if junit is not None:

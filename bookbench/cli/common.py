@@ -21,9 +21,11 @@ from bookbench.errors import (
     EXIT_OK,
     EXIT_USAGE,
     BookbenchError,
+    UsageError,
     log_exception,
 )
 from bookbench.spec.dataset import DatasetParams
+from bookbench.spec.dsn import to_url
 
 # soft_wrap: a long line is left whole for the terminal (or a CI log) to wrap, never cut into two at 80 columns
 console = Console(highlight=False, soft_wrap=True)
@@ -33,9 +35,19 @@ __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EX
 # where a traceback goes when an unexpected error happens outside a run folder
 CRASH_LOG = Path(tempfile.gettempdir()) / "bookbench-errors.log"
 
+def _dsn_url(value: str | None) -> str | None:
+    """A libpq key=value DSN becomes the URL asyncpg takes; a DSN that cannot be read is a usage error."""
+    if not value:
+        return None
+    try:
+        return to_url(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--dsn: ")) from None
+
+
 DsnOpt = Annotated[str | None, typer.Option(
-    "--dsn", envvar="DATABASE_URL", show_envvar=True,
-    help="PostgreSQL DSN; default: the embedded server")]
+    "--dsn", envvar="DATABASE_URL", show_envvar=True, callback=_dsn_url,
+    help="PostgreSQL DSN, postgresql://... or libpq key=value pairs; default: the embedded server")]
 DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", envvar="BOOKBENCH_DATA_DIR", help="embedded cluster folder (default: a cache folder)")]
 AllowRemoteOpt = Annotated[bool, typer.Option(

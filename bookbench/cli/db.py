@@ -22,7 +22,7 @@ from bookbench.cli.common import (
 )
 from bookbench.errors import UsageError
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
-from bookbench.spec.targets import mask_dsn
+from bookbench.spec.dsn import mask_dsn
 
 db_app = typer.Typer(help="The database: embedded server lifecycle, schema and dataset.", no_args_is_help=True)
 _defaults = DatasetParams()

@@ -10,7 +10,7 @@ from typing import TypeVar
 import asyncpg
 
 from bookbench.errors import DatabaseError
-from bookbench.spec.targets import mask_dsn
+from bookbench.spec.dsn import mask_dsn
 
 T = TypeVar("T")
 

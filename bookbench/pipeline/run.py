@@ -55,8 +55,9 @@ from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.stack import ServiceProcess, database
 from bookbench.spec.dataset import DatasetParams, api_key
+from bookbench.spec.dsn import mask_dsn
 from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
-from bookbench.spec.targets import mask_dsn, require_loopback
+from bookbench.spec.targets import require_loopback
 
 WARMUP_REQUESTS = 150  # ~2 per statement per pooled connection; at 60 ms a request without indexes, ~5 s
 WARMUP_CONCURRENCY = 24  # >= the service's pool size, so that every pooled connection prepares its statements

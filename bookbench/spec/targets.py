@@ -1,62 +1,48 @@
-"""Where load may go: loopback by default, anything else only with an explicit flag; DSN masking."""
+"""Where load may go: loopback by default, anything else only with an explicit flag."""
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from bookbench.errors import UsageError
+from bookbench.spec.dsn import mask_dsn, resolve_hosts
 
 
 class RemoteTargetRefused(UsageError):
     """A non-loopback target was given without --allow-remote."""
 
 
-def _host_of(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.hostname:
-        return parts.hostname
-    # libpq-style "host=... port=..." strings
-    for token in url.split():
-        if token.startswith("host="):
-            return token.split("=", 1)[1]
-    return ""
+def hosts_of(target: str) -> list[str] | None:
+    """The hosts a target really reaches: an HTTP URL's host; for a DSN, what the driver resolves (query
+    parameters, PG* environment, service files included). None when that cannot be told."""
+    if target.startswith(("http://", "https://")):
+        return [urlsplit(target).hostname or ""]
+    return resolve_hosts(target)
 
 
-def is_loopback(url: str) -> bool:
-    host = _host_of(url)
-    if host in ("localhost", ""):
-        # an empty host means a Unix socket on this machine
-        return True
+def _loopback_host(host: str) -> bool:
+    if host.startswith("/") or host == "localhost":
+        return True  # a Unix socket is on this machine
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-def require_loopback(url: str, what: str, allow_remote: bool) -> None:
+def is_loopback(target: str) -> bool:
+    hosts = hosts_of(target)
+    return bool(hosts) and all(_loopback_host(h) for h in hosts or [])
+
+
+def require_loopback(target: str, what: str, allow_remote: bool) -> None:
     """Refuse to aim load or writes at another machine unless the user said so."""
-    if allow_remote or is_loopback(url):
+    if allow_remote or is_loopback(target):
         return
+    hosts = hosts_of(target)
+    where = f" (connects to {', '.join(h for h in hosts if not _loopback_host(h))})" if hosts else ""
     raise RemoteTargetRefused(
-        f"{what} {mask_dsn(url)} is not on loopback (127.0.0.1 / ::1); "
+        f"{what} {mask_dsn(target)} is not on loopback (127.0.0.1 / ::1){where}; "
         "pass --allow-remote to send load or test writes to another machine"
     )
 
-
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
-
-
-def mask_dsn(dsn: str) -> str:
-    """Replace every password in a URL-style DSN (user:pass@ and ?password=) or a libpq key=value string."""
-    parts = urlsplit(dsn)
-    if parts.scheme and parts.netloc:
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostport = netloc.rpartition("@")
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    return _KV_PASSWORD.sub(r"\1***", dsn)

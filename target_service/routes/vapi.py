@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from target_service import booking, strict_json
+from target_service import booking, errors, strict_json
 from target_service.db import Conn, OrgId
 from target_service.models import AppointmentRef, AvailabilityQuery, BookingRequest, ContactRef
 from target_service.strict_json import StrictJSONRoute
@@ -116,6 +116,9 @@ async def _run_call(tool: Tool, tool_name: str, call: ToolCall, conn: asyncpg.Co
     except booking.Refusal as refusal:
         # conflicts and not-found are answers the assistant can speak, not failures
         return ToolResult(toolCallId=call.id, result=f"{refusal.code}: {refusal.message}")
+    except asyncpg.InvalidTransactionStateError as exc:
+        # the envelope was well-formed: the call fails, with the cause, and the response stays a 200
+        return ToolResult(toolCallId=call.id, error=f"service unavailable: {errors.misconfiguration(exc)}")
 
 
 @router.post("/{tool_name}", response_model=ToolResponse)

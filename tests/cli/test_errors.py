@@ -52,6 +52,14 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], int, str]]:
         (["report", str(not_a_run)], 2, "is not a run folder"),
         (["report", str(future)], 2, "format_version 99"),
         (["run", "--scenario-file", str(TINY), "--target-url", "http://192.0.2.1:8000"], 2, "--allow-remote"),
+        # a remote host hidden where only the driver looks
+        (["run", "--scenario-file", str(TINY), "--dsn", "postgresql://u:hunter2@/db?host=192.0.2.1"], 2,
+         "connects to 192.0.2.1"),
+        (["check", "audit", "--dsn", "postgresql://u:hunter2@/db?host=192.0.2.1"], 2, "--allow-remote"),
+        (["check", "audit", "--dsn", "host=192.0.2.1 password=hunter2 sslpassword=hunter2"], 2, "--allow-remote"),
+        (["run", "--scenario-file", str(TINY), "--dsn", "postgresql://u:hun#ter2@192.0.2.1/db"], 2,
+         "postgresql://u:***@192.0.2.1/db"),
+        (["run", "--scenario-file", str(TINY), "--dsn", "host='unterminated"], 2, "--dsn"),
     ]
 
 
@@ -61,7 +69,7 @@ def test_bad_input_table(tmp_path: Path) -> None:
         started = time.monotonic()
         proc = bookbench(*args, cwd=tmp_path)
         out = proc.stdout + proc.stderr
-        if proc.returncode != code or words not in " ".join(out.split()) or "Traceback" in out:
+        if proc.returncode != code or words not in " ".join(out.split()) or "Traceback" in out or "ter2" in out:
             failures.append(f"{' '.join(args)} -> exit {proc.returncode}: {out.strip()[-300:]}")
         # refused before any setup: no database, no service, no checks ran
         assert time.monotonic() - started < 30, args
@@ -82,3 +90,21 @@ def test_an_unexpected_error_exits_3_with_the_traceback_in_a_log(tmp_path: Path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 3, out
     assert "Traceback" not in out and "traceback in" in out
+
+
+@pytest.mark.integration
+def test_an_unreachable_database_exits_3_with_a_report_and_no_secret(tmp_path: Path) -> None:
+    dsn = "host=127.0.0.1 port=1 user=bench password=hunter2 sslpassword=hunter2 dbname=x"  # libpq key=value
+    proc = bookbench("run", "--scenario-file", str(TINY), "--dsn", dsn, "--out", str(tmp_path / "results"),
+                     cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in out, out
+    assert "cannot connect to postgresql://bench:***@127.0.0.1:1/x" in out, out
+    folder = Path(out.strip().splitlines()[-1])
+    folder = folder if folder.is_absolute() else tmp_path / folder
+    assert (folder / "report.html").exists()
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "failed"
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert "hunter2" not in path.read_text(errors="replace"), path
+    assert "hunter2" not in out

@@ -53,7 +53,9 @@ def test_book_then_conflict_then_cancel(client: httpx.Client) -> None:
     first = client.post("/api/v1/appointments", json=b, headers=auth(1))
     assert first.status_code == 201, first.text
     appt = first.json()["appointment_id"]
-    clash = client.post("/api/v1/appointments", json={**b, "start": b["start"][:14] + "15" + b["start"][16:]},
+    # an hour from half an hour before: a different start, overlapping the booking
+    earlier = (dt.datetime.fromisoformat(b["start"]) - dt.timedelta(minutes=30)).isoformat()
+    clash = client.post("/api/v1/appointments", json={**b, "start": earlier, "durationMinutes": 60},
                         headers=auth(1))
     assert clash.status_code == 409 and clash.json()["error"] == "slot_taken"
     assert client.post(f"/api/v1/appointments/{appt}/cancel", headers=auth(1)).status_code == 200
@@ -87,6 +89,14 @@ BAD_BOOKINGS: list[tuple[str, Any, str]] = [
     ("unknown field", {"sneaky": 1}, "sneaky"),
     ("sql injection in a string id", {"contactId": "1; DROP TABLE appointments; --"}, "contactId"),
     ("null start", {"start": None}, "start"),
+    ("true as an id", {"contactId": True}, "contactId"),
+    ("a string id", {"providerId": "1"}, "providerId"),
+    ("a float id", {"providerId": 1.0}, "providerId"),
+    ("date-only start", {"start": "2027-01-01"}, "date and time"),
+    ("a unix time as start", {"start": 1893456000}, "date and time"),
+    ("start off the 30-minute grid", {"start": future(hour=10)[:14] + "15:00+00:00"}, "30-minute grid"),
+    ("start with seconds", {"start": future(hour=10)[:17] + "07+00:00"}, "30-minute grid"),
+    ("duration as a string", {"durationMinutes": "30"}, "durationMinutes"),
 ]
 
 
@@ -129,6 +139,25 @@ def test_auth_is_required(client: httpx.Client) -> None:
     assert client.post("/api/v1/appointments", json=body()).status_code == 401
     assert client.post("/api/v1/appointments", json=body(), headers={"Authorization": "Bearer nope"}
                        ).status_code == 401
+    key = auth(1)["Authorization"].split()[1]
+    for wrong in ("Basic " + key, "Bearer", key, "Bearerx " + key):
+        assert client.post("/api/v1/appointments", json=body(), headers={"Authorization": wrong}
+                           ).status_code == 401, wrong
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(client: httpx.Client, scheme: str) -> None:
+    contact = SMALL.contacts_of(1)[0]
+    resp = client.get(f"/api/v1/contacts/{contact}/appointments/upcoming",
+                      headers={"Authorization": f"{scheme} {auth(1)['Authorization'].split()[1]}"})
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize("day", ["0", "0001-01-01", "9999-12-31", "20270101", "2027-1-1", "1e5"])
+def test_availability_dates_outside_the_calendar_are_422(client: httpx.Client, day: str) -> None:
+    resp = client.get(f"/api/v1/providers/{SMALL.providers_of(1)[0]}/availability", params={"date": day},
+                      headers=auth(1))
+    assert resp.status_code == 422 and "query.date" in resp.text, resp.text
 
 
 def test_huge_body_is_413(client: httpx.Client) -> None:
