@@ -94,3 +94,33 @@ def test_cli_refuses_remote_targets_and_unknown_suites() -> None:
     assert unknown.returncode == 2 and "unknown check 'smok'" in unknown.stderr
     leaked = _bookbench("check", "audit", "--dsn", "postgresql://u:hunter2@db.example.com/x")
     assert leaked.returncode == 2 and "hunter2" not in leaked.stdout + leaked.stderr
+
+
+def test_audit_reads_the_database_the_user_named(new_db: Callable[[], str], tmp_path: Path) -> None:
+    """Self-hosted checks write to a scratch database beside the named one; the audit must read the named one
+    (an overlap planted there is found) and say which it read."""
+    dsn = seeded(new_db())
+    run_with(dsn, lambda conn: conn.execute(
+        "INSERT INTO appointments (org_id, contact_id, provider_id, scheduled_at, duration_minutes) "
+        "SELECT org_id, contact_id, provider_id, scheduled_at + interval '10 minutes', 30 FROM appointments "
+        "WHERE status = 'booked' ORDER BY id LIMIT 1"))
+    junit = tmp_path / "audit.xml"
+    done = _bookbench("check", "audit", "--dsn", dsn, "--junit", str(junit))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"preflight and audit read {dsn}" in out, out
+    detail = ET.parse(junit).getroot().find(".//failure")
+    assert detail is not None and detail.get("message", "").startswith("1 overlapping appointments"), out
+    assert f"(database {dsn})" in (detail.get("message") or ""), detail.get("message")
+
+
+def test_check_against_a_deployment_with_its_own_layout(api: ServiceProcess) -> None:
+    layout = ["--orgs", str(SMALL.orgs), "--providers-per-org", str(SMALL.providers_per_org), "--contacts",
+              str(SMALL.contacts)]
+    done = _bookbench("check", "smoke", "--base-url", api.base_url, *layout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the default layout (50 clinics, 100,000 contacts) does not fit this deployment: the checks say so by failing
+    wrong = _bookbench("check", "smoke", "--base-url", api.base_url)
+    assert wrong.returncode == 1, wrong.stdout
+    both = _bookbench("check", "smoke", "--base-url", api.base_url, "--dsn", api.dsn, "--orgs", "3")
+    assert both.returncode == 2 and "read from the database" in both.stderr
