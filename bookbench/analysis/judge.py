@@ -11,6 +11,7 @@ Decision rules:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -224,11 +225,20 @@ def _integrity(name: str, entry: ScenarioEntry, ran: bool) -> list[Verdict]:
     no_db = "no database access during the run (--dsn)"
     audit, recon = entry.audit, entry.reconciliation
     others = [c for c in (counts.locust, counts.service) if c is not None] if counts else []
-    return [zero("double_bookings", audit["overlaps"] if audit else None, no_db),
-            zero("lost_bookings", recon["lost"] if recon else None, no_db),
-            zero("phantom_bookings", recon["phantom"] if recon else None, no_db),
-            zero("count_mismatch", max((abs(n - c) for c in others), default=0) if counts else None,
-                 "no request counts")]
+    out = [zero("double_bookings", audit["overlaps"] if audit else None, no_db),
+           zero("lost_bookings", recon["lost"] if recon else None, no_db),
+           zero("phantom_bookings", recon["phantom"] if recon else None, no_db),
+           zero("count_mismatch", max((abs(n - c) for c in others), default=0) if counts else None,
+                "no request counts")]
+    if entry.integrity_skipped:
+        # a scenario whose bookings were never checked cannot be part of a GO
+        out[:3] = [Verdict("integrity", name, v.metric, None, 0, "fail", n,
+                           f"audit and reconciliation not run: {entry.integrity_skipped}") for v in out[:3]]
+    if entry.fault == "load generator":
+        # requests lost with a dead worker look like phantom bookings and a count mismatch: not the service's
+        out = [dataclasses.replace(v, detail=f"{v.detail + '; ' if v.detail else ''}{entry.aborted}")
+               if v.metric in ("phantom_bookings", "lost_bookings", "count_mismatch") else v for v in out]
+    return out
 
 
 def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:

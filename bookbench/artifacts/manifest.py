@@ -79,6 +79,8 @@ class ScenarioEntry(_Model):
     started_at: str | None = None
     ended_at: str | None = None
     aborted: str | None = None  # why it ended early
+    fault: str | None = None  # the part that failed when it ended early: service, database, load generator, ...
+    integrity_skipped: str | None = None  # why the audit and reconciliation did not run after it (then NO-GO)
     counts: Counts | None = None
     samples_file: str | None = None
     settle: dict[str, Any] | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -131,10 +130,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both mean "stop and keep what was measured" (KeyboardInterrupt), even when started from
-    a script or a background job, which inherits SIGINT as ignored."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Ctrl-C and SIGTERM both mean "stop and keep what was measured": the first raises KeyboardInterrupt, later
+    ones cannot cut the clean-up short (bookbench.pipeline.interrupts)."""
+    from bookbench.pipeline import interrupts
+
+    interrupts.install()
 
 
 def mb(n: int) -> str:

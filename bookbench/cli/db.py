@@ -87,7 +87,11 @@ def db_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
     if not dsn:
         pg = EmbeddedPostgres(data_dir)
         state = pg.state()
-        console.print(f"embedded server: {'running on ' + state.dsn() if state else 'stopped'} ({pg.data_dir})")
+        stale = pg.stale_pid() if state is None else None
+        note = f"; a stale postmaster.pid names pid {stale}, not this cluster's server (removed at the next start)" \
+            if stale else ""
+        console.print(f"embedded server: {'running on ' + mask_dsn(state.dsn()) if state else 'stopped'}{note} "
+                      f"({pg.data_dir})")
         if state is None:
             return
         dsn = state.dsn()

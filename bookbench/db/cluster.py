@@ -69,8 +69,10 @@ def leased(data_dir: Path | None, database: str) -> Iterator[str]:
     lease = pg.data_dir / LEASES / f"{me.pid}-{id(pg):x}.lease"
     with _locked(pg.data_dir):
         live_leases(pg.data_dir)
-        if pg.state() is None:
-            pg.start()
+        # Owned by commands only if this start launched a new postmaster: a `db up` server that was merely slow to
+        # answer (start() waits for it) must not be handed to the last command out.
+        running = pg.postmaster_pid()
+        if pg.start().pid != running:
             set_owner(pg, "commands")
         lease.parent.mkdir(exist_ok=True)
         lease.write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))

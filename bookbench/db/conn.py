@@ -35,3 +35,20 @@ def run_with(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
             await conn.close()
 
     return asyncio.run(_main())
+
+
+def database_answers(dsn: str, timeout: float) -> str | None:
+    """None when a new connection gets an answer to SELECT 1 within `timeout`, else what went wrong (one line)."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+        try:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+        finally:
+            await conn.close(timeout=timeout)
+
+    try:
+        asyncio.run(asyncio.wait_for(probe(), timeout * 2))
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None

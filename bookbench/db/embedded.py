@@ -7,6 +7,7 @@ outlives the command that started it (`bookbench db up`).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -18,6 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+import psutil
+
 from bookbench.errors import DatabaseError
 
 # PostgreSQL refuses to run as root; when we are root we run it as this system user.
@@ -25,6 +29,12 @@ PG_SYSTEM_USER = "bookbench_pg"
 SUPERUSER = "postgres"
 DEFAULT_DB = "bookbench"
 STATE_FILE = "bookbench-server.json"
+PID_FILE = "postmaster.pid"
+# A local server answers a connection in milliseconds; one that does not within this is not usable, and
+# `db status` must not hang on it.
+PROBE_TIMEOUT = 2.0
+# How long start() waits for a postmaster of ours that is alive but does not answer yet (starting, recovering)
+SETTLE_TIMEOUT = 60.0
 
 # Settings sized for a benchmark box (2 cores, 24 GiB): enough buffers to keep a 1M-row dataset hot,
 # enough connections for 30 pgbench clients plus the service pool, and statistics for the reports.
@@ -133,24 +143,59 @@ class EmbeddedPostgres:
     def _state_path(self) -> Path:
         return self.data_dir / STATE_FILE
 
+    def _recorded_port(self) -> int | None:
+        try:
+            return int(json.loads(self._state_path().read_text())["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _recorded_pid(self) -> int | None:
+        """The PID on postmaster.pid's first line; it proves nothing about a server until _is_postmaster says so."""
+        try:
+            return int((self.pgdata / PID_FILE).read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _is_postmaster(self, pid: int) -> bool:
+        """Whether `pid` is a live postgres process serving this cluster.
+
+        postmaster.pid outlives a killed server and its PID gets reused, so `kill(pid, 0)` proves nothing (it even
+        succeeds on a zombie). The postmaster changes into its data directory at start, so its cwd names the
+        cluster it serves.
+        """
+        try:
+            proc = psutil.Process(pid)
+            return proc.name() == "postgres" and Path(proc.cwd()) == self.pgdata
+        except psutil.Error:  # gone, a zombie (no cwd), or another user's process (never our server)
+            return False
+
+    def _drop_stale_pid_file(self) -> None:
+        """Remove a postmaster.pid proven stale: PostgreSQL refuses to start while the PID it names is alive."""
+        if self.stale_pid() is not None:
+            (self.pgdata / PID_FILE).unlink(missing_ok=True)
+
     # -- public API --------------------------------------------------------------------------------------
     def is_initialized(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
     def state(self) -> ServerState | None:
-        """The running server's state, or None when it is not running (stale state files are ignored)."""
-        path = self._state_path()
-        pidfile = self.pgdata / "postmaster.pid"
-        if not path.exists() or not pidfile.exists():
+        """The running server's state, or None when it is not running: postmaster.pid must name this cluster's
+        postmaster, and this cluster's server must answer a connection on the recorded port."""
+        pid, port = self.postmaster_pid(), self._recorded_port()
+        if pid is None or port is None or not _serves(port, self.pgdata):
             return None
-        try:
-            raw = json.loads(path.read_text())
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (ValueError, IndexError, OSError):
-            return None
-        if not _pid_alive(pid):
-            return None
-        return ServerState(port=int(raw["port"]), pid=pid)
+        return ServerState(port=port, pid=pid)
+
+    def postmaster_pid(self) -> int | None:
+        """The PID of this cluster's live postmaster, answering or not (it may be starting or shutting down)."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and self._is_postmaster(pid) else None
+
+    def stale_pid(self) -> int | None:
+        """The PID named by a postmaster.pid that no server of this cluster holds (dead, a zombie, or reused by an
+        unrelated process), or None. start() and stop() remove such a file."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and not self._is_postmaster(pid) else None
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,15 +215,36 @@ class EmbeddedPostgres:
         if running is not None:
             return running
         self.init()
+        self._drop_stale_pid_file()
+        settled = self._await_own_server()
+        if settled is not None:
+            return settled
         self._prepare_permissions()
         port = free_port()
         self._run(["pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
                    "-o", f"-p {port}", "start"])
-        pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        pid = self.postmaster_pid()
+        if pid is None:
+            raise DatabaseError(f"pg_ctl started the embedded server but its {PID_FILE} names no live postmaster\n"
+                                f"{self._log_tail()}".strip())
         state = ServerState(port=port, pid=pid)
         self._state_path().write_text(json.dumps({"port": port}))
         self._ensure_database(state, DEFAULT_DB)
         return state
+
+    def _await_own_server(self, timeout: float = SETTLE_TIMEOUT) -> ServerState | None:
+        """Our postmaster may be alive yet not answer: starting (another command is starting it), recovering, or
+        shutting down. Wait until it answers (its state) or exits (None): a second server cannot start over it."""
+        deadline = time.monotonic() + timeout
+        while (pid := self.postmaster_pid()) is not None:
+            state = self.state()
+            if state is not None:
+                return state
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"the embedded server (pid {pid}, data {self.pgdata}) runs but has not answered "
+                                    f"on its recorded port for {timeout:.0f} s; stop it with `bookbench db down`")
+            time.sleep(0.5)
+        return None
 
     def _ensure_database(self, state: ServerState, name: str) -> None:
         out = self._run(["psql", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, "-d", "postgres",
@@ -193,8 +259,14 @@ class EmbeddedPostgres:
         return state.dsn(name)
 
     def stop(self) -> bool:
-        """Stop the server; returns False when it was not running."""
-        if self.state() is None:
+        """Stop the server; returns False when it was not running.
+
+        Only a PID proven to be this cluster's postmaster is signalled (answering or not: a server that is
+        starting or hung must still be stoppable); a stale pid file is removed, its PID left alone.
+        """
+        if self.postmaster_pid() is None:
+            self._drop_stale_pid_file()
+            self._state_path().unlink(missing_ok=True)
             return False
         self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop"])
         self._state_path().unlink(missing_ok=True)
@@ -207,14 +279,25 @@ class EmbeddedPostgres:
             shutil.rmtree(self.data_dir)
 
 
-def _pid_alive(pid: int) -> bool:
+def _serves(port: int, pgdata: Path) -> bool:
+    """Whether the PostgreSQL answering on 127.0.0.1:`port` is the one serving `pgdata`.
+
+    Connecting is the only proof that the server is usable, and the data directory it reports tells it from
+    another cluster that took the port after ours died.
+    """
+
+    async def data_directory() -> str:
+        conn = await asyncpg.connect(host="127.0.0.1", port=port, user=SUPERUSER, database="postgres",
+                                     timeout=PROBE_TIMEOUT)
+        try:
+            return str(await conn.fetchval("SHOW data_directory", timeout=PROBE_TIMEOUT))
+        finally:
+            await conn.close(timeout=PROBE_TIMEOUT)
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(asyncio.run(data_directory())) == pgdata
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _make_traversable(path: Path) -> None:

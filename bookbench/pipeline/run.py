@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -44,16 +45,18 @@ from bookbench.db.seed import seed, table_stats
 from bookbench.db.settle import settle
 from bookbench.errors import (
     BookbenchError,
+    DatabaseError,
     EnvironmentFailure,
     LoadGeneratorError,
     ServiceError,
     UsageError,
     log_exception,
 )
-from bookbench.pipeline import facts, integrity
+from bookbench.pipeline import facts, integrity, interrupts, supervisor
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.stack import ServiceProcess, database
+from bookbench.pipeline.watchdog import Fault, StackWatch
 from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.spec.dsn import mask_dsn
 from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
@@ -225,6 +228,7 @@ class Run:
         self.console = console
         self.service: ServiceProcess | None = None
         self.notify: NotifyStack | None = None  # Path B: fake providers and dispatchers, self-hosted runs only
+        self.fault: Fault | None = None  # what ended the current scenario early
 
     @property
     def params(self) -> DatasetParams:
@@ -258,6 +262,8 @@ class Run:
                if self.plan.opts.calibration_delay_ms else {})
         self.service = ServiceProcess(dsn, log_path=self.folder.logs / "service.log", extra_env=env)
         base_url = self.service.start()
+        if self.service.proc is not None:
+            supervisor.record(self.folder.root, self.service.proc.pid, "service")
         self.console.print(f"service: {base_url}")
         return base_url
 
@@ -296,17 +302,12 @@ class Run:
             self.save()
 
     # -- one scenario --------------------------------------------------------------------------------------
-    def _abort_reason(self) -> str | None:
-        if self.service is not None and not self.service.alive():
-            return f"the service exited with code {self.service.proc.returncode if self.service.proc else '?'}"
-        if self.notify is not None:
-            return self.notify.dead()
-        return None
-
     def start_notifications(self, dsn: str, stack: ExitStack) -> None:
         spec = self.plan.spec.notifications
         self.notify = stack.enter_context(notify_stack(dsn, spec.dispatchers, self.folder.logs,
                                                        self.folder.notifications_dir))
+        for role, proc in self.notify.procs.items():
+            supervisor.record(self.folder.root, proc.pid, role)
         self.console.print(f"notifications: {spec.dispatchers} dispatcher(s), fake SMS gateway "
                            f"{self.notify.url('sms')}, fake calendar {self.notify.url('calendar')}")
 
@@ -353,16 +354,20 @@ class Run:
             self.notify.set_faults(self.plan.spec.notifications.faults_for(scenario.faults))
             tick = _sampler(dsn, id_before, backlog)
         load_start = time.time()
+        self.fault = None
+        watch = StackWatch(self.service, self.notify, dsn)
         try:
-            self._drive(job, name, scenario, entry, tick)
+            self._drive(job, name, scenario, entry, tick, watch)
         except KeyboardInterrupt:
+            # later signals no longer raise (see interrupts): what follows runs to its end
             interrupted = True
-            entry.aborted = "interrupted (Ctrl-C)"
-            self.console.print("[yellow]interrupted: stopping Locust and keeping what was measured ...[/]")
+            entry.aborted = f"{interrupts.reason()} during this scenario"
+            self.console.print("[yellow]stopping Locust and keeping what was measured (counts, audit, report) ...[/]")
         finally:
             job.stop()  # a no-op when Locust already ended; SIGINT, then SIGKILL after a grace period
         entry.ended_at = now_iso()
         entry.status = "interrupted" if interrupted else ("aborted" if entry.aborted else "completed")
+        entry.fault = self.fault.part if self.fault else None
         handled_after = integrity.service_handled(base_url)
         entry.counts = Counts(
             samples=_count_samples(f.samples(name)), locust=run_files.locust_request_count(f.locust_json(name)),
@@ -372,7 +377,7 @@ class Run:
         load_end = time.time()
         if dsn:
             self._integrity(name, entry, dsn, id_before)
-        if self.notify is not None and dsn and not interrupted:
+        if self.notify is not None and dsn and not entry.aborted:
             self._notifications(name, scenario, dsn, id_before, (load_start, load_end), backlog)
         c = entry.counts
         agree = c.samples == c.locust and c.service in (None, c.samples)
@@ -380,14 +385,18 @@ class Run:
                            f"handled {_n(c.service)} ({'counts agree' if agree else 'COUNTS DIFFER'})")
         if interrupted:
             raise KeyboardInterrupt
+        if self.fault is not None and self.fault.part == "load generator":
+            raise LoadGeneratorError(f"{name}: {entry.aborted}")
         if entry.aborted:
-            raise EnvironmentFailure(entry.aborted)
+            raise EnvironmentFailure(f"{name} ended early: {entry.aborted}")
         if c.samples == 0:
             raise LoadGeneratorError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
 
     def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry,
-               tick: Callable[[], None] | None) -> None:
+               tick: Callable[[], None] | None, stack: StackWatch) -> None:
         job.start()
+        for i, proc in enumerate(job.procs):
+            supervisor.record(self.folder.root, proc.pid, f"locust {name} " + (f"worker {i}" if i else "master"))
         if job.web_port:
             self.console.print(f"  live view: Locust's web UI at http://127.0.0.1:{job.web_port} (this scenario)")
         if self.plan.opts.remote_workers:
@@ -396,17 +405,33 @@ class Run:
                 f"checkout with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> "
                 f"locust -f bookbench/load/locustfile.py --worker --master-host <this machine> "
                 f"--master-port {job.master_port}")
-        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, self._abort_reason,
-                              tick)
+
+        def abort() -> str | None:
+            self.fault = stack.check(job)
+            return self.fault.reason if self.fault else None
+
+        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, abort, tick)
         code = job.master.returncode
         if entry.aborted is None and code not in (0, None):
             entry.aborted = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
 
     def _integrity(self, name: str, entry: ScenarioEntry, dsn: str, id_before: int) -> None:
-        acked = run_files.read_acknowledged(self.folder.acknowledged(name))
-        entry.audit = run_with(dsn, audit.audit)
-        entry.reconciliation = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before))
-        run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))
+        """The audit and the reconciliation, on every path out of a scenario; when they cannot run, the entry
+        says why and the decision is NO-GO (a run whose bookings were not checked is not a GO)."""
+        if interrupts.skip_integrity():
+            entry.integrity_skipped = "skipped at the user's request (Ctrl-C pressed three times)"
+        elif entry.fault == "database":
+            entry.integrity_skipped = "the database stopped answering"
+        else:
+            try:
+                acked = run_files.read_acknowledged(self.folder.acknowledged(name))
+                entry.audit = run_with(dsn, audit.audit)
+                entry.reconciliation = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before))
+                run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))
+            except DatabaseError as exc:
+                entry.integrity_skipped = f"could not run: {exc}"
+        if entry.integrity_skipped:
+            self.console.print(f"[red]  {name}: audit and reconciliation not run: {entry.integrity_skipped}[/]")
         self.save()
 
     def finish(self, status: RunStatus, reason: str | None) -> RunOutcome:
@@ -451,7 +476,9 @@ def _sampler(dsn: str, id_after: int, into: list[tuple[float, int]]) -> Callable
     def sample() -> None:
         if time.monotonic() - last[0] >= 1.0:
             last[0] = time.monotonic()
-            into.append((time.time(), run_with(dsn, lambda c: outbox.pending(c, id_after))))
+            # a gap in the backlog series when it fails; a database that stays down is the watchdog's to name
+            with contextlib.suppress(DatabaseError):
+                into.append((time.time(), run_with(dsn, lambda c: outbox.pending(c, id_after))))
 
     return sample
 
@@ -464,7 +491,10 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
     """Plan (usage errors leave nothing behind), create the run folder, then run every step; the manifest
     always ends with a status, and an unexpected error is logged with its traceback in logs/bookbench.log."""
     p = plan(opts)
+    for line in supervisor.reap(opts.out):
+        console.print(f"[yellow]{line}[/]")
     folder = RunFolder(new_folder(opts.out, p.index_set, RUN_SUBFOLDERS))
+    supervisor.claim(folder.root)
     run = Run(p, folder, new_manifest(p, folder.run_id), console)
     run.save()
     load_s = sum(s.duration_s for s in p.scenarios.values())
@@ -480,7 +510,7 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
             _steps(run, stack, on_ready)
         status, reason = "completed", None
     except KeyboardInterrupt:
-        status, reason = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
+        status, reason = "interrupted", interrupts.reason()
     except (BookbenchError, OSError, httpx.HTTPError, asyncpg.PostgresError) as exc:
         reason = str(exc) or type(exc).__name__
         console.print(f"[red]run failed:[/] {reason}")
