@@ -125,3 +125,30 @@ def test_real_browser_renders_without_console_errors(run_dir: Path, page: str, t
     pixels = mpimg.imread(shot)
     assert pixels.std() > 0.05, "the screenshot is blank"
     assert (pixels[..., :3] < 0.5).mean() > 0.005, "almost no dark pixels: no text rendered"
+
+
+def test_reports_of_runs_that_never_reached_a_scenario(tmp_path: Path) -> None:
+    """A scenario never started (Ctrl-C, a dead database, a failed set-up), one interrupted before its first
+    sample, a set-up that died before the row counts: report and review render, saying what was not run."""
+    run = tmp_path / "r"
+    shutil.copytree(KNOWN, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    known = manifest["scenarios"]["known"]
+    blank = {"counts": None, "samples_file": None, "audit": None, "reconciliation": None, "started_at": None,
+             "ended_at": None}
+    manifest["scenarios"]["never"] = {**known, **blank, "status": "not run"}
+    manifest["scenarios"]["cut"] = {**known, **blank, "status": "interrupted", "started_at": known["started_at"],
+                                    "counts": {"samples": 0, "locust": 0, "service": None},
+                                    "samples_file": "samples/cut.csv.gz", "aborted": "stopped by SIGTERM",
+                                    "integrity_skipped": "the database stopped answering", "fault": "database"}
+    manifest["dataset"]["row_counts"] = None
+    manifest["status"], manifest["reason"] = "failed", "cut ended early: the database stopped answering"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run([sys.executable, "-m", "bookbench", "report", str(run)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    html = (run / "report.html").read_text()
+    assert "not run" in html and "the database stopped answering" in html
+    assert subprocess.run([sys.executable, "-m", "bookbench", "review", str(run)], capture_output=True,
+                          timeout=120).returncode == 1
+    assert (run / "review.html").exists()
