@@ -180,7 +180,7 @@ def _send_one(client: httpx.Client, tally: Tally, probe: Probe) -> None:
 
 def replay_corpus(client: httpx.Client, layout: Layout) -> Tally:
     tally = Tally("corpus")
-    for _name, probe in corpus(layout.params):
+    for _name, probe in corpus(layout):
         record(tally, probe, send(client, probe))
     return tally
 

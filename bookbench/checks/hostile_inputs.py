@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import quote
 
 from hypothesis import strategies as st
@@ -103,29 +104,57 @@ def mostly(usual: S[T], other: S[T], tenths: int = 8) -> S[T]:
     return st.integers(0, 9).flatmap(lambda i: usual if i < tenths else other)
 
 
-def _field(valid: S[str]) -> S[str | None]:
-    return mostly(valid, st.one_of(VALUE, st.none()))
+def plausible_id(text: str) -> bool:
+    """Whether a JSON fragment or path segment could name an existing row however a lax server reads it: a
+    positive integer below 2^62, written as 1, "1", 1.0, " 01", 1e2 or true. On a deployment such values must
+    never reach a booking or a cancellation."""
+    try:
+        value: object = json.loads(text)
+    except ValueError:
+        value = text
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return False
+    if isinstance(value, bool | int):
+        return 0 < int(value) < 2**62
+    if isinstance(value, float) and math.isfinite(value):
+        return 0 < value < 2**62
+    return False
+
+
+class Field(NamedTuple):
+    valid: S[str]
+    hostile: S[str] = VALUE
+
+
+def _field(field: Field) -> S[str | None]:
+    return mostly(field.valid, st.one_of(field.hostile, st.none()))
 
 
 def _pair(key: str) -> Callable[[str | None], str | None]:
     return lambda value: None if value is None else f'"{key}":{value}'
 
 
-def record(fields: dict[str, S[str]]) -> S[str]:
+def record(fields: dict[str, Field]) -> S[str]:
     """A JSON object text with the given fields (each valid, hostile or missing) and sometimes unknown keys."""
-    parts = [_field(valid).map(_pair(key)) for key, valid in fields.items()]
+    parts = [_field(field).map(_pair(key)) for key, field in fields.items()]
     extra = mostly(st.just([]), st.tuples(STRING, SCALAR).map(lambda kv: [f"{kv[0]}:{kv[1]}"]), tenths=9)
     return st.tuples(st.tuples(*parts), extra).map(
         lambda t: "{" + ",".join([p for p in t[0] if p is not None] + t[1]) + "}")
 
 
-def body(fields: dict[str, S[str]]) -> S[bytes]:
+def body(fields: dict[str, Field]) -> S[bytes]:
     return mostly(record(fields).map(encode), st.one_of(VALUE.map(encode), DEEP.map(encode), GARBAGE))
 
 
-def segment(valid: S[int]) -> S[str]:
-    """A path segment: a valid id, or any number or text, percent-encoded (raw surrogates become invalid UTF-8)."""
+def segment(valid: S[int], real_ids: bool = True) -> S[str]:
+    """A path segment: a valid id, or any number or text, percent-encoded (raw surrogates become invalid UTF-8).
+    Without real ids, nothing that could name an existing row."""
     raw = mostly(valid.map(str), st.one_of(NUMBER, URL_TEXT))
+    if not real_ids:
+        raw = raw.filter(lambda s: not plausible_id(s))
     return raw.map(lambda s: quote(encode(s), safe=""))
 
 
@@ -148,9 +177,13 @@ class Layout:
             return st.sampled_from(list(self.params.providers_of(1)))
         return st.integers(1, max(1, self.params.appointments))
 
-    def id_text(self, kind: str) -> S[str]:
+    def id_field(self, kind: str) -> Field:
         ids = self.ids(kind)
-        return mostly(ids.map(str), ids.map(lambda i: f'"{i}"'), tenths=9)
+        valid = mostly(ids.map(str), ids.map(lambda i: f'"{i}"'), tenths=9)
+        return Field(valid, VALUE if self.real_ids else VALUE.filter(lambda t: not plausible_id(t)))
+
+    def segment(self, kind: str) -> S[str]:
+        return segment(self.ids(kind), self.real_ids)
 
     def headers(self) -> S[tuple[tuple[str, str], ...]]:
         key = api_key(1, self.params.key_secret)
@@ -178,15 +211,15 @@ def _date() -> S[str]:
     return st.integers(-400, 800).map(lambda d: (dt.date.today() + dt.timedelta(days=d)).isoformat())
 
 
-def _args(layout: Layout, tool: str) -> dict[str, S[str]]:
+def _args(layout: Layout, tool: str) -> dict[str, Field]:
     if tool in ("book", "bookClinicAppointment"):
-        return {"contactId": layout.id_text("contact"), "providerId": layout.id_text("provider"),
-                "start": _future_start(), "durationMinutes": st.sampled_from(("5", "30", "60", "240"))}
+        return {"contactId": layout.id_field("contact"), "providerId": layout.id_field("provider"),
+                "start": Field(_future_start()), "durationMinutes": Field(st.sampled_from(("5", "30", "60", "240")))}
     if tool == "checkAvailability":
-        return {"providerId": layout.id_text("provider"), "date": _date().map(json.dumps)}
+        return {"providerId": layout.id_field("provider"), "date": Field(_date().map(json.dumps))}
     if tool == "lookupUpcomingAppointment":
-        return {"contactId": layout.id_text("contact")}
-    return {"appointmentId": layout.id_text("appointment")}
+        return {"contactId": layout.id_field("contact")}
+    return {"appointmentId": layout.id_field("appointment")}
 
 
 def _envelope(layout: Layout, tool: str) -> S[bytes]:
@@ -200,7 +233,7 @@ def _envelope(layout: Layout, tool: str) -> S[bytes]:
     calls = mostly(st.lists(call, min_size=1, max_size=2), st.one_of(st.just([]), call.map(lambda c: [c] * 21)),
                    tenths=9)
     envelope = calls.map(lambda cs: '{"message":{"type":"tool-calls","toolCallList":' + _array(cs) + "}}")
-    return mostly(envelope.map(encode), body({"message": VALUE}), tenths=9)
+    return mostly(envelope.map(encode), body({"message": Field(VALUE)}), tenths=9)
 
 
 def strategy(layout: Layout, endpoint: str) -> S[Probe]:
@@ -212,16 +245,16 @@ def strategy(layout: Layout, endpoint: str) -> S[Probe]:
         extra = st.sampled_from(("", "", "&date=2026-01-01", "&providerId=1", "&date", "&%ff=1"))
         return st.builds(lambda p, q, x, h: Probe(endpoint, "GET", f"/api/v1/providers/{p}/availability?{q}{x}",
                                                   None, h),
-                         segment(layout.ids("provider")), st.one_of(query, query, st.just("")), extra, headers)
+                         layout.segment("provider"), st.one_of(query, query, st.just("")), extra, headers)
     if endpoint == "upcoming":
         return st.builds(lambda c, h: Probe(endpoint, "GET", f"/api/v1/contacts/{c}/appointments/upcoming", None, h),
-                         segment(layout.ids("contact")), headers)
+                         layout.segment("contact"), headers)
     if endpoint == "book":
         make = lambda b, h: Probe(endpoint, "POST", "/api/v1/appointments", b, h)  # noqa: E731
         return st.builds(make, body(_args(layout, "book")), headers)
     if endpoint == "cancel":
         return st.builds(lambda a, b, h: Probe(endpoint, "POST", f"/api/v1/appointments/{a}/cancel", b, h),
-                         segment(layout.ids("appointment")), st.one_of(st.none(), GARBAGE, VALUE.map(encode)),
+                         layout.segment("appointment"), st.one_of(st.none(), GARBAGE, VALUE.map(encode)),
                          headers)
     tool = endpoint.removeprefix("vapi.")
     if tool not in TOOLS:
@@ -238,10 +271,12 @@ def _vapi(tool: str, arguments: str) -> bytes:
                   f'{{"name":"{tool}","arguments":{arguments}}}}}]}}}}')
 
 
-def corpus(params: DatasetParams) -> list[tuple[str, Probe]]:
+def corpus(layout: Layout) -> list[tuple[str, Probe]]:
     """(name, probe) pairs; every one must get a 4xx, or a 200 with a per-call error for a Vapi envelope."""
+    params = layout.params
     headers = (("Authorization", f"Bearer {api_key(1, params.key_secret)}"), ("Content-Type", "application/json"))
-    c, p = params.contacts_of(1)[0], params.providers_of(1)[0]
+    # a real contact and provider make every other field's check reachable; on a deployment, ids that cannot exist
+    c, p = (params.contacts_of(1)[0], params.providers_of(1)[0]) if layout.real_ids else (MAX_ID - 1, MAX_ID - 2)
     start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=400)).replace(hour=10, minute=0, second=0, microsecond=0)
     good = {"contactId": str(c), "providerId": str(p), "start": json.dumps(start.isoformat()), "durationMinutes": "30"}
 

@@ -4,12 +4,16 @@ accepted."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from bookbench.checks.hostile import (
     fuzz,
@@ -19,7 +23,7 @@ from bookbench.checks.hostile import (
     snapshot,
     unexpected_changes,
 )
-from bookbench.checks.hostile_inputs import ENDPOINTS, Layout, Probe, corpus
+from bookbench.checks.hostile_inputs import ENDPOINTS, Layout, Probe, corpus, plausible_id, strategy
 from bookbench.pipeline.stack import ServiceProcess
 from tests.conftest import SMALL, run_sql, seeded
 
@@ -44,7 +48,7 @@ def client(hostile_api: ServiceProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-CASES = corpus(SMALL)
+CASES = corpus(Layout(SMALL, real_ids=True))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[name for name, _ in CASES])
@@ -97,3 +101,37 @@ def test_the_log_check_sees_a_traceback(tmp_path: Path) -> None:
     assert not log_result(log).passed
     log.write_text("INFO: fine\n")
     assert log_result(log).passed
+
+
+@pytest.mark.parametrize("endpoint", ["book", "cancel", "vapi.bookClinicAppointment", "vapi.cancelAppointment"])
+def test_on_a_deployment_no_probe_can_name_a_real_row(endpoint: str) -> None:
+    """Against someone's deployment the suite must never book or cancel: no id anywhere in a request that writes
+    may be a plausible row id, however a lax server would read it."""
+    layout = Layout(SMALL, real_ids=False)
+    bad: list[str] = []
+
+    def ids_in(value: object) -> list[object]:
+        if isinstance(value, dict):
+            return [v for k, v in value.items() if k in ("contactId", "providerId", "appointmentId")] + [
+                x for v in value.values() for x in ids_in(v)]
+        if isinstance(value, list):
+            return [x for v in value for x in ids_in(v)]
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                return ids_in(json.loads(value))
+            except ValueError:
+                return []
+        return []
+
+    @settings(max_examples=500, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(strategy(layout, endpoint))
+    def check(probe: Probe) -> None:
+        segments = [unquote(s, errors="surrogateescape") for s in probe.path.split("?")[0].split("/")]
+        found: list[object] = [s for s in segments if plausible_id(s)]
+        with contextlib.suppress(ValueError, RecursionError):  # not JSON: refused before any id is read
+            found += [v for v in ids_in(json.loads(probe.body or b"null")) if plausible_id(json.dumps(v))]
+        if found:
+            bad.append(f"{probe.describe()} -> {found}")
+
+    check()
+    assert bad == [], bad[:3]
