@@ -11,20 +11,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from target_service import booking, errors, queries
-from target_service.db import KeyCache, open_pool
+from target_service.db import SERVER_UNAVAILABLE, DatabaseUnavailable, KeyCache, acquired, open_pool
 from target_service.middleware import GuardMiddleware
 from target_service.routes import rest, vapi
 from target_service.settings import Settings
 
-# Errors that mean "the database is not there right now" rather than "this request is wrong".
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-)
+# Errors that mean "the database is not there right now" rather than "this request is wrong": what db.acquired()
+# makes of a lost connection, and the server's own "cannot serve you" errors wherever they are raised. Not OSError or
+# the driver's InterfaceError as such: outside a database call, or on a live connection, those are bugs (a 500).
+_UNAVAILABLE: tuple[type[Exception], ...] = (DatabaseUnavailable, *SERVER_UNAVAILABLE)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,8 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
         try:
-            await request.app.state.pool.fetchval("SELECT 1", timeout=2)
-        except (*_UNAVAILABLE, TimeoutError):
+            async with acquired(request.app.state.pool) as conn:
+                await conn.fetchval("SELECT 1", timeout=2)
+        except _UNAVAILABLE:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready", "database": "ok"})
 
@@ -85,9 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the notification outbox (pending / sent / dead-lettered per channel) and the breakers; absent, not an
         # error, when the database cannot answer
         try:
-            rows = await request.app.state.pool.fetch(queries.OUTBOX_STATS, timeout=2)
-            breakers = await request.app.state.pool.fetch(queries.BREAKERS, timeout=2)
-        except (*_UNAVAILABLE, TimeoutError):
+            async with acquired(request.app.state.pool) as conn:
+                rows = await conn.fetch(queries.OUTBOX_STATS, timeout=2)
+                breakers = await conn.fetch(queries.BREAKERS, timeout=2)
+        except _UNAVAILABLE:
             return out
         out["notifications"] = {"outbox": {f"{r['channel']}.{r['status']}": r["n"] for r in rows},
                                 "breakers": {r["provider"]: r["state"] for r in breakers}}
@@ -97,4 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _on_unavailable(_: Request, exc: Exception) -> Response:
-    return errors.error_response(503, "database_unavailable", type(exc).__name__)
+    cause = exc.cause if isinstance(exc, DatabaseUnavailable) else exc
+    return errors.error_response(503, "database_unavailable", type(cause).__name__)

@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import asynccontextmanager
+from typing import Annotated, cast
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, Header, HTTPException, Request
 
 from target_service import queries
+
+log = logging.getLogger("target_service")
+
+# What the server answers when it cannot serve a connection right now: SQLSTATE class 08 (connection exception,
+# ConnectionDoesNotExistError among them), shutting down, crashed, still starting, idle session ended, no free slot.
+SERVER_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.IdleSessionTimeoutError,
+    asyncpg.TooManyConnectionsError,
+)
+# ... and the network failing under a database call: refused, reset, unreachable, timed out are all OSErrors. Only
+# counted so within acquired(), whose work (an endpoint's, for the connection dependency) does no other I/O:
+# elsewhere an OSError is a bug of the service's own.
+CONNECTION_LOST: tuple[type[Exception], ...] = (*SERVER_UNAVAILABLE, OSError)
+# The driver refusing to use a connection (closed, busy, its protocol out of step). When the server dropped the
+# connection these are the symptom: a query that starts between the server's goodbye message and the end of the
+# stream fails with "cannot switch to state 12; another operation (2) is in progress" (InternalClientError) while
+# the connection does not yet read as closed. On a live connection they are a bug of the caller.
+_DRIVER_REFUSAL: tuple[type[Exception], ...] = (asyncpg.InterfaceError, asyncpg.InternalClientError)
+# how long a connection that failed with a driver refusal gets to read as closed: the server's goodbye and the end
+# of the stream arrive together, so this only covers an event loop busy with other requests
+_CLOSE_GRACE_S = 0.25
+_CLOSE_POLL_S = 0.005
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot serve this request right now (stopped, restarting, unreachable, connection lost): the
+    request may succeed if retried later, so it is a 503, never a 500."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
 
 
 async def open_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
@@ -26,6 +65,7 @@ async def open_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
                          "default_transaction_isolation": "read committed"},
     )
     assert pool is not None
+    logging.getLogger("asyncpg.pool").addFilter(_BRIEF_WHEN_UNAVAILABLE)
     # a pooler in between (PgBouncer in transaction mode) may drop that setting: refuse to start, naming it
     isolation = await pool.fetchval("SHOW transaction_isolation")
     if isolation != "read committed":
@@ -42,6 +82,76 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     it never SETs, LISTENs or opens cursors), so only a transaction left open by a cancelled request needs undoing."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+class _BriefWhenUnavailable(logging.Filter):
+    """asyncpg logs every failed attempt to reopen the pool's minimum connections with a full traceback: while the
+    database restarts that is an expected ConnectionRefusedError each second or two, so it is cut to one line that
+    names the cause. Anything else keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CONNECTION_LOST):
+            record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_BRIEF_WHEN_UNAVAILABLE = _BriefWhenUnavailable()
+
+
+@asynccontextmanager
+async def acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of `pool` for one unit of work. The database failing under it, at acquire or in use, raises
+    DatabaseUnavailable; any other error, a bug, passes unchanged. A connection left unusable never goes back to
+    the pool, and a failure to reset it on release does not replace the work's own outcome."""
+    try:
+        proxy = await pool.acquire()
+    except (*CONNECTION_LOST, *_DRIVER_REFUSAL) as exc:
+        # no caller's code ran yet: a refusal here is the pool itself closing (the service shutting down)
+        raise DatabaseUnavailable(exc) from exc
+    # the pool hands out a proxy that behaves as a Connection
+    conn = cast(asyncpg.Connection, proxy)
+    try:
+        yield conn
+    except CONNECTION_LOST as exc:
+        raise DatabaseUnavailable(exc) from exc
+    except _DRIVER_REFUSAL as exc:
+        if await _closes(conn):
+            raise DatabaseUnavailable(exc) from exc
+        if isinstance(exc, asyncpg.InternalClientError):
+            conn.terminate()  # its protocol state is corrupt: the next request must get a new connection
+        raise
+    finally:
+        await _release(pool, proxy)
+
+
+async def _closes(conn: asyncpg.Connection) -> bool:
+    """Whether `conn` is closed, or closes within the grace period (its end of stream still on the way)."""
+    deadline = time.monotonic() + _CLOSE_GRACE_S
+    while not _is_closed(conn):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_CLOSE_POLL_S)
+    return True
+
+
+def _is_closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        # the pool detaches the proxy from a connection that closed under it (acquired() never releases early)
+        return True
+
+
+async def _release(pool: asyncpg.Pool, proxy: PoolConnectionProxy) -> None:
+    try:
+        await pool.release(proxy)
+    except (*CONNECTION_LOST, *_DRIVER_REFUSAL) as exc:
+        # the reset on release (keep_session's ROLLBACK) met a lost or broken connection; asyncpg has already
+        # terminated it, the pool opens a new one when needed, and the work done on it stands
+        log.warning("dropped a database connection that failed its reset on release (%s: %s)",
+                    type(exc).__name__, exc)
 
 
 class KeyCache:
@@ -64,10 +174,9 @@ class KeyCache:
 
 
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as conn:
-        # the pool hands out a proxy that behaves as a Connection
-        yield conn  # type: ignore[misc]
+    # the route's errors are thrown in at the yield, so that a lost connection becomes a DatabaseUnavailable
+    async with acquired(request.app.state.pool) as conn:
+        yield conn
 
 
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
@@ -86,8 +195,8 @@ async def current_org(request: Request, authorization: Annotated[str | None, Hea
     cache: KeyCache = request.app.state.key_cache
     org_id = cache.get(key_hash)
     if org_id is None:
-        pool: asyncpg.Pool = request.app.state.pool
-        org_id = await pool.fetchval(queries.ORG_BY_KEY_HASH, key_hash)
+        async with acquired(request.app.state.pool) as conn:
+            org_id = await conn.fetchval(queries.ORG_BY_KEY_HASH, key_hash)
         if org_id is None:
             raise _UNAUTHORIZED
         cache.put(key_hash, org_id)

@@ -43,7 +43,9 @@ class ScenarioSummary(Counts):
     warmup_s: float = 0.0
     window_s: float
     endpoints: dict[str, Counts]
+    # failures per message with ids, numbers and addresses replaced (`appointment <n> not found`)
     errors_by_message: dict[str, int] = Field(default_factory=dict)
+    error_examples: dict[str, str] = Field(default_factory=dict)  # pattern -> its most frequent real message
     timeseries: list[dict[str, Any]]
     distribution: dict[str, Any]
     noise: list[str]

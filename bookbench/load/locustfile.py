@@ -20,6 +20,7 @@ import gevent
 import gevent.pool
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 from locust.env import Environment
+from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
 from bookbench.artifacts.samples import Sample, SampleWriter
@@ -45,6 +46,31 @@ def _load_config() -> dict[str, Any]:
     name = os.environ.get("BOOKBENCH_SCENARIO")
     return {"task_mix": spec.task_mix.model_dump(), "dataset": spec.dataset.model_dump(),
             "scenario": spec.scenarios[name].model_dump() if name else None}
+
+
+def exception_text(exc: BaseException) -> str:
+    """`Class: message` on one line, or the class alone: many client-side errors have no message
+    (str(RemoteDisconnected()) == "")."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def error_text(exception: BaseException | None) -> str:
+    """The samples' `error` column: empty for a success, never empty for a failure."""
+    if exception is None:
+        return ""
+    if isinstance(exception, CatchResponseError):  # a failure() of ours: its message is the text
+        return " ".join(str(exception).split())[:300] or type(exception).__name__
+    return exception_text(exception)[:300]
+
+
+def failure_text(resp: Any) -> str:
+    """Why an answer was not accepted: its HTTP status and the start of its body; or, when no HTTP answer came
+    (status 0: refused, reset, timed out), the client-side error that stopped the request."""
+    if not resp.status_code:
+        error = getattr(resp, "error", None)
+        return exception_text(error) if error is not None else "no HTTP response"
+    return f"HTTP {resp.status_code}: {(resp.text or '')[:120]}"
 
 
 CONFIG = _load_config()
@@ -84,7 +110,7 @@ class Recorder:
             users = self.in_flight
         else:
             users = self.env.runner.user_count if self.env is not None and self.env.runner is not None else 0
-        error = "" if exception is None else str(exception).replace("\n", " ")[:300]
+        error = error_text(exception)
         self.requests += 1
         self.failures += exception is not None
         intended = (context or {}).get("intended")
@@ -223,7 +249,7 @@ class VoiceAgentCaller(FastHttpUser):
             with self.client.post(f"/api/vapi/tools/{tool}", json=envelope, headers=self.auth, name=tool,
                                   catch_response=True) as resp:
                 if resp.status_code != 200:
-                    resp.failure(f"HTTP {resp.status_code}")
+                    resp.failure(failure_text(resp))
                     return ""
                 result = resp.json()["results"][0]
                 if result.get("error"):
@@ -234,7 +260,7 @@ class VoiceAgentCaller(FastHttpUser):
         with self.client.request(rest_method, rest_path, json=body, headers=self.auth, name=tool,
                                  catch_response=True) as resp:
             if resp.status_code not in accept:
-                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                resp.failure(failure_text(resp))
                 return ""
             resp.success()
             return resp.text or ""
