@@ -46,7 +46,7 @@ class StackWatch:
             code = self.service.proc.returncode if self.service.proc else "?"
             return Fault("service", f"the service exited with code {code} (see logs/service.log)")
         for i, proc in enumerate(job.procs[1:], start=1):
-            if proc.poll() is not None and job.running():
+            if proc.poll() not in (None, 0) and job.running():
                 return Fault("load generator", f"load generator fault: Locust worker {i} exited with code "
                              f"{proc.returncode} (see logs/locust_{job.name}_worker{i}.log); its users and the "
                              "requests it had in flight are lost, so this scenario's counts are not the service's")

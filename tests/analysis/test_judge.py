@@ -125,6 +125,25 @@ def test_integrity_failures_and_missing_audit(base_summary: dict[str, Any]) -> N
     assert j.decision == "INCOMPLETE" and "double-booking audit not run (no --dsn)" in j.caveats
 
 
+def test_skipped_integrity_steps_are_no_go_and_a_dead_worker_is_named(base_summary: dict[str, Any]) -> None:
+    skipped = _manifest()
+    entry = skipped.scenarios["known"]
+    entry.audit = entry.reconciliation = None
+    entry.integrity_skipped = "skipped at the user's request (Ctrl-C pressed three times)"
+    j = judge.judge(skipped, base_summary, _checks())
+    assert j.decision == "NO-GO"
+    assert [v.metric for v in j.failures] == ["double_bookings", "lost_bookings", "phantom_bookings"]
+    assert all("Ctrl-C pressed three times" in v.detail for v in j.failures)
+    worker = _manifest()
+    entry = worker.scenarios["known"]
+    assert entry.reconciliation is not None
+    entry.reconciliation["phantom"] = 3
+    entry.fault, entry.aborted = "load generator", "load generator fault: Locust worker 2 exited with code -9"
+    j = judge.judge(worker, base_summary, _checks())
+    phantom = next(v for v in j.failures if v.metric == "phantom_bookings")
+    assert "Locust worker 2" in phantom.detail  # whose fault it is, not the service's
+
+
 def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any]) -> None:
     manifest = _manifest()
     manifest.scenario_file.thresholds["global"] = {"p95_ms": 1, "p50_ms": 1, "p99_ms": 1,

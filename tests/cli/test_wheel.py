@@ -33,7 +33,8 @@ def test_a_wheel_runs_check_all(tmp_path: Path) -> None:
     where = subprocess.run([sys.executable, "-S", "-c", "import bookbench; print(bookbench.__file__)"],
                            env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(site)), where.stdout
-    proc = subprocess.run([sys.executable, "-S", "-m", "bookbench", "check", "all", "--data-dir", str(tmp_path / "pg")],
+    proc = subprocess.run([sys.executable, "-S", "-m", "bookbench", "check", "all", "--examples", "10",
+                           "--data-dir", str(tmp_path / "pg")],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "passed" in proc.stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bookbench.artifacts.samples import read_rows
 from tests.pipeline.test_run import SECRET, TINY, _postgres_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,25 +65,15 @@ def test_sigterm_then_an_impatient_ctrl_c_still_checks_and_reports(tmp_path: Pat
     out, manifest = _finish(proc, run_dir, 130)
     assert manifest["status"] == "interrupted" and manifest["reason"] == "stopped by SIGTERM", manifest["reason"]
     long = manifest["scenarios"]["long"]
-    assert long["counts"]["samples"] > 0 and long["audit"] is not None and long["reconciliation"] is not None
+    # every sample measured is kept, Locust's own files are written, and the integrity steps ran
+    assert long["counts"]["samples"] > 0
+    assert long["counts"]["samples"] == len(read_rows(run_dir / "samples" / "long.csv.gz"))
+    assert (run_dir / "locust" / "long.json").exists()
+    assert long["audit"] is not None and long["reconciliation"] is not None
     assert long["integrity_skipped"] is None
     assert manifest["scenarios"]["steady"]["status"] == "not run"
     assert "already stopping" in out
     assert "decision: INCOMPLETE" in out  # interrupted: never GO
-    _none_alive(children, tmp_path)
-
-
-def test_a_third_ctrl_c_skips_the_integrity_steps_and_the_run_is_no_go(tmp_path: Path) -> None:
-    proc, run_dir = _start(tmp_path, "--scenarios", "long")
-    children = _descendants(proc.pid)
-    for _ in range(3):  # three presses in a quarter of a second: all land while Locust is being stopped
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.08)
-    out, manifest = _finish(proc, run_dir, 130)
-    long = manifest["scenarios"]["long"]
-    assert "skipped at the user's request" in long["integrity_skipped"]
-    assert long["audit"] is None
-    assert "decision: NO-GO" in out and "audit and reconciliation not run" in out
     _none_alive(children, tmp_path)
 
 
