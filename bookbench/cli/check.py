@@ -17,9 +17,8 @@ import typer
 
 from bookbench.artifacts.junit import check_writable
 from bookbench.checks.base import CheckResult, CheckTarget
-from bookbench.checks.hostile import DEFAULT_EXAMPLES
 from bookbench.checks.report import print_table, write_junit
-from bookbench.checks.runner import SUITES, run_suites
+from bookbench.checks.runner import HOSTILE_EXAMPLES, SUITES, run_suites
 from bookbench.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -121,7 +120,7 @@ def check(
     repeat: Annotated[int, typer.Option("--repeat", min=1, max=1000, help="stress rounds")] = 1,
     examples: Annotated[int, typer.Option(
         "--examples", min=1, max=20_000,
-        help="hostile: generated requests per endpoint (8 endpoints; each stops after 120 s)")] = DEFAULT_EXAMPLES,
+        help="hostile: generated requests per endpoint (8 endpoints; each stops after 120 s)")] = HOSTILE_EXAMPLES,
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,

@@ -356,6 +356,7 @@ class Run:
         load_start = time.time()
         self.fault = None
         watch = StackWatch(self.service, self.notify, dsn)
+        failure: Exception | None = None
         try:
             self._drive(job, name, scenario, entry, tick, watch)
         except KeyboardInterrupt:
@@ -363,6 +364,9 @@ class Run:
             interrupted = True
             entry.aborted = f"{interrupts.reason()} during this scenario"
             self.console.print("[yellow]stopping Locust and keeping what was measured (counts, audit, report) ...[/]")
+        except Exception as exc:  # anything else mid-scenario: still count and check what was measured, then fail
+            failure = exc
+            entry.aborted = f"{type(exc).__name__}: {exc}"
         finally:
             job.stop()  # a no-op when Locust already ended; SIGINT, then SIGKILL after a grace period
         entry.ended_at = now_iso()
@@ -385,6 +389,8 @@ class Run:
                            f"handled {_n(c.service)} ({'counts agree' if agree else 'COUNTS DIFFER'})")
         if interrupted:
             raise KeyboardInterrupt
+        if failure is not None:
+            raise failure
         if self.fault is not None and self.fault.part == "load generator":
             raise LoadGeneratorError(f"{name}: {entry.aborted}")
         if entry.aborted:

@@ -126,7 +126,9 @@ def test_on_a_deployment_no_probe_can_name_a_real_row(endpoint: str) -> None:
     @settings(max_examples=500, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(strategy(layout, endpoint))
     def check(probe: Probe) -> None:
-        segments = [unquote(s, errors="surrogateescape") for s in probe.path.split("?")[0].split("/")]
+        # the id in a REST path (a Vapi path holds only the tool's name)
+        segments = [] if endpoint.startswith("vapi.") else [
+            unquote(s, errors="surrogateescape") for s in probe.path.split("?")[0].split("/")]
         found: list[object] = [s for s in segments if plausible_id(s)]
         with contextlib.suppress(ValueError, RecursionError):  # not JSON: refused before any id is read
             found += [v for v in ids_in(json.loads(probe.body or b"null")) if plausible_id(json.dumps(v))]
