@@ -88,7 +88,7 @@ def test_plan_summary_parses_nested_nodes() -> None:
 @pytest.mark.slow
 def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "1", "--repeat", "2",
+        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2",
          "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=300)
