@@ -14,7 +14,8 @@ import pytest
 
 from tests.pipeline.test_run import SECRET, bookbench_run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# serial: the outage, breaker and drain timings are measured on the real stack
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 
 def test_sms_outage_run_loses_nothing_and_shows_the_breaker(tmp_path: Path) -> None:

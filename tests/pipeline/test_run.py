@@ -180,6 +180,7 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     assert _postgres_of(tmp_path / "pg") == []
 
 
+@pytest.mark.serial  # arrivals are checked against their intended send times
 def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -> None:
     """An arrival_rate stage (60/s uniform for 4 s): every arrival sent at its intended time or counted as dropped,
     each sample carrying its intended start; the summary has both latencies."""
@@ -197,6 +198,7 @@ def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -
     assert om["latency_from_intended_ms"]["p50"] >= sc["latency_ms"]["p50"]
 
 
+@pytest.mark.serial  # the knee it finds depends on the cores it has
 def test_capacity_steps_up_and_bisects(tmp_path: Path) -> None:
     """Two open-model steps on the tiny dataset: 100/s holds, 200/s is past --max so the search stops there;
     capacity.json and capacity.html carry the steps, the answer and links to each step's run."""

@@ -12,10 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bookbench.artifacts.notifications import read_received
 from bookbench.pipeline.notify import FAKE_CREDENTIALS, NotifyStack
 from tests.conftest import fetch, run_sql
+
+# serial: delivery order and breaker timing are measured against the clock
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 BASE = 50_000_000  # appointment ids of these tests' rows: far beyond any seeded or booked id
 
