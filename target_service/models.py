@@ -22,16 +22,19 @@ def _aware_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+def _iso_text(parsed: type, pattern: str, message: str) -> BeforeValidator:
+    """Accept only text matching `pattern` (or a value already of type `parsed`): pydantic's lax mode would read 0
+    or a unix time as a date, and 2026-01-01 as a midnight start."""
+    form = re.compile(pattern)
 
-
-def _iso_datetime_text(value: object) -> object:
-    # lax mode would take 2026-01-01 as midnight and a number as a unix time: a start is a date with a time
-    if isinstance(value, dt.datetime):
+    def check(value: object) -> object:
+        if isinstance(value, parsed):
+            return value
+        if not isinstance(value, str) or not form.fullmatch(value):
+            raise ValueError(message)
         return value
-    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
-        raise ValueError("must be a date and time as YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
-    return value
+
+    return BeforeValidator(check)
 
 
 def _bookable(value: dt.datetime) -> dt.datetime:
@@ -51,23 +54,13 @@ def _bookable(value: dt.datetime) -> dt.datetime:
     return value
 
 
-BookableTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime_text), AfterValidator(_aware_utc),
-                         AfterValidator(_bookable)]
+BookableTime = Annotated[dt.datetime,
+                         _iso_text(dt.datetime, r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", "must be a date and time as "
+                                   "YYYY-MM-DDTHH:MM[:SS][+HH:MM]"),
+                         AfterValidator(_aware_utc), AfterValidator(_bookable)]
 
 # How far back an availability question makes sense (a calendar view of last year); beyond it, a typo.
 MAX_LOOKBACK = dt.timedelta(days=366)
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date_text(value: object) -> object:
-    # pydantic's lax date also takes 0 (1970-01-01) and unix timestamps: a day is asked for as YYYY-MM-DD only
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
-        raise ValueError("must be a date as YYYY-MM-DD")
-    return value
-
-
 def _plausible_day(value: dt.date) -> dt.date:
     today = dt.datetime.now(dt.UTC).date()
     if not today - MAX_LOOKBACK <= value <= today + MAX_BOOKING_HORIZON:
@@ -76,7 +69,8 @@ def _plausible_day(value: dt.date) -> dt.date:
     return value
 
 
-CalendarDate = Annotated[dt.date, BeforeValidator(_iso_date_text), AfterValidator(_plausible_day)]
+CalendarDate = Annotated[dt.date, _iso_text(dt.date, r"\d{4}-\d{2}-\d{2}", "must be a date as YYYY-MM-DD"),
+                         AfterValidator(_plausible_day)]
 
 
 class BookingRequest(BaseModel):

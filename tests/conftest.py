@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +62,22 @@ def api(small_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     proc.start()
     yield proc
     proc.stop()
+
+
+@contextmanager
+def service_on_own_cluster(tmp_path: Path, database: str) -> Iterator[tuple[EmbeddedPostgres, ServiceProcess]]:
+    """A cluster of its own with a seeded database and the service on it: for tests that stop or restart the
+    database, which the session's shared cluster must survive."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        proc = ServiceProcess(seeded(pg.create_database(database)), log_path=tmp_path / "svc.log")
+        proc.start()
+        try:
+            yield pg, proc
+        finally:
+            proc.stop()
+    finally:
+        pg.destroy()
 
 
 def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:

@@ -18,7 +18,6 @@ from rich.console import Console
 from bookbench.analysis import judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
-from bookbench.errors import EnvironmentFailure
 from bookbench.pipeline.analyse import report
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import database
@@ -131,12 +130,9 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                     scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
                     dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
                     allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv), console)
-                if outcome.status == "interrupted":
-                    raise KeyboardInterrupt
-                if outcome.status != "completed":
-                    raise EnvironmentFailure(outcome.reason or f"the {set_name} step at {rate:g}/s failed")
-                report(outcome.run_dir)
-                sc = summary_file.read(outcome.run_dir)["scenarios"][SCENARIO]
+                run_dir = outcome.require_completed(f"the {set_name} step at {rate:g}/s")
+                report(run_dir)
+                sc = summary_file.read(run_dir)["scenarios"][SCENARIO]
                 ok, why = _holds(sc, lim)
                 om = sc.get("open_model") or {}
                 steps.append({"rate": rate, "ok": ok, "why": why, "requests": sc["requests"],

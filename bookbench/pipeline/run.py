@@ -103,6 +103,15 @@ class RunOutcome:
     status: RunStatus
     reason: str | None
 
+    def require_completed(self, what: str) -> Path:
+        """The run folder of a completed run; an interrupted one interrupts the caller (a sweep, a capacity
+        search), any other ends it with the run's reason."""
+        if self.status == "interrupted":
+            raise KeyboardInterrupt
+        if self.status != "completed":
+            raise EnvironmentFailure(self.reason or f"{what} failed")
+        return self.run_dir
+
 
 def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[str, Scenario]:
     # by default every scenario the file runs by default (fault scenarios such as provider_outage are asked for)

@@ -13,7 +13,6 @@ from rich.console import Console
 from bookbench.analysis import comparison, judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
-from bookbench.errors import EnvironmentFailure
 from bookbench.pipeline.analyse import report
 from bookbench.pipeline.compare import calibration_path, load_store
 from bookbench.pipeline.run import RunOptions, execute
@@ -58,12 +57,9 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         dataset_overrides={"appointments": size}, quick=plan.quick,
                         duration_factor=plan.duration_factor, out=plan.folder / "runs", dsn=url, notifications=False,
                         allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv), console)
-                    if outcome.status == "interrupted":
-                        raise KeyboardInterrupt
-                    if outcome.status != "completed":
-                        raise EnvironmentFailure(outcome.reason or f"the {name} run at {size:,} failed")
-                    report(outcome.run_dir)
-                    points[name].append({"appointments": size, **_point(outcome.run_dir, plan.scenario)})
+                    run_dir = outcome.require_completed(f"the {name} run at {size:,}")
+                    report(run_dir)
+                    points[name].append({"appointments": size, **_point(run_dir, plan.scenario)})
         except KeyboardInterrupt:
             return points, True
     return points, False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode
 
 from bookbench.errors import UsageError
 
@@ -118,7 +118,3 @@ def mask_dsn(dsn: str) -> str:
         rest = f"{user}:***@{after}" if colon else f"{userinfo}@{after}"
     return f"{scheme}://" + _QUERY_SECRET.sub(r"\1***", rest)
 
-
-def database_name(dsn: str) -> str:
-    """The database a URL DSN names ('' when it names none)."""
-    return urlsplit(to_url(dsn)).path.lstrip("/")

@@ -17,9 +17,8 @@ import httpx
 import pytest
 
 from bookbench.db.embedded import EmbeddedPostgres
-from bookbench.pipeline.stack import ServiceProcess
 from target_service.db import DatabaseUnavailable, acquired, open_pool
-from tests.conftest import SMALL, run_async, seeded
+from tests.conftest import SMALL, run_async, service_on_own_cluster
 from tests.service.test_service_api import auth, future
 
 pytestmark = pytest.mark.integration
@@ -120,11 +119,8 @@ def wait_until_booking_works(base_url: str) -> int:
 
 
 def test_restarts_under_load_give_503_never_500_and_the_service_recovers(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg")
-    try:
-        dsn = seeded(pg.create_database("restarts"))
-        proc = ServiceProcess(dsn, log_path=tmp_path / "svc.log")
-        proc.start()
+    with service_on_own_cluster(tmp_path, "restarts") as (pg, proc):
+        dsn = proc.dsn
         terminated: list[int] = []
 
         def disturb() -> None:
@@ -136,14 +132,9 @@ def test_restarts_under_load_give_503_never_500_and_the_service_recovers(tmp_pat
                 restart(pg)
                 time.sleep(0.6)
 
-        try:
-            outcomes, unavailable = asyncio.run(load_while(disturb, proc.base_url))
-            back = wait_until_booking_works(proc.base_url)
-            log = (tmp_path / "svc.log").read_text(errors="replace")
-        finally:
-            proc.stop()
-    finally:
-        pg.destroy()
+        outcomes, unavailable = asyncio.run(load_while(disturb, proc.base_url))
+        back = wait_until_booking_works(proc.base_url)
+        log = (tmp_path / "svc.log").read_text(errors="replace")
     assert sum(terminated) > 0 and unavailable > 0  # the restarts did hit requests in flight
     assert set(outcomes) == {OK}, outcomes.most_common()
     assert back == 201

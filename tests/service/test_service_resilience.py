@@ -11,34 +11,24 @@ import httpx
 import pytest
 
 from bookbench.db.conn import connect
-from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.pipeline.stack import ServiceProcess
-from tests.conftest import SMALL, seeded
+from tests.conftest import SMALL, seeded, service_on_own_cluster
 from tests.service.test_service_api import auth, body
 
 pytestmark = pytest.mark.integration
 
 
 def test_database_gone_gives_503_not_500(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg")
-    try:
-        dsn = seeded(pg.create_database("gone"))
-        proc = ServiceProcess(dsn, log_path=tmp_path / "svc.log")
-        proc.start()
-        try:
-            with httpx.Client(base_url=proc.base_url, timeout=10) as client:
-                assert client.post("/api/v1/appointments", json=body(), headers=auth(1)).status_code == 201
-                pg.stop()
-                for _ in range(3):  # pooled connections die first, then new connects are refused
-                    resp = client.post("/api/v1/appointments", json=body(), headers=auth(1))
-                    assert resp.status_code == 503, resp.text
-                    assert resp.json()["error"] == "database_unavailable"
-                assert client.get("/readyz").status_code == 503
-                assert client.get("/healthz").status_code == 200
-        finally:
-            proc.stop()
-    finally:
-        pg.destroy()
+    with service_on_own_cluster(tmp_path, "gone") as (pg, proc), \
+            httpx.Client(base_url=proc.base_url, timeout=10) as client:
+        assert client.post("/api/v1/appointments", json=body(), headers=auth(1)).status_code == 201
+        pg.stop()
+        for _ in range(3):  # pooled connections die first, then new connects are refused
+            resp = client.post("/api/v1/appointments", json=body(), headers=auth(1))
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["error"] == "database_unavailable"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
 
 
 def test_deadline_gives_504_and_cancels_the_query(new_db: Callable[[], str], tmp_path: Path) -> None:
