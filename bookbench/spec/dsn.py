@@ -35,13 +35,15 @@ def parse_key_values(dsn: str) -> dict[str, str]:
 
 
 def is_url(dsn: str) -> bool:
-    return dsn.startswith(("postgresql://", "postgres://"))
+    # schemes are case-insensitive (asyncpg lower-cases them too)
+    return dsn[:13].lower().startswith(("postgresql://", "postgres://"))
 
 
 def to_url(dsn: str) -> str:
     """The same connection as a postgresql:// URL; a URL is returned unchanged."""
     if is_url(dsn):
-        return _encode_password(dsn)
+        scheme, rest = dsn.split("://", 1)
+        return _encode_password(f"{scheme.lower()}://{rest}")
     if "://" in dsn:
         raise UsageError(f"--dsn: unsupported scheme {dsn.split('://', 1)[0]!r}; use postgresql:// or libpq "
                          "key=value pairs")
@@ -76,8 +78,9 @@ def _encode_password(url: str) -> str:
     return f"{scheme}://{user}:{quote(unquote(password), safe='')}@{after}"
 
 
-def resolve_hosts(dsn: str) -> list[str] | None:
-    """The hosts asyncpg will connect to (a Unix socket as its path), or None when they cannot be determined."""
+def resolve_addrs(dsn: str) -> list[tuple[str, int]] | None:
+    """The (host, port) pairs asyncpg will connect to, a Unix socket as its path, or None when they cannot be
+    determined. Host names are returned as names: resolving them is the loopback guard's job."""
     from asyncpg import connect_utils
     from asyncpg.exceptions import ClientConfigurationError
 
@@ -94,7 +97,20 @@ def resolve_hosts(dsn: str) -> list[str] | None:
         return None  # another signature: unknown, so never trusted as loopback
     except (ValueError, ClientConfigurationError) as exc:
         raise UsageError(f"--dsn {mask_dsn(dsn)}: {exc}") from None
-    return [a[0] if isinstance(a, tuple) else str(a) for a in addrs]
+    out: list[tuple[str, int]] = []
+    for addr in addrs:
+        if isinstance(addr, tuple):
+            out.append((str(addr[0]), int(addr[1])))
+        else:  # a socket path: /dir/.s.PGSQL.<port>
+            tail = str(addr).rsplit(".", 1)[-1]
+            out.append((str(addr), int(tail) if tail.isdigit() else 5432))
+    return out
+
+
+def resolve_hosts(dsn: str) -> list[str] | None:
+    """The hosts asyncpg will connect to (a Unix socket as its path), or None when they cannot be determined."""
+    addrs = resolve_addrs(dsn)
+    return None if addrs is None else [host for host, _ in addrs]
 
 
 # --- masking -----------------------------------------------------------------------------------------------------
