@@ -28,6 +28,7 @@ from bookbench.cli.common import (
     KeySecretOpt,
     console,
     err_console,
+    guard_dsn,
     handle_errors,
 )
 from bookbench.db.conn import run_with
@@ -36,7 +37,7 @@ from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline.stack import database, service
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.targets import require_loopback
+from bookbench.spec.targets import pin_loopback
 
 CHECK_DB = "bookbench_check"
 _LAYOUT_HELP = "with --base-url and no --dsn, the deployment's dataset layout (as given to bookbench db seed)"
@@ -138,10 +139,10 @@ def check(
     if junit is not None:
         check_writable(junit)  # before the checks run, not after
     results: list[CheckResult]
+    # before anything connects; the checks then use the addresses judged, never a name resolved again
+    dsn = guard_dsn(dsn, allow_remote)
     if base_url:
-        require_loopback(base_url, "--base-url", allow_remote)
-        if dsn:
-            require_loopback(dsn, "--dsn", allow_remote)
+        base_url = pin_loopback(base_url, "--base-url", allow_remote)
         if dsn and (orgs or providers_per_org or contacts):
             raise UsageError("--orgs / --providers-per-org / --contacts describe a deployment checked without --dsn; "
                              "with --dsn the layout is read from the database")
@@ -154,8 +155,6 @@ def check(
         target = CheckTarget(base_url.rstrip("/"), dsn, params)
         results = asyncio.run(run_suites(target, chosen, repeat, examples))
     else:
-        if dsn:
-            require_loopback(dsn, "--dsn", allow_remote)
         where = f"the server {mask_dsn(dsn)} names" if dsn else "the embedded database"
         console.print(f"starting the service for the checks on {where} (their writes go to a database of their "
                       f"own, {CHECK_DB}) ...")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,8 @@ from bookbench.errors import (
     log_exception,
 )
 from bookbench.spec.dataset import DatasetParams
-from bookbench.spec.dsn import to_url
+from bookbench.spec.dsn import mask_dsn, resolve_hosts, to_url
+from bookbench.spec.targets import pin_loopback
 
 # soft_wrap: a long line is left whole for the terminal (or a CI log) to wrap, never cut into two at 80 columns
 console = Console(highlight=False, soft_wrap=True)
@@ -51,9 +54,39 @@ DataDirOpt = Annotated[Path | None, typer.Option(
     "--data-dir", envvar="BOOKBENCH_DATA_DIR", help="embedded cluster folder (default: a cache folder)")]
 AllowRemoteOpt = Annotated[bool, typer.Option(
     "--allow-remote", help="allow load and test writes against a non-loopback host")]
+YesOpt = Annotated[bool, typer.Option(
+    "--yes", help="change a database given with --dsn without asking (the embedded cluster never asks)")]
 KeySecretOpt = Annotated[str, typer.Option(
     "--key-secret", envvar="BOOKBENCH_KEY_SECRET", show_default=False,
     help="secret the dataset's API keys derive from (default: the built-in dataset secret)")]
+
+
+def guard_dsn(dsn: str | None, allow_remote: bool) -> str | None:
+    """The gate every command with --dsn passes before it connects: None (the embedded cluster) as it is; any
+    other database refused unless every address it would use is loopback or --allow-remote, and returned pinned to
+    the addresses judged (spec.targets.pin_loopback)."""
+    return pin_loopback(dsn, "--dsn", allow_remote) if dsn else None
+
+
+def _in_ci() -> bool:
+    return any(os.environ.get(name) for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "JENKINS_URL"))
+
+
+def confirm_destructive(dsn: str | None, action: str, yes: bool) -> None:
+    """A command about to change or delete what a database given with --dsn holds names that database and goes on
+    only with --yes, or a "y" typed at a terminal; in CI or without a terminal it refuses (exit 2) naming the
+    flag. The embedded cluster (no --dsn) is bookbench's own and is never asked about."""
+    if not dsn or yes:
+        return
+    from urllib.parse import unquote, urlsplit
+
+    database = unquote(urlsplit(dsn).path.lstrip("/")) or "(the user's default)"
+    hosts = ", ".join(resolve_hosts(dsn) or ["?"])
+    what = f"{action} in database {database!r} on {hosts} ({mask_dsn(dsn)}), which bookbench did not create"
+    if _in_ci() or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(f"{what}; pass --yes to go ahead")
+    if not typer.confirm(f"{what}. Go ahead?", default=False):
+        raise UsageError(f"{what}: not confirmed; nothing changed")
 
 
 def dataset_options(

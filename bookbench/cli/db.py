@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from bookbench.cli.common import (
+    AllowRemoteOpt,
     AppointmentsOpt,
     ContactsOpt,
     DataDirOpt,
@@ -15,8 +16,11 @@ from bookbench.cli.common import (
     OrgsOpt,
     ProvidersOpt,
     SeedOpt,
+    YesOpt,
+    confirm_destructive,
     console,
     dataset_options,
+    guard_dsn,
     handle_errors,
     mb,
 )
@@ -77,13 +81,14 @@ def db_reset(data_dir: DataDirOpt = None,
 
 @db_app.command("status")
 @handle_errors
-def db_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
+def db_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False) -> None:
     """Server state, schema version, dataset and table sizes."""
     from bookbench.db.conn import run_with
     from bookbench.db.embedded import EmbeddedPostgres
     from bookbench.db.schema import schema_version
     from bookbench.db.seed import current_dataset, table_stats
 
+    dsn = guard_dsn(dsn, allow_remote)
     if not dsn:
         pg = EmbeddedPostgres(data_dir)
         state = pg.state()
@@ -117,14 +122,18 @@ def db_seed(
     contacts: ContactsOpt = _defaults.contacts, appointments: AppointmentsOpt = _defaults.appointments,
     seed_: SeedOpt = _defaults.seed, key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     force: Annotated[bool, typer.Option("--force", help="regenerate even if the same dataset exists")] = False,
-    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False, yes: YesOpt = False,
 ) -> None:
-    """Generate the deterministic dataset (kept when one with the same parameters exists)."""
+    """Generate the deterministic dataset (kept when one with the same parameters exists). With --dsn it asks
+    first (--yes): the schema is applied there and a different dataset is replaced."""
     from bookbench.db.conn import run_with
     from bookbench.db.seed import seed
     from bookbench.pipeline.stack import database
 
     params = dataset_options(orgs, providers_per_org, contacts, appointments, seed_, key_secret)
+    dsn = guard_dsn(dsn, allow_remote)
+    # any seed may TRUNCATE (a different dataset, or --force), and the schema is applied first either way
+    confirm_destructive(dsn, "db seed would apply the schema and replace the tables' rows", yes)
     with database(dsn, data_dir) as url:
         console.print(f"seeding {mask_dsn(url)}: {appointments:,} appointments, {contacts:,} contacts, "
                       f"{orgs} orgs (seed {seed_}) ...")

@@ -8,7 +8,17 @@ import typer
 from rich import box
 from rich.table import Table
 
-from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, mb
+from bookbench.cli.common import (
+    AllowRemoteOpt,
+    DataDirOpt,
+    DsnOpt,
+    YesOpt,
+    confirm_destructive,
+    console,
+    guard_dsn,
+    handle_errors,
+    mb,
+)
 
 if TYPE_CHECKING:
     from bookbench.db.indexes import IndexStatus
@@ -40,7 +50,7 @@ def _print_index_status(rows: list[IndexStatus]) -> None:
 def indexes_apply(
     set_name: Annotated[str, typer.Argument(metavar="SET", help="none | seed | recommended | <file stem>")],
     keep_others: Annotated[bool, typer.Option("--keep-others", help="add to what exists")] = False,
-    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False, yes: YesOpt = False,
 ) -> None:
     """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""
     from bookbench.db import indexes as index_sets
@@ -48,6 +58,9 @@ def indexes_apply(
     from bookbench.pipeline.stack import database
 
     index_sets.load_set(set_name)  # fail on an unknown set before touching the database
+    dsn = guard_dsn(dsn, allow_remote)
+    change = "create" if keep_others else "create and drop"
+    confirm_destructive(dsn, f"indexes apply {set_name} would {change} performance indexes", yes)
     with database(dsn, data_dir) as url:
         report = run_with(url, lambda c: index_sets.apply(c, set_name, exclusive=not keep_others))
         console.print(f"set {set_name}: created {', '.join(report.created) or 'nothing'}; "
@@ -57,12 +70,15 @@ def indexes_apply(
 
 @idx_app.command("drop")
 @handle_errors
-def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
+def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False,
+                 yes: YesOpt = False) -> None:
     """Drop every performance index: back to the baseline schema."""
     from bookbench.db import indexes as index_sets
     from bookbench.db.conn import run_with
     from bookbench.pipeline.stack import database
 
+    dsn = guard_dsn(dsn, allow_remote)
+    confirm_destructive(dsn, "indexes drop would drop every performance index", yes)
     with database(dsn, data_dir) as url:
         report = run_with(url, lambda c: index_sets.apply(c, index_sets.BASELINE))
         console.print(f"dropped {', '.join(report.dropped) or 'nothing'}")
@@ -70,12 +86,13 @@ def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
 
 @idx_app.command("status")
 @handle_errors
-def indexes_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None) -> None:
+def indexes_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False) -> None:
     """Every non-constraint index with its set, size and idx_scan."""
     from bookbench.db import indexes as index_sets
     from bookbench.db.conn import run_with
     from bookbench.pipeline.stack import database
 
+    dsn = guard_dsn(dsn, allow_remote)
     with database(dsn, data_dir) as url:
         _print_index_status(run_with(url, index_sets.status))
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from bookbench.cli.common import DataDirOpt, DsnOpt, console, handle_errors, stop_on_signals
+from bookbench.cli.common import (
+    AllowRemoteOpt,
+    DataDirOpt,
+    DsnOpt,
+    console,
+    guard_dsn,
+    handle_errors,
+    stop_on_signals,
+)
 
 
 @handle_errors
@@ -17,7 +25,7 @@ def serve(
     dispatchers: Annotated[int, typer.Option(
         "--dispatchers", min=0, max=16, help="notification dispatchers beside the service, delivering to bookbench's "
         "fake SMS and calendar providers (0: none; the outbox then only fills)")] = 1,
-    dsn: DsnOpt = None, data_dir: DataDirOpt = None,
+    dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False,
 ) -> None:
     """Run the reference service on 127.0.0.1 until Ctrl-C or SIGTERM (embedded database unless --dsn), with its
     notification dispatchers and the fake providers; Ctrl-C or SIGTERM stops them all and, if this command started
@@ -31,6 +39,7 @@ def serve(
     from bookbench.pipeline.notify import notify_stack
     from bookbench.pipeline.stack import ServiceProcess, database
 
+    dsn = guard_dsn(dsn, allow_remote)  # before anything connects: the schema is applied there
     stop_on_signals()  # SIGTERM (docker stop, CI cancel, timeout) unwinds like Ctrl-C: nothing is left running
     with database(dsn, data_dir) as url, ExitStack() as stack:
         run_with(url, apply_schema)
