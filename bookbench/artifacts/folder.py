@@ -77,6 +77,10 @@ class RunFolder:
     def acknowledged(self, scenario: str) -> Path:
         return self.root / "db" / f"{scenario}_acknowledged_bookings.txt"
 
+    def attempts(self, scenario: str) -> Path:
+        """Every booking the load sent, "contact provider start" per line: how new rows are attributed to a run."""
+        return self.root / "db" / f"{scenario}_booking_attempts.txt"
+
     @property
     def notifications_dir(self) -> Path:
         return self.root / "notifications"

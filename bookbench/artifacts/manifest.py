@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bookbench.artifacts.files import read_model, write_model
 
 MANIFEST_FORMAT_VERSION = 2  # 2: typed model, status "killed", scenario "status"
+AS_FOUND = "as-found"  # the index set label of a run that left a user's indexes untouched
 RunStatus = Literal["running", "completed", "interrupted", "failed", "killed"]
 ScenarioStatus = Literal["planned", "running", "completed", "aborted", "interrupted", "not run"]
 
@@ -51,9 +52,25 @@ class IndexInfo(_Model):
 
 
 class IndexSet(_Model):
-    name: str
+    name: str  # the set applied, or AS_FOUND when bookbench left the database's indexes as they were
     indexes: list[IndexInfo] | None = None  # the set's indexes as found after applying it
     all_indexes: list[dict[str, Any]] | None = None  # every index on the tables (for the redundancy finding)
+    # the performance indexes (not constraints) before and after bookbench's step, and what it changed: on a
+    # database bookbench did not create, a set is applied only when named on the command line
+    applied: bool = True
+    before: list[str] | None = None
+    after: list[str] | None = None
+    created: list[str] = Field(default_factory=list)
+    dropped: list[str] = Field(default_factory=list)
+
+
+class Cleanup(_Model):
+    """What the run deleted at its end: only rows it can prove it created, only where it may."""
+
+    allowed: bool  # the embedded database, a database this command seeded, or --cleanup
+    why: str  # the rule that allowed or refused it, in words for the report
+    own_rows: int = 0  # bookings the run can prove it made (acknowledged ids, attributed phantoms)
+    deleted: int = 0
 
 
 class ScenarioFileInfo(_Model):
@@ -111,6 +128,10 @@ class Manifest(_Model):
     queries: dict[str, Any] | None = None  # EXPLAIN summaries per statement (plans in explain/)
     write_cost: dict[str, Any] | None = None
     table_stats: dict[str, Any] | None = None  # pg_stat_user_tables before / after the load
+    cleanup: Cleanup | None = None
+    # how the database was treated: "embedded" (bookbench's own), "seeded" (this command seeded an empty
+    # database), "reused" (bookbench's dataset, found as it was), "deployment" (a --target-url's database: read)
+    database_role: str | None = None
 
 
 def path_in(run_dir: Path) -> Path:

@@ -64,6 +64,18 @@ def read_acknowledged(path: Path) -> list[int]:
     return list(read_acknowledged_times(path))
 
 
+def read_attempts(path: Path) -> list[tuple[int, int, str]]:
+    """Booking attempts (contact id, provider id, start as ISO text); a torn last line of a killed run is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            out.append((int(parts[0]), int(parts[1]), parts[2]))
+    return out
+
+
 def locust_request_count(stats_json: Path) -> int | None:
     """Locust's own final total (its --json-file, one entry per endpoint), for cross-checking our samples."""
     try:

@@ -15,16 +15,18 @@ from bookbench.cli.common import (
     MaybeAppointmentsOpt,
     console,
     handle_errors,
-    split_list,
     stop_on_signals,
 )
+from bookbench.cli.index_sets import sets_to_apply
 from bookbench.errors import UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 
 @handle_errors
 def capacity(
-    sets: Annotated[str, typer.Option("--sets", help="index sets to measure")] = "none,seed,recommended",
+    sets: Annotated[str | None, typer.Option(
+        "--sets", show_default=False,
+        help="index sets to measure (default none,seed,recommended; with --dsn: required)")] = None,
     start: Annotated[float, typer.Option("--start", min=0.1, help="first offered rate, requests/s")] = 25.0,
     max_rate: Annotated[float, typer.Option("--max", min=0.1, help="never offer more than this, requests/s")] = 6400.0,
     step_s: Annotated[float, typer.Option("--step-s", min=1, max=3600, help="seconds of load per step")] = 15.0,
@@ -43,7 +45,7 @@ def capacity(
     from bookbench.pipeline import capacity as stage
     from bookbench.spec.scenarios import load_scenarios
 
-    names = split_list(sets)
+    names = sets_to_apply(sets, "none,seed,recommended", dsn)
     if not names:
         raise UsageError("--sets must name at least one index set")
     if start > max_rate:

@@ -24,11 +24,13 @@ from bookbench.cli.common import (
     split_list,
     stop_on_signals,
 )
+from bookbench.cli.index_sets import sets_to_apply
 from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
 QUICK_SCENARIOS = ["burst"]
+DEFAULT_SETS = "none,seed,recommended"
 # Three interleaved rounds at 15 % of the file's durations: the run-to-run spread then comes from the rounds
 # themselves, and `make demo` (three sets) stays within 8 minutes on 2 cores.
 DEFAULT_ROUNDS = 3
@@ -60,8 +62,9 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, max=64, help="Locus
 
 @handle_errors
 def compare(
-    sets: Annotated[str, typer.Option("--sets", help="index sets, the first is the baseline; a set named twice "
-                                                     "is an A/A (labelled set#2)")] = "none,seed,recommended",
+    sets: Annotated[str | None, typer.Option(
+        "--sets", show_default=False, help="index sets, the first is the baseline; a set named twice is an A/A "
+        f"(labelled set#2); default {DEFAULT_SETS} (with --dsn: required, the sets are applied there)")] = None,
     repeat: RepeatOpt = DEFAULT_ROUNDS,
     scenarios: ScenariosOpt = None,
     quick: QuickOpt = False,
@@ -98,7 +101,7 @@ def compare(
         finish(folder, existing, spec.noise_threshold, force, store, console)
         print(folder, flush=True)
         return
-    names = split_list(sets)
+    names = sets_to_apply(sets, DEFAULT_SETS, dsn)
     if len(names) < 2:
         raise UsageError("--sets needs at least two sets (the first is the baseline; name one set twice for an A/A)")
     for name in names:
@@ -120,7 +123,9 @@ def compare(
 
 @handle_errors
 def calibrate(
-    index_set: Annotated[str, typer.Option("--set", help="the index set measured against itself")] = "recommended",
+    index_set: Annotated[str | None, typer.Option(
+        "--set", show_default=False,
+        help="the index set measured against itself (default recommended; with --dsn: required)")] = None,
     rounds: Annotated[int, typer.Option("--rounds", min=2, max=30, help="A/A rounds (pairs of runs)")] = 5,
     scenarios: ScenariosOpt = None,
     quick: QuickOpt = False,
@@ -144,6 +149,7 @@ def calibrate(
     spec = load_scenarios(scenario_file)
     store_path = calibration_path(calibration_file)
     previous = load_store(store_path)
+    index_set = sets_to_apply(index_set, "recommended", None if runs else dsn, "--set")[0]
     status: str = "completed"
     reason: str | None = None
     if runs:

@@ -16,14 +16,15 @@ BaselineOpt = Annotated[Path | None, typer.Option(
 DECISION_STYLE = {"GO": "[green]GO[/]", "NO-GO": "[red]NO-GO[/]", "INCOMPLETE": "[yellow]INCOMPLETE[/]"}
 
 
-def render_and_print(run_dir: Path, baseline: Path | None) -> bool:
-    """Render report.html; print the per-scenario/endpoint table, one line per failed verdict and the decision.
+def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) -> bool:
+    """Judge the run and render report.html (unless html=False); print the per-scenario/endpoint table, one line
+    per failed verdict and the decision.
     False on NO-GO."""
     from bookbench.analysis.judge import describe
     from bookbench.cli.terminal import notification_lines, open_model_lines, summary_table
     from bookbench.pipeline import analyse
 
-    out = analyse.report(run_dir, baseline)
+    out = analyse.report(run_dir, baseline, html=html)
     if out.summary["scenarios"]:
         console.print(summary_table(out.summary, out.judgement))
         for line in open_model_lines(out.summary) + notification_lines(out.summary):
@@ -32,7 +33,8 @@ def render_and_print(run_dir: Path, baseline: Path | None) -> bool:
         console.print(f"  [red]{v.status.upper()}[/] {v.kind} {describe(v)}")
     for caveat in out.judgement.caveats:
         console.print(f"  [yellow]not complete:[/] {caveat}")
-    console.print(f"decision: {DECISION_STYLE[out.judgement.decision]} · report: {out.report}")
+    page = out.report if out.report is not None else "not written (--no-report)"
+    console.print(f"decision: {DECISION_STYLE[out.judgement.decision]} · report: {page}")
     return bool(out.judgement.decision != "NO-GO")
 
 

@@ -33,7 +33,11 @@ def run(
     scenarios: Annotated[str | None, typer.Option(
         "--scenarios", help="comma-separated, e.g. single,ramp_up,burst,sustained (default: all in the file)")] = None,
     index_set: Annotated[str | None, typer.Option(
-        "--index-set", help="none | seed | recommended (default: scenarios.yaml's index_set)")] = None,
+        "--index-set", help="none | seed | recommended (default: scenarios.yaml's index_set on the embedded "
+        "database; with --dsn the database's indexes are left as found unless this is given)")] = None,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="on a --dsn database bookbench did not seed, delete this run's own bookings at the end "
+        "(only the ids it was told about or can attribute; never anything else)")] = False,
     appointments: MaybeAppointmentsOpt = None,
     contacts: MaybeContactsOpt = None,
     orgs: MaybeOrgsOpt = None,
@@ -58,7 +62,8 @@ def run(
     web_ui: Annotated[bool, typer.Option(
         "--web-ui", help="watch live in Locust's web UI on 127.0.0.1 (charts, per-endpoint table)")] = False,
     web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535, help="port of --web-ui")] = 8089,
-    no_report: Annotated[bool, typer.Option("--no-report", help="do not render report.html at the end")] = False,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report", help="do not write report.html (the run is still judged: exit 1 on NO-GO)")] = False,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
@@ -78,25 +83,25 @@ def run(
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
         web_port=web_port if web_ui else None,
-        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]],
+        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup,
     )
     stop_on_signals()
     outcome = execute(opts, console)
     go = True
-    if not no_report:
-        try:
-            go = render_and_print(outcome.run_dir, None)
-        except Exception as exc:  # the run's own outcome decides the exit code; a report failure is logged
-            from bookbench.artifacts.folder import RunFolder
-            from bookbench.errors import log_exception
+    # the judge decides the exit code with or without the page: --no-report only skips the HTML
+    try:
+        go = render_and_print(outcome.run_dir, None, html=not no_report)
+    except Exception as exc:  # the run's own outcome decides the exit code; a report failure is logged
+        from bookbench.artifacts.folder import RunFolder
+        from bookbench.errors import log_exception
 
-            log = RunFolder(outcome.run_dir).log
-            log_exception(log)
-            console.print(f"[red]report not written:[/] {type(exc).__name__}: {exc} (traceback in {log})")
-            go = False
-            if outcome.status == "completed":
-                print(outcome.run_dir, flush=True)
-                raise typer.Exit(EXIT_ENVIRONMENT) from None
+        log = RunFolder(outcome.run_dir).log
+        log_exception(log)
+        console.print(f"[red]report not written:[/] {type(exc).__name__}: {exc} (traceback in {log})")
+        go = False
+        if outcome.status == "completed":
+            print(outcome.run_dir, flush=True)
+            raise typer.Exit(EXIT_ENVIRONMENT) from None
     # plain print: the last line is for scripts and must never be wrapped or styled
     print(outcome.run_dir, flush=True)
     if outcome.status == "interrupted":

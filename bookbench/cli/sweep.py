@@ -18,6 +18,7 @@ from bookbench.cli.common import (
     split_list,
     stop_on_signals,
 )
+from bookbench.cli.index_sets import sets_to_apply
 from bookbench.errors import UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
@@ -36,7 +37,9 @@ def parse_size(text: str) -> int:
 @handle_errors
 def sweep(
     sizes: Annotated[str, typer.Option("--sizes", help="appointment counts, e.g. 10k,100k,1M")] = "10k,100k,1M",
-    sets: Annotated[str, typer.Option("--sets", help="index sets to measure at each size")] = "none,recommended",
+    sets: Annotated[str | None, typer.Option(
+        "--sets", show_default=False,
+        help="index sets to measure at each size (default none,recommended; with --dsn: required)")] = None,
     scenario: Annotated[str, typer.Option("--scenario", help="the scenario measured at each point")] = "burst",
     quick: Annotated[bool, typer.Option("--quick", help="the file's quick_factor durations")] = False,
     duration_factor: Annotated[float, typer.Option("--duration-factor", min=0.01, max=10)] = 0.5,
@@ -51,7 +54,7 @@ def sweep(
     from bookbench.pipeline import sweep as stage
 
     counts = [parse_size(s) for s in split_list(sizes)]
-    names = split_list(sets)
+    names = sets_to_apply(sets, "none,recommended", dsn)
     if not counts or not names:
         raise UsageError("--sizes and --sets must each name at least one value")
     for name in names:

@@ -3,6 +3,7 @@ counters and the reset of earlier runs' bookings (used by the run pipeline and b
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import asyncpg
@@ -45,20 +46,44 @@ async def reset_bookings(conn: asyncpg.Connection, seeded_appointments: int) -> 
     return int(deleted.split()[-1])
 
 
+async def delete_own(conn: asyncpg.Connection, ids: list[int]) -> int:
+    """Delete exactly these appointments (the ones a run can prove it created) and what they queued in the
+    notification outbox; nothing else. Returns the appointments deleted."""
+    if not ids:
+        return 0
+    async with conn.transaction():
+        await conn.execute("DELETE FROM notification_outbox WHERE appointment_id = ANY($1::bigint[])", ids)
+        deleted = await conn.execute("DELETE FROM appointments WHERE id = ANY($1::bigint[])", ids)
+    return int(deleted.split()[-1])
+
+
 async def index_stats(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(INDEX_STATS_SQL)]
 
 
-async def reconcile(conn: asyncpg.Connection, acknowledged: list[int], id_before: int) -> dict[str, Any]:
-    """lost: acknowledged (201) but not in the table; phantom: new rows nobody was told about."""
+async def reconcile(conn: asyncpg.Connection, acknowledged: list[int], id_before: int,
+                    attempts: list[tuple[int, int, str]] | None = None) -> dict[str, Any]:
+    """lost: acknowledged (201) but not in the table; phantom: a new row this run asked for (its contact,
+    provider and start match a booking the load sent) that nobody was told about. New rows that match none of
+    the run's attempts belong to another writer (a deployment's own traffic, a check run beside it): counted as
+    `other_writers`, never as phantoms. Without attempts (run folders from before they were recorded) every new
+    row is the run's, as before."""
     stored = {r["id"] for r in await conn.fetch("SELECT id FROM appointments WHERE id = ANY($1::bigint[])",
                                                 acknowledged)}
-    new_rows = {r["id"] for r in await conn.fetch("SELECT id FROM appointments WHERE id > $1", id_before)}
+    new_rows = await conn.fetch(
+        "SELECT id, contact_id, provider_id, scheduled_at FROM appointments WHERE id > $1", id_before)
     acked = set(acknowledged)
     lost = sorted(acked - stored)
-    phantom = sorted(new_rows - acked)
+    if attempts is None:
+        ours = {r["id"] for r in new_rows}
+    else:
+        asked = {(c, p, dt.datetime.fromisoformat(start)) for c, p, start in attempts}
+        ours = {r["id"] for r in new_rows if (r["contact_id"], r["provider_id"], r["scheduled_at"]) in asked}
+    phantom = sorted(ours - acked)
+    others = len({r["id"] for r in new_rows} - ours - acked)
     return {"acknowledged": len(acked), "new_rows": len(new_rows), "lost": len(lost), "phantom": len(phantom),
-            "lost_ids": lost[:20], "phantom_ids": phantom[:20], "ok": not lost and not phantom}
+            "other_writers": others, "lost_ids": lost[:20], "phantom_ids": phantom[:20],
+            "phantom_all": phantom, "ok": not lost and not phantom}
 
 
 async def audit(conn: asyncpg.Connection) -> dict[str, Any]:

@@ -27,6 +27,31 @@ class SeedReport:
     table_sizes: dict[str, int]
 
 
+@dataclass(frozen=True)
+class DatabaseState:
+    """What a database holds before bookbench touches it: enough to decide, read-only, whether it may seed."""
+
+    has_tables: bool  # the service's appointments table exists
+    has_rows: bool  # any row in organizations, providers, contacts or appointments
+    dataset: dict[str, Any] | None  # bookbench_meta's record of the dataset bookbench seeded, if any
+
+    def fingerprint(self) -> str | None:
+        return None if self.dataset is None else str(self.dataset.get("fingerprint"))
+
+
+async def database_state(conn: asyncpg.Connection) -> DatabaseState:
+    """Read-only: never creates a table (a user's database is inspected before anything is decided)."""
+    if not await conn.fetchval("SELECT to_regclass('appointments') IS NOT NULL"):
+        return DatabaseState(False, False, None)
+    has_rows = bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM appointments) OR EXISTS (SELECT 1 FROM contacts) "
+        "OR EXISTS (SELECT 1 FROM providers) OR EXISTS (SELECT 1 FROM organizations)"))
+    dataset = None
+    if await conn.fetchval("SELECT to_regclass('bookbench_meta') IS NOT NULL"):
+        dataset = await current_dataset(conn)
+    return DatabaseState(True, has_rows, dataset)
+
+
 async def current_dataset(conn: asyncpg.Connection) -> dict[str, Any] | None:
     raw = await conn.fetchval("SELECT value FROM bookbench_meta WHERE key = 'dataset'")
     return None if raw is None else dict(json.loads(raw))

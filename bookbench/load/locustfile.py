@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import random
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from bookbench.artifacts.samples import Sample, SampleWriter
 from bookbench.load.live import LiveStats
+from bookbench.load.operations import VAPI_BOOKED
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams, api_key
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
 from bookbench.spec.shape import arrival_times, users_at
@@ -32,9 +32,7 @@ from bookbench.spec.shape import arrival_times, users_at
 SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
 BOOKINGS_KEY = "bookbench_bookings"
 DROPPED_KEY = "bookbench_dropped"
-# Vapi's tool result is a sentence for the voice agent ("Booked: appointment 123 at ..."): the only place an id
-# is read from text; REST answers JSON
-_VAPI_BOOKED = re.compile(r"Booked: appointment (\d+) ")
+ATTEMPTS_KEY = "bookbench_attempts"
 
 
 def _load_config() -> dict[str, Any]:
@@ -95,6 +93,10 @@ class Recorder:
         self.booked: list[tuple[int, float]] = []  # (appointment id, when its acknowledgement arrived)
         self.dropped: list[float] = []  # open model: intended times of arrivals that found no free capacity
         self.dropped_path: Path | None = None
+        # every booking sent, as (contact, provider, start): what lets the reconciliation attribute a new row to
+        # this run (a row nobody here asked for is another writer's, never a phantom of ours)
+        self.attempts: list[tuple[int, int, str]] = []
+        self.attempts_path: Path | None = None
         self.in_flight = 0  # open model: requests under way (the `users` column then holds this)
         self.worker = "local"
         self.env: Environment | None = None
@@ -118,16 +120,21 @@ class Recorder:
                              request_type, status, int(exception is None), error, int(response_length or 0),
                              users, self.worker, intended))
 
-    def take(self) -> tuple[list[Sample], list[tuple[int, float]], list[float]]:
+    def take(self) -> tuple[list[Sample], list[tuple[int, float]], list[float], list[tuple[int, int, str]]]:
         rows, self.pending = self.pending, []
         booked, self.booked = self.booked, []
         dropped, self.dropped = self.dropped, []
-        return rows, booked, dropped
+        attempts, self.attempts = self.attempts, []
+        return rows, booked, dropped, attempts
 
     def flush_local(self) -> None:
         self.store(*self.take())
 
-    def store(self, rows: list[Sample], booked: list[tuple[int, float]], dropped: list[float]) -> None:
+    def store(self, rows: list[Sample], booked: list[tuple[int, float]], dropped: list[float],
+              attempts: list[tuple[int, int, str]]) -> None:
+        if self.attempts_path is not None and attempts:
+            with self.attempts_path.open("a") as fh:
+                fh.write("".join(f"{c} {p} {start}\n" for c, p, start in attempts))
         if self.dropped_path is not None and dropped:
             with self.dropped_path.open("a") as fh:
                 fh.write("".join(f"{t:.6f}\n" for t in dropped))
@@ -157,7 +164,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         RECORDER.worker = runner.client_id
 
         def ship(client_id: str, data: dict[str, Any]) -> None:
-            data[SAMPLES_KEY], data[BOOKINGS_KEY], data[DROPPED_KEY] = RECORDER.take()
+            data[SAMPLES_KEY], data[BOOKINGS_KEY], data[DROPPED_KEY], data[ATTEMPTS_KEY] = RECORDER.take()
 
         environment.events.report_to_master.add_listener(ship)
         return
@@ -170,12 +177,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
         RECORDER.bookings_path = Path(CONFIG["bookings_path"])
     if CONFIG.get("dropped_path"):
         RECORDER.dropped_path = Path(CONFIG["dropped_path"])
+    if CONFIG.get("attempts_path"):
+        RECORDER.attempts_path = Path(CONFIG["attempts_path"])
     if isinstance(runner, MasterRunner):
         def receive(client_id: str, data: dict[str, Any]) -> None:
             # msgpack turns tuples into lists on the way from a worker
             RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])],
                            [(int(b[0]), float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
-                           [float(t) for t in data.get(DROPPED_KEY, [])])
+                           [float(t) for t in data.get(DROPPED_KEY, [])],
+                           [(int(a[0]), int(a[1]), str(a[2])) for a in data.get(ATTEMPTS_KEY, [])])
 
         environment.events.worker_report.add_listener(receive)
     gevent.spawn(_background, environment)
@@ -208,7 +218,7 @@ def _weight(task_name: str) -> int:
 def _booked_id(answer: str) -> int | None:
     """The new appointment's id from a booking answer, None for a taken slot or a failed call."""
     if MIX.protocol == "vapi":
-        found = _VAPI_BOOKED.match(answer)
+        found = VAPI_BOOKED.match(answer)
         return int(found.group(1)) if found else None
     try:
         return int(json.loads(answer)["appointment_id"])
@@ -224,6 +234,9 @@ class VoiceAgentCaller(FastHttpUser):
     # the closed model's users; an open-model scenario drives callers from ArrivalScheduler instead
     abstract = OPEN_MODEL
     intended: float | None = None  # open model: the send time this request was scheduled for
+    # a 3xx is the target's answer, recorded as a failure with its status; following it could take the load to a
+    # host the loopback rule refuses (geventhttpclient follows up to 30 by default)
+    max_redirects = 0
 
     def context(self) -> dict[str, Any]:
         return {"intended": self.intended} if self.intended is not None else {}
@@ -282,8 +295,9 @@ class VoiceAgentCaller(FastHttpUser):
     def book(self) -> None:
         day = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
         start = day + dt.timedelta(days=random.randint(1, 120), minutes=30 * random.randint(0, 15))
-        args = {"contactId": self._contact(), "providerId": self._provider(), "start": start.isoformat(),
-                "durationMinutes": 30}
+        contact, provider = self._contact(), self._provider()
+        args = {"contactId": contact, "providerId": provider, "start": start.isoformat(), "durationMinutes": 30}
+        RECORDER.attempts.append((contact, provider, start.isoformat()))
         text = self._call("bookClinicAppointment", "POST", "/api/v1/appointments", args, accept=(201, 409))
         appt = _booked_id(text)
         if appt is not None:
@@ -306,6 +320,7 @@ class ArrivalScheduler(FastHttpUser):
 
     abstract = not OPEN_MODEL
     wait_time = constant(0)
+    max_redirects = 0  # as VoiceAgentCaller: a redirect is an answer, never followed
     done = False
 
     def _one(self, caller: VoiceAgentCaller, intended: float, free: list[VoiceAgentCaller]) -> None:

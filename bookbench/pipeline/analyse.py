@@ -22,7 +22,7 @@ class Analysed:
     run_dir: Path
     summary: dict[str, Any]
     judgement: judge.Judgement
-    report: Path
+    report: Path | None  # None when the page was not asked for (`run --no-report`)
 
 
 def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, dict[str, Any], judge.Judgement]:
@@ -34,13 +34,15 @@ def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, d
     return man, summary, judge.judge(man, summary, checks, baseline)
 
 
-def report(run_dir: Path, baseline_dir: Path | None = None) -> Analysed:
-    """Analyse the samples, judge them, and write summary.json, verdicts.* and report.html."""
+def report(run_dir: Path, baseline_dir: Path | None = None, html: bool = True) -> Analysed:
+    """Analyse the samples, judge them, and write summary.json, verdicts.* and (unless html=False) report.html.
+    The decision never depends on html: `run --no-report` exits on the same judgement as `run`."""
     summary_file.write(run_dir, analysis.analyse_run(run_dir))
     # what the report shows is exactly what the files say
     man, summary, j = judged(run_dir, baseline_dir)
     verdicts.write(run_dir, judge.to_file(j))
-    page = render.report_page(run_dir, man, summary, j, run_files.read_checks(RunFolder(run_dir).checks))
+    page = render.report_page(run_dir, man, summary, j, run_files.read_checks(RunFolder(run_dir).checks)) if html \
+        else None
     return Analysed(run_dir, summary, j, page)
 
 

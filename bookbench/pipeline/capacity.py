@@ -129,7 +129,8 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                 outcome = execute(RunOptions(
                     scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
                     dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
-                    allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv), console)
+                    allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv,
+                    own_database=dsn is None), console)
                 run_dir = outcome.require_completed(f"the {set_name} step at {rate:g}/s")
                 report(run_dir)
                 sc = summary_file.read(run_dir)["scenarios"][SCENARIO]

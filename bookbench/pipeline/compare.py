@@ -119,7 +119,7 @@ def measure(plan: Plan, dsn: str | None, data_dir: Path | None,
                     scenarios_path=plan.scenario_file, scenarios=plan.scenarios, index_set=name,
                     dataset_overrides=plan.overrides, quick=plan.quick, duration_factor=plan.duration_factor,
                     out=plan.out_folder / "runs", dsn=url, notifications=False, allow_remote=plan.allow_remote,
-                    anchor=anchor,
+                    anchor=anchor, own_database=dsn is None,
                     workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
                     argv=plan.argv), console)

@@ -23,6 +23,8 @@ from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import run_files
 from bookbench.artifacts.folder import RUN_SUBFOLDERS, RunFolder, new_folder
 from bookbench.artifacts.manifest import (
+    AS_FOUND,
+    Cleanup,
     Counts,
     IndexInfo,
     IndexSet,
@@ -41,7 +43,8 @@ from bookbench.db import audit, indexes
 from bookbench.db import evidence as explain
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
-from bookbench.db.seed import seed, table_stats
+from bookbench.db.lease import database_lease
+from bookbench.db.seed import database_state, seed, table_stats
 from bookbench.db.settle import settle
 from bookbench.errors import (
     BookbenchError,
@@ -52,6 +55,7 @@ from bookbench.errors import (
     UsageError,
     log_exception,
 )
+from bookbench.load import operations
 from bookbench.pipeline import facts, integrity, interrupts, supervisor
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
@@ -59,7 +63,7 @@ from bookbench.pipeline.stack import ServiceProcess, database
 from bookbench.pipeline.watchdog import Fault, StackWatch
 from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
+from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, TaskMix, load_scenarios
 from bookbench.spec.targets import require_loopback
 
 WARMUP_REQUESTS = 150  # ~2 per statement per pooled connection; at 60 ms a request without indexes, ~5 s
@@ -95,6 +99,13 @@ class RunOptions:
     # calibration only: CPU work the service adds to every API request (BOOKBENCH_CALIBRATION_DELAY_MS)
     calibration_delay_ms: float = 0.0
     argv: list[str] = dataclasses.field(default_factory=list)
+    # the database is bookbench's own (the embedded cluster): None means "when no --dsn was given"; compare,
+    # sweep and capacity open the embedded database themselves and pass True
+    own_database: bool | None = None
+    # delete this run's own bookings at the end on a database bookbench did not seed (never anything else)
+    cleanup: bool = False
+    # replace another bookbench dataset on a --dsn database (sweep's sizes); a foreign database is never seeded
+    reseed: bool = False
 
 
 @dataclass
@@ -123,36 +134,49 @@ def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[
     return {n: spec.scenarios[n].scaled(factor) if factor != 1.0 else spec.scenarios[n] for n in chosen}
 
 
-async def _warm_up(base_url: str, params: DatasetParams) -> int:
-    """Touch every endpoint from many connections at once: pooled connections prepare their statements."""
+async def _warm_up(base_url: str, params: DatasetParams, mix: TaskMix) -> tuple[int, list[int]]:
+    """Send what the scenarios' mix sends (a read-only mix never books; cancels only what the warm-up booked),
+    from many connections at once, so that pooled connections prepare their statements. Returns the requests
+    sent and the ids of the bookings it made (the run's own rows). Redirects are answers, never followed."""
     sem = asyncio.Semaphore(WARMUP_CONCURRENCY)
     rng = random.Random(1)
     today = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    tools = [t for t in operations.TOOLS if mix.weights.get(t, 0) > 0]  # type: ignore[call-overload]
+    booked: list[int] = []
 
-    async def one(client: httpx.AsyncClient, i: int) -> int:
+    async def one(client: httpx.AsyncClient, i: int) -> int | None:
+        tool = tools[i % len(tools)]
         org = rng.randint(1, params.orgs)
-        headers = {"Authorization": f"Bearer {api_key(org, params.key_secret)}"}
         provider, contact = rng.choice(params.providers_of(org)), rng.choice(params.contacts_of(org))
         day = today + dt.timedelta(days=rng.randint(1, 120))
+        if tool == "cancelAppointment":
+            if not booked:
+                return None  # like a caller: nothing booked yet, nothing to cancel
+            args: dict[str, Any] = {"appointmentId": booked[-1]}
+        else:
+            args = {"providerId": provider, "contactId": contact, "date": day.date().isoformat(),
+                    "durationMinutes": 30, "start": (day + dt.timedelta(minutes=30 * rng.randint(0, 15))).isoformat()}
+        call = operations.request(mix.protocol, tool, args)
         async with sem:
-            if i % 3 == 0:
-                r = await client.get(f"/api/v1/providers/{provider}/availability",
-                                     params={"date": day.date().isoformat()}, headers=headers)
-            elif i % 3 == 1:
-                r = await client.get(f"/api/v1/contacts/{contact}/appointments/upcoming", headers=headers)
-            else:
-                r = await client.post("/api/v1/appointments", headers=headers, json={
-                    "contactId": contact, "providerId": provider, "durationMinutes": 30,
-                    "start": (day + dt.timedelta(minutes=30 * rng.randint(0, 15))).isoformat()})
-            return r.status_code
+            r = await client.request(call.method, call.path, params=call.query, json=call.body,
+                                     headers={"Authorization": f"Bearer {api_key(org, params.key_secret)}"})
+        appt = operations.booked_id(mix.protocol, r.status_code, r.text) if tool == "bookClinicAppointment" else None
+        if appt is not None:
+            booked.append(appt)
+        return r.status_code
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=30,
+    # follow_redirects=False, said out loud: a 3xx from the target is an answer, and never a way off loopback
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, follow_redirects=False,
                                  limits=httpx.Limits(max_connections=WARMUP_CONCURRENCY)) as client:
-        codes = await asyncio.gather(*(one(client, i) for i in range(WARMUP_REQUESTS)))
+        codes = [c for c in await asyncio.gather(*(one(client, i) for i in range(WARMUP_REQUESTS))) if c is not None]
+    redirects = sorted({c for c in codes if 300 <= c < 400})
+    if redirects:
+        raise ServiceError(f"warm-up: the target answered with a redirect ({redirects}); bookbench never follows "
+                           "redirects: point --target-url at the address that answers")
     bad = [c for c in codes if c >= 500 or c in (401, 422)]
     if bad:
         raise ServiceError(f"warm-up failed: {len(bad)} of {len(codes)} requests answered {sorted(set(bad))}")
-    return len(codes)
+    return len(codes), booked
 
 
 def _count_samples(path: Path) -> int:
@@ -169,8 +193,10 @@ class RunPlan:
     spec: ScenarioFile
     factor: float
     scenarios: dict[str, Scenario]
-    index_set: str
+    index_set: str  # the set applied, or AS_FOUND
     params: DatasetParams
+    own_database: bool  # bookbench's embedded database: seeded, reset and re-indexed freely
+    apply_indexes: bool  # False: the database's indexes are left exactly as found
 
 
 def plan(opts: RunOptions) -> RunPlan:
@@ -185,15 +211,22 @@ def plan(opts: RunOptions) -> RunPlan:
         ds["key_secret"] = opts.key_secret
     params = DatasetParams(**ds)
     params.validate()
-    index_set = opts.index_set or spec.index_set
-    indexes.load_set(index_set)  # an unknown set fails here, before anything starts
+    own = opts.own_database if opts.own_database is not None else not opts.dsn
+    # the file's default set is applied only to bookbench's own database; anyone else's indexes change only
+    # when the user names a set on the command line
+    apply_indexes = opts.index_set is not None or (own and not opts.target_url)
+    if opts.index_set is not None and opts.target_url and not opts.dsn:
+        raise UsageError("--index-set with --target-url needs --dsn (the deployment's database to index)")
+    index_set = (opts.index_set or spec.index_set) if apply_indexes else AS_FOUND
+    if apply_indexes:
+        indexes.load_set(index_set)  # an unknown set fails here, before anything starts
     if opts.target_url:
         require_loopback(opts.target_url, "--target-url", opts.allow_remote)
     if opts.dsn:
         require_loopback(opts.dsn, "--dsn", opts.allow_remote)
     if opts.web_port is not None:
         _check_port_free(opts.web_port)
-    return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params)
+    return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params, own, apply_indexes)
 
 
 def _check_port_free(port: int) -> None:
@@ -238,6 +271,7 @@ class Run:
         self.service: ServiceProcess | None = None
         self.notify: NotifyStack | None = None  # Path B: fake providers and dispatchers, self-hosted runs only
         self.fault: Fault | None = None  # what ended the current scenario early
+        self.own_ids: list[int] = []  # bookings this run can prove it made: acknowledged ids, attributed phantoms
 
     @property
     def params(self) -> DatasetParams:
@@ -248,23 +282,100 @@ class Run:
 
     # -- setup ---------------------------------------------------------------------------------------------
     def prepare_database(self, dsn: str) -> None:
+        """Dataset and indexes under the rules for whose database it is (see _dataset_step); what the indexes were
+        before and after, and what bookbench changed, goes into the manifest."""
+        role = self._dataset_step(dsn)
+        self.manifest.database_role = role
+        removed = 0
+        if role == "embedded":
+            # bookbench's own sandbox (under the database lease): every run starts from the generated dataset
+            removed = run_with(dsn, lambda conn: audit.reset_bookings(conn, self.params.appointments))
+        before = [s.name for s in run_with(dsn, indexes.status)]
+        info = self.manifest.index_set
+        info.applied, info.before = self.plan.apply_indexes, before
+        if self.plan.apply_indexes:
+            applied = run_with(dsn, lambda conn: indexes.apply(conn, self.plan.index_set))
+            info.created, info.dropped = applied.created, applied.dropped
+            self.console.print(f"index set {self.plan.index_set}: +{len(applied.created)} -{len(applied.dropped)}"
+                               + (f" ({removed} bookings of earlier runs removed)" if removed else ""))
+        else:
+            self.console.print(f"indexes left as found ({len(before)}: {', '.join(before) or 'none'}); name "
+                               "--index-set to change them")
+        status = run_with(dsn, indexes.status)
+        info.after = [s.name for s in status]
+        if info.created or info.dropped:
+            self.console.print(f"  bookbench changed this database's indexes: before {', '.join(before) or 'none'}"
+                               f"; after {', '.join(info.after) or 'none'}")
+        counts, sizes = run_with(dsn, table_stats)
+        ds = self.manifest.dataset
+        ds.row_counts, ds.table_bytes = counts, sizes
+        info.indexes = [
+            IndexInfo(name=s.name, table=s.table, size_bytes=s.size_bytes, definition=s.definition) for s in status]
+        info.all_indexes = run_with(dsn, indexes.definitions)
+        self.manifest.postgres = run_with(dsn, facts.postgres_facts)
+        self.save()
+
+    def _dataset_step(self, dsn: str) -> str:
+        """Seed only what bookbench may: its own database; an empty --dsn database; a --dsn database that holds
+        the same bookbench dataset is reused. A deployment's database (--target-url) is never seeded, and a
+        database with other data is refused before anything is written. Returns the database's role."""
+        opts, where = self.plan.opts, mask_dsn(dsn)
+        state = run_with(dsn, database_state)
+        same = state.fingerprint() == self.params.fingerprint()
+        if opts.target_url:
+            if not state.has_tables:
+                raise UsageError(f"--dsn {where} has no appointments table: bookbench audits a deployment's "
+                                 "database only when it has the reference schema")
+            if not same:
+                self.console.print("[yellow]the deployment's database does not hold bookbench's dataset with these "
+                                   "parameters: ids the load uses may not exist there (nothing was seeded)[/]")
+            return "deployment"
+        if not self.plan.own_database and state.has_rows and not same:
+            if state.dataset is not None and opts.reseed:
+                self.console.print(f"[yellow]replacing the bookbench dataset in {where}[/]")
+            elif state.dataset is not None:
+                raise UsageError(
+                    f"--dsn {where} holds another bookbench dataset ({state.dataset.get('params')}); a run never "
+                    "re-seeds over it: pass the same dataset options, or replace it with `bookbench db seed "
+                    "--force --dsn ... --yes`")
+            else:
+                raise UsageError(f"--dsn {where} holds data bookbench did not seed; bookbench will not seed over "
+                                 "it (to load your own service on it, add --target-url; otherwise give an empty "
+                                 "database)")
         self.console.print(f"dataset: {self.params.appointments:,} appointments (seed {self.params.seed}) ...")
         report = run_with(dsn, lambda conn: seed(conn, self.params))
         self.console.print(f"  {'reused' if report.reused else 'generated'} in {report.seconds:.1f} s")
-        removed = run_with(dsn, lambda conn: audit.reset_bookings(conn, self.params.appointments))
-        applied = run_with(dsn, lambda conn: indexes.apply(conn, self.plan.index_set))
-        self.console.print(f"index set {self.plan.index_set}: +{len(applied.created)} -{len(applied.dropped)} "
-                           f"({removed} bookings of earlier runs removed)")
-        status = run_with(dsn, indexes.status)
-        counts, sizes = run_with(dsn, table_stats)
-        ds = self.manifest.dataset
-        ds.row_counts, ds.table_bytes, ds.reused = counts, sizes, report.reused
-        ds.seed_seconds = round(report.seconds, 3)
-        self.manifest.index_set.indexes = [
-            IndexInfo(name=s.name, table=s.table, size_bytes=s.size_bytes, definition=s.definition) for s in status]
-        self.manifest.index_set.all_indexes = run_with(dsn, indexes.definitions)
-        self.manifest.postgres = run_with(dsn, facts.postgres_facts)
+        self.manifest.dataset.reused = report.reused
+        self.manifest.dataset.seed_seconds = round(report.seconds, 3)
+        if self.plan.own_database:
+            return "embedded"
+        return "reused" if report.reused else "seeded"
+
+    def cleanup_rule(self) -> Cleanup:
+        """Deleting is allowed on a database bookbench seeded (its own, or one whose dataset it wrote), and
+        elsewhere only with --cleanup; even then only the rows this run can prove it made."""
+        role, asked = self.manifest.database_role, self.plan.opts.cleanup
+        if role in ("embedded", "seeded", "reused"):
+            return Cleanup(allowed=True, why=f"a database bookbench seeded ({role})")
+        if asked:
+            return Cleanup(allowed=True, why="--cleanup given")
+        return Cleanup(allowed=False, why="a database bookbench did not seed: its rows are left in place "
+                                          "(--cleanup deletes exactly the run's own bookings)")
+
+    def clean_up(self, dsn: str) -> None:
+        """At the end of the run, on every path out: delete this run's own bookings where the rule allows."""
+        rule = self.cleanup_rule()
+        rule.own_rows = len(set(self.own_ids))
+        if rule.allowed and self.own_ids:
+            try:
+                rule.deleted = run_with(dsn, lambda conn: audit.delete_own(conn, sorted(set(self.own_ids))))
+            except DatabaseError as exc:
+                rule.why += f"; not done: {exc}"
+        self.manifest.cleanup = rule
         self.save()
+        if rule.own_rows:
+            done = f"{rule.deleted:,} deleted" if rule.allowed else "left in place"
+            self.console.print(f"clean-up: {rule.own_rows:,} bookings made by this run, {done} ({rule.why})")
 
     def start_service(self, dsn: str) -> str:
         env = ({"BOOKBENCH_CALIBRATION_DELAY_MS": str(self.plan.opts.calibration_delay_ms)}
@@ -289,10 +400,15 @@ class Run:
         run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])
 
     def warm_up(self, base_url: str, dsn: str | None) -> None:
-        n = asyncio.run(_warm_up(base_url, self.params))
-        if dsn:
-            run_with(dsn, lambda conn: audit.reset_bookings(conn, self.params.appointments))
-        self.console.print(f"warm-up: {n} requests")
+        n, booked = asyncio.run(_warm_up(base_url, self.params, self.plan.spec.task_mix))
+        deleted = 0
+        if dsn and booked and self.cleanup_rule().allowed:
+            # the scenarios start from the dataset: the warm-up's bookings (and only those) go at once
+            deleted = run_with(dsn, lambda conn: audit.delete_own(conn, booked))
+        else:
+            self.own_ids.extend(booked)
+        self.console.print(f"warm-up: {n} requests, {len(booked)} bookings" + (f" (deleted {deleted})" if deleted
+                                                                                 else ""))
 
     def query_evidence(self, dsn: str) -> None:
         """EXPLAIN of every statement and the write cost, on warm caches, before the load; and the counters
@@ -343,6 +459,7 @@ class Run:
             "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
             "samples_path": str(f.samples(name)), "progress_path": str(f.progress(name)),
             "bookings_path": str(f.acknowledged(name)), "dropped_path": str(f.dropped(name)),
+            "attempts_path": str(f.attempts(name)),
             # an open model's rate is shared by the processes that generate load
             "processes": max(1, self.plan.opts.workers + self.plan.opts.remote_workers)})
         if dsn:
@@ -440,8 +557,12 @@ class Run:
         else:
             try:
                 acked = run_files.read_acknowledged(self.folder.acknowledged(name))
+                attempts = run_files.read_attempts(self.folder.attempts(name))
+                self.own_ids.extend(acked)
                 entry.audit = run_with(dsn, audit.audit)
-                entry.reconciliation = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before))
+                recon = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before, attempts))
+                self.own_ids.extend(recon.pop("phantom_all"))
+                entry.reconciliation = recon
                 run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))
             except DatabaseError as exc:
                 entry.integrity_skipped = f"could not run: {exc}"
@@ -463,7 +584,11 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
     dsn: str | None = None
     if not opts.target_url or opts.dsn:
         dsn = stack.enter_context(database(opts.dsn, opts.data_dir))
+        # one measuring command per database: a second run, seed or re-index waits for nobody and refuses
+        stack.enter_context(database_lease(dsn, f"bookbench run, folder {run.folder.root}"))
         run.prepare_database(dsn)
+        db = dsn
+        stack.callback(lambda: run.clean_up(db))
     if opts.target_url:
         base_url = opts.target_url.rstrip("/")
     else:

@@ -56,7 +56,9 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         scenarios_path=plan.scenario_file, scenarios=[plan.scenario], index_set=name,
                         dataset_overrides={"appointments": size}, quick=plan.quick,
                         duration_factor=plan.duration_factor, out=plan.folder / "runs", dsn=url, notifications=False,
-                        allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv), console)
+                        allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv,
+                        # a sweep re-seeds each size; on a --dsn database only over a dataset bookbench wrote
+                        own_database=dsn is None, reseed=True), console)
                     run_dir = outcome.require_completed(f"the {name} run at {size:,}")
                     report(run_dir)
                     points[name].append({"appointments": size, **_point(run_dir, plan.scenario)})
