@@ -54,7 +54,9 @@ class CheckTarget:
         return providers[index % len(providers)] if index is not None else self.rng.choice(providers)
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=10.0,
+        # a 3xx is the service's answer (a failed check naming its status), never a hop to a host the loopback
+        # rule would refuse; httpx does not follow by default, said here so that no upgrade or edit changes it
+        return httpx.AsyncClient(base_url=self.base_url, timeout=10.0, follow_redirects=False,
                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
 

@@ -22,7 +22,7 @@ SMS_WITHIN_S = 30.0  # the seed: "SMS sends within 30 seconds"
 
 
 async def _received(url: str, key: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=5) as c:
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
         resp = await c.get(f"{url}/_bookbench/received", params={"key": key})
         resp.raise_for_status()
         return list(resp.json())
@@ -38,7 +38,7 @@ async def _wait(predicate: Callable[[], Awaitable[bool]], timeout_s: float) -> b
 
 
 async def _faults(url: str, faults: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(timeout=5) as c:
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
         (await c.put(f"{url}/_bookbench/faults", json=faults)).raise_for_status()
 
 
@@ -118,7 +118,7 @@ async def _seen(url: str, key: str) -> bool:
 
 
 async def _state(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=5) as c:
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
         resp = await c.get(f"{url}/_bookbench/state")
         resp.raise_for_status()
         return dict(resp.json())
