@@ -35,12 +35,7 @@ COMMANDS = [
 
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args))
-    out = result.output
-    try:
-        out += result.stderr
-    except ValueError:  # an older Click mixes stderr into output
-        pass
-    return result.exit_code, out
+    return result.exit_code, result.output  # stdout and stderr, as the terminal shows them
 
 
 def inside(workdir: str) -> None:
