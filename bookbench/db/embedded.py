@@ -75,10 +75,28 @@ def default_data_dir() -> Path:
     return cache / "bookbench" / "pg"
 
 
+# how often a server is started again on another port when the one chosen was taken in the meantime
+BIND_ATTEMPTS = 3
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that no other bind(0) hands out for about a minute, so that two commands starting
+    servers side by side never pick the same one: we listen on it, connect to it and close our side first, which
+    leaves it in TIME_WAIT. A server that sets SO_REUSEADDR (PostgreSQL, uvicorn, ZeroMQ, gevent) still binds it;
+    a foreign process can still take it in between, so callers retry on "address already in use"."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0):
+            accepted, _ = listener.accept()
+            accepted.close()  # the side that closes first holds TIME_WAIT: ours, on `port`
+    return port
+
+
+def address_in_use(text: str) -> bool:
+    return "address already in use" in text.lower()
 
 
 @dataclass(frozen=True)
@@ -220,9 +238,16 @@ class EmbeddedPostgres:
         if settled is not None:
             return settled
         self._prepare_permissions()
-        port = free_port()
-        self._run(["pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
-                   "-o", f"-p {port}", "start"])
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            port = free_port()
+            try:
+                self._run(["pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60",
+                           "-o", f"-p {port}", "start"])
+                break
+            except DatabaseError as exc:
+                # another process took the port between free_port() and the server's bind: take another
+                if attempt == BIND_ATTEMPTS or not address_in_use(str(exc)) or self.postmaster_pid() is not None:
+                    raise
         pid = self.postmaster_pid()
         if pid is None:
             raise DatabaseError(f"pg_ctl started the embedded server but its {PID_FILE} names no live postmaster\n"

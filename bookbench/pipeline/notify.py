@@ -18,7 +18,7 @@ from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
-from bookbench.db.embedded import free_port
+from bookbench.db.embedded import BIND_ATTEMPTS, address_in_use, free_port
 from bookbench.errors import ServiceError
 from bookbench.pipeline.stack import stop_group
 from bookbench.spec.notifications import Faults
@@ -55,21 +55,33 @@ class NotifyStack:
             self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                                 env={**os.environ, **FAKE_CREDENTIALS, **env})
 
+    def _spawn_fake(self, kind: str) -> None:
+        self._spawn(f"fake_{kind}", [sys.executable, "-m", "bookbench.fakes", kind, "--port", str(self.ports[kind]),
+                                     "--record", str(self.record_file(kind))], {})
+
     def start(self, timeout: float = 30.0) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.records.mkdir(parents=True, exist_ok=True)
         for kind in ("sms", "calendar"):
-            self._spawn(f"fake_{kind}", [sys.executable, "-m", "bookbench.fakes", kind, "--port",
-                                         str(self.ports[kind]), "--record", str(self.record_file(kind))], {})
+            self._spawn_fake(kind)
         deadline = time.monotonic() + timeout
         for kind in ("sms", "calendar"):
+            attempts = 1
             while True:
                 try:
                     if httpx.get(f"{self.url(kind)}/_bookbench/state", timeout=1).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
-                if self.procs[f"fake_{kind}"].poll() is not None or time.monotonic() > deadline:
+                exited = self.procs[f"fake_{kind}"].poll() is not None
+                if exited and attempts < BIND_ATTEMPTS and address_in_use(
+                        (self.logs / f"fake_{kind}.log").read_text(errors="replace")):
+                    # its port was taken between free_port() and the fake's bind: another port
+                    attempts += 1
+                    self.ports[kind] = free_port()
+                    self._spawn_fake(kind)
+                    continue
+                if exited or time.monotonic() > deadline:
                     self.stop()
                     raise ServiceError(f"the fake {kind} provider did not start (see logs/fake_{kind}.log)")
                 time.sleep(0.1)

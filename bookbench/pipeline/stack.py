@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from bookbench.db.cluster import leased
-from bookbench.db.embedded import DEFAULT_DB, free_port
+from bookbench.db.embedded import BIND_ATTEMPTS, DEFAULT_DB, address_in_use, free_port
 from bookbench.errors import ServiceError
 
 SERVICE_LOG_LINES = 20
@@ -41,10 +41,11 @@ class ServiceProcess:
     def __init__(self, dsn: str, port: int | None = None, workers: int = 1, log_path: Path | None = None,
                  inherit_output: bool = False, extra_env: dict[str, str] | None = None) -> None:
         self.dsn = dsn
+        self.chosen_port = port is None  # a port we picked may be retaken in between: then we pick another
         self.port = port or free_port()
         self.workers = workers
         self.inherit_output = inherit_output
-        # a log file by default, so that a service that dies at start can say why
+        # a log file by default, so that a service that dies at start can say why (and whether its port was taken)
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"bookbench-service-{self.port}.log"
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,6 +56,18 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> str:
+        for _ in range(BIND_ATTEMPTS - 1):
+            try:
+                self._start_once(timeout)
+                return self.base_url
+            except ServiceError as exc:
+                if not self.chosen_port or not address_in_use(str(exc)):
+                    raise
+                self.port = free_port()  # taken between free_port() and uvicorn's bind: another one
+        self._start_once(timeout)
+        return self.base_url
+
+    def _start_once(self, timeout: float) -> None:
         env = {**os.environ, "BOOKBENCH_DATABASE_URL": self.dsn, **self.extra_env}
         cmd = [sys.executable, "-m", "uvicorn", "target_service.main:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
@@ -66,7 +79,6 @@ class ServiceProcess:
         # own session: Ctrl-C in the terminal reaches us, and we stop the whole group ourselves
         self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
         self._wait_ready(timeout)
-        return self.base_url
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.proc is not None
