@@ -43,9 +43,11 @@ async def database_state(conn: asyncpg.Connection) -> DatabaseState:
     """Read-only: never creates a table (a user's database is inspected before anything is decided)."""
     if not await conn.fetchval("SELECT to_regclass('appointments') IS NOT NULL"):
         return DatabaseState(False, False, None)
-    has_rows = bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM appointments) OR EXISTS (SELECT 1 FROM contacts) "
-        "OR EXISTS (SELECT 1 FROM providers) OR EXISTS (SELECT 1 FROM organizations)"))
+    has_rows = False
+    for table in ("appointments", "contacts", "providers", "organizations"):
+        # a table of the same name with other columns still holds someone's rows
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            has_rows = has_rows or bool(await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"))
     dataset = None
     if await conn.fetchval("SELECT to_regclass('bookbench_meta') IS NOT NULL"):
         dataset = await current_dataset(conn)

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bookbench.db.audit import reset_bookings
+from bookbench.db.audit import delete_own, reset_bookings
 
 AUTOVACUUM_WAIT_S = 30.0
 TABLES = ("appointments", "contacts", "providers", "organizations")
@@ -30,17 +30,23 @@ WHERE c.relname = ANY($1::text[])
 """
 
 
-async def settle(conn: asyncpg.Connection, seeded_appointments: int) -> dict[str, Any]:
-    """Reset bookings, VACUUM, prewarm, CHECKPOINT and wait for autovacuum; what could not be done (a role
-    without the rights on a --dsn database) is reported, not fatal."""
+async def settle(conn: asyncpg.Connection, seeded_appointments: int | None,
+                 own_ids: list[int] | None = None) -> dict[str, Any]:
+    """Remove bookings, VACUUM, prewarm, CHECKPOINT and wait for autovacuum; what could not be done (a role
+    without the rights on a --dsn database) is reported, not fatal. On bookbench's own database
+    (`seeded_appointments` given) every booking beyond the dataset goes; on any other only `own_ids`, the
+    run's own bookings where it may delete them, and no extension is created there."""
     started = time.monotonic()
     out: dict[str, Any] = {}
-    out["bookings_removed"] = await reset_bookings(conn, seeded_appointments)
+    own = seeded_appointments is not None
+    out["bookings_removed"] = (await reset_bookings(conn, seeded_appointments) if seeded_appointments is not None
+                               else await delete_own(conn, own_ids or []))
     # no ANALYZE here: re-sampling statistics before every scenario could flip a plan between identical runs
     await conn.execute("VACUUM appointments")
     await conn.execute("VACUUM notification_outbox")
     try:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        if own:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         out["prewarmed_pages"] = int(await conn.fetchval(_PREWARM_SQL, list(TABLES)))
     except asyncpg.PostgresError as exc:
         out["prewarmed_pages"] = None

@@ -272,6 +272,8 @@ class Run:
         self.notify: NotifyStack | None = None  # Path B: fake providers and dispatchers, self-hosted runs only
         self.fault: Fault | None = None  # what ended the current scenario early
         self.own_ids: list[int] = []  # bookings this run can prove it made: acknowledged ids, attributed phantoms
+        self.deleted_ids: set[int] = set()  # of those, the ones already deleted (between scenarios)
+        self.rows_deleted = 0  # what the deletions of own_ids really removed
 
     @property
     def params(self) -> DatasetParams:
@@ -362,15 +364,22 @@ class Run:
         return Cleanup(allowed=False, why="a database bookbench did not seed: its rows are left in place "
                                           "(--cleanup deletes exactly the run's own bookings)")
 
+    def _deletable(self) -> list[int]:
+        """The run's own bookings not deleted yet, when the rule allows deleting them; else none."""
+        return sorted(set(self.own_ids) - self.deleted_ids) if self.cleanup_rule().allowed else []
+
     def clean_up(self, dsn: str) -> None:
         """At the end of the run, on every path out: delete this run's own bookings where the rule allows."""
         rule = self.cleanup_rule()
         rule.own_rows = len(set(self.own_ids))
-        if rule.allowed and self.own_ids:
-            try:
-                rule.deleted = run_with(dsn, lambda conn: audit.delete_own(conn, sorted(set(self.own_ids))))
-            except DatabaseError as exc:
-                rule.why += f"; not done: {exc}"
+        ids = self._deletable()
+        try:
+            if ids:
+                self.rows_deleted += run_with(dsn, lambda conn: audit.delete_own(conn, ids))
+                self.deleted_ids.update(ids)
+        except DatabaseError as exc:
+            rule.why += f"; not done: {exc}"
+        rule.deleted = self.rows_deleted
         self.manifest.cleanup = rule
         self.save()
         if rule.own_rows:
@@ -402,11 +411,12 @@ class Run:
     def warm_up(self, base_url: str, dsn: str | None) -> None:
         n, booked = asyncio.run(_warm_up(base_url, self.params, self.plan.spec.task_mix))
         deleted = 0
+        self.own_ids.extend(booked)
         if dsn and booked and self.cleanup_rule().allowed:
             # the scenarios start from the dataset: the warm-up's bookings (and only those) go at once
             deleted = run_with(dsn, lambda conn: audit.delete_own(conn, booked))
-        else:
-            self.own_ids.extend(booked)
+            self.rows_deleted += deleted
+            self.deleted_ids.update(booked)
         self.console.print(f"warm-up: {n} requests, {len(booked)} bookings" + (f" (deleted {deleted})" if deleted
                                                                                  else ""))
 
@@ -463,7 +473,12 @@ class Run:
             # an open model's rate is shared by the processes that generate load
             "processes": max(1, self.plan.opts.workers + self.plan.opts.remote_workers)})
         if dsn:
-            entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments))
+            own = self.manifest.database_role == "embedded"
+            ids = self._deletable()
+            entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments if own else None, ids))
+            self.deleted_ids.update(ids)
+            if not own:
+                self.rows_deleted += int(entry.settle["bookings_removed"])
         id_before = run_with(dsn, audit.max_appointment_id) if dsn else 0
         handled_before = integrity.service_handled(base_url)
         opts = self.plan.opts
