@@ -3,12 +3,16 @@ traceback, or change data the request was not allowed to change.
 
 Hypothesis draws the requests (bookbench.checks.hostile_inputs) but does not judge them: every answer is tallied,
 so one run counts all failures instead of stopping at the first. Bounded in count (--examples per endpoint) and
-in time (a budget per endpoint); traffic goes only where `check` allows (loopback unless --allow-remote).
+in time (a budget per endpoint); traffic goes only where `check` allows (loopback unless --allow-remote). Then the
+HTTP-level probes (bookbench.checks.hostile_http). On someone's deployment every write names only ids a read
+proved absent, a guard withholds any request that could name another, and the deployment is compared before and
+after (bookbench.checks.hostile_deployment).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import queue
 import re
@@ -25,7 +29,9 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import HypothesisWarning
 
+from bookbench.checks import hostile_deployment, hostile_http
 from bookbench.checks.base import CheckResult, CheckTarget
+from bookbench.checks.hostile_ids import unsafe_ids
 from bookbench.checks.hostile_inputs import ENDPOINTS, Layout, Probe, corpus, strategy
 from bookbench.db.conn import run_with
 
@@ -45,6 +51,8 @@ class Tally:
     booked: set[int] = field(default_factory=set)
     cancelled: set[int] = field(default_factory=set)
     skipped: int = 0  # drawn but not sendable by the HTTP client (never reached the service)
+    withheld: int = 0  # on a deployment: could name a row not proven absent, so never sent
+    writes: list[str] = field(default_factory=list)  # every accepted booking or cancellation, described
     out_of_time: bool = False
 
     def fail(self, probe: Probe, why: str) -> None:
@@ -84,14 +92,21 @@ def record(tally: Tally, probe: Probe, resp: httpx.Response) -> None:
     if why:
         tally.fail(probe, why)
         return
-    # what the request was allowed to change, for the database comparison
-    if probe.endpoint == "book" and resp.status_code == 201:
-        tally.booked.add(int(resp.json()["appointment_id"]))
-    elif probe.endpoint == "cancel" and resp.status_code == 200:
-        tally.cancelled.add(int(resp.json()["appointment_id"]))
+    if 300 <= resp.status_code < 400:
+        return
+    # what the request was allowed to change, for the database comparison (and on a deployment: a FAIL)
+    answer = orjson.loads(resp.content)
+    ident = answer.get("appointment_id") if isinstance(answer, dict) else None
+    if probe.endpoint in ("book", "cancel") and 200 <= resp.status_code < 300:
+        if isinstance(ident, int):
+            (tally.booked if probe.endpoint == "book" else tally.cancelled).add(ident)
+        tally.writes.append(f"{resp.status_code} to {probe.describe(80)}")
     elif probe.endpoint.startswith("vapi.") and resp.status_code == 200:
-        tally.booked.update(int(m) for m in _BOOKED.findall(resp.text))
-        tally.cancelled.update(int(m) for m in _CANCELLED.findall(resp.text))
+        booked, cancelled = _BOOKED.findall(resp.text), _CANCELLED.findall(resp.text)
+        tally.booked.update(int(m) for m in booked)
+        tally.cancelled.update(int(m) for m in cancelled)
+        if booked or cancelled:
+            tally.writes.append(f"booked {booked} cancelled {cancelled} by {probe.describe(80)}")
 
 
 class _OutOfTime(Exception):
@@ -168,7 +183,7 @@ def fuzz(client: httpx.Client, layout: Layout, endpoints: tuple[str, ...], examp
                 pending.discard(endpoint)
                 continue
             for probe in item:
-                _send_one(client, tallies[endpoint], probe)
+                _send_one(client, tallies[endpoint], probe, layout)
     finally:
         for child in children:
             if child.is_alive():
@@ -177,7 +192,19 @@ def fuzz(client: httpx.Client, layout: Layout, endpoints: tuple[str, ...], examp
     return [tallies[e] for e in endpoints]
 
 
-def _send_one(client: httpx.Client, tally: Tally, probe: Probe) -> None:
+def withheld(probe: Probe, layout: Layout) -> str | None:
+    """Why this request must not go to a deployment (it could name a row not proven absent), or None. The last
+    line of defence: the strategies already avoid such ids, and this does not trust them to."""
+    if layout.real_ids:
+        return None
+    ids = unsafe_ids(probe.endpoint, probe.path, probe.body, layout.absent)
+    return f"could name rows {sorted(ids)[:3]}" if ids else None
+
+
+def _send_one(client: httpx.Client, tally: Tally, probe: Probe, layout: Layout) -> None:
+    if withheld(probe, layout):
+        tally.withheld += 1
+        return
     try:
         resp = send(client, probe)
     except (httpx.InvalidURL, httpx.LocalProtocolError):
@@ -194,6 +221,9 @@ def _send_one(client: httpx.Client, tally: Tally, probe: Probe) -> None:
 def replay_corpus(client: httpx.Client, layout: Layout) -> Tally:
     tally = Tally("corpus")
     for _name, probe in corpus(layout):
+        if withheld(probe, layout):
+            tally.withheld += 1
+            continue
         record(tally, probe, send(client, probe))
     return tally
 
@@ -257,14 +287,24 @@ def unexpected_changes(before: Snapshot, after: Snapshot, booked: set[int], canc
 # --- the check suite ----------------------------------------------------------------------------------------------
 
 def _run(target: CheckTarget, examples: int) -> list[CheckResult]:
-    layout = Layout(target.params, real_ids=target.scratch)
     results: list[CheckResult] = []
     before = snapshot(target.dsn) if target.scratch and target.dsn else None
     booked: set[int] = set()
     cancelled: set[int] = set()
-    with httpx.Client(base_url=target.base_url, timeout=10.0) as client:
+    writes: list[str] = []
+    # a 3xx is an answer to record, never followed: its destination was not judged by the loopback rule
+    with httpx.Client(base_url=target.base_url, timeout=10.0, follow_redirects=False) as client:
+        layout = Layout(target.params, real_ids=target.scratch)
+        # ids proven absent, before anything is sent: on a deployment the only valid ids a write may name; on a
+        # scratch database the HTTP-level booking's ids (so that it cannot book even where keys are not refused)
+        absent = hostile_deployment.prove_absent(client, layout, target.rng, target.dsn)
+        layout = dataclasses.replace(layout, absent=absent)
+        watch = None if target.scratch else hostile_deployment.Watch(target.dsn)
+        if watch is not None:
+            watch.start(client, layout)
         started = time.perf_counter()
         tally = replay_corpus(client, layout)
+        writes += tally.writes
         results.append(_result(f"regression corpus ({tally.sent} known inputs)", tally,
                                time.perf_counter() - started))
         started = time.perf_counter()
@@ -273,7 +313,11 @@ def _run(target: CheckTarget, examples: int) -> list[CheckResult]:
         for tally in tallies:
             booked |= tally.booked
             cancelled |= tally.cancelled
+            writes += tally.writes
             results.append(_result(tally.endpoint, tally, share))
+        results.extend(hostile_http.run(target.base_url, layout))
+        if watch is not None:
+            results.extend(watch.verdicts(client, layout, writes))
     if before is not None and target.dsn:
         changed = unexpected_changes(before, snapshot(target.dsn), booked, cancelled)
         results.append(CheckResult("hostile", "database changed only by accepted requests", not changed,
@@ -288,6 +332,8 @@ def _result(name: str, tally: Tally, seconds: float) -> CheckResult:
     detail = f"{tally.sent} requests, {tally.failed} failed ({tally.statuses()})"
     if tally.out_of_time:
         detail += f"; stopped at the {SECONDS_PER_ENDPOINT:.0f} s budget"
+    if tally.withheld:
+        detail += f"; {tally.withheld} withheld (could name a row on the deployment)"
     if tally.examples:
         detail += "; first: " + " | ".join(tally.examples)
     return CheckResult("hostile", name, tally.failed == 0, detail, seconds)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -18,9 +17,10 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
+from bookbench.checks.hostile_ids import MAX_ID, NONE_PROVEN, Absent, plausible_id
 from bookbench.spec.dataset import DatasetParams, api_key
 
-MAX_ID = 2**63 - 1
+__all__ = ["ENDPOINTS", "MAX_ID", "TOOLS", "Absent", "Layout", "Probe", "corpus", "plausible_id", "strategy"]
 TOOLS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 ENDPOINTS = ("availability", "upcoming", "book", "cancel", *(f"vapi.{t}" for t in TOOLS))
 
@@ -104,26 +104,6 @@ def mostly(usual: S[T], other: S[T], tenths: int = 8) -> S[T]:
     return st.integers(0, 9).flatmap(lambda i: usual if i < tenths else other)
 
 
-def plausible_id(text: str) -> bool:
-    """Whether a JSON fragment or path segment could name an existing row however a lax server reads it: a
-    positive integer below 2^62, written as 1, "1", 1.0, " 01", 1e2 or true. On a deployment such values must
-    never reach a booking or a cancellation."""
-    try:
-        value: object = json.loads(text)
-    except ValueError:
-        value = text
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return False
-    if isinstance(value, bool | int):
-        return 0 < int(value) < 2**62
-    if isinstance(value, float) and math.isfinite(value):
-        return 0 < value < 2**62
-    return False
-
-
 class Field(NamedTuple):
     valid: S[str]
     hostile: S[str] = VALUE
@@ -149,12 +129,13 @@ def body(fields: dict[str, Field]) -> S[bytes]:
     return mostly(record(fields).map(encode), st.one_of(VALUE.map(encode), DEEP.map(encode), GARBAGE))
 
 
-def segment(valid: S[int], real_ids: bool = True) -> S[str]:
+def segment(valid: S[int] | None, real_ids: bool = True) -> S[str]:
     """A path segment: a valid id, or any number or text, percent-encoded (raw surrogates become invalid UTF-8).
-    Without real ids, nothing that could name an existing row."""
-    raw = mostly(valid.map(str), st.one_of(NUMBER, URL_TEXT))
+    Without real ids, nothing that could name an existing row except the valid ids (then proven absent)."""
+    hostile = st.one_of(NUMBER, URL_TEXT)
     if not real_ids:
-        raw = raw.filter(lambda s: not plausible_id(s))
+        hostile = hostile.filter(lambda s: not plausible_id(s))
+    raw = hostile if valid is None else mostly(valid.map(str), hostile)
     return raw.map(lambda s: quote(encode(s), safe=""))
 
 
@@ -163,14 +144,22 @@ def segment(valid: S[int], real_ids: bool = True) -> S[str]:
 @dataclass(frozen=True)
 class Layout:
     """Which ids the probes use. On a scratch database, real ones (bookings and cancels happen and are
-    accounted for); on someone's deployment, ids that cannot exist, so that no real appointment is touched."""
+    accounted for); on someone's deployment only ids a read there proved absent (`absent`; none of a kind: that
+    kind's valid branch is not drawn), and no hostile value that could be read as any other id, so that no real
+    row is touched. (Any valid bigint can exist: ids near 2^63 are not "impossible".)"""
 
     params: DatasetParams
     real_ids: bool
+    absent: Absent = NONE_PROVEN
 
-    def ids(self, kind: str) -> S[int]:
+    def key_orgs(self) -> tuple[int, ...]:
+        """The orgs whose keys the probes send (a valid key, another tenant's): absence is proven for each."""
+        return tuple(sorted({1, min(2, self.params.orgs)}))
+
+    def ids(self, kind: str) -> S[int] | None:
         if not self.real_ids:
-            return st.integers(MAX_ID - 10**6, MAX_ID)
+            proven = self.absent.of(kind)
+            return st.sampled_from(proven) if proven else None
         if kind == "contact":
             return st.sampled_from(list(self.params.contacts_of(1)[:50]))
         if kind == "provider":
@@ -179,8 +168,17 @@ class Layout:
 
     def id_field(self, kind: str) -> Field:
         ids = self.ids(kind)
-        valid = mostly(ids.map(str), ids.map(lambda i: f'"{i}"'), tenths=9)
-        return Field(valid, VALUE if self.real_ids else VALUE.filter(lambda t: not plausible_id(t)))
+        hostile = VALUE if self.real_ids else VALUE.filter(lambda t: not plausible_id(t))
+        if ids is None:
+            return Field(hostile, hostile)
+        return Field(mostly(ids.map(str), ids.map(lambda i: f'"{i}"'), tenths=9), hostile)
+
+    def placeholder(self, kind: str) -> int:
+        """One id of this kind for the fixed corpus: a real one, a proven-absent one, or 0 (refused by any
+        validation, so nothing is named)."""
+        if self.real_ids:
+            return (self.params.contacts_of(1) if kind == "contact" else self.params.providers_of(1))[0]
+        return next(iter(self.absent.of(kind)), 0)
 
     def segment(self, kind: str) -> S[str]:
         return segment(self.ids(kind), self.real_ids)
@@ -275,8 +273,8 @@ def corpus(layout: Layout) -> list[tuple[str, Probe]]:
     """(name, probe) pairs; every one must get a 4xx, or a 200 with a per-call error for a Vapi envelope."""
     params = layout.params
     headers = (("Authorization", f"Bearer {api_key(1, params.key_secret)}"), ("Content-Type", "application/json"))
-    # a real contact and provider make every other field's check reachable; on a deployment, ids that cannot exist
-    c, p = (params.contacts_of(1)[0], params.providers_of(1)[0]) if layout.real_ids else (MAX_ID - 1, MAX_ID - 2)
+    # a real contact and provider make every other field's check reachable; on a deployment, ids proven absent
+    c, p = layout.placeholder("contact"), layout.placeholder("provider")
     start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=400)).replace(hour=10, minute=0, second=0, microsecond=0)
     good = {"contactId": str(c), "providerId": str(p), "start": json.dumps(start.isoformat()), "durationMinutes": "30"}
 
@@ -306,7 +304,7 @@ def corpus(layout: Layout) -> list[tuple[str, Probe]]:
         "nested 5000 deep (object)": encode(deep_object), "nested 5000 deep (array)": encode(deep_array),
         "surrogate as a key": encode('{"\\ud800": 1}'), "invalid UTF-8": b'{"contactId": "\xff\xfe"}',
         "not an object": b"[1, 2]", "a string": b'"hello"', "null": b"null", "empty": b"",
-        "truncated": b'{"contactId": 1', "start before year 1 in UTC": booking(start='"0001-01-01T00:00:00+14:00"'),
+        "truncated": encode(f'{{"contactId": {c}'), "start before year 1 in UTC": booking(start='"0001-01-01T00:00:00+14:00"'),
         "start past year 9999 in UTC": booking(start='"9999-12-31T23:59:59-23:59"'),
         "start as a huge timestamp": booking(start="1e20"), "unknown key with a surrogate": booking(
             **{"\ud800x": "1"}),

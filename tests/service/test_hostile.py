@@ -4,11 +4,8 @@ accepted."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -22,8 +19,10 @@ from bookbench.checks.hostile import (
     send,
     snapshot,
     unexpected_changes,
+    withheld,
 )
-from bookbench.checks.hostile_inputs import ENDPOINTS, Layout, Probe, corpus, plausible_id, strategy
+from bookbench.checks.hostile_ids import Absent, unsafe_ids
+from bookbench.checks.hostile_inputs import ENDPOINTS, MAX_ID, Layout, Probe, corpus, plausible_id, strategy
 from bookbench.pipeline.stack import ServiceProcess
 from tests.conftest import SMALL, run_sql, seeded
 
@@ -103,37 +102,65 @@ def test_the_log_check_sees_a_traceback(tmp_path: Path) -> None:
     assert log_result(log).passed
 
 
-@pytest.mark.parametrize("endpoint", ["book", "cancel", "vapi.bookClinicAppointment", "vapi.cancelAppointment"])
-def test_on_a_deployment_no_probe_can_name_a_real_row(endpoint: str) -> None:
-    """Against someone's deployment the suite must never book or cancel: no id anywhere in a request that writes
-    may be a plausible row id, however a lax server would read it."""
-    layout = Layout(SMALL, real_ids=False)
-    bad: list[str] = []
+# what a deployment's read proved absent (multiples of 2^32, as hostile_deployment draws them)
+ABSENT = Absent(contacts=(5 * 2**32, 7 * 2**32), providers=(11 * 2**32,), appointments=(13 * 2**32,))
 
-    def ids_in(value: object) -> list[object]:
-        if isinstance(value, dict):
-            return [v for k, v in value.items() if k in ("contactId", "providerId", "appointmentId")] + [
-                x for v in value.values() for x in ids_in(v)]
-        if isinstance(value, list):
-            return [x for v in value for x in ids_in(v)]
-        if isinstance(value, str) and value.lstrip().startswith("{"):
-            try:
-                return ids_in(json.loads(value))
-            except ValueError:
-                return []
-        return []
+
+@pytest.mark.parametrize("absent", [ABSENT, Absent()], ids=["ids-proven-absent", "none-proven"])
+@pytest.mark.parametrize("endpoint", ["book", "cancel", "vapi.bookClinicAppointment", "vapi.cancelAppointment"])
+def test_on_a_deployment_no_probe_can_name_a_real_row(endpoint: str, absent: Absent) -> None:
+    """Against someone's deployment the suite must never book or cancel: no id anywhere in a request that writes
+    may be a plausible row id (any valid bigint, however a lax server would read it) unless a read proved it
+    absent. The generator must not even draw one (the sender's guard would withhold it, but silently less)."""
+    layout = Layout(SMALL, real_ids=False, absent=absent)
+    bad: list[str] = []
 
     @settings(max_examples=500, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(strategy(layout, endpoint))
     def check(probe: Probe) -> None:
-        # the id in a REST path (a Vapi path holds only the tool's name)
-        segments = [] if endpoint.startswith("vapi.") else [
-            unquote(s, errors="surrogateescape") for s in probe.path.split("?")[0].split("/")]
-        found: list[object] = [s for s in segments if plausible_id(s)]
-        with contextlib.suppress(ValueError, RecursionError):  # not JSON: refused before any id is read
-            found += [v for v in ids_in(json.loads(probe.body or b"null")) if plausible_id(json.dumps(v))]
-        if found:
-            bad.append(f"{probe.describe()} -> {found}")
+        if found := unsafe_ids(probe.endpoint, probe.path, probe.body, absent):
+            bad.append(f"{probe.describe()} -> {sorted(found)[:3]}")
 
     check()
     assert bad == [], bad[:3]
+    assert [name for name, p in corpus(layout) if unsafe_ids(p.endpoint, p.path, p.body, absent)] == []
+
+
+@pytest.mark.parametrize("text", [
+    "9223372036854775807", "9223372036854775800", '"9223372036854775806"', "9.223372036854775e18",
+    str(2**62), str(2**53 + 1), "4294967295", "1", "1.0", "1.5", '" 01"', '"0x10"', "1e2", "true", "[7]",
+    '"1; DROP TABLE appointments; --"', str(2**64 + 5), str(2**32 + 5), str(-(2**63) - 1)])
+def test_every_valid_bigint_is_a_plausible_id(text: str) -> None:
+    """The first fix stopped at 2^62 and took ids near 2^63 for impossible: a deployment held them."""
+    assert plausible_id(text)
+
+
+@pytest.mark.parametrize("text", ["0", "-1", str(2**63), "NaN", "1e999", '"abc"', "null", "9" * 5000, "-0.5",
+                                  str(3 * 2**64)])
+def test_values_no_server_reads_as_a_row_id(text: str) -> None:
+    assert not plausible_id(text)
+
+
+@pytest.mark.parametrize("probe", [
+    Probe("cancel", "POST", f"/api/v1/appointments/{MAX_ID}/cancel"),
+    Probe("cancel", "POST", "/api/v1/appointments/9223372036854775800/cancel"),
+    Probe("cancel", "POST", "/api/v1/appointments/%2001/cancel"),
+    Probe("book", "POST", "/api/v1/appointments", b'{"contactId": 21474836480, "providerId": 2147483647}'),
+    Probe("book", "POST", "/api/v1/appointments", b'{"contactId": 21474836480, "contactId": 3}'),
+    Probe("book", "POST", "/api/v1/appointments", b'{"contact_id": 3, "x": "\xff'),
+    Probe("vapi.cancelAppointment", "POST", "/api/vapi/tools/cancelAppointment",
+          b'{"message":{"toolCallList":[{"id":"c","function":{"name":"cancelAppointment",'
+          b'"arguments":"{\\"appointmentId\\": 9223372036854775807}"}}]}}'),
+], ids=lambda p: p.describe(60))
+def test_the_sender_withholds_a_write_that_could_name_a_row(probe: Probe) -> None:
+    layout = Layout(SMALL, real_ids=False, absent=ABSENT)
+    assert withheld(probe, layout)
+    assert withheld(probe, Layout(SMALL, real_ids=True)) is None  # scratch: real ids are the point
+
+
+def test_the_sender_lets_through_ids_proven_absent() -> None:
+    layout = Layout(SMALL, real_ids=False, absent=ABSENT)
+    body = f'{{"contactId": {5 * 2**32}, "providerId": "{11 * 2**32}", "start": "2030-01-01T10:00:00Z"}}'.encode()
+    assert withheld(Probe("book", "POST", "/api/v1/appointments", body), layout) is None
+    assert withheld(Probe("cancel", "POST", f"/api/v1/appointments/{13 * 2**32}/cancel"), layout) is None
+    assert withheld(Probe("upcoming", "GET", f"/api/v1/contacts/{MAX_ID}/appointments/upcoming"), layout) is None
