@@ -23,6 +23,7 @@ from bookbench.artifacts import manifest as manifest_file
 from bookbench.cli.app import app
 from bookbench.db import audit, indexes
 from bookbench.db.lease import DatabaseBusy, database_lease
+from bookbench.pipeline import analyse
 from bookbench.pipeline.run import RunOptions, _warm_up, execute
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.spec.scenarios import TaskMix
@@ -110,6 +111,9 @@ def test_naming_a_set_on_the_command_line_applies_it_and_records_the_change(
     assert man.index_set.after == _index_names(dsn) != before_idx
     assert set(man.index_set.dropped) == set(before_idx) - set(man.index_set.after)
     assert "bookbench changed this database's indexes" in printed
+    (run_dir,) = (tmp_path / "out").iterdir()
+    page = analyse.report(run_dir).report
+    assert page is not None and "bookbench changed this deployment's indexes" in page.read_text()
 
 
 def test_a_second_command_on_a_measured_database_is_refused_naming_the_first(
