@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,8 +12,9 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from target_service import booking, errors, queries
-from target_service.db import SERVER_UNAVAILABLE, DatabaseUnavailable, KeyCache, acquired, open_pool
+from target_service import booking, errors, protocol, queries
+from target_service.auth import KeyCache, listen_for_key_changes
+from target_service.db import SERVER_UNAVAILABLE, DatabaseUnavailable, acquired, open_pool
 from target_service.middleware import GuardMiddleware
 from target_service.routes import rest, vapi
 from target_service.settings import Settings
@@ -24,14 +27,19 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (DatabaseUnavailable, *SERVER_UNAVAI
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()  # type: ignore[call-arg]  # filled from the environment
+    protocol.install(settings.header_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await open_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
         app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
+        listener = asyncio.create_task(listen_for_key_changes(settings.database_url, app.state.key_cache))
         try:
             yield
         finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             await app.state.pool.close()
 
     app = FastAPI(title="bookbench reference booking service", version="1.0", lifespan=lifespan)
@@ -77,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # what the service itself handled, to reconcile against the load generator's count
         snapshot = dict(counts)
         out: dict[str, object] = {"handled": sum(snapshot.values()),
-                                  "by_status": {str(k): v for k, v in sorted(snapshot.items())}}
+                                  "by_status": {str(k): v for k, v in sorted(snapshot.items())},
+                                  # "listening": key lookups cached, revocations heard; "off": every lookup queried
+                                  "auth_cache": request.app.state.key_cache.state}
         # the notification outbox (pending / sent / dead-lettered per channel) and the breakers; absent, not an
         # error, when the database cannot answer
         try:

@@ -16,6 +16,7 @@ from target_service.models import (
     Cancelled,
     Slot,
     Upcoming,
+    bookable_until,
 )
 
 DAY_START_HOUR = 9
@@ -48,12 +49,13 @@ async def availability(conn: asyncpg.Connection, org_id: int, provider_id: int, 
         if r["scheduled_at"] is not None
     ]
     now = dt.datetime.now(dt.UTC)
+    latest = bookable_until(now)  # the last bookable day ends at this time of day
     free = []
     slot = opens
     step = dt.timedelta(minutes=SLOT_MINUTES)
     while slot + step <= closes:
         end = slot + step
-        if slot > now and not any(b_start < end and b_end > slot for b_start, b_end in busy):
+        if now < slot <= latest and not any(b_start < end and b_end > slot for b_start, b_end in busy):
             free.append(Slot(start=slot, end=end))
         slot = end
     return Availability(provider_id=provider_id, date=day, free_slots=free)

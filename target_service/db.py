@@ -1,9 +1,8 @@
-"""The asyncpg pool, API-key authentication and the per-request connection dependency."""
+"""The asyncpg pool and the per-request connection dependency (authentication is in auth.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,9 +11,7 @@ from typing import Annotated, cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from fastapi import Depends, Header, HTTPException, Request
-
-from target_service import queries
+from fastapi import Depends, Request
 
 log = logging.getLogger("target_service")
 
@@ -154,25 +151,6 @@ async def _release(pool: asyncpg.Pool, proxy: PoolConnectionProxy) -> None:
                     type(exc).__name__, exc)
 
 
-class KeyCache:
-    """sha256(key) -> org id, kept for a short TTL so that auth is not one more query per request."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[int, float]] = {}
-
-    def get(self, key_hash: str) -> int | None:
-        hit = self._entries.get(key_hash)
-        if hit is None or hit[1] < time.monotonic():
-            return None
-        return hit[0]
-
-    def put(self, key_hash: str, org_id: int) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key_hash] = (org_id, time.monotonic() + self.ttl_s)
-
-
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     # the route's errors are thrown in at the yield, so that a lost connection becomes a DatabaseUnavailable
     async with acquired(request.app.state.pool) as conn:
@@ -181,26 +159,3 @@ async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
-
-_UNAUTHORIZED = HTTPException(401, detail="missing or invalid API key (Authorization: Bearer <key>)",
-                              headers={"WWW-Authenticate": "Bearer"})
-
-
-async def current_org(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
-    # the scheme is case-insensitive (RFC 7235: "bearer", "BEARER"); the key itself is not
-    scheme, _, key = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise _UNAUTHORIZED
-    key_hash = hashlib.sha256(key.strip().encode()).hexdigest()
-    cache: KeyCache = request.app.state.key_cache
-    org_id = cache.get(key_hash)
-    if org_id is None:
-        async with acquired(request.app.state.pool) as conn:
-            org_id = await conn.fetchval(queries.ORG_BY_KEY_HASH, key_hash)
-        if org_id is None:
-            raise _UNAUTHORIZED
-        cache.put(key_hash, org_id)
-    return int(org_id)
-
-
-OrgId = Annotated[int, Depends(current_org)]

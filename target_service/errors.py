@@ -8,13 +8,16 @@ with a 500. Here the answer names the field and the problem, and every string in
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from target_service.auth import AmbiguousCredentials
 from target_service.strict_json import InvalidJSON
 
 log = logging.getLogger("target_service")
@@ -35,12 +38,20 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(safe_text(part, 64) for part in loc) or "body"
 
 
-def error_response(status: int, code: str, detail: str, **extra: Any) -> Response:
+# the code of an HTTP error raised by the framework itself (unknown route, wrong method) or by a guard
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 408: "request_timeout", 413: "body_too_large"}
+
+
+def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None,
+                   **extra: Any) -> Response:
     body = orjson.dumps({"error": code, "detail": safe_text(detail, 500), **extra})
+    headers = dict(headers or {})
     # after a 500 the server drops the connection (the error is re-raised to it): say so, so that a client
     # does not send its next request into a closed keep-alive connection
-    headers = {"connection": "close"} if status == 500 else None
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    if status == 500:
+        headers["connection"] = "close"
+    return Response(body, status_code=status, media_type="application/json", headers=headers or None)
 
 
 def misconfiguration(exc: Exception) -> str:
@@ -63,6 +74,19 @@ def _invalid_json(_: Request, exc: Exception) -> Response:
     return error_response(400, "invalid_json", str(exc.detail))
 
 
+def _http_error(_: Request, exc: Exception) -> Response:
+    # Starlette's and FastAPI's own {"detail"} answers (401 from auth, 404 for an unknown route, 405, a chunked
+    # body's 413) in the documented shape, keeping their headers (WWW-Authenticate, Allow)
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def _ambiguous_credentials(_: Request, exc: Exception) -> Response:
+    return error_response(400, "ambiguous_credentials",
+                          "the request carries more than one Authorization header; send exactly one")
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: logged with its traceback for the developer, a JSON 500 without one for the client.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -72,5 +96,7 @@ def _unexpected(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(InvalidJSON, _invalid_json)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(AmbiguousCredentials, _ambiguous_credentials)
     app.add_exception_handler(Exception, _unexpected)
 

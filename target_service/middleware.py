@@ -1,5 +1,5 @@
-"""ASGI middleware: body-size limit (413), per-request deadline (504), a count of handled requests, and the
-calibration-only delay (BOOKBENCH_CALIBRATION_DELAY_MS).
+"""ASGI middleware: body-size limit (413), per-request deadline (504, or 408 when the time went to waiting for the
+client's body), a count of handled requests, and the calibration-only delay (BOOKBENCH_CALIBRATION_DELAY_MS).
 
 Written as plain ASGI rather than BaseHTTPMiddleware: that one copies every body through a stream and costs
 measurable throughput, which is the thing this service exists to show honestly.
@@ -17,10 +17,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
     payload = orjson.dumps(body)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))  # uvicorn then closes the connection after this answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -56,11 +58,19 @@ class GuardMiddleware:
         received = 0
         started = False
         status = 500
+        # waiting on the client for the rest of its body: a deadline that runs out now is the client's (408)
+        awaiting_client = False
+        body_complete = False
 
         async def limited_receive() -> Message:
             # chunked bodies carry no content-length: count as they arrive
-            nonlocal received
+            nonlocal received, awaiting_client, body_complete
+            # no try/finally: when the deadline cancels this wait, the handler below must still see the flag set
+            awaiting_client = not body_complete
             message = await receive()
+            awaiting_client = False
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_complete = True
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # an HTTPException passes through FastAPI's body parsing untouched (anything else becomes a 400)
@@ -80,10 +90,17 @@ class GuardMiddleware:
             async with asyncio.timeout(self.timeout_s):
                 await self.app(scope, limited_receive, tracking_send)
         except TimeoutError:
-            status = 504
-            if not started:
-                await _send_json(send, 504, {"error": "deadline_exceeded",
-                                             "detail": f"request took longer than {self.timeout_s:g} s"})
+            if awaiting_client and not started:
+                # a slow or stalled client is not a server error: 408, and the connection closes (what is left of
+                # the body can no longer be told from the next request)
+                status = 408
+                await _send_json(send, 408, {"error": "request_timeout", "detail": "the request body did not "
+                                             f"arrive within {self.timeout_s:g} s"}, close=True)
+            else:
+                status = 504
+                if not started:
+                    await _send_json(send, 504, {"error": "deadline_exceeded",
+                                                 "detail": f"request took longer than {self.timeout_s:g} s"})
         finally:
             if scope.get("path") != "/stats":
                 self.counts[status] += 1

@@ -37,6 +37,12 @@ def _iso_text(parsed: type, pattern: str, message: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def bookable_until(now: dt.datetime) -> dt.datetime:
+    """The latest start a booking made at `now` accepts; availability lists nothing later, so that every slot it
+    offers can be booked."""
+    return now + MAX_BOOKING_HORIZON
+
+
 def _bookable(value: dt.datetime) -> dt.datetime:
     now = dt.datetime.now(dt.UTC)
     try:
@@ -47,16 +53,29 @@ def _bookable(value: dt.datetime) -> dt.datetime:
         raise ValueError("is outside the representable date range") from None
     if value <= now:
         raise ValueError("must be in the future")
-    if value > now + MAX_BOOKING_HORIZON:
+    if value > bookable_until(now):
         raise ValueError(f"must be within {MAX_BOOKING_HORIZON.days} days from now")
     if value.minute % SLOT_MINUTES or value.second or value.microsecond:
         raise ValueError(f"must start on the {SLOT_MINUTES}-minute grid in UTC (:00 or :30)")
     return value
 
 
+_FRACTION = re.compile(r"\d{2}:\d{2}:\d{2}[.,](\d+)")
+
+
+def _no_finer_than_microseconds(value: object) -> object:
+    """pydantic reads 10:00:00.000000001 as 10:00:00 (it drops digits past the sixth): refused instead, since a
+    booking must not be made at a time other than the one asked for."""
+    if isinstance(value, str) and (m := _FRACTION.search(value)) and m.group(1)[6:].strip("0"):
+        raise ValueError("has a fraction of a second finer than microseconds; a start is on the "
+                         f"{SLOT_MINUTES}-minute grid, e.g. 2030-01-01T10:30:00Z")
+    return value
+
+
 BookableTime = Annotated[dt.datetime,
                          _iso_text(dt.datetime, r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", "must be a date and time as "
                                    "YYYY-MM-DDTHH:MM[:SS][+HH:MM]"),
+                         BeforeValidator(_no_finer_than_microseconds),
                          AfterValidator(_aware_utc), AfterValidator(_bookable)]
 
 # How far back an availability question makes sense (a calendar view of last year); beyond it, a typo.

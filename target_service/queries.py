@@ -30,20 +30,29 @@ BOOK = "SELECT status, appointment_id FROM book_appointment_atomic($1, $2, $3, $
 
 # One statement, so atomic: the cancellation, its SMS and its calendar delete (transactional outbox), and a wake-up
 # for the dispatchers (delivered at commit). Returns no row when nothing was cancelled.
+# A dedup key names one event, not one appointment: an appointment set back to 'booked' by hand can be cancelled
+# again, and that second cancellation is a message of its own. The first cancellation keeps the key every provider
+# and report already knows (sms-cancel-<id>, bb<id>-delete); a later one adds its transaction id, unique for the
+# cluster's life. The probe for an earlier one is a lookup in dedup_key's unique index, not a scan of the outbox.
 CANCEL = """
 WITH c AS (
     UPDATE appointments SET status = 'cancelled', cancelled_at = now()
      WHERE id = $2 AND org_id = $1 AND status = 'booked'
     RETURNING id, org_id, contact_id, provider_id),
+ev AS (
+    SELECT c.*, CASE WHEN EXISTS (SELECT 1 FROM notification_outbox o
+                                   WHERE o.dedup_key IN ('sms-cancel-' || c.id, 'bb' || c.id || '-delete'))
+                     THEN '-' || txid_current()::text ELSE '' END AS again
+      FROM c),
 queued AS (
     INSERT INTO notification_outbox (appointment_id, org_id, channel, kind, dedup_key, payload)
-    SELECT c.id, c.org_id, 'sms', 'cancel', 'sms-cancel-' || c.id,
-           jsonb_build_object('to', ct.phone, 'body', 'Cancelled: appointment ' || c.id)
-      FROM c JOIN contacts ct ON ct.id = c.contact_id
+    SELECT ev.id, ev.org_id, 'sms', 'cancel', 'sms-cancel-' || ev.id || ev.again,
+           jsonb_build_object('to', ct.phone, 'body', 'Cancelled: appointment ' || ev.id)
+      FROM ev JOIN contacts ct ON ct.id = ev.contact_id
     UNION ALL
-    SELECT c.id, c.org_id, 'calendar', 'delete', 'bb' || c.id || '-delete',
-           jsonb_build_object('calendar_id', 'provider-' || c.provider_id, 'event_id', 'bb' || c.id)
-      FROM c
+    SELECT ev.id, ev.org_id, 'calendar', 'delete', 'bb' || ev.id || '-delete' || ev.again,
+           jsonb_build_object('calendar_id', 'provider-' || ev.provider_id, 'event_id', 'bb' || ev.id)
+      FROM ev
     RETURNING 1)
 SELECT c.id, (SELECT count(*) FROM queued) AS queued, pg_notify('bookbench_outbox', '') FROM c
 """

@@ -4,11 +4,14 @@ Python's json module accepts what no client of this API sends and what later cod
 Infinity (which the error response then cannot serialise back), lone surrogates (which cannot be encoded),
 nesting deep enough to exhaust the recursion limit, and integers past the interpreter's 4,300-digit limit.
 orjson refuses all of these as it parses; the walk below adds the limits orjson does not have (depth, NUL
-characters, which PostgreSQL text cannot store). One parse, no second copy of the body.
+characters, which PostgreSQL text cannot store). Both parsers keep the last of two equal keys, so
+{"contactId": 1, "contactId": 2} would be read as whatever a proxy or a log reader in front did not: a second,
+key-only pass (the standard library's, whose hook sees every pair) refuses duplicated keys.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -37,7 +40,33 @@ def loads(raw: bytes | str, what: str = "body") -> Any:
         # exc.msg and the position only: the document itself may hold what cannot be echoed back
         raise InvalidJSON(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
     _check(value, what)
+    if isinstance(value, dict | list):
+        _refuse_duplicate_keys(raw, what)
     return value
+
+
+def _no_value(_: str) -> None:
+    return None
+
+
+def _keys_only(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidJSON(f"duplicate key {key[:64]!r}")
+        seen.add(key)
+
+
+def _refuse_duplicate_keys(raw: bytes | str, what: str) -> None:
+    """Runs only after orjson and _check accepted the document (valid UTF-8, at most MAX_DEPTH deep), so this
+    parse can fail only on a duplicated key; numbers are not even converted."""
+    try:
+        json.loads(raw, object_pairs_hook=_keys_only, parse_int=_no_value, parse_float=_no_value,
+                   parse_constant=_no_value)
+    except InvalidJSON as exc:
+        raise InvalidJSON(f"{what} has a {exc.detail}: each key may appear once per object") from None
+    except ValueError as exc:  # not expected after orjson; still a bad body, never a 500
+        raise InvalidJSON(f"{what} is not valid JSON: {type(exc).__name__}") from None
 
 
 def _check(value: Any, what: str) -> None:

@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from target_service import booking, errors, strict_json
-from target_service.db import Conn, OrgId
+from target_service.auth import OrgId
+from target_service.db import Conn
 from target_service.models import AppointmentRef, AvailabilityQuery, BookingRequest, ContactRef
 from target_service.strict_json import StrictJSONRoute
 
@@ -82,6 +83,7 @@ async def _cancel(conn: asyncpg.Connection, org_id: int, args: dict[str, Any]) -
     return f"Cancelled appointment {done.appointment_id}."
 
 
+_MAX_NAME_SHOWN = 40
 Tool = Callable[[asyncpg.Connection, int, dict[str, Any]], Awaitable[str]]
 TOOLS: dict[str, Tool] = {
     "checkAvailability": _check_availability,
@@ -121,10 +123,16 @@ async def _run_call(tool: Tool, tool_name: str, call: ToolCall, conn: asyncpg.Co
         return ToolResult(toolCallId=call.id, error=f"service unavailable: {errors.misconfiguration(exc)}")
 
 
+def _label(name: str) -> str:
+    """A name the client sent, short and escaped: never echoed back whole (it can be kilobytes, or markup)."""
+    shown = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-.") else "?" for ch in name[:_MAX_NAME_SHOWN])
+    return f"'{shown}'" + ("..." if len(name) > _MAX_NAME_SHOWN else "")
+
+
 @router.post("/{tool_name}", response_model=ToolResponse)
 async def call_tool(tool_name: str, envelope: ToolEnvelope, org_id: OrgId, conn: Conn) -> ToolResponse:
     tool = TOOLS.get(tool_name)
     if tool is None:
-        raise HTTPException(404, detail=f"unknown tool {tool_name!r}; known: {', '.join(TOOLS)}")
+        raise booking.Refusal(404, "unknown_tool", f"unknown tool {_label(tool_name)}; known: {', '.join(TOOLS)}")
     results = [await _run_call(tool, tool_name, call, conn, org_id) for call in envelope.message.toolCallList]
     return ToolResponse(results=results)

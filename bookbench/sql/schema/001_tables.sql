@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS notification_outbox (
     org_id          bigint NOT NULL,
     channel         text NOT NULL CHECK (channel IN ('sms', 'calendar')),
     kind            text NOT NULL CHECK (kind IN ('confirm', 'cancel', 'insert', 'delete')),
-    -- the calendar event id the client chooses (so a retry can never create a second event), or the SMS's key
+    -- one event's key, sent with every attempt to deliver it so that a retry is recognised: the calendar event id
+    -- the client chooses (a retry can never create a second event), or the SMS's key. One event, not one
+    -- appointment: a second cancellation of an appointment restored by hand gets a key of its own (queries.CANCEL)
     dedup_key       text NOT NULL UNIQUE,
     payload         jsonb NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
