@@ -127,6 +127,7 @@ def db_seed(
     """Generate the deterministic dataset (kept when one with the same parameters exists). With --dsn it asks
     first (--yes): the schema is applied there and a different dataset is replaced."""
     from bookbench.db.conn import run_with
+    from bookbench.db.lease import database_lease
     from bookbench.db.seed import seed
     from bookbench.pipeline.stack import database
 
@@ -134,7 +135,7 @@ def db_seed(
     dsn = guard_dsn(dsn, allow_remote)
     # any seed may TRUNCATE (a different dataset, or --force), and the schema is applied first either way
     confirm_destructive(dsn, "db seed would apply the schema and replace the tables' rows", yes)
-    with database(dsn, data_dir) as url:
+    with database(dsn, data_dir) as url, database_lease(url, "bookbench db seed"):
         console.print(f"seeding {mask_dsn(url)}: {appointments:,} appointments, {contacts:,} contacts, "
                       f"{orgs} orgs (seed {seed_}) ...")
         report = run_with(url, lambda conn: seed(conn, params, force=force))

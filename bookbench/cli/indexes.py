@@ -55,13 +55,14 @@ def indexes_apply(
     """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""
     from bookbench.db import indexes as index_sets
     from bookbench.db.conn import run_with
+    from bookbench.db.lease import database_lease
     from bookbench.pipeline.stack import database
 
     index_sets.load_set(set_name)  # fail on an unknown set before touching the database
     dsn = guard_dsn(dsn, allow_remote)
     change = "create" if keep_others else "create and drop"
     confirm_destructive(dsn, f"indexes apply {set_name} would {change} performance indexes", yes)
-    with database(dsn, data_dir) as url:
+    with database(dsn, data_dir) as url, database_lease(url, f"bookbench indexes apply {set_name}"):
         report = run_with(url, lambda c: index_sets.apply(c, set_name, exclusive=not keep_others))
         console.print(f"set {set_name}: created {', '.join(report.created) or 'nothing'}; "
                       f"dropped {', '.join(report.dropped) or 'nothing'} ({report.seconds:.1f} s incl. VACUUM ANALYZE)")
@@ -75,11 +76,12 @@ def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: 
     """Drop every performance index: back to the baseline schema."""
     from bookbench.db import indexes as index_sets
     from bookbench.db.conn import run_with
+    from bookbench.db.lease import database_lease
     from bookbench.pipeline.stack import database
 
     dsn = guard_dsn(dsn, allow_remote)
     confirm_destructive(dsn, "indexes drop would drop every performance index", yes)
-    with database(dsn, data_dir) as url:
+    with database(dsn, data_dir) as url, database_lease(url, "bookbench indexes drop"):
         report = run_with(url, lambda c: index_sets.apply(c, index_sets.BASELINE))
         console.print(f"dropped {', '.join(report.dropped) or 'nothing'}")
 

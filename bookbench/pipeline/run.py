@@ -64,7 +64,7 @@ from bookbench.pipeline.watchdog import Fault, StackWatch
 from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.spec.dsn import mask_dsn
 from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, TaskMix, load_scenarios
-from bookbench.spec.targets import require_loopback
+from bookbench.spec.targets import pin_loopback
 
 WARMUP_REQUESTS = 150  # ~2 per statement per pooled connection; at 60 ms a request without indexes, ~5 s
 WARMUP_CONCURRENCY = 24  # >= the service's pool size, so that every pooled connection prepares its statements
@@ -220,10 +220,11 @@ def plan(opts: RunOptions) -> RunPlan:
     index_set = (opts.index_set or spec.index_set) if apply_indexes else AS_FOUND
     if apply_indexes:
         indexes.load_set(index_set)  # an unknown set fails here, before anything starts
+    # judged once, then pinned: every later connection uses the addresses judged, never the name again
     if opts.target_url:
-        require_loopback(opts.target_url, "--target-url", opts.allow_remote)
+        opts = dataclasses.replace(opts, target_url=pin_loopback(opts.target_url, "--target-url", opts.allow_remote))
     if opts.dsn:
-        require_loopback(opts.dsn, "--dsn", opts.allow_remote)
+        opts = dataclasses.replace(opts, dsn=pin_loopback(opts.dsn, "--dsn", opts.allow_remote))
     if opts.web_port is not None:
         _check_port_free(opts.web_port)
     return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params, own, apply_indexes)

@@ -220,3 +220,14 @@ def test_multi_run_commands_apply_their_default_sets_only_to_their_own_database(
         assert "--set" in result.output and "name them on the command line" in result.output
     result = CliRunner().invoke(app, ["run", "--target-url", "http://127.0.0.1:1", "--index-set", "seed"])
     assert result.exit_code == 2 and "needs --dsn" in result.output
+
+
+def test_seed_and_reindex_wait_for_nobody_while_a_run_measures(new_db: Callable[[], str]) -> None:
+    dsn = seeded(new_db())
+    with database_lease(dsn, "bookbench run, folder /results/busy"):
+        for argv in (["db", "seed", "--orgs", "3", "--providers-per-org", "3", "--contacts", "300",
+                      "--appointments", "3000", "--seed", "7"], ["indexes", "apply", "seed"], ["indexes", "drop"]):
+            result = CliRunner().invoke(app, [*argv, "--dsn", dsn, "--yes"])
+            assert result.exit_code == 3, (argv, result.output)
+            assert "in use by another bookbench command" in result.output and "/results/busy" in result.output
+    assert _index_names(dsn) == []
