@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,7 +33,6 @@ def serve(
     it, the embedded server."""
     import tempfile
     from contextlib import ExitStack
-    from pathlib import Path
 
     from bookbench.db.conn import run_with
     from bookbench.db.schema import apply_schema
@@ -48,16 +48,35 @@ def serve(
         proc.start()
         console.print(f"serving on {proc.base_url} (OpenAPI: {proc.base_url}/docs); Ctrl-C stops")
         notify = None
+        reported: dict[str, int] = {}  # parts that exited, reported once each
         if dispatchers:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bookbench-serve-")))
+            # not a TemporaryDirectory: a log that a message names must still be there when the user looks, so the
+            # folder goes only when nothing failed
+            folder = Path(tempfile.mkdtemp(prefix="bookbench-serve-"))
+            stack.push(lambda kind, *_: _drop_unless_needed(folder, bool(reported) or _failure(kind)))
             notify = stack.enter_context(notify_stack(url, dispatchers, folder / "logs", folder))
             console.print(f"notifications: {dispatchers} dispatcher(s); fake SMS gateway {notify.url('sms')}, fake "
-                          f"calendar {notify.url('calendar')} (received messages: {folder}/received_*.jsonl)")
+                          f"calendar {notify.url('calendar')} (received messages: {folder}/received_*.jsonl, "
+                          f"logs: {folder}/logs)")
         while proc.alive():
-            dead = notify.dead() if notify is not None else None
-            if dead:
-                console.print(f"[red]{dead}[/]")
-                break
+            # a notification part that dies stops notifications, never the booking API
+            for name, code in (notify.exited() if notify is not None else {}).items():
+                if name not in reported and notify is not None:
+                    reported[name] = code
+                    console.print(f"[red]{name} exited with code {code}[/] (log: {notify.log_file(name)}); the "
+                                  "booking API keeps serving, notifications may stay queued in the outbox")
             time.sleep(0.5)
 
 
+def _failure(kind: type[BaseException] | None) -> bool:
+    # Ctrl-C and SIGTERM (which stop_on_signals turns into the same) are how serve ends, not a failure
+    return kind is not None and not issubclass(kind, KeyboardInterrupt | SystemExit)
+
+
+def _drop_unless_needed(folder: Path, failed: bool) -> None:
+    import shutil
+
+    if failed:
+        console.print(f"logs kept in {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -106,6 +106,13 @@ class NotifyStack:
                 return f"{name} exited with code {proc.returncode} (see logs/{name}.log)"
         return None
 
+    def exited(self) -> dict[str, int]:
+        """Every part that has exited, with its exit code."""
+        return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
     def stop(self) -> None:
         # dispatchers first, so none is left calling a provider that is gone
         for name in sorted(self.procs, key=lambda n: not n.startswith("dispatcher")):

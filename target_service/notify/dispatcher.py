@@ -5,6 +5,9 @@ row, and a dead one's rows come back), keeps up to `max_in_flight` deliveries go
 settles each row as its answer arrives: sent; retried later with exponential backoff and full jitter (or after a
 429's Retry-After); dead-lettered after `max_attempts`.
 It sleeps until a booking's NOTIFY (sent at commit) or its next row falls due, not on a polling timer.
+Its sessions run READ COMMITTED whatever the database's or role's default (under SERIALIZABLE the claim fails on
+every row another dispatcher settled meanwhile), and a serialization failure or deadlock (40001 / 40P01) is retried
+with backoff, never the end of the dispatcher.
 
 Run: `python -m target_service.notify` with BOOKBENCH_DATABASE_URL and the provider settings in the environment.
 """
@@ -17,19 +20,31 @@ import json
 import logging
 import random
 import signal
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
 import uvloop
 
-from target_service.db import keep_session
+from target_service.db import CONNECTION_LOST, keep_session
 from target_service.notify import breaker
 from target_service.notify.providers import Calendar, Outcome, Sms
 from target_service.notify.settings import NotifySettings
 
 log = logging.getLogger("bookbench.dispatcher")
 CHANNEL = "bookbench_outbox"
+T = TypeVar("T")
+
+# What another transaction's timing causes, and what the same statement, run again, gets past.
+TRANSIENT: tuple[type[Exception], ...] = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+TRANSIENT_ATTEMPTS = 5
+# the claim and the settling are short statements: retried after tens of milliseconds, not the provider's backoff
+_RETRY_BASE_S = 0.02
+_RETRY_CAP_S = 1.0
+# READ COMMITTED: the claim's FOR UPDATE SKIP LOCKED is a queue only at that level; the rest as the service's
+SESSION = {"application_name": "bookbench-dispatcher", "default_transaction_isolation": "read committed",
+           "jit": "off"}
 
 # Claim = lease: due rows of one channel get their next_attempt_at pushed past the lease in one short transaction
 # (SKIP LOCKED: dispatchers never wait for or take each other's rows). A dispatcher that dies mid-delivery loses
@@ -74,6 +89,36 @@ def backoff_s(attempts: int, base_s: float, cap_s: float, rng: random.Random) ->
     return max(0.05, rng.uniform(0, min(cap_s, base_s * 2 ** attempts)))
 
 
+async def retry_transient(op: Callable[[], Awaitable[T]], what: str, rng: random.Random,
+                          attempts: int = TRANSIENT_ATTEMPTS) -> T:
+    """`op()` (one statement, so all or nothing), run again after a serialization failure or a deadlock."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await op()
+        except TRANSIENT as exc:
+            if attempt == attempts:
+                raise
+            delay = backoff_s(attempt, _RETRY_BASE_S, _RETRY_CAP_S, rng)
+            log.warning("%s: %s (SQLSTATE %s), attempt %d of %d; again in %.2f s", what, type(exc).__name__,
+                        getattr(exc, "sqlstate", "?"), attempt, attempts, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def open_pool(s: NotifySettings) -> asyncpg.Pool:
+    # reset: the service's, not asyncpg's default round trip of RESET ALL / UNLISTEN on every release (the pool's
+    # connections keep no session state; LISTEN lives on its own connection)
+    pool = await asyncpg.create_pool(s.database_url, min_size=2, max_size=s.db_connections, reset=keep_session,
+                                     server_settings=SESSION)
+    assert pool is not None
+    isolation = await pool.fetchval("SHOW transaction_isolation")
+    if isolation != "read committed":
+        # a pooler in between dropped the setting: the claim will fail now and then, and be retried
+        log.warning("the dispatcher's sessions run %s, not READ COMMITTED (a pooler dropping session settings?): "
+                    "claims will hit serialization failures and be retried", isolation.upper())
+    return pool
+
+
 class Dispatcher:
     def __init__(self, s: NotifySettings) -> None:
         self.s = s
@@ -100,25 +145,29 @@ class Dispatcher:
         return await self.calendar.delete(client, payload)
 
     async def _one(self, pool: asyncpg.Pool, client: aiohttp.ClientSession, row: asyncpg.Record, probe: bool) -> None:
-        """Deliver one row, settle it, and tell the provider's breaker how it went."""
+        """Deliver one row, settle it, and tell the provider's breaker how it went (each statement retried on its
+        own: a retry of the whole would count an attempt or a failure twice)."""
         out = await self.deliver(client, row)
         async with pool.acquire() as conn:
             if out.ok:
-                await conn.execute(_SENT, row["id"], out.conflict)
+                await retry_transient(lambda: conn.execute(_SENT, row["id"], out.conflict), "settle", self.rng)
             else:
                 attempts = row["attempts"] + 1
                 delay = (out.retry_after_s if out.retry_after_s is not None
                          else backoff_s(attempts, self.s.backoff_base_s, self.s.backoff_cap_s, self.rng))
                 # a final answer (a 4xx other than 401/408/429) dead-letters at once
                 limit = attempts if not out.retryable else self.s.max_attempts
-                await conn.execute(_RETRY, row["id"], out.error, delay, limit)
+                await retry_transient(lambda: conn.execute(_RETRY, row["id"], out.error, delay, limit), "settle",
+                                      self.rng)
             provider = row["channel"]
             if out.ok or out.provider_fault:
-                await breaker.record(conn, provider, out.ok, self.s.breaker_failures, self.s.breaker_cooldown_s)
+                await retry_transient(lambda: breaker.record(conn, provider, out.ok, self.s.breaker_failures,
+                                                             self.s.breaker_cooldown_s), "breaker", self.rng)
             elif probe:
                 # the probe proved nothing (a 429): back to open-and-due, so the next gate probes again
-                await conn.execute("UPDATE notification_breaker SET state = 'open' "
-                                   "WHERE provider = $1 AND state = 'half_open'", provider)
+                await retry_transient(lambda: conn.execute("UPDATE notification_breaker SET state = 'open' "
+                                                           "WHERE provider = $1 AND state = 'half_open'", provider),
+                                      "breaker", self.rng)
         if len(self.in_flight) <= self.s.max_in_flight // 2:
             self.wake.set()  # half the slots free: claim a batch (not one query round per finished delivery)
 
@@ -130,22 +179,30 @@ class Dispatcher:
             free = self.s.max_in_flight - len(self.in_flight)
             if free <= 0:
                 break
-            async with pool.acquire() as conn:
-                verdict, wait_s = await breaker.gate(conn, provider)
-                if verdict == "wait":
-                    blocked = wait_s if blocked is None else min(blocked, wait_s)
-                    continue
-                limit = 1 if verdict == "probe" else min(free, self.s.batch_size)
-                rows = await conn.fetch(_CLAIM, limit, provider, self.lease_s)
-                if not rows and verdict == "probe":
-                    await conn.execute("UPDATE notification_breaker SET state = 'open' "
-                                       "WHERE provider = $1 AND state = 'half_open'", provider)
+            verdict, wait_s, rows = await self._claim_for(pool, provider, free)
+            if verdict == "wait":
+                blocked = wait_s if blocked is None else min(blocked, wait_s)
+                continue
             for row in rows:
                 task = asyncio.create_task(self._one(pool, clients[provider], row, verdict == "probe"))
                 self.in_flight.add(task)
                 task.add_done_callback(self._done)
             claimed += len(rows)
         return claimed, blocked
+
+    async def _claim_for(self, pool: asyncpg.Pool, provider: str, free: int) -> tuple[str, float, list[asyncpg.Record]]:
+        """One provider's gate and claim: (verdict, seconds to wait, rows claimed)."""
+        async with pool.acquire() as conn:
+            verdict, wait_s = await retry_transient(lambda: breaker.gate(conn, provider), "breaker", self.rng)
+            if verdict == "wait":
+                return verdict, wait_s, []
+            limit = 1 if verdict == "probe" else min(free, self.s.batch_size)
+            rows = await retry_transient(lambda: conn.fetch(_CLAIM, limit, provider, self.lease_s), "claim", self.rng)
+            if not rows and verdict == "probe":
+                await retry_transient(lambda: conn.execute("UPDATE notification_breaker SET state = 'open' WHERE "
+                                                           "provider = $1 AND state = 'half_open'", provider),
+                                      "breaker", self.rng)
+            return verdict, wait_s, rows
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight.discard(task)
@@ -161,13 +218,8 @@ class Dispatcher:
             await asyncio.wait_for(self.wake.wait(), min(timeout, self.s.idle_wakeup_s))
 
     async def run(self) -> None:
-        # reset: the service's, not asyncpg's default round trip of RESET ALL / UNLISTEN on every release (the pool's
-        # connections keep no session state; LISTEN lives on its own connection)
-        pool = await asyncpg.create_pool(self.s.database_url, min_size=2, max_size=self.s.db_connections,
-                                         reset=keep_session,
-                                         server_settings={"application_name": "bookbench-dispatcher"})
-        assert pool is not None
-        listener = await asyncpg.connect(self.s.database_url)
+        pool = await open_pool(self.s)
+        listener = await asyncpg.connect(self.s.database_url, server_settings=SESSION)
         await listener.add_listener(CHANNEL, lambda *_: self.wake.set())
         # one session per provider, each with its own connection pool
         timeout = aiohttp.ClientTimeout(total=self.s.http_timeout_s)
@@ -177,11 +229,21 @@ class Dispatcher:
                     aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(
                         limit=self.s.connections_per_provider)) as calendar_client:
                 clients = {"sms": sms_client, "calendar": calendar_client}
+                failures = 0
                 while not self.stopping:
                     self.wake.clear()  # before the claim: a NOTIFY or a finished delivery wakes the next wait
-                    claimed, blocked = await self.claim(pool, clients)
-                    if claimed == 0 or len(self.in_flight) >= self.s.max_in_flight:
-                        await self._sleep(pool, blocked)
+                    try:
+                        claimed, blocked = await self.claim(pool, clients)
+                        if claimed == 0 or len(self.in_flight) >= self.s.max_in_flight:
+                            await self._sleep(pool, blocked)
+                        failures = 0
+                    except (*TRANSIENT, *CONNECTION_LOST) as exc:
+                        # retries used up, or the database restarting: pause and carry on; rows already claimed
+                        # fall due again when their lease runs out
+                        failures += 1
+                        delay = backoff_s(failures, self.s.backoff_base_s, self.s.backoff_cap_s, self.rng)
+                        log.warning("claim failed (%s: %s); next try in %.2f s", type(exc).__name__, exc, delay)
+                        await asyncio.sleep(delay)
                 if self.in_flight:
                     await asyncio.wait(self.in_flight, timeout=self.lease_s)
         finally:
