@@ -232,6 +232,8 @@ def plan(opts: RunOptions) -> RunPlan:
 
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as Locust's web server binds: a port in TIME_WAIT (free_port leaves its ports there) is free to listen on
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
