@@ -31,6 +31,7 @@ APPLICATION_NAME = "bookbench-service-auth"
 CHECK_EVERY_S = 5.0
 CHECK_TIMEOUT_S = 2.0
 RECONNECT_S = 1.0
+NO_TRIGGER_RECHECK_S = 30.0
 _MAX_ENTRIES = 10_000
 _LISTENER_LOST: tuple[type[Exception], ...] = (*CONNECTION_LOST, asyncpg.InterfaceError, TimeoutError)
 _HAS_TRIGGER = ("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'organizations_auth_changed' "
@@ -76,37 +77,47 @@ class KeyCache:
 
 async def listen_for_key_changes(dsn: str, cache: KeyCache) -> None:
     """Run until cancelled: keep one LISTEN connection up, and the cache live exactly while it is."""
-    warned = False
+    warned_no_trigger = False
     while True:
         conn: asyncpg.Connection | None = None
+        pause = RECONNECT_S
         try:
             conn = await asyncpg.connect(dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME})
-            if not await conn.fetchval(_HAS_TRIGGER):
-                if not warned:
+            if await conn.fetchval(_HAS_TRIGGER):
+                await _listen(conn, cache)
+            else:
+                if not warned_no_trigger:
                     log.warning("the database has no organizations_auth_changed trigger (sql/schema/004_auth.sql): "
                                 "API-key lookups are not cached")
-                    warned = True
-                await asyncio.sleep(30)
-                continue
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _, lost=lost: lost.set())
-            await conn.add_listener(CHANNEL, lambda *_: cache.invalidate())
-            cache.set_live(True)
-            while not lost.is_set():
-                try:
-                    await asyncio.wait_for(lost.wait(), CHECK_EVERY_S)
-                except TimeoutError:
-                    await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+                    warned_no_trigger = True
+                pause = NO_TRIGGER_RECHECK_S
         except _LISTENER_LOST as exc:
-            log.warning("API-key change listener lost (%s: %s); key lookups uncached until it is back",
-                        type(exc).__name__, exc)
+            # said once per loss, not once per failed reconnect while the database restarts
+            if cache.live:
+                log.warning("API-key change listener lost (%s: %s); key lookups uncached until it is back",
+                            type(exc).__name__, exc)
         except Exception:
             log.exception("API-key change listener failed; key lookups uncached until it is back")
         finally:
             cache.set_live(False)
             if conn is not None:
                 conn.terminate()
-        await asyncio.sleep(RECONNECT_S)
+        await asyncio.sleep(pause)
+
+
+async def _listen(conn: asyncpg.Connection, cache: KeyCache) -> None:
+    """Returns when the connection is gone (or raises when its liveness check fails)."""
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _: lost.set())
+    await conn.add_listener(CHANNEL, lambda *_: cache.invalidate())
+    cache.set_live(True)  # empties the cache: whatever it held may predate a change this connection never heard
+    while not lost.is_set():
+        try:
+            await asyncio.wait_for(lost.wait(), CHECK_EVERY_S)
+        except TimeoutError:
+            await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+    if cache.live:
+        log.warning("API-key change listener's connection closed; key lookups uncached until it is back")
 
 
 _UNAUTHORIZED = HTTPException(401, detail="missing or invalid API key (Authorization: Bearer <key>)",

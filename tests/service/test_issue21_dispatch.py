@@ -20,6 +20,7 @@ import httpx
 import psutil
 import pytest
 
+from bookbench.artifacts.notifications import read_received
 from bookbench.db.embedded import free_port
 from bookbench.pipeline.notify import NotifyStack
 from bookbench.pipeline.stack import ServiceProcess, stop_group
@@ -160,3 +161,37 @@ def test_serve_keeps_the_api_up_when_a_dispatcher_dies(dsn: str, tmp_path: Path)
     text = out.read_text()
     kept = re.search(r"logs kept in (\S+)", text)
     assert kept and (Path(kept.group(1)) / "logs" / "dispatcher1.log").exists(), text
+
+
+def test_a_second_cancellation_is_delivered_once_with_its_own_key(dsn: str, tmp_path: Path) -> None:
+    """Item 8 end to end: cancel, restore by hand, cancel again. Each cancellation is one SMS (the providers see two
+    keys, each once); the calendar event is deleted once and the second delete finds it gone (a success)."""
+    service = ServiceProcess(dsn, log_path=tmp_path / "svc.log")
+    service.start()
+    stack = NotifyStack(dsn, 1, tmp_path / "logs", tmp_path / "rec")
+    stack.start()
+    try:
+        org = 2
+        made = httpx.post(f"{service.base_url}/api/v1/appointments", headers=auth(org), timeout=30, json={
+            "contactId": SMALL.contacts_of(org)[1], "providerId": SMALL.providers_of(org)[2],
+            "start": future(days=600, hour=12)})
+        assert made.status_code == 201, made.text
+        appt = made.json()["appointment_id"]
+        for _ in range(2):
+            cancel = httpx.post(f"{service.base_url}/api/v1/appointments/{appt}/cancel", headers=auth(org), timeout=30)
+            assert cancel.status_code == 200, cancel.text
+            fetch(dsn, "UPDATE appointments SET status = 'booked', cancelled_at = NULL WHERE id = $1", appt)
+        _wait_for(lambda: not fetch(dsn, "SELECT 1 FROM notification_outbox WHERE appointment_id = $1 "
+                                         "AND status <> 'sent'", appt), 60, "the notifications to be delivered")
+        rows = fetch(dsn, "SELECT channel, kind, dedup_key FROM notification_outbox WHERE appointment_id = $1", appt)
+        sms_keys = {r["dedup_key"] for r in rows if r["channel"] == "sms"}
+        assert len(sms_keys) == 3
+        sms = [r for r in read_received(stack.record_file("sms")) if r.get("key") in sms_keys]
+        assert sorted(r["key"] for r in sms) == sorted(sms_keys)  # each message once, none repeated
+        calendar = [r for r in read_received(stack.record_file("calendar"))
+                    if r.get("key") in (f"bb{appt}", f"bb{appt}-delete")]
+        assert sorted(r["op"] for r in calendar) == ["delete", "insert"]
+        assert stack.dead() is None
+    finally:
+        stack.stop()
+        service.stop()

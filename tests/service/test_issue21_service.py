@@ -19,6 +19,7 @@ import pytest
 
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.spec.dataset import api_key
+from target_service.auth import KeyCache
 from tests.conftest import SMALL, fetch, run_sql, seeded
 from tests.service.test_service_api import auth, body, envelope
 
@@ -309,3 +310,20 @@ def test_two_authorization_headers_are_refused(svc: ServiceProcess) -> None:
     answer, _, _ = _raw(svc, request, wait_s=30)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b'"error":"ambiguous_credentials"' in answer
+
+
+def test_a_lookup_that_raced_a_revocation_is_not_cached() -> None:
+    """The one window LISTEN alone leaves: a lookup that read the old key before the change committed, and stores
+    it after the notification emptied the cache."""
+    cache = KeyCache(60)
+    cache.set_live(True)
+    started = cache.generation
+    cache.invalidate()  # the notification arrives while the lookup is in flight
+    cache.put("hash", 1, started)
+    assert cache.get("hash") is None
+    cache.put("hash", 1, cache.generation)
+    assert cache.get("hash") == 1
+    cache.set_live(False)  # listener lost: nothing is served from the cache
+    assert cache.get("hash") is None
+    cache.put("hash", 1, cache.generation)
+    assert cache.get("hash") is None
