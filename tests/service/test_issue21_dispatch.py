@@ -48,7 +48,7 @@ def dsn(new_db: Callable[[], str]) -> str:
 
 def test_the_dispatcher_runs_read_committed_whatever_the_role_default(dsn: str) -> None:
     async def isolation() -> str:
-        pool = await open_pool(NotifySettings(database_url=dsn))  # type: ignore[call-arg]
+        pool = await open_pool(NotifySettings(database_url=dsn))
         try:
             return str(await pool.fetchval("SHOW transaction_isolation"))
         finally:
