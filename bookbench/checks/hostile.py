@@ -197,7 +197,7 @@ def withheld(probe: Probe, layout: Layout) -> str | None:
     line of defence: the strategies already avoid such ids, and this does not trust them to."""
     if layout.real_ids:
         return None
-    ids = unsafe_ids(probe.endpoint, probe.path, probe.body, layout.absent)
+    ids = unsafe_ids(probe.method, probe.path, probe.body, layout.absent)
     return f"could name rows {sorted(ids)[:3]}" if ids else None
 
 

@@ -52,7 +52,7 @@ class Answer:
         if self.status is None:
             return f"no answer after {self.seconds:.1f} s ({self.error or 'nothing received'})"
         return (f"{self.status} after {self.seconds:.1f} s, connection {'closed' if self.closed else 'left open'}, "
-                f"body {self.body[:100]!r}")
+                f"body {self.body[:80]!r}")
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _duplicated_keys(endpoint: Endpoint, layout: Layout, same_value: bool) -> Ch
     body = (f'{{"contactId":{first},"contactId":{first if same_value else second},"providerId":{provider},'
             f'"start":{json.dumps(start.isoformat())},"durationMinutes":30}}').encode()
     name = f"http: duplicated JSON key in a booking ({'same' if same_value else 'different'} values)"
-    unsafe = unsafe_ids("book", "/api/v1/appointments", body, layout.absent)
+    unsafe = unsafe_ids("POST", "/api/v1/appointments", body, layout.absent)
     if unsafe and not layout.real_ids:
         return CheckResult("hostile", name, False, f"not sent: ids {sorted(unsafe)} were not proven absent")
     headers = [("Authorization", f"Bearer {api_key(1, layout.params.key_secret)}"),

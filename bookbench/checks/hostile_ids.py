@@ -15,13 +15,12 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 MAX_ID = 2**63 - 1
 _INT_PREFIX = re.compile(r"\s*([+-]?)(\d+)")
 # names a lax server could map onto an id parameter (the service also accepts snake_case: populate_by_name)
 _ID_KEYS = frozenset({"contactid", "providerid", "appointmentid"})
-_WRITES = ("book", "cancel", "vapi.bookClinicAppointment", "vapi.cancelAppointment")
 _DIGITS = 4000  # below Python's 4,300-digit limit for int(str)
 
 
@@ -162,21 +161,24 @@ def _body_values(body: bytes) -> list[object]:
     return found
 
 
-def write_ids(endpoint: str, path: str, body: bytes | None) -> set[int]:
-    """Every row id a write request could name (empty for a read)."""
-    if endpoint not in _WRITES:
+def write_ids(method: str, path: str, body: bytes | None) -> set[int]:
+    """Every row id a request that may write could name: any request but a GET. (A Vapi read tool's envelope
+    counts too: a lax server might dispatch on the function name inside it rather than on the path.)"""
+    if method.upper() in ("GET", "HEAD", "OPTIONS"):
         return set()
+    route, _, query = path.partition("?")
     ids: set[int] = set()
-    if endpoint == "cancel":
-        # /api/v1/appointments/{id}/cancel: the id, percent-decoded
-        parts = path.split("?")[0].split("/")
-        segment = unquote(parts[4], errors="surrogateescape") if len(parts) > 4 else ""
-        ids |= text_readings(segment)
+    if not route.startswith("/api/vapi/"):  # there the path holds a tool's name, not an id
+        # /api/v1/appointments/{id}/cancel: the id, percent-decoded; and any other segment a server could read
+        for segment in route.split("/"):
+            ids |= text_readings(unquote(segment, errors="surrogateescape"))
+    for _key, text in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        ids |= text_readings(text)
     for value in _body_values(body or b""):
         ids |= readings(value)
     return row_ids(ids)
 
 
-def unsafe_ids(endpoint: str, path: str, body: bytes | None, absent: Absent) -> set[int]:
+def unsafe_ids(method: str, path: str, body: bytes | None, absent: Absent) -> set[int]:
     """The ids in a write that were not proven absent: on a deployment, a request with any is never sent."""
-    return write_ids(endpoint, path, body) - absent.all()
+    return write_ids(method, path, body) - absent.all()

@@ -304,7 +304,8 @@ def corpus(layout: Layout) -> list[tuple[str, Probe]]:
         "nested 5000 deep (object)": encode(deep_object), "nested 5000 deep (array)": encode(deep_array),
         "surrogate as a key": encode('{"\\ud800": 1}'), "invalid UTF-8": b'{"contactId": "\xff\xfe"}',
         "not an object": b"[1, 2]", "a string": b'"hello"', "null": b"null", "empty": b"",
-        "truncated": encode(f'{{"contactId": {c}'), "start before year 1 in UTC": booking(start='"0001-01-01T00:00:00+14:00"'),
+        "truncated": encode(f'{{"contactId": {c}'),
+        "start before year 1 in UTC": booking(start='"0001-01-01T00:00:00+14:00"'),
         "start past year 9999 in UTC": booking(start='"9999-12-31T23:59:59-23:59"'),
         "start as a huge timestamp": booking(start="1e20"), "unknown key with a surrogate": booking(
             **{"\ud800x": "1"}),
