@@ -8,6 +8,7 @@ import concurrent.futures
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,7 @@ def test_serve_keeps_the_api_up_when_a_dispatcher_dies(dsn: str, tmp_path: Path)
     text = out.read_text()
     kept = re.search(r"logs kept in (\S+)", text)
     assert kept and (Path(kept.group(1)) / "logs" / "dispatcher1.log").exists(), text
+    shutil.rmtree(kept.group(1))  # kept for the user; this test has read it
 
 
 def test_a_second_cancellation_is_delivered_once_with_its_own_key(dsn: str, tmp_path: Path) -> None:
