@@ -8,7 +8,7 @@ import httpx
 def service_handled(base_url: str) -> int | None:
     """The service's own count of handled requests (None for a deployment without /stats)."""
     try:
-        resp = httpx.get(f"{base_url}/stats", timeout=5)
+        resp = httpx.get(f"{base_url}/stats", timeout=5, follow_redirects=False)  # a 3xx is not the count
         return int(resp.json()["handled"]) if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError):
         return None

@@ -70,7 +70,9 @@ class ServiceProcess:
     def _start_once(self, timeout: float) -> None:
         env = {**os.environ, "BOOKBENCH_DATABASE_URL": self.dsn, **self.extra_env}
         cmd = [sys.executable, "-m", "uvicorn", "target_service.main:create_app", "--factory",
-               "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
+               "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
+               # httptools with a deadline on reading a request's head (uvicorn has none): slow clients get a 408
+               "--http", "target_service.protocol:HeaderDeadlineProtocol",
                "--no-access-log", "--log-level", "warning", "--workers", str(self.workers)]
         out: int | None = None
         if not self.inherit_output:
