@@ -1,0 +1,210 @@
+"""The one API client layer: a profile compiled into requests and answers for the four operations of a voice-agent
+call, with per-tenant auth (static headers or a login whose token is refreshed before it expires). The Locust
+caller, the warm-up and the checks build every request and read every answer here; an async executor for httpx
+is included (Locust drives the same Target through its own client)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+
+from bookbench.errors import UsageError
+from bookbench.target.answers import Outcome, classify, json_path, present
+from bookbench.target.pools import Id, Tenant
+from bookbench.target.profile import Login, Profile
+from bookbench.target.template import (
+    TemplateError,
+    Values,
+    compile_json,
+    compile_text,
+    path_escape,
+    time_formatter,
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # with its query string
+    headers: dict[str, str]
+    body: bytes | None
+
+
+class _Compiled:
+    """One operation (or the login call) as render functions."""
+
+    def __init__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any,
+                 write: Callable[[Any], Any]) -> None:
+        self.method = method
+        self.path = compile_text(path, write, path_escape)
+        self.query = [(k, compile_text(v, write)) for k, v in query.items()]
+        self.headers = [(k, compile_text(v, write)) for k, v in headers.items()]
+        self.body = None if body is None else compile_json(body, write)
+
+    def render(self, values: Values, extra_headers: dict[str, str], extra_query: list[tuple[str, str]]) -> Request:
+        path = self.path(values)
+        query = [(k, render(values)) for k, render in self.query] + extra_query
+        if query:
+            path += ("&" if "?" in path else "?") + urlencode(query)
+        headers = {**extra_headers, **{k: render(values) for k, render in self.headers}}
+        body = None
+        if self.body is not None:
+            body = orjson.dumps(self.body(values))
+            headers.setdefault("Content-Type", "application/json")
+        return Request(self.method, path, headers, body)
+
+
+class Target:
+    """A profile bound to its tenants and their credentials."""
+
+    def __init__(self, profile: Profile, tenants: list[Tenant], credentials: dict[Id, dict[str, str]]) -> None:
+        self.profile = profile
+        self.tenants = tenants
+        write = time_formatter(profile.times)
+        self.ops = {name: _Compiled(op.method, op.path, op.query, op.headers, op.body, write)
+                    for name, op in profile.operations.present().items()}
+        self._answers = {name: op.answers for name, op in profile.operations.present().items()}
+        self.success = {name: frozenset(op.success) for name, op in profile.operations.present().items()}
+        auth = profile.auth
+        self._auth_headers = [(k, compile_text(v, write)) for k, v in auth.headers.items()]
+        self._auth_query = [(k, compile_text(v, write)) for k, v in auth.query.items()]
+        self.login_call = (None if auth.login is None else
+                           _Compiled(auth.login.method, auth.login.path, auth.login.query, auth.login.headers,
+                                     auth.login.body, write))
+        self._fixed = {t.id: _fixed_values(t.id, credentials.get(t.id, {})) for t in tenants}
+        self._tokens: dict[Id, tuple[str, float]] = {}  # tenant -> (token, monotonic time to refresh at)
+        self.zone = ZoneInfo(profile.grid.timezone)
+
+    # -- requests --------------------------------------------------------------------------------------------
+    def has(self, op: str) -> bool:
+        return op in self.ops
+
+    def needs_login(self, tenant: Tenant) -> bool:
+        if self.login_call is None:
+            return False
+        held = self._tokens.get(tenant.id)
+        return held is None or time.monotonic() >= held[1]
+
+    def login_request(self, tenant: Tenant) -> Request:
+        assert self.login_call is not None
+        return self.login_call.render(self._fixed[tenant.id], {}, [])
+
+    def accept_login(self, tenant: Tenant, status: int, body: bytes) -> str | None:
+        """Store the token of a login answer; None when it worked, else what came back (one line)."""
+        login = self.profile.auth.login
+        assert login is not None
+        doc = _decode(body)
+        token = json_path(doc, login.token_path) if 200 <= status < 300 else None
+        if not present(token) or not isinstance(token, str):
+            return f"login answered HTTP {status} without a token at {login.token_path}: {body[:120]!r}"
+        self._tokens[tenant.id] = (token, time.monotonic() + _ttl(login, doc) - login.refresh_before_s)
+        return None
+
+    def request(self, op: str, tenant: Tenant, values: dict[str, Any]) -> Request:
+        fixed = self._fixed[tenant.id]
+        merged: dict[str, Any] = {**fixed, **values}
+        held = self._tokens.get(tenant.id)
+        if held is not None:
+            merged["token"] = held[0]
+        headers = {k: render(merged) for k, render in self._auth_headers}
+        query = [(k, render(merged)) for k, render in self._auth_query]
+        try:
+            return self.ops[op].render(merged, headers, query)
+        except TemplateError as exc:
+            raise UsageError(f"operations.{op}: the template names {{{exc.args[0]}}}, which this request has no "
+                             "value for") from None
+
+    def read(self, op: str, status: int, headers: dict[str, str], body: bytes) -> Outcome:
+        return classify(self._answers[op], status, headers, body)
+
+    def counts_as_success(self, op: str, outcome: Outcome) -> bool:
+        return outcome.kind in self.success[op]
+
+    # -- values --------------------------------------------------------------------------------------------
+    def slot(self, rng: random.Random, days: tuple[int, int] | None = None) -> dt.datetime:
+        """A random slot start of the booking grid, `days` ahead (default: the grid's days_ahead)."""
+        grid = self.profile.grid
+        lo, hi = days or grid.days_ahead
+        today = dt.datetime.now(self.zone).date()
+        day = today + dt.timedelta(days=rng.randint(lo, hi))
+        opens = dt.datetime.combine(day, dt.time.fromisoformat(grid.opens), tzinfo=self.zone)
+        closes = dt.datetime.combine(day, dt.time.fromisoformat(grid.closes), tzinfo=self.zone)
+        slots = max(1, int((closes - opens).total_seconds() // (grid.slot_minutes * 60)))
+        return (opens + dt.timedelta(minutes=grid.slot_minutes * rng.randrange(slots))).astimezone(dt.UTC)
+
+    def values(self, tenant: Tenant, rng: random.Random, start: dt.datetime | None = None,
+               contact: Id | None = None, provider: Id | None = None, appointment: Id | None = None) -> dict[str, Any]:
+        """Every placeholder's value for one call of `tenant`: a random contact and provider of its pools and a
+        random slot, unless given."""
+        start = start or self.slot(rng)
+        minutes = self.profile.grid.slot_minutes
+        return {"tenant": tenant.id, "contact": contact if contact is not None else rng.choice(tenant.contacts),
+                "provider": provider if provider is not None else rng.choice(tenant.providers),
+                "start": start, "end": start + dt.timedelta(minutes=minutes), "duration": minutes,
+                "date": start.astimezone(self.zone).date(), "now": dt.datetime.now(dt.UTC),
+                "appointment": appointment if appointment is not None else "", "call_id": f"c{rng.getrandbits(32)}"}
+
+
+def _fixed_values(tenant: Id, creds: dict[str, str]) -> dict[str, Any]:
+    import os
+
+    fixed: dict[str, Any] = {"tenant": tenant, **{f"cred:{k}": v for k, v in creds.items()}}
+    # {env:NAME} reads the environment once per tenant (so a key in the environment never sits in a file)
+    for name, value in os.environ.items():
+        fixed[f"env:{name}"] = value
+    return fixed
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _ttl(login: Login, doc: Any) -> float:
+    if login.expires_in_path:
+        value = json_path(doc, login.expires_in_path)
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return login.default_ttl_s
+
+
+class AsyncCaller:
+    """The layer over httpx: one call of one operation for one tenant, logging in first when the tenant's token
+    is missing or about to expire. Transport failures are `error` outcomes, never exceptions."""
+
+    def __init__(self, target: Target, client: httpx.AsyncClient) -> None:
+        self.target = target
+        self.client = client
+
+    async def _send(self, req: Request) -> httpx.Response:
+        return await self.client.request(req.method, req.path, headers=req.headers, content=req.body)
+
+    async def login(self, tenant: Tenant) -> str | None:
+        try:
+            resp = await self._send(self.target.login_request(tenant))
+        except httpx.HTTPError as exc:
+            return f"login: {type(exc).__name__}: {exc}"
+        return self.target.accept_login(tenant, resp.status_code, resp.content)
+
+    async def call(self, op: str, tenant: Tenant, values: dict[str, Any]) -> Outcome:
+        if self.target.needs_login(tenant):
+            problem = await self.login(tenant)
+            if problem is not None:
+                return Outcome("error", 0, reason=problem)
+        req = self.target.request(op, tenant, values)
+        try:
+            resp = await self._send(req)
+        except httpx.HTTPError as exc:
+            return Outcome("error", 0, reason=f"{type(exc).__name__}: {exc}")
+        return self.target.read(op, resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content)
