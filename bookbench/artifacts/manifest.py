@@ -33,6 +33,8 @@ class Target(_Model):
     database: str  # masked DSN or "embedded"
     workers: int = 0
     calibration_delay_ms: float = 0.0
+    profile: str | None = None  # the target profile's name (None: runs from before profiles)
+    profile_digest: str | None = None  # its content's hash: two runs through different profiles do not compare
 
 
 class Dataset(_Model):

@@ -48,7 +48,8 @@ def read_acknowledged_times(path: Path) -> dict[int, float | None]:
     out: dict[int, float | None] = {}
     for line in path.read_text().splitlines():
         parts = line.split()
-        if parts:
+        # ids of another API may be text (references, UUIDs): the reference schema's reconciliation reads integers
+        if parts and parts[0].isdigit():
             out[int(parts[0])] = float(parts[1]) if len(parts) > 1 else None
     return out
 

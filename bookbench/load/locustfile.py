@@ -7,7 +7,6 @@ dataset from scenarios.yaml; set BOOKBENCH_SCENARIO=burst to drive it with that 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -24,10 +23,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from bookbench.artifacts.samples import Sample, SampleWriter
 from bookbench.load.live import LiveStats
-from bookbench.load.operations import VAPI_BOOKED
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams, api_key
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
 from bookbench.spec.shape import arrival_times, users_at
+from bookbench.target import pools as target_pools
+from bookbench.target import profile as target_profile
+from bookbench.target.answers import Outcome
+from bookbench.target.client import Target
+from bookbench.target.pools import Tenant
 
 SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
 BOOKINGS_KEY = "bookbench_bookings"
@@ -80,7 +83,23 @@ PROCESSES = max(1, int(CONFIG.get("processes", 1)))
 LAYOUT = DatasetParams(**{k: v for k, v in CONFIG["dataset"].items()
                           if k in ("orgs", "providers_per_org", "contacts", "appointments", "seed")})
 SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
-KEYS = {org: f"Bearer {api_key(org, SECRET)}" for org in range(1, LAYOUT.orgs + 1)}
+
+
+def _target() -> Target:
+    """The profile this run talks through (the reference service's REST or Vapi profile unless the run names
+    one), with the tenants the orchestrator resolved (a pool read by SQL) or resolved here."""
+    spec = CONFIG.get("target") or {}
+    prof = target_profile.load(spec.get("profile") or ("reference-vapi" if MIX.protocol == "vapi"
+                                                       else "reference-rest"))
+    if spec.get("tenants"):
+        tenants = [Tenant(t["id"], tuple(t["contacts"]), tuple(t["providers"])) for t in spec["tenants"]]
+    else:
+        tenants = target_pools.tenants(prof.pools, LAYOUT)
+    return Target(prof, tenants, target_pools.credentials(prof.auth.credentials, [t.id for t in tenants], SECRET))
+
+
+TARGET = _target()
+RNG = random.Random()
 
 
 class Recorder:
@@ -90,7 +109,7 @@ class Recorder:
         self.writer: SampleWriter | None = None
         self.bookings_path: Path | None = None
         self.pending: list[Sample] = []
-        self.booked: list[tuple[int, float]] = []  # (appointment id, when its acknowledgement arrived)
+        self.booked: list[tuple[int | str, float]] = []  # (appointment id, when its acknowledgement arrived)
         self.dropped: list[float] = []  # open model: intended times of arrivals that found no free capacity
         self.dropped_path: Path | None = None
         # every booking sent, as (contact, provider, start): what lets the reconciliation attribute a new row to
@@ -120,7 +139,7 @@ class Recorder:
                              request_type, status, int(exception is None), error, int(response_length or 0),
                              users, self.worker, intended))
 
-    def take(self) -> tuple[list[Sample], list[tuple[int, float]], list[float], list[tuple[int, int, str]]]:
+    def take(self) -> tuple[list[Sample], list[tuple[int | str, float]], list[float], list[tuple[int, int, str]]]:
         rows, self.pending = self.pending, []
         booked, self.booked = self.booked, []
         dropped, self.dropped = self.dropped, []
@@ -130,7 +149,7 @@ class Recorder:
     def flush_local(self) -> None:
         self.store(*self.take())
 
-    def store(self, rows: list[Sample], booked: list[tuple[int, float]], dropped: list[float],
+    def store(self, rows: list[Sample], booked: list[tuple[int | str, float]], dropped: list[float],
               attempts: list[tuple[int, int, str]]) -> None:
         if self.attempts_path is not None and attempts:
             with self.attempts_path.open("a") as fh:
@@ -183,7 +202,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         def receive(client_id: str, data: dict[str, Any]) -> None:
             # msgpack turns tuples into lists on the way from a worker
             RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])],
-                           [(int(b[0]), float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
+                           [(b[0], float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
                            [float(t) for t in data.get(DROPPED_KEY, [])],
                            [(int(a[0]), int(a[1]), str(a[2])) for a in data.get(ATTEMPTS_KEY, [])])
 
@@ -215,17 +234,6 @@ def _weight(task_name: str) -> int:
     return MIX.weights.get(task_name, 0)  # type: ignore[call-overload, no-any-return]
 
 
-def _booked_id(answer: str) -> int | None:
-    """The new appointment's id from a booking answer, None for a taken slot or a failed call."""
-    if MIX.protocol == "vapi":
-        found = VAPI_BOOKED.match(answer)
-        return int(found.group(1)) if found else None
-    try:
-        return int(json.loads(answer)["appointment_id"])
-    except (ValueError, KeyError, TypeError):
-        return None  # a 409 (slot taken) carries an error body, not an appointment
-
-
 class VoiceAgentCaller(FastHttpUser):
     """One caller of one clinic: checks availability, looks up their appointment, books, sometimes cancels."""
 
@@ -242,75 +250,76 @@ class VoiceAgentCaller(FastHttpUser):
         return {"intended": self.intended} if self.intended is not None else {}
 
     def on_start(self) -> None:
-        self.org = random.randint(1, LAYOUT.orgs)
-        self.auth = {"Authorization": KEYS[self.org]}
-        self.my_bookings: list[int] = []
+        self.tenant = random.choice(TARGET.tenants)
+        self.my_bookings: list[int | str] = []
 
-    def _contact(self) -> int:
-        return random.choice(LAYOUT.contacts_of(self.org))
-
-    def _provider(self) -> int:
-        return random.choice(LAYOUT.providers_of(self.org))
-
-    def _call(self, tool: str, rest_method: str, rest_path: str, args: dict[str, Any],
-              accept: tuple[int, ...] = (200,)) -> str:
-        """One operation over REST or Vapi; a taken slot or an unknown id is an answer, not a failure."""
-        if MIX.protocol == "vapi":
-            call = {"id": f"c{random.getrandbits(32)}", "type": "function",
-                    "function": {"name": tool, "arguments": args}}
-            envelope = {"message": {"type": "tool-calls", "toolCallList": [call]}}
-            with self.client.post(f"/api/vapi/tools/{tool}", json=envelope, headers=self.auth, name=tool,
-                                  catch_response=True) as resp:
-                if resp.status_code != 200:
-                    resp.failure(failure_text(resp))
-                    return ""
-                result = resp.json()["results"][0]
-                if result.get("error"):
-                    resp.failure(f"tool error: {result['error']}")
-                    return ""
-                return str(result.get("result", ""))
-        body = args if rest_method == "POST" and args else None
-        with self.client.request(rest_method, rest_path, json=body, headers=self.auth, name=tool,
+    def _login(self) -> bool:
+        """The tenant's token (a profile with a login call): fetched once, again before it expires; the call is
+        recorded as its own endpoint, `login`."""
+        req = TARGET.login_request(self.tenant)
+        with self.client.request(req.method, req.path, data=_payload(req.body), headers=req.headers, name="login",
                                  catch_response=True) as resp:
-            if resp.status_code not in accept:
+            problem = TARGET.accept_login(self.tenant, resp.status_code, resp.content or b"")
+            if problem is None:
+                resp.success()
+                return True
+            resp.failure(failure_text(resp) if not resp.status_code else problem)
+            return False
+
+    def _call(self, op: str, values: dict[str, Any]) -> Outcome | None:
+        """One operation through the target profile; its answer read as an outcome. Outcomes the profile counts
+        as success (by default ok, booked, slot_taken) are successful samples; the rest fail with their reading."""
+        if TARGET.needs_login(self.tenant) and not self._login():
+            return None
+        req = TARGET.request(op, self.tenant, values)
+        with self.client.request(req.method, req.path, data=_payload(req.body), headers=req.headers, name=op,
+                                 catch_response=True) as resp:
+            if not resp.status_code:  # no HTTP answer: the client-side error is the reason
                 resp.failure(failure_text(resp))
-                return ""
-            resp.success()
-            return resp.text or ""
+                return None
+            outcome = TARGET.read(op, resp.status_code, _headers(resp), resp.content or b"")
+            if TARGET.counts_as_success(op, outcome):
+                resp.success()
+            else:
+                resp.failure(outcome.describe())
+            return outcome
 
     @task(_weight("checkAvailability"))
     def check_availability(self) -> None:
-        provider = self._provider()
-        day = (dt.date.today() + dt.timedelta(days=random.randint(1, 120))).isoformat()
-        self._call("checkAvailability", "GET", f"/api/v1/providers/{provider}/availability?date={day}",
-                   {"providerId": provider, "date": day})
+        self._call("checkAvailability", TARGET.values(self.tenant, RNG))
 
     @task(_weight("lookupUpcomingAppointment"))
     def lookup_upcoming(self) -> None:
-        contact = self._contact()
-        self._call("lookupUpcomingAppointment", "GET", f"/api/v1/contacts/{contact}/appointments/upcoming",
-                   {"contactId": contact})
+        self._call("lookupUpcomingAppointment", TARGET.values(self.tenant, RNG))
 
     @task(_weight("bookClinicAppointment"))
     def book(self) -> None:
-        day = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-        start = day + dt.timedelta(days=random.randint(1, 120), minutes=30 * random.randint(0, 15))
-        contact, provider = self._contact(), self._provider()
-        args = {"contactId": contact, "providerId": provider, "start": start.isoformat(), "durationMinutes": 30}
-        RECORDER.attempts.append((contact, provider, start.isoformat()))
-        text = self._call("bookClinicAppointment", "POST", "/api/v1/appointments", args, accept=(201, 409))
-        appt = _booked_id(text)
-        if appt is not None:
-            self.my_bookings.append(appt)
-            RECORDER.booked.append((appt, time.time()))
+        values = TARGET.values(self.tenant, RNG)
+        if isinstance(values["contact"], int) and isinstance(values["provider"], int):
+            RECORDER.attempts.append((values["contact"], values["provider"], values["start"].isoformat()))
+        outcome = self._call("bookClinicAppointment", values)
+        if outcome is not None and outcome.kind == "booked" and outcome.appointment_id is not None:
+            self.my_bookings.append(outcome.appointment_id)
+            RECORDER.booked.append((outcome.appointment_id, time.time()))
 
     @task(_weight("cancelAppointment"))
     def cancel(self) -> None:
         if not self.my_bookings:
             return  # a caller only cancels what they booked; nothing yet, nothing to do
         appt = self.my_bookings.pop(random.randrange(len(self.my_bookings)))
-        self._call("cancelAppointment", "POST", f"/api/v1/appointments/{appt}/cancel",
-                   {"appointmentId": appt}, accept=(200,))
+        self._call("cancelAppointment", TARGET.values(self.tenant, RNG, appointment=appt))
+
+
+def _payload(body: bytes | None) -> Any:
+    """The rendered body as Locust's fast client sends it: geventhttpclient takes bytes as they are (Locust's
+    annotation says str | dict, the JSON it would encode itself)."""
+    return body
+
+
+def _headers(resp: Any) -> dict[str, str]:
+    """Response headers with lower-case names (an id may come in Location)."""
+    raw = getattr(resp, "headers", None) or {}
+    return {str(k).lower(): str(v) for k, v in raw.items()}
 
 
 class ArrivalScheduler(FastHttpUser):

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import random
 import socket
 import time
 from collections.abc import Callable
@@ -51,23 +50,23 @@ from bookbench.errors import (
     DatabaseError,
     EnvironmentFailure,
     LoadGeneratorError,
-    ServiceError,
     UsageError,
     log_exception,
 )
-from bookbench.load import operations
 from bookbench.pipeline import facts, integrity, interrupts, supervisor
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.stack import ServiceProcess, database
+from bookbench.pipeline.warmup import warm_up
 from bookbench.pipeline.watchdog import Fault, StackWatch
-from bookbench.spec.dataset import DatasetParams, api_key
+from bookbench.spec.dataset import DatasetParams
 from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, TaskMix, load_scenarios
+from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
 from bookbench.spec.targets import pin_loopback
-
-WARMUP_REQUESTS = 150  # ~2 per statement per pooled connection; at 60 ms a request without indexes, ~5 s
-WARMUP_CONCURRENCY = 24  # >= the service's pool size, so that every pooled connection prepares its statements
+from bookbench.target import profile as target_profile
+from bookbench.target.bind import bind, default_profile, for_locust
+from bookbench.target.client import Target as ApiTarget
+from bookbench.target.profile import Profile
 
 
 @dataclass
@@ -106,6 +105,8 @@ class RunOptions:
     cleanup: bool = False
     # replace another bookbench dataset on a --dsn database (sweep's sizes); a foreign database is never seeded
     reseed: bool = False
+    # a target profile (built-in name or file); None: the reference service's profile for task_mix.protocol
+    target: str | None = None
 
 
 @dataclass
@@ -134,51 +135,6 @@ def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[
     return {n: spec.scenarios[n].scaled(factor) if factor != 1.0 else spec.scenarios[n] for n in chosen}
 
 
-async def _warm_up(base_url: str, params: DatasetParams, mix: TaskMix) -> tuple[int, list[int]]:
-    """Send what the scenarios' mix sends (a read-only mix never books; cancels only what the warm-up booked),
-    from many connections at once, so that pooled connections prepare their statements. Returns the requests
-    sent and the ids of the bookings it made (the run's own rows). Redirects are answers, never followed."""
-    sem = asyncio.Semaphore(WARMUP_CONCURRENCY)
-    rng = random.Random(1)
-    today = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-    tools = [t for t in operations.TOOLS if mix.weights.get(t, 0) > 0]  # type: ignore[call-overload]
-    booked: list[int] = []
-
-    async def one(client: httpx.AsyncClient, i: int) -> int | None:
-        tool = tools[i % len(tools)]
-        org = rng.randint(1, params.orgs)
-        provider, contact = rng.choice(params.providers_of(org)), rng.choice(params.contacts_of(org))
-        day = today + dt.timedelta(days=rng.randint(1, 120))
-        if tool == "cancelAppointment":
-            if not booked:
-                return None  # like a caller: nothing booked yet, nothing to cancel
-            args: dict[str, Any] = {"appointmentId": booked[-1]}
-        else:
-            args = {"providerId": provider, "contactId": contact, "date": day.date().isoformat(),
-                    "durationMinutes": 30, "start": (day + dt.timedelta(minutes=30 * rng.randint(0, 15))).isoformat()}
-        call = operations.request(mix.protocol, tool, args)
-        async with sem:
-            r = await client.request(call.method, call.path, params=call.query, json=call.body,
-                                     headers={"Authorization": f"Bearer {api_key(org, params.key_secret)}"})
-        appt = operations.booked_id(mix.protocol, r.status_code, r.text) if tool == "bookClinicAppointment" else None
-        if appt is not None:
-            booked.append(appt)
-        return r.status_code
-
-    # follow_redirects=False, said out loud: a 3xx from the target is an answer, and never a way off loopback
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, follow_redirects=False,
-                                 limits=httpx.Limits(max_connections=WARMUP_CONCURRENCY)) as client:
-        codes = [c for c in await asyncio.gather(*(one(client, i) for i in range(WARMUP_REQUESTS))) if c is not None]
-    redirects = sorted({c for c in codes if 300 <= c < 400})
-    if redirects:
-        raise ServiceError(f"warm-up: the target answered with a redirect ({redirects}); bookbench never follows "
-                           "redirects: point --target-url at the address that answers")
-    bad = [c for c in codes if c >= 500 or c in (401, 422)]
-    if bad:
-        raise ServiceError(f"warm-up failed: {len(bad)} of {len(codes)} requests answered {sorted(set(bad))}")
-    return len(codes), booked
-
-
 def _count_samples(path: Path) -> int:
     if not path.exists():
         return 0
@@ -197,6 +153,7 @@ class RunPlan:
     params: DatasetParams
     own_database: bool  # bookbench's embedded database: seeded, reset and re-indexed freely
     apply_indexes: bool  # False: the database's indexes are left exactly as found
+    profile: Profile  # the target profile the load, the warm-up and the checks speak through
 
 
 def plan(opts: RunOptions) -> RunPlan:
@@ -227,7 +184,18 @@ def plan(opts: RunOptions) -> RunPlan:
         opts = dataclasses.replace(opts, dsn=pin_loopback(opts.dsn, "--dsn", opts.allow_remote))
     if opts.web_port is not None:
         _check_port_free(opts.web_port)
-    return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params, own, apply_indexes)
+    prof = target_profile.load(opts.target or default_profile(spec.task_mix.protocol))
+    missing = [op for op, w in spec.task_mix.weights.items() if w > 0 and op not in prof.operations.present()]
+    if missing:
+        raise UsageError(f"task_mix asks for {', '.join(missing)}, which profile {prof.name} does not define "
+                         "(set their weights to 0, or add them under operations)")
+    if not prof.reference and not (opts.target_url or prof.base_url):
+        raise UsageError(f"profile {prof.name} is not bookbench's reference service: give --target-url (or "
+                         "base_url in the profile)")
+    if not prof.reference and opts.target_url is None and prof.base_url:
+        opts = dataclasses.replace(opts, target_url=pin_loopback(prof.base_url, "base_url", opts.allow_remote))
+    return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params, own, apply_indexes,
+                   prof)
 
 
 def _check_port_free(port: int) -> None:
@@ -274,6 +242,7 @@ class Run:
         self.service: ServiceProcess | None = None
         self.notify: NotifyStack | None = None  # Path B: fake providers and dispatchers, self-hosted runs only
         self.fault: Fault | None = None  # what ended the current scenario early
+        self.target: ApiTarget  # bound in bind_target, before the checks and the warm-up
         self.own_ids: list[int] = []  # bookings this run can prove it made: acknowledged ids, attributed phantoms
         self.deleted_ids: set[int] = set()  # of those, the ones already deleted (between scenarios)
         self.rows_deleted = 0  # what the deletions of own_ids really removed
@@ -411,8 +380,21 @@ class Run:
         self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
         run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])
 
+    def bind_target(self, dsn: str | None) -> None:
+        """The profile's pools and credentials, resolved once (a SQL pool through the run's database)."""
+        self.target = bind(self.plan.opts.target or default_profile(self.plan.spec.task_mix.protocol),
+                           self.plan.spec.task_mix.protocol, self.params, dsn)
+        prof = self.target.profile
+        self.manifest.target.profile = prof.name
+        self.manifest.target.profile_digest = prof.digest()
+        self.console.print(f"target profile {prof.name}: {len(self.target.tenants)} tenant(s), "
+                           f"{sum(len(t.contacts) for t in self.target.tenants):,} contacts, "
+                           f"{sum(len(t.providers) for t in self.target.tenants):,} providers")
+        self.save()
+
     def warm_up(self, base_url: str, dsn: str | None) -> None:
-        n, booked = asyncio.run(_warm_up(base_url, self.params, self.plan.spec.task_mix))
+        done = asyncio.run(warm_up(base_url, self.target, self.plan.spec.task_mix))
+        n, booked = done.sent, [i for i in done.booked if isinstance(i, int)]
         deleted = 0
         self.own_ids.extend(booked)
         if dsn and booked and self.cleanup_rule().allowed:
@@ -473,6 +455,8 @@ class Run:
             "samples_path": str(f.samples(name)), "progress_path": str(f.progress(name)),
             "bookings_path": str(f.acknowledged(name)), "dropped_path": str(f.dropped(name)),
             "attempts_path": str(f.attempts(name)),
+            "target": for_locust(self.plan.opts.target or default_profile(self.plan.spec.task_mix.protocol),
+                                 self.target),
             # an open model's rate is shared by the processes that generate load
             "processes": max(1, self.plan.opts.workers + self.plan.opts.remote_workers)})
         if dsn:
@@ -615,6 +599,7 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
         base_url = run.start_service(dsn or "")
         if dsn and opts.notifications and run.plan.spec.notifications.enabled:
             run.start_notifications(dsn, stack)
+    run.bind_target(dsn)
     if opts.checks:
         run.run_checks(base_url, dsn)
     run.warm_up(base_url, dsn)

@@ -55,7 +55,8 @@ class _Compiled:
         query = [(k, render(values)) for k, render in self.query] + extra_query
         if query:
             path += ("&" if "?" in path else "?") + urlencode(query)
-        headers = {**extra_headers, **{k: render(values) for k, render in self.headers}}
+        headers = {"Accept": "application/json", **extra_headers,
+                   **{k: render(values) for k, render in self.headers}}
         body = None
         if self.body is not None:
             body = orjson.dumps(self.body(values))

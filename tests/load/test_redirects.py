@@ -84,6 +84,7 @@ def test_a_redirect_to_another_host_is_recorded_and_never_followed(tmp_path: Pat
     # every Locust request got its 3xx, recorded as a failed sample with that status
     assert result["requests"] > 0 and result["answered"] >= result["requests"]
     assert set(result["statuses"]) <= {302, 307} and result["ok"] == [0], result
-    assert all(e.startswith(("HTTP 302", "HTTP 307")) for e in result["errors"]), result["errors"]
+    # read through the target profile: no rule takes a 3xx, so it is counted as unclassified with its status
+    assert all("HTTP 302" in e or "HTTP 307" in e for e in result["errors"]), result["errors"]
     # the checks fail on the 3xx and say so
     assert result["check_code"] == 1 and "30" in result["check_out"], result["check_out"][-2000:]

@@ -24,9 +24,11 @@ from bookbench.cli.app import app
 from bookbench.db import audit, indexes
 from bookbench.db.lease import DatabaseBusy, database_lease
 from bookbench.pipeline import analyse
-from bookbench.pipeline.run import RunOptions, _warm_up, execute
+from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import ServiceProcess
+from bookbench.pipeline.warmup import warm_up
 from bookbench.spec.scenarios import TaskMix
+from bookbench.target.bind import bind
 from tests.conftest import SMALL, fetch, run_sql, seeded
 
 pytestmark = [pytest.mark.integration]
@@ -166,11 +168,13 @@ def test_reconciliation_counts_only_rows_the_run_asked_for(new_db: Callable[[], 
 def test_warm_up_sends_only_what_the_mix_sends(api: ServiceProcess, small_db: str,
                                                protocol: Literal["rest", "vapi"]) -> None:
     before = _count(small_db)
+    target = bind(None, protocol, SMALL)
     reads = TaskMix(protocol=protocol, weights={"checkAvailability": 1, "lookupUpcomingAppointment": 1})
-    sent, booked = asyncio.run(_warm_up(api.base_url, SMALL, reads))
-    assert sent > 0 and booked == [] and _count(small_db) == before
+    done = asyncio.run(warm_up(api.base_url, target, reads))
+    assert done.sent > 0 and done.booked == [] and _count(small_db) == before
+    assert set(done.outcomes) == {"checkAvailability", "lookupUpcomingAppointment"}
     writes = TaskMix(protocol=protocol, weights={"bookClinicAppointment": 1})
-    _, booked = asyncio.run(_warm_up(api.base_url, SMALL, writes))
+    booked = [int(i) for i in asyncio.run(warm_up(api.base_url, target, writes)).booked]
     assert booked and _count(small_db) == before + len(booked)
     run_sql(small_db, lambda c: audit.delete_own(c, booked))
     assert _count(small_db) == before
