@@ -283,11 +283,15 @@ class Audit(Strict):
     duration_minutes: str = "duration_minutes"
     status: str = "status"
     cancelled: str = "cancelled"
+    # how an id the API answers maps to the row's id (its first group), when they differ ("APT-000123" -> 123)
+    answer_id_regex: str | None = None
 
     @model_validator(mode="after")
     def _identifiers(self) -> Audit:
         for key, value in self.model_dump().items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value) and key != "cancelled":
+            if key in ("cancelled", "answer_id_regex"):
+                continue
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value):
                 raise ValueError(f"{key}: {value!r} is not a plain SQL identifier")
         return self
 
