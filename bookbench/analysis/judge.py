@@ -222,7 +222,7 @@ def _integrity(name: str, entry: ScenarioEntry, ran: bool) -> list[Verdict]:
             return Verdict("integrity", name, metric, None, 0, "not run", n, detail)
         return Verdict("integrity", name, metric, value, 0, "pass" if value == 0 else "fail", n)
 
-    no_db = "no database access during the run (--dsn)"
+    no_db = entry.integrity_unmeasured or "no database access during the run (--dsn)"
     audit, recon = entry.audit, entry.reconciliation
     others = [c for c in (counts.locust, counts.service) if c is not None] if counts else []
     out = [zero("double_bookings", audit["overlaps"] if audit else None, no_db),

@@ -100,6 +100,8 @@ class ScenarioEntry(_Model):
     aborted: str | None = None  # why it ended early
     fault: str | None = None  # the part that failed when it ended early: service, database, load generator, ...
     integrity_skipped: str | None = None  # why the audit and reconciliation did not run after it (then NO-GO)
+    # why they could not be measured at all (a profile without an audit block): not run, never a pass
+    integrity_unmeasured: str | None = None
     counts: Counts | None = None
     samples_file: str | None = None
     settle: dict[str, Any] | None = None

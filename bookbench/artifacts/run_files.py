@@ -61,6 +61,13 @@ def read_dropped(path: Path) -> list[float]:
     return [float(x) for x in path.read_text().split()]
 
 
+def read_acknowledged_text(path: Path) -> list[str]:
+    """Acknowledged ids as the API answered them (text: another API's ids may be references or UUIDs)."""
+    if not path.exists():
+        return []
+    return [line.split()[0] for line in path.read_text().splitlines() if line.split()]
+
+
 def read_acknowledged(path: Path) -> list[int]:
     return list(read_acknowledged_times(path))
 

@@ -13,11 +13,13 @@ from bookbench.cli.common import (
     DataDirOpt,
     DsnOpt,
     MaybeAppointmentsOpt,
+    TargetOpt,
+    TargetUrlOpt,
     console,
     handle_errors,
     stop_on_signals,
 )
-from bookbench.cli.index_sets import sets_to_apply
+from bookbench.cli.index_sets import deployment_url, sets_to_apply
 from bookbench.errors import UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
@@ -37,6 +39,8 @@ def capacity(
     scenario_file: Annotated[Path, typer.Option("--scenario-file", help="dataset, task mix and limits")] = (
         SHIPPED_SCENARIOS),
     allow_remote: AllowRemoteOpt = False,
+    target: TargetOpt = None,
+    target_url: TargetUrlOpt = None,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Double the offered rate per index set until P95 or errors break the limit, then bisect: capacity.html."""
@@ -57,7 +61,8 @@ def capacity(
         sets=names, start_rps=start, max_rps=max_rate, step_s=5.0 if quick else step_s,
         bisections=min(bisections, 2) if quick else bisections, scenario_file=scenario_file,
         dataset_overrides={"appointments": appointments} if appointments is not None else {},
-        folder=new_folder(out, "capacity"), allow_remote=allow_remote, argv=["bookbench", *sys.argv[1:]])
+        folder=new_folder(out, "capacity"), allow_remote=allow_remote, argv=["bookbench", *sys.argv[1:]],
+        target=target, target_url=deployment_url(target_url, dsn))
     stop_on_signals()
     result = stage.measure(plan, dsn, data_dir, console)
     page = stage.write(plan, result)

@@ -56,6 +56,11 @@ AllowRemoteOpt = Annotated[bool, typer.Option(
     "--allow-remote", help="allow load and test writes against a non-loopback host")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", help="change a database given with --dsn without asking (the embedded cluster never asks)")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", help="target profile: reference-rest, reference-vapi, postgrest or a YAML file (default: the "
+    "reference service's profile for task_mix.protocol); see `bookbench target list`")]
+TargetUrlOpt = Annotated[str | None, typer.Option(
+    "--target-url", help="load this running deployment instead of starting the reference service")]
 KeySecretOpt = Annotated[str, typer.Option(
     "--key-secret", envvar="BOOKBENCH_KEY_SECRET", show_default=False,
     help="secret the dataset's API keys derive from (default: the built-in dataset secret)")]

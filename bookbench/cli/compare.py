@@ -19,12 +19,14 @@ from bookbench.cli.common import (
     MaybeContactsOpt,
     MaybeOrgsOpt,
     MaybeSeedOpt,
+    TargetOpt,
+    TargetUrlOpt,
     console,
     handle_errors,
     split_list,
     stop_on_signals,
 )
-from bookbench.cli.index_sets import sets_to_apply
+from bookbench.cli.index_sets import deployment_url, sets_to_apply
 from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
@@ -86,6 +88,11 @@ def compare(
     workers: WorkersOpt = 0,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     allow_remote: AllowRemoteOpt = False,
+    target: TargetOpt = None,
+    target_url: TargetUrlOpt = None,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="with --target-url: each run deletes exactly its own bookings at its end, so that every "
+        "variant starts from the same rows")] = False,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Compare index sets: every scenario under each set in interleaved rounds, with intervals that include
@@ -112,7 +119,8 @@ def compare(
     plan = Plan(sets=names, rounds=repeat, scenarios=split_list(scenarios) or (QUICK_SCENARIOS if quick else None),
                 quick=quick, duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
                 out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
-                argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms)
+                argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms, target=target,
+                target_url=deployment_url(target_url, dsn), cleanup=cleanup)
     stop_on_signals()
     variants, status, reason = measure(plan, dsn, data_dir, console)
     if status == "completed":

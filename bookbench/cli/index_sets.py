@@ -13,3 +13,10 @@ def sets_to_apply(given: str | None, default: str, dsn: str | None, option: str 
         raise UsageError(f"{option}: this command creates and drops indexes for each set; on a --dsn database "
                          f"name them on the command line (e.g. {option} {default}) to agree to that")
     return split_list(given if given is not None else default)
+
+
+def deployment_url(target_url: str | None, dsn: str | None) -> str | None:
+    """A multi-run command against a running deployment re-indexes its database between runs: that needs --dsn."""
+    if target_url and not dsn:
+        raise UsageError("--target-url: each index set is applied to the deployment's database; give it with --dsn")
+    return target_url

@@ -18,6 +18,8 @@ from bookbench.cli.common import (
     MaybeOrgsOpt,
     MaybeProvidersOpt,
     MaybeSeedOpt,
+    TargetOpt,
+    TargetUrlOpt,
     console,
     handle_errors,
     split_list,
@@ -46,8 +48,8 @@ def run(
     quick: Annotated[bool, typer.Option("--quick", help="scale durations by scenarios.yaml's quick_factor")] = False,
     out: Annotated[Path, typer.Option("--out", help="parent folder of run folders")] = Path("results"),
     scenario_file: Annotated[Path, typer.Option("--scenario-file", help="scenarios.yaml to use")] = SHIPPED_SCENARIOS,
-    target_url: Annotated[str | None, typer.Option(
-        "--target-url", help="load this running deployment instead of starting the reference service")] = None,
+    target_url: TargetUrlOpt = None,
+    target: TargetOpt = None,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64,
                                          help="Locust worker processes (0: one local runner)")] = 0,
     remote_workers: Annotated[int, typer.Option(
@@ -83,7 +85,7 @@ def run(
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
         web_port=web_port if web_ui else None,
-        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup,
+        key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup, target=target,
     )
     stop_on_signals()
     outcome = execute(opts, console)

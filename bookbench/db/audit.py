@@ -10,20 +10,32 @@ import asyncpg
 
 from bookbench.db import notifications
 
+# Where a target keeps its appointments (a profile's `audit` block names them; these are the reference schema's).
+# Identifiers only: the profile model refuses anything that is not a plain (optionally schema-qualified) name.
+REFERENCE_COLUMNS = {"table": "appointments", "id": "id", "tenant": "org_id", "contact": "contact_id",
+                     "provider": "provider_id", "start": "scheduled_at", "duration_minutes": "duration_minutes",
+                     "status": "status", "cancelled": "cancelled"}
+
 # Overlap within (org, provider): a row overlaps an earlier one when it starts before the latest end seen so
 # far. One sort instead of a self-join, so it stays a few seconds at 1M rows.
-OVERLAP_SQL = """
+_OVERLAP = """
 SELECT count(*) AS overlaps,
-       (SELECT count(*) FROM appointments WHERE status <> 'cancelled') AS checked
+       (SELECT count(*) FROM {table} WHERE {status} <> $1) AS checked
   FROM (
-    SELECT org_id, provider_id, scheduled_at,
-           max(scheduled_at + make_interval(mins => duration_minutes)) OVER (
-               PARTITION BY org_id, provider_id ORDER BY scheduled_at, id
+    SELECT {start} AS s_start,
+           max({start} + make_interval(mins => {duration_minutes})) OVER (
+               PARTITION BY {tenant}, {provider} ORDER BY {start}, {id}
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-      FROM appointments
-     WHERE status <> 'cancelled') s
- WHERE scheduled_at < prev_end
+      FROM {table}
+     WHERE {status} <> $1) s
+ WHERE s_start < prev_end
 """
+
+
+def _sql(template: str, columns: dict[str, str] | None) -> tuple[str, str]:
+    cols = {**REFERENCE_COLUMNS, **(columns or {})}
+    return template.format(**{k: v for k, v in cols.items() if k != "cancelled"}), cols["cancelled"]
+
 
 INDEX_STATS_SQL = """
 SELECT s.relname AS table, s.indexrelname AS index, s.idx_scan, s.idx_tup_read, s.idx_tup_fetch,
@@ -34,8 +46,9 @@ SELECT s.relname AS table, s.indexrelname AS index, s.idx_scan, s.idx_tup_read, 
 """
 
 
-async def max_appointment_id(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM appointments"))
+async def max_appointment_id(conn: asyncpg.Connection, columns: dict[str, str] | None = None) -> int:
+    sql, _ = _sql("SELECT coalesce(max({id}), 0) FROM {table}", columns)
+    return int(await conn.fetchval(sql))
 
 
 async def reset_bookings(conn: asyncpg.Connection, seeded_appointments: int) -> int:
@@ -62,16 +75,18 @@ async def index_stats(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 
 async def reconcile(conn: asyncpg.Connection, acknowledged: list[int], id_before: int,
-                    attempts: list[tuple[int, int, str]] | None = None) -> dict[str, Any]:
+                    attempts: list[tuple[int, int, str]] | None = None,
+                    columns: dict[str, str] | None = None) -> dict[str, Any]:
     """lost: acknowledged (201) but not in the table; phantom: a new row this run asked for (its contact,
     provider and start match a booking the load sent) that nobody was told about. New rows that match none of
     the run's attempts belong to another writer (a deployment's own traffic, a check run beside it): counted as
     `other_writers`, never as phantoms. Without attempts (run folders from before they were recorded) every new
     row is the run's, as before."""
-    stored = {r["id"] for r in await conn.fetch("SELECT id FROM appointments WHERE id = ANY($1::bigint[])",
-                                                acknowledged)}
-    new_rows = await conn.fetch(
-        "SELECT id, contact_id, provider_id, scheduled_at FROM appointments WHERE id > $1", id_before)
+    stored_sql, _ = _sql("SELECT {id} AS id FROM {table} WHERE {id} = ANY($1::bigint[])", columns)
+    new_sql, _ = _sql("SELECT {id} AS id, {contact} AS contact_id, {provider} AS provider_id, {start} AS scheduled_at "
+                      "FROM {table} WHERE {id} > $1", columns)
+    stored = {r["id"] for r in await conn.fetch(stored_sql, acknowledged)}
+    new_rows = await conn.fetch(new_sql, id_before)
     acked = set(acknowledged)
     lost = sorted(acked - stored)
     if attempts is None:
@@ -86,8 +101,9 @@ async def reconcile(conn: asyncpg.Connection, acknowledged: list[int], id_before
             "phantom_all": phantom, "ok": not lost and not phantom}
 
 
-async def audit(conn: asyncpg.Connection) -> dict[str, Any]:
-    row = await conn.fetchrow(OVERLAP_SQL)
+async def audit(conn: asyncpg.Connection, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    sql, cancelled = _sql(_OVERLAP, columns)
+    row = await conn.fetchrow(sql, cancelled)
     if row is None:  # an aggregate always returns a row; keeps mypy honest without an assert
         return {"overlaps": 0, "checked": 0, "ok": True}
     return {"overlaps": int(row["overlaps"]), "checked": int(row["checked"]), "ok": int(row["overlaps"]) == 0}

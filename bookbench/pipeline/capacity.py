@@ -41,6 +41,8 @@ class CapacityPlan:
     folder: Path
     allow_remote: bool
     argv: list[str]
+    target: str | None = None  # a target profile (None: the reference service's)
+    target_url: str | None = None  # a running deployment instead of the reference service bookbench starts
 
 
 def limits(plan: CapacityPlan) -> dict[str, float]:
@@ -130,7 +132,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                     scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
                     dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
                     allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv,
-                    own_database=dsn is None), console)
+                    own_database=dsn is None, target=plan.target, target_url=plan.target_url), console)
                 run_dir = outcome.require_completed(f"the {set_name} step at {rate:g}/s")
                 report(run_dir)
                 sc = summary_file.read(run_dir)["scenarios"][SCENARIO]

@@ -97,6 +97,9 @@ class Plan:
     allow_remote: bool
     argv: list[str]
     delay_last_ms: float = 0.0  # calibration only: the last variant's service adds this CPU work per request
+    target: str | None = None  # a target profile (None: the reference service's)
+    target_url: str | None = None  # a running deployment instead of the reference service bookbench starts
+    cleanup: bool = False  # each run deletes its own bookings on a database bookbench did not seed
     labels: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,7 +122,8 @@ def measure(plan: Plan, dsn: str | None, data_dir: Path | None,
                     scenarios_path=plan.scenario_file, scenarios=plan.scenarios, index_set=name,
                     dataset_overrides=plan.overrides, quick=plan.quick, duration_factor=plan.duration_factor,
                     out=plan.out_folder / "runs", dsn=url, notifications=False, allow_remote=plan.allow_remote,
-                    anchor=anchor, own_database=dsn is None,
+                    anchor=anchor, own_database=dsn is None, target=plan.target, target_url=plan.target_url,
+                    cleanup=plan.cleanup,
                     workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
                     argv=plan.argv), console)

@@ -394,7 +394,7 @@ class Run:
 
     def warm_up(self, base_url: str, dsn: str | None) -> None:
         done = asyncio.run(warm_up(base_url, self.target, self.plan.spec.task_mix))
-        n, booked = done.sent, [i for i in done.booked if isinstance(i, int)]
+        n, booked = done.sent, [i for i in (self.target.row_id(str(a)) for a in done.booked) if i is not None]
         deleted = 0
         self.own_ids.extend(booked)
         if dsn and booked and self.cleanup_rule().allowed:
@@ -466,7 +466,9 @@ class Run:
             self.deleted_ids.update(ids)
             if not own:
                 self.rows_deleted += int(entry.settle["bookings_removed"])
-        id_before = run_with(dsn, audit.max_appointment_id) if dsn else 0
+        cols = self.target.audit_columns()
+        measurable = bool(dsn) and cols is not None
+        id_before = run_with(dsn, lambda c: audit.max_appointment_id(c, cols)) if dsn and measurable else 0
         handled_before = integrity.service_handled(base_url)
         opts = self.plan.opts
         job = LocustJob(name, base_url, f.locust_prefix(name), f.logs, f.config(name),
@@ -507,8 +509,11 @@ class Run:
         entry.samples_file = f.samples_rel(name)
         self.save()
         load_end = time.time()
-        if dsn:
+        if dsn and measurable:
             self._integrity(name, entry, dsn, id_before)
+        elif dsn:
+            entry.integrity_unmeasured = (f"profile {self.target.profile.name} has no audit block: double "
+                                          "bookings, lost and phantom bookings not measurable")
         if self.notify is not None and dsn and not entry.aborted:
             self._notifications(name, scenario, dsn, id_before, (load_start, load_end), backlog)
         c = entry.counts
@@ -558,11 +563,16 @@ class Run:
             entry.integrity_skipped = "the database stopped answering"
         else:
             try:
-                acked = run_files.read_acknowledged(self.folder.acknowledged(name))
+                answered = run_files.read_acknowledged_text(self.folder.acknowledged(name))
+                acked = [i for i in (self.target.row_id(a) for a in answered) if i is not None]
                 attempts = run_files.read_attempts(self.folder.attempts(name))
                 self.own_ids.extend(acked)
-                entry.audit = run_with(dsn, audit.audit)
-                recon = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before, attempts))
+                cols = self.target.audit_columns()
+                entry.audit = run_with(dsn, lambda c: audit.audit(c, cols))
+                recon = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before, attempts, cols))
+                if len(acked) < len(answered):
+                    recon["unreadable_ids"] = len(answered) - len(acked)
+                    recon["ok"] = False  # an acknowledged booking bookbench cannot find is not reconciled
                 self.own_ids.extend(recon.pop("phantom_all"))
                 entry.reconciliation = recon
                 run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +130,21 @@ class Target:
 
     def counts_as_success(self, op: str, outcome: Outcome) -> bool:
         return outcome.kind in self.success[op]
+
+    # -- the target's database ------------------------------------------------------------------------------
+    def audit_columns(self) -> dict[str, str] | None:
+        """Where the target keeps appointments, for the audit and the reconciliation; None: not measurable."""
+        audit = self.profile.audit
+        return None if audit is None else audit.model_dump(exclude={"answer_id_regex"})
+
+    def row_id(self, answer_id: str) -> int | None:
+        """The row id behind an id the API answered ("APT-000123" -> 123 with answer_id_regex); None when it
+        cannot be told."""
+        regex = self.profile.audit.answer_id_regex if self.profile.audit else None
+        if regex is not None:
+            found = re.search(regex, answer_id)
+            answer_id = found.group(1) if found else ""
+        return int(answer_id) if answer_id.isdigit() else None
 
     # -- values --------------------------------------------------------------------------------------------
     def slot(self, rng: random.Random, days: tuple[int, int] | None = None) -> dt.datetime:
