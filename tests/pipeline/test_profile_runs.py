@@ -76,3 +76,21 @@ def test_a_quick_compare_through_the_postgrest_profile(postgrest: tuple[str, str
     assert (folder / "compare.html").exists() and (folder / "compare.json").exists()
     runs = sorted((folder / "runs").iterdir())
     assert {json.loads((r / "manifest.json").read_text())["target"]["profile"] for r in runs} == {"postgrest"}
+
+
+def test_a_vapi_run_goes_through_the_reference_vapi_profile(new_db: Callable[[], str], tmp_path: Path) -> None:
+    """task_mix.protocol vapi picks the reference-vapi profile: bookings read from the tool's sentence are
+    acknowledged and reconciled, and no answer is unclassified."""
+    vapi = tmp_path / "vapi.yaml"
+    vapi.write_text(TINY.read_text().replace("protocol: rest", "protocol: vapi"))
+    dsn = seeded(new_db())
+    done = _bookbench("run", "--dsn", dsn, "--scenario-file", str(vapi), "--scenarios", "steady", "--quick",
+                      "--skip-checks", "--out", str(tmp_path / "out"))
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-2000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    man = json.loads((run_dir / "manifest.json").read_text())
+    entry = man["scenarios"]["steady"]
+    assert man["target"]["profile"] == "reference-vapi" and entry["counts"]["samples"] > 0
+    assert entry["reconciliation"]["ok"] and entry["reconciliation"]["acknowledged"] > 0, entry
+    rows = read_rows(run_dir / entry["samples_file"])
+    assert not [r for r in rows if "unclassified" in r["error"]]
