@@ -1,20 +1,28 @@
-"""What every check shares: the target (URL, DSN, dataset layout), a result type, and booking helpers."""
+"""What every check shares: the target (URL, DSN, dataset layout, the bound profile), a result type with a skipped
+state, and booking helpers that speak only through the target layer (bookbench.target)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from bookbench.spec.dataset import DatasetParams, api_key
+from bookbench.spec.dataset import DatasetParams
+from bookbench.target.answers import Outcome
+from bookbench.target.bind import bind
+from bookbench.target.client import AsyncCaller, Target
+from bookbench.target.pools import Id, Tenant
 
-# Checks book far beyond the seeded horizon so that they never collide with generated appointments.
-_CHECK_DAYS = (200, 700)
+# The reference service's checks book far beyond the seeded horizon so that they never collide with generated
+# appointments; another profile's grid says how far ahead it takes bookings.
+_REFERENCE_DAYS = (200, 700)
+SLOT_ATTEMPTS = 20
 
 
 @dataclass
@@ -24,6 +32,16 @@ class CheckResult:
     passed: bool
     detail: str
     seconds: float = 0.0
+    # not run (not applicable to the profile, say): never a pass, and not a failure either
+    skipped: bool = False
+
+    @property
+    def status(self) -> Literal["pass", "fail", "skipped"]:
+        return "skipped" if self.skipped else "pass" if self.passed else "fail"
+
+
+def not_applicable(suite: str, profile: str, why: str) -> CheckResult:
+    return CheckResult(suite, "not applicable", False, f"not applicable to profile {profile}: {why}", skipped=True)
 
 
 @dataclass
@@ -42,51 +60,95 @@ class CheckTarget:
     scratch: bool = False
     # the service's log when bookbench started the service (the hostile suite looks for tracebacks in it)
     service_log: Path | None = None
+    # the profile the checks speak through, bound to its tenants; None: reference-rest over `params`
+    api: Target | None = None
 
-    def headers(self, org_id: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key(org_id, self.params.key_secret)}"}
+    def bound(self) -> Target:
+        if self.api is None:
+            self.api = bind(None, "rest", self.params)
+        return self.api
 
-    def contact(self, org_id: int) -> int:
-        return self.rng.choice(self.params.contacts_of(org_id))
+    @property
+    def reference(self) -> bool:
+        return self.bound().profile.reference
 
-    def provider(self, org_id: int, index: int | None = None) -> int:
-        providers = self.params.providers_of(org_id)
-        return providers[index % len(providers)] if index is not None else self.rng.choice(providers)
+    @property
+    def profile_name(self) -> str:
+        return self.bound().profile.name
+
+    def tenant(self, index: int = 0) -> Tenant:
+        tenants = self.bound().tenants
+        return tenants[index % len(tenants)]
 
     def client(self) -> httpx.AsyncClient:
         # a 3xx is the service's answer (a failed check naming its status), never a hop to a host the loopback
         # rule would refuse; httpx does not follow by default, said here so that no upgrade or edit changes it
-        return httpx.AsyncClient(base_url=self.base_url, timeout=10.0, follow_redirects=False,
+        return httpx.AsyncClient(base_url=self.base_url, timeout=self.bound().profile.timeout_s,
+                                 follow_redirects=False,
                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
+    def caller(self, client: httpx.AsyncClient) -> AsyncCaller:
+        return AsyncCaller(self.bound(), client)
 
-async def free_slot(target: CheckTarget, client: httpx.AsyncClient, org_id: int, provider_id: int,
-                    attempts: int = 20, span: int = 1) -> dt.datetime:
-    """The start of `span` consecutive 30-minute slots the service itself reports free, on a random far-future
-    day."""
+    def days(self) -> tuple[int, int]:
+        return _REFERENCE_DAYS if self.reference else self.bound().profile.grid.days_ahead
+
+    def values(self, tenant: Tenant, start: dt.datetime | None = None, minutes: int | None = None,
+               contact: Id | None = None, provider: Id | None = None,
+               appointment: Id | None = None) -> dict[str, Any]:
+        """One call's placeholder values; `minutes` overrides the grid's slot length (longer bookings)."""
+        api = self.bound()
+        values = api.values(tenant, self.rng, start=start or api.slot(self.rng, self.days()), contact=contact,
+                            provider=provider, appointment=appointment)
+        if minutes is not None:
+            values["duration"] = minutes
+            values["end"] = values["start"] + dt.timedelta(minutes=minutes)
+        return values
+
+    def random_start(self, span: int = 1) -> dt.datetime:
+        """A grid slot far ahead with `span` slots of the same day after it (inside opening hours)."""
+        api = self.bound()
+        grid = api.profile.grid
+        step = dt.timedelta(minutes=grid.slot_minutes)
+        for _ in range(100):
+            start = api.slot(self.rng, self.days())
+            local = start.astimezone(api.zone)
+            closes = dt.datetime.combine(local.date(), dt.time.fromisoformat(grid.closes), tzinfo=api.zone)
+            if local + span * step <= closes:
+                return start
+        return start
+
+
+async def book_somewhere(target: CheckTarget, caller: AsyncCaller, tenant: Tenant, provider: Id | None = None,
+                         span: int = 1, attempts: int = SLOT_ATTEMPTS) -> tuple[Outcome, dict[str, Any]]:
+    """Book `span` grid slots on a random far day, another day while the answer is slot_taken; the last answer
+    and the values it was asked with."""
+    provider = provider if provider is not None else target.rng.choice(tenant.providers)
+    minutes = span * target.bound().profile.grid.slot_minutes
     for _ in range(attempts):
-        day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=target.rng.randint(*_CHECK_DAYS))
-        resp = await client.get(f"/api/v1/providers/{provider_id}/availability", params={"date": day.isoformat()},
-                                headers=target.headers(org_id))
-        resp.raise_for_status()
-        free = {dt.datetime.fromisoformat(slot["start"]) for slot in resp.json()["free_slots"]}
-        step = dt.timedelta(minutes=30)
-        starts = sorted(s for s in free if all(s + k * step in free for k in range(span)))
-        if starts:
-            return target.rng.choice(starts)
-    raise RuntimeError(f"no {span} free slot(s) in a row found for provider {provider_id} after {attempts} days "
-                       "tried")
+        values = target.values(tenant, target.random_start(span), minutes=minutes, provider=provider)
+        outcome = await caller.call("bookClinicAppointment", tenant, values)
+        if outcome.kind != "slot_taken":
+            return outcome, values
+    return outcome, values
 
 
-def booking_body(contact_id: int, provider_id: int, start: dt.datetime, minutes: int = 30) -> dict[str, Any]:
-    return {"contactId": contact_id, "providerId": provider_id, "start": start.isoformat(),
-            "durationMinutes": minutes}
-
-
-async def book(target: CheckTarget, client: httpx.AsyncClient, org_id: int, contact_id: int, provider_id: int,
-               start: dt.datetime, minutes: int = 30) -> httpx.Response:
-    return await client.post("/api/v1/appointments", json=booking_body(contact_id, provider_id, start, minutes),
-                             headers=target.headers(org_id))
+async def free_slot(target: CheckTarget, caller: AsyncCaller, tenant: Tenant, provider: Id, span: int = 1
+                    ) -> dt.datetime:
+    """The start of `span` consecutive grid slots the target itself showed free: booked once and cancelled
+    (without a cancel operation: a random far slot, unproven)."""
+    if not target.bound().has("cancelAppointment"):
+        return target.random_start(span)
+    outcome, values = await book_somewhere(target, caller, tenant, provider, span)
+    if outcome.kind != "booked":
+        raise RuntimeError(f"no free slot found for provider {provider}: bookClinicAppointment answered "
+                           f"{outcome.describe()}")
+    cancel = await caller.call("cancelAppointment", tenant, {**values, "appointment": outcome.appointment_id})
+    if cancel.kind != "ok":
+        raise RuntimeError(f"the probe booking {outcome.appointment_id} could not be cancelled: cancelAppointment "
+                           f"answered {cancel.describe()}")
+    start: dt.datetime = values["start"]
+    return start
 
 
 class Timer:
@@ -99,8 +161,10 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def status_summary(responses: list[httpx.Response]) -> str:
-    counts: dict[int, int] = {}
-    for r in responses:
-        counts[r.status_code] = counts.get(r.status_code, 0) + 1
-    return ", ".join(f"{n}x{code}" for code, n in sorted(counts.items()))
+def outcome_summary(outcomes: Iterable[Outcome]) -> str:
+    """"9x slot_taken, 1x booked": how a batch of answers was read."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        key = o.kind if not o.status else f"{o.kind} (HTTP {o.status})"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n}x {kind}" for kind, n in sorted(counts.items()))

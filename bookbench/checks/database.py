@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bookbench.checks.base import CheckResult, CheckTarget, Timer
+from bookbench.checks.base import CheckResult, CheckTarget, Timer, not_applicable
 from bookbench.checks.functional import isolation
 from bookbench.db import audit
 from bookbench.db.conn import connect
@@ -101,22 +101,30 @@ async def run_preflight(target: CheckTarget) -> list[CheckResult]:
     return [*results, tenant]
 
 
-async def count_overlaps(dsn: str) -> tuple[int, int]:
-    """(overlapping pairs, non-cancelled appointments checked)."""
+async def count_overlaps(dsn: str, columns: dict[str, str] | None = None) -> tuple[int, int]:
+    """(overlapping pairs, non-cancelled appointments checked); `columns`: where a profile keeps appointments."""
     conn = await connect(dsn)
     try:
-        found = await audit.audit(conn)
+        found = await audit.audit(conn, columns) if columns is not None else await audit.audit(conn)
     finally:
         await conn.close()
     return int(found["overlaps"]), int(found["checked"])
 
 
 async def run_audit(target: CheckTarget) -> list[CheckResult]:
+    columns = None
+    if not target.reference:
+        spec = target.bound().profile.audit
+        if spec is None:
+            # not measurable, said so: never a silent pass
+            return [not_applicable("audit", target.profile_name, "the profile has no audit block (the table and "
+                                   "columns that hold its appointments), so double-booking is not measurable")]
+        columns = spec.model_dump(exclude={"answer_id_regex"})
     dsn = target.database_dsn or target.dsn
     if dsn is None:
         return _needs_dsn("audit")
     with Timer() as t:
-        overlaps, checked = await count_overlaps(dsn)
+        overlaps, checked = await count_overlaps(dsn, columns)
     return [CheckResult("audit", "no double-booking in the database", overlaps == 0,
                         _named(dsn, f"{overlaps} overlapping appointments among {checked} non-cancelled ones"),
                         t.seconds)]

@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bookbench.checks.base import CheckResult, CheckTarget, Timer, book, free_slot
+from bookbench.checks.base import CheckResult, CheckTarget, Timer, book_somewhere
+from bookbench.target.client import AsyncCaller
 
 SUITE = "notifications"
 SMS_WITHIN_S = 30.0  # the seed: "SMS sends within 30 seconds"
@@ -42,12 +43,11 @@ async def _faults(url: str, faults: dict[str, Any]) -> None:
         (await c.put(f"{url}/_bookbench/faults", json=faults)).raise_for_status()
 
 
-async def _book_one(target: CheckTarget, client: httpx.AsyncClient, org: int = 1) -> int:
-    provider = target.provider(org)
-    start = await free_slot(target, client, org, provider)
-    resp = await book(target, client, org, target.contact(org), provider, start)
-    resp.raise_for_status()
-    return int(resp.json()["appointment_id"])
+async def _book_one(target: CheckTarget, caller: AsyncCaller) -> int:
+    got, _ = await book_somewhere(target, caller, target.tenant(0))
+    if got.kind != "booked":
+        raise RuntimeError(f"bookClinicAppointment answered {got.describe()}")
+    return int(got.appointment_id or 0)
 
 
 async def run(target: CheckTarget) -> list[CheckResult]:
@@ -57,9 +57,10 @@ async def run(target: CheckTarget) -> list[CheckResult]:
     sms, cal = target.providers["sms"], target.providers["calendar"]
     results = []
     async with target.client() as client:
+        caller = target.caller(client)
         # 1. book -> an SMS within 30 s and a calendar event
         with Timer() as t:
-            appt = await _book_one(target, client)
+            appt = await _book_one(target, caller)
             sms_ok = await _wait(lambda: _seen(sms, f"sms-confirm-{appt}"), SMS_WITHIN_S)
         cal_ok = await _wait(lambda: _seen(cal, f"bb{appt}"), SMS_WITHIN_S)
         results.append(CheckResult(SUITE, "booking sends an SMS within 30 s and creates a calendar event",
@@ -68,15 +69,17 @@ async def run(target: CheckTarget) -> list[CheckResult]:
                                    t.seconds))
         # 2. cancel -> the event is deleted (and a cancellation SMS)
         with Timer() as t:
-            resp = await client.post(f"/api/v1/appointments/{appt}/cancel", headers=target.headers(1))
-            deleted = resp.status_code == 200 and await _wait(lambda: _seen(cal, f"bb{appt}-delete"), SMS_WITHIN_S)
+            cancel = await caller.call("cancelAppointment", target.tenant(0), target.values(
+                target.tenant(0), appointment=appt))
+            deleted = cancel.kind == "ok" and await _wait(lambda: _seen(cal, f"bb{appt}-delete"), SMS_WITHIN_S)
             texted = await _wait(lambda: _seen(sms, f"sms-cancel-{appt}"), SMS_WITHIN_S)
         results.append(CheckResult(SUITE, "cancellation deletes the calendar event", deleted and texted,
-                                   f"cancel -> {resp.status_code}; event deleted: {deleted}; SMS: {texted}", t.seconds))
+                                   f"cancel -> {cancel.describe()}; event deleted: {deleted}; SMS: {texted}",
+                                   t.seconds))
         # 3. the SMS gateway down for 3 s: nothing is sent during it, everything after, no duplicate event
         with Timer() as t:
             await _faults(sms, {"outages": [{"start_s": 0, "length_s": 3}]})
-            appt = await _book_one(target, client)
+            appt = await _book_one(target, caller)
             early = await _seen(sms, f"sms-confirm-{appt}")
             later = await _wait(lambda: _seen(sms, f"sms-confirm-{appt}"), SMS_WITHIN_S)
             events = await _received(cal, f"bb{appt}")
@@ -91,10 +94,10 @@ async def run(target: CheckTarget) -> list[CheckResult]:
         with Timer() as t:
             await _faults(cal, {"token_ttl_s": 1})
             before = await _state(cal)
-            first = await _book_one(target, client)
+            first = await _book_one(target, caller)
             await _wait(lambda: _seen(cal, f"bb{first}"), SMS_WITHIN_S)
             await asyncio.sleep(1.5)
-            second = await _book_one(target, client)
+            second = await _book_one(target, caller)
             created = await _wait(lambda: _seen(cal, f"bb{second}"), SMS_WITHIN_S)
             refreshed = (await _state(cal))["tokens_issued"] - before["tokens_issued"]
             await _faults(cal, {})
@@ -104,7 +107,7 @@ async def run(target: CheckTarget) -> list[CheckResult]:
         # 5. the calendar already holds someone's event in every slot: the booking stands, the event is flagged
         with Timer() as t:
             await _faults(cal, {"conflict_rate": 1.0})
-            appt = await _book_one(target, client)
+            appt = await _book_one(target, caller)
             created = await _wait(lambda: _seen(cal, f"bb{appt}"), SMS_WITHIN_S)
             await _faults(cal, {})
             flagged = await _flagged(target, appt)

@@ -1,9 +1,10 @@
-"""Check results out: a pass/fail table on the terminal and JUnit XML for CI."""
+"""Check results out: a pass/fail/not-run table on the terminal and JUnit XML for CI (not run = skipped)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -11,25 +12,36 @@ from rich.table import Table
 from bookbench.artifacts import junit
 from bookbench.checks.base import CheckResult
 
+_JUNIT: dict[str, Literal["passed", "failed", "skipped"]] = {"pass": "passed", "fail": "failed",
+                                                              "skipped": "skipped"}
+
 
 def print_table(results: Sequence[CheckResult], console: Console) -> None:
     table = Table(title="bookbench checks", show_lines=False)
     for col in ("suite", "check", "result", "time", "detail"):
         table.add_column(col, overflow="fold")
     for r in results:
-        verdict = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+        verdict = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]NOT RUN[/]"}[r.status]
         table.add_row(r.suite, r.name, verdict, f"{r.seconds * 1000:.0f} ms", r.detail)
     console.print(table)
-    by_suite: dict[str, list[bool]] = {}
+    by_suite: dict[str, list[CheckResult]] = {}
     for r in results:
-        by_suite.setdefault(r.suite, []).append(r.passed)
-    summary = ", ".join(f"{suite} {sum(v)}/{len(v)}" for suite, v in by_suite.items())
+        by_suite.setdefault(r.suite, []).append(r)
+    summary = ", ".join(f"{suite} " + (f"{sum(r.passed for r in v)}/{len(v)}" if any(not r.skipped for r in v)
+                                       else "not run") for suite, v in by_suite.items())
     passed = sum(r.passed for r in results)
-    colour = "green" if passed == len(results) else "red"
-    console.print(f"[{colour}]{passed}/{len(results)} passed[/] ({summary})")
+    skipped = sum(r.skipped for r in results)
+    ran = len(results) - skipped
+    colour = "yellow" if not ran else "green" if passed == ran else "red"
+    # a check not run is counted apart: never in the passed figure, never hidden
+    not_run = f", {skipped} not run (not applicable)" if skipped else ""
+    console.print(f"[{colour}]{passed}/{ran} passed[/]{not_run} ({summary})")
+
+
+def failed(results: Sequence[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if r.status == "fail"]
 
 
 def write_junit(results: Sequence[CheckResult], path: Path) -> None:
     junit.write(path, "bookbench checks", [
-        junit.Case(r.suite, f"bookbench.{r.suite}", r.name, "passed" if r.passed else "failed", r.detail, r.seconds)
-        for r in results])
+        junit.Case(r.suite, f"bookbench.{r.suite}", r.name, _JUNIT[r.status], r.detail, r.seconds) for r in results])

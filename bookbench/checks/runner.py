@@ -1,4 +1,5 @@
-"""Runs named check suites against a target and collects their results in order."""
+"""Runs named check suites against a target and collects their results in order; suites that only apply to the
+reference service are reported as not applicable (skipped, never a pass) for any other profile."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import asyncpg
 import httpx
 
 from bookbench.checks import database, functional, notifications, stress
-from bookbench.checks.base import CheckResult, CheckTarget
+from bookbench.checks.base import CheckResult, CheckTarget, not_applicable
 from bookbench.errors import DatabaseError
 
 SUITES = ("smoke", "uat", "stress", "preflight", "notifications", "hostile", "audit")
 HOSTILE_EXAMPLES = 300  # generated requests per endpoint by default (bookbench.checks.hostile)
+# why a suite needs the reference service (its routes, its schema's booking function, its outbox)
+REFERENCE_ONLY = {
+    "preflight": "it inspects the reference schema's booking function (book_appointment_atomic)",
+    "notifications": "it drives the reference service's outbox and bookbench's fake SMS and calendar providers",
+    "hostile": "its probes are written for the reference service's routes and answers",
+}
 
 
 async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1,
@@ -30,6 +37,9 @@ async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1,
     results: list[CheckResult] = []
     for name in SUITES:
         if name not in suites:
+            continue
+        if name in REFERENCE_ONLY and not target.reference:
+            results.append(not_applicable(name, target.profile_name, REFERENCE_ONLY[name]))
             continue
         try:
             results.extend(await table[name]())

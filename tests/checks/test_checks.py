@@ -83,8 +83,8 @@ def test_cli_check_against_a_running_service_writes_junit(target: CheckTarget, t
     assert done.returncode == 0, done.stdout + done.stderr
     root = ET.parse(junit).getroot()
     cases = root.findall(".//testcase")
-    assert len(cases) == 3 + 4 + 1 and not root.findall(".//failure")
-    assert "8/8 passed" in done.stdout
+    assert len(cases) == 4 + 4 + 1 and not root.findall(".//failure")
+    assert "9/9 passed" in done.stdout
 
 
 def test_cli_refuses_remote_targets_and_unknown_suites() -> None:
