@@ -17,6 +17,7 @@ from bookbench.cli.report import report, review
 from bookbench.cli.run import run
 from bookbench.cli.serve import serve
 from bookbench.cli.sweep import sweep
+from bookbench.cli.target import target_app
 
 _display_type = typer.core.TyperOption.display_type_rich
 
@@ -32,6 +33,7 @@ app = typer.Typer(help="Load tests, index benchmarks and pre-deployment checks f
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(db_app, name="db")
 app.add_typer(idx_app, name="indexes")
+app.add_typer(target_app, name="target")
 app.command("check")(check)
 app.command("run")(run)
 app.command("report")(report)
