@@ -375,7 +375,8 @@ class Run:
         if self.notify is not None:
             suites.append("notifications")
             providers = {"sms": self.notify.url("sms"), "calendar": self.notify.url("calendar")}
-        results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params, providers=providers), suites))
+        results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params, providers=providers,
+                                                       api=self.target), suites))
         passed = sum(r.passed for r in results)
         self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
         run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])
