@@ -84,21 +84,14 @@ class ServiceProcess:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self._output_tail()
-                code = self.proc.returncode
-                self.stop()  # closes the log file
-                raise ServiceError(f"the service exited with code {code} at start:\n{tail}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ServiceError(f"the service did not become ready within {timeout:.0f} s")
+        code = wait_ready(self.proc, f"{self.base_url}/readyz", timeout)
+        if code is None:
+            return
+        tail = self._output_tail()
+        self.stop()  # closes the log file
+        if code == "timeout":
+            raise ServiceError(f"the service did not become ready within {timeout:.0f} s")
+        raise ServiceError(f"the service exited with code {code} at start:\n{tail}")
 
     def _output_tail(self) -> str:
         if self.inherit_output or not self.log_path.exists():
@@ -116,6 +109,21 @@ class ServiceProcess:
             os.close(self._log_handle)
             self._log_handle = None
         self.proc = None
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> int | str | None:
+    """Poll `url` until it answers 200: None then; the exit code when the process ended first; "timeout"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return proc.returncode
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return "timeout"
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bookbench.errors import UsageError
 from bookbench.spec.notifications import Faults, NotificationSpec
+from bookbench.spec.yamlfile import read_mapping
 
 TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 
@@ -196,19 +196,7 @@ SHIPPED_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios.yaml"
 
 
 def load_scenarios(path: Path) -> ScenarioFile:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ScenarioFileError(f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.MarkedYAMLError as exc:
-        # the file, line and column, and what is wrong there; PyYAML's own text names "<unicode string>"
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ScenarioFileError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioFileError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ScenarioFileError(f"{path}: the top level must be a mapping")
+    raw = read_mapping(path, ScenarioFileError)
     try:
         return ScenarioFile.model_validate(raw)
     except ValidationError as exc:

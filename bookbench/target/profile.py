@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bookbench.errors import UsageError
+from bookbench.spec.yamlfile import key_marks, read_mapping
 
 OPERATIONS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 Outcome = Literal["ok", "booked", "slot_taken", "not_found", "refused", "error"]
@@ -337,22 +337,6 @@ def _where(exc: ValidationError, path: Path, marks: dict[tuple[str, ...], tuple[
     return "\n".join(lines)
 
 
-def _marks(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], tuple[int, int]]:
-    """Key path -> (line, column) of every key in a YAML document, for errors a reader can jump to."""
-    out: dict[tuple[str, ...], tuple[int, int]] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            here = (*prefix, str(key.value))
-            out[here] = (key.start_mark.line + 1, key.start_mark.column + 1)
-            out.update(_marks(value, here))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            here = (*prefix, str(i))
-            out[here] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            out.update(_marks(item, here))
-    return out
-
-
 def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
@@ -370,22 +354,11 @@ def resolve(name_or_path: str) -> Path:
 
 def load(name_or_path: str) -> Profile:
     path = resolve(name_or_path)
-    try:
-        text = path.read_text()
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except OSError as exc:
-        raise ProfileError(f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ProfileError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{path}: the top level must be a mapping")
+    raw = read_mapping(path, ProfileError)
     try:
         profile = Profile.model_validate(raw)
     except ValidationError as exc:
-        raise ProfileError(_where(exc, path, _marks(node) if node is not None else {})) from exc
+        raise ProfileError(_where(exc, path, key_marks(path))) from exc
     # relative files in a profile are relative to the profile, not to wherever the command runs
     updates: dict[str, Any] = {}
     if profile.pools.file is not None and not profile.pools.file.is_absolute():

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
-
-import httpx
 
 from bookbench.db.embedded import BIND_ATTEMPTS, address_in_use, free_port
 from bookbench.errors import ServiceError
@@ -23,6 +19,7 @@ from bookbench.fakes.postgrest import (
     ENV_DSN,
     ENV_JWT_SECRET,
 )
+from bookbench.pipeline.stack import stop_group, wait_ready
 
 LOG_TAIL_LINES = 20
 
@@ -66,20 +63,14 @@ class PostgrestProcess:
                "--token-ttl-s", str(self.token_ttl_s), "--pool-size", str(self.pool_size)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                raise ServiceError(f"the PostgREST-style target exited with code {code} at start:\n{self._tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        code = wait_ready(self.proc, f"{self.base_url}/healthz", timeout)
+        if code is None:
+            return
         self.stop()
-        raise ServiceError(f"the PostgREST-style target did not become ready within {timeout:.0f} s:\n{self._tail()}")
+        if code == "timeout":
+            raise ServiceError(f"the PostgREST-style target did not become ready within {timeout:.0f} s:\n"
+                               f"{self._tail()}")
+        raise ServiceError(f"the PostgREST-style target exited with code {code} at start:\n{self._tail()}")
 
     def _tail(self) -> str:
         if not self.log_path.exists():
@@ -93,16 +84,7 @@ class PostgrestProcess:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        if proc.poll() is not None:
-            return
-        try:  # its own session (start_new_session): the signal reaches uvicorn and anything it started
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, timeout)  # its own session: the signal reaches uvicorn and anything it started
 
     def __enter__(self) -> PostgrestProcess:
         self.start()
