@@ -66,6 +66,7 @@ class Draft:
     ops: dict[str, OpDraft]
     rules: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: REST_RULES)
     source: str = ""  # where the draft came from, said in the header comment
+    pools_notes: list[str] = field(default_factory=list)
     audit: bool = True
 
 
@@ -199,7 +200,9 @@ def render(d: Draft, file: str = "PROFILE.yaml") -> str:
     text += _AUTH_DOC
     text += "\n".join(_comment(d.auth_notes, "")) + ("\n" if d.auth_notes else "")
     text += "auth:\n" + "".join(f"  {k}: {_flow(v)}\n" for k, v in d.auth.items())
-    text += _TAIL.replace("@POOLS@", "{source: dataset}")
+    pools_at = _TAIL.index("pools: @POOLS@")
+    text += _TAIL[:pools_at] + "".join(f"# {n}\n" for n in d.pools_notes) + _TAIL[pools_at:].replace(
+        "@POOLS@", "{source: dataset}")
     for op_name, op in d.ops.items():
         text += "\n".join(_operation(op_name, op, d.rules)) + "\n"
     text += _AUDIT.replace("@AUDIT@", "{}" if d.audit else "null")

@@ -319,4 +319,6 @@ def draft_from(doc: dict[str, Any], name: str, source: str) -> Draft:
         auth_notes.append(f"TODO: not recognised, so left out (never sent): {', '.join(missing)}")
     return Draft(name=name, description=f"from {doc.get('info', {}).get('title', 'an OpenAPI document')}",
                  base_url=base_url, auth=auth, auth_notes=auth_notes, ops=ops,
-                 rules=POSTGREST_RULES if postgrest else REST_RULES, source=source, audit=False)
+                 rules=POSTGREST_RULES if postgrest else REST_RULES, source=source, audit=False,
+                 pools_notes=["TODO: dataset fits a database seeded by `bookbench db seed`; for your own data use "
+                              "inline, csv or sql"])

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import httpx
 
@@ -154,7 +154,8 @@ class Prober:
         self.result = Probe()
 
     def _shown(self, req: Request) -> str:
-        return mask(f"{req.method} {req.path}", self.secrets)
+        # unquoted for reading (a query of filters is unreadable percent-encoded), masked before and after
+        return mask(unquote(mask(f"{req.method} {req.path}", self.secrets)), self.secrets)
 
     def login(self, tenant: Tenant) -> bool:
         login = self.prof.auth.login
@@ -181,8 +182,8 @@ class Prober:
         if login.expires_in_path:
             ttl = json_path(decode(resp.content), login.expires_in_path)
             if isinstance(ttl, int | float) and ttl > 0:
-                note += f", expires in {ttl:g} s (read at {login.expires_in_path}; renewed "
-                note += f"{login.refresh_before_s:g} s before)"
+                note += (f"; expires in {ttl:g} s, read at {login.expires_in_path}; renewed "
+                         f"{login.refresh_before_s:g} s before")
             else:
                 self.result.findings.append(Finding("auth.login.expires_in_path", f"no positive number at "
                                                     f"{login.expires_in_path} in the login answer"))

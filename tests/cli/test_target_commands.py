@@ -103,9 +103,7 @@ def test_check_names_the_key_of_what_the_answers_cannot_read(api: ServiceProcess
                      "      - {when: {status: [400, 401, 403, 405, 408, 409")
     code, out = invoke("target", "check", str(unread), "--target-url", api.base_url, *SMALL_OPTS)
     assert code == 2 and "operations.cancelAppointment.answers: no rule reads HTTP 200" in out, out
-    wrong_key = _broken(tmp_path, "credentials: {source: dataset}", "credentials: {source: dataset}\n"
-                        "  query: {k: '{tenant}'}")
-    code, out = invoke("target", "check", str(wrong_key), "--target-url", api.base_url, "--key-secret", "wrong",
+    code, out = invoke("target", "check", "reference-rest", "--target-url", api.base_url, "--key-secret", "wrong",
                        *SMALL_OPTS)
     assert code == 2 and "auth: checkAvailability got HTTP 401" in out, out
 
@@ -116,7 +114,7 @@ def test_check_passes_for_postgrest_against_the_fake(postgrest: PostgrestProcess
     monkeypatch.setenv(ENV_ANON_KEY, DEFAULT_ANON_KEY)
     code, out = invoke("target", "check", "postgrest", "--target-url", postgrest.base_url, *SMALL_OPTS)
     assert code == 0, out
-    assert "token read at access_token, expires in 3600 s" in out and "booked (HTTP 200) id APT-" in out
+    assert "token read at access_token; expires in 3600 s" in out and "booked (HTTP 200) id APT-" in out
     assert "/rest/v1/rpc/book_appointment" in out and "ok (HTTP 204)" in out
     assert DEFAULT_ANON_KEY not in out and "apikey: ***" in out and "Bearer ***" in out
     monkeypatch.delenv(ENV_ANON_KEY)
@@ -145,3 +143,20 @@ def test_init_from_the_fakes_openapi_fills_rpc_paths(postgrest: PostgrestProcess
     assert "TODO" in out.read_text()  # the login's email and the credentials file are the user's to say
     code, text = invoke("target", "init", "--from-openapi", f"{postgrest.base_url}/rest/v1/")
     assert code == 2 and "apikey" in text  # the fake wants its apikey even for the document
+
+
+@pytest.mark.integration
+def test_a_profile_from_the_fakes_openapi_passes_check_once_its_todos_are_done(
+        postgrest: PostgrestProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a newcomer does: init from the document, answer the TODOs (here: the fake's email scheme, and the
+    dataset's keys as passwords), check."""
+    out = tmp_path / "mine.yaml"
+    code, text = invoke("target", "init", "--out", str(out), "--from-openapi", f"{postgrest.base_url}/rest/v1/",
+                        "--header", f"apikey: {DEFAULT_ANON_KEY}")
+    assert code == 0, text
+    done = (out.read_text().replace("TODO-clinic{tenant}", "clinic{tenant}").replace("{cred:password}", "{cred:key}")
+            .replace("{source: file, file: credentials.csv}", "{source: dataset}"))
+    out.write_text(done)
+    monkeypatch.setenv("BOOKBENCH_APIKEY", DEFAULT_ANON_KEY)
+    code, text = invoke("target", "check", str(out), *SMALL_OPTS)
+    assert code == 0, text
