@@ -247,10 +247,12 @@ def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
     suites = [(suite, "check") for suite, _label in CHECK_SUITES] + [("notifications", "notification")]
     out = []
     for suite, kind in suites:
-        mine = [c for c in checks or [] if c["suite"] == suite]
+        mine = [c for c in checks or [] if c["suite"] == suite and not c.get("skipped")]
+        # a suite not applicable to the run's target profile is recorded as skipped: not run, never a pass
+        skipped = next((c["detail"] for c in checks or [] if c["suite"] == suite and c.get("skipped")), None)
         if not mine:
-            out.append(Verdict(kind, "checks", suite, None, 0, "not run", 0,
-                               "not run with this load run" if checks is None else "not part of this run's checks"))
+            out.append(Verdict(kind, "checks", suite, None, 0, "not run", 0, skipped or (
+                "not run with this load run" if checks is None else "not part of this run's checks")))
             continue
         failed = [c["name"] for c in mine if not c["passed"]]
         detail = f"{len(mine) - len(failed)}/{len(mine)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +38,15 @@ class CheckResult:
     @property
     def status(self) -> Literal["pass", "fail", "skipped"]:
         return "skipped" if self.skipped else "pass" if self.passed else "fail"
+
+
+async def guarded(suite: str, name: str, check: Awaitable[CheckResult]) -> CheckResult:
+    """One check of a suite; one that cannot run (no free slot found, the target unreachable) is that check
+    failed with the reason, and the suite's other checks still run."""
+    try:
+        return await check
+    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+        return CheckResult(suite, name, False, f"could not run: {type(exc).__name__}: {exc}")
 
 
 def not_applicable(suite: str, profile: str, why: str) -> CheckResult:

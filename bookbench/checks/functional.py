@@ -6,7 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bookbench.checks.base import CheckResult, CheckTarget, Timer, book_somewhere, free_slot, outcome_summary
+from bookbench.checks.base import (
+    CheckResult,
+    CheckTarget,
+    Timer,
+    book_somewhere,
+    free_slot,
+    guarded,
+    outcome_summary,
+)
 from bookbench.target.answers import Outcome
 from bookbench.target.client import AsyncCaller
 from bookbench.target.pools import Tenant
@@ -186,20 +194,24 @@ async def single_request_latency(target: CheckTarget, suite: str) -> CheckResult
 
 
 async def run_smoke(target: CheckTarget) -> list[CheckResult]:
+    s = "smoke"
     return [
-        await operations_once(target, "smoke"),
-        await basic_booking(target, "smoke"),
-        await concurrent_distinct(target, "smoke", 3),
-        await isolation(target, "smoke", clinics=2),
+        await guarded(s, "every operation answers as the profile expects", operations_once(target, s)),
+        await guarded(s, "basic appointment booking", basic_booking(target, s)),
+        await guarded(s, "3 concurrent bookings of different slots", concurrent_distinct(target, s, 3)),
+        await guarded(s, "organization data isolation", isolation(target, s, clinics=2)),
     ]
 
 
 async def run_uat(target: CheckTarget) -> list[CheckResult]:
+    s = "uat"
     # the reference service keeps the seed's four UAT checks; another profile shows the whole lifecycle first
-    first = await basic_booking(target, "uat") if target.reference else await booking_lifecycle(target, "uat")
+    first = (guarded(s, "basic appointment booking", basic_booking(target, s)) if target.reference else
+             guarded(s, "booking lifecycle (book, taken, cancel once, others cannot)", booking_lifecycle(target, s)))
     return [
-        first,
-        await concurrent_distinct(target, "uat", 5),
-        await isolation(target, "uat", clinics=3),
-        await single_request_latency(target, "uat"),
+        await first,
+        await guarded(s, "5 concurrent bookings of different slots", concurrent_distinct(target, s, 5)),
+        await guarded(s, "multi-clinic isolation", isolation(target, s, clinics=3)),
+        await guarded(s, f"performance validation (< {UAT_LATENCY_LIMIT_MS:.0f} ms)",
+                      single_request_latency(target, s)),
     ]

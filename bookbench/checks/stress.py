@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from bookbench.checks.base import CheckResult, CheckTarget, Timer, free_slot, outcome_summary
+from bookbench.checks.base import CheckResult, CheckTarget, Timer, free_slot, guarded, outcome_summary
 
 CONCURRENT = 10
 
@@ -40,6 +40,8 @@ async def _one_round(target: CheckTarget, round_no: int, overlapping: bool) -> C
 async def run(target: CheckTarget, repeat: int = 1) -> list[CheckResult]:
     results = []
     for i in range(repeat):
-        results.append(await _one_round(target, i, overlapping=False))
-        results.append(await _one_round(target, i, overlapping=True))
+        for overlapping in (False, True):
+            kind = "overlapping starts" if overlapping else "same slot"
+            results.append(await guarded("stress", f"{CONCURRENT} concurrent bookings, {kind} (round {i + 1})",
+                                         _one_round(target, i, overlapping)))
     return results
