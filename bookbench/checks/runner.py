@@ -11,6 +11,7 @@ import httpx
 from bookbench.checks import database, functional, notifications, stress
 from bookbench.checks.base import CheckResult, CheckTarget, not_applicable
 from bookbench.errors import DatabaseError
+from bookbench.target.template import TemplateError
 
 SUITES = ("smoke", "uat", "stress", "preflight", "notifications", "hostile", "audit")
 HOSTILE_EXAMPLES = 300  # generated requests per endpoint by default (bookbench.checks.hostile)
@@ -46,6 +47,10 @@ async def run_suites(target: CheckTarget, suites: list[str], repeat: int = 1,
         except (httpx.HTTPError, asyncpg.PostgresError, OSError, RuntimeError, DatabaseError, KeyError) as exc:
             # a suite that cannot run is a failed check with the reason, and the other suites still run
             detail = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TemplateError):
+                # the login call's templates (request templates already say so as a usage error)
+                detail = (f"the profile names {{{exc.args[0]}}}, which has no value here (an environment variable "
+                          "not set, or a credential field the credentials do not hold)")
             if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
                 detail += " (wrong --key-secret, or a deployment not seeded by bookbench db seed?)"
             results.append(CheckResult(name, "suite could not run", False, detail))
