@@ -6,6 +6,7 @@ is included (Locust drives the same Target through its own client)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import re
 import time
@@ -82,7 +83,11 @@ class Target:
         self.login_call = (None if auth.login is None else
                            _Compiled(auth.login.method, auth.login.path, auth.login.query, auth.login.headers,
                                      auth.login.body, write))
-        self._fixed = {t.id: _fixed_values(t.id, credentials.get(t.id, {})) for t in tenants}
+        env = _env_names(profile)
+        self._fixed = {t.id: _fixed_values(t.id, credentials.get(t.id, {}), env) for t in tenants}
+        grid = profile.grid
+        self._opens, self._closes = dt.time.fromisoformat(grid.opens), dt.time.fromisoformat(grid.closes)
+        self._days: dict[dt.date, tuple[dt.datetime, int]] = {}  # day -> (opening time in UTC, slots that day)
         self._tokens: dict[Id, tuple[str, float]] = {}  # tenant -> (token, monotonic time to refresh at)
         self.zone = ZoneInfo(profile.grid.timezone)
 
@@ -98,7 +103,11 @@ class Target:
 
     def login_request(self, tenant: Tenant) -> Request:
         assert self.login_call is not None
-        return self.login_call.render(self._fixed[tenant.id], {}, [])
+        try:
+            return self.login_call.render(self._fixed[tenant.id], {}, [])
+        except TemplateError as exc:
+            raise UsageError(f"auth.login: the template names {{{exc.args[0]}}}, which has no value (an unset "
+                             "environment variable, or a credential field the credentials do not hold)") from None
 
     def accept_login(self, tenant: Tenant, status: int, body: bytes) -> str | None:
         """Store the token of a login answer; None when it worked, else what came back (one line)."""
@@ -117,9 +126,9 @@ class Target:
         held = self._tokens.get(tenant.id)
         if held is not None:
             merged["token"] = held[0]
-        headers = {k: render(merged) for k, render in self._auth_headers}
-        query = [(k, render(merged)) for k, render in self._auth_query]
         try:
+            headers = {k: render(merged) for k, render in self._auth_headers}
+            query = [(k, render(merged)) for k, render in self._auth_query]
             return self.ops[op].render(merged, headers, query)
         except TemplateError as exc:
             raise UsageError(f"operations.{op}: the template names {{{exc.args[0]}}}, which this request has no "
@@ -147,37 +156,50 @@ class Target:
         return int(answer_id) if answer_id.isdigit() else None
 
     # -- values --------------------------------------------------------------------------------------------
-    def slot(self, rng: random.Random, days: tuple[int, int] | None = None) -> dt.datetime:
-        """A random slot start of the booking grid, `days` ahead (default: the grid's days_ahead)."""
-        grid = self.profile.grid
-        lo, hi = days or grid.days_ahead
-        today = dt.datetime.now(self.zone).date()
+    def slot(self, rng: random.Random, days: tuple[int, int] | None = None,
+             now: dt.datetime | None = None) -> dt.datetime:
+        """A random slot start of the booking grid (in UTC), `days` ahead (default: the grid's days_ahead)."""
+        lo, hi = days or self.profile.grid.days_ahead
+        today = (now or dt.datetime.now(dt.UTC)).astimezone(self.zone).date()
         day = today + dt.timedelta(days=rng.randint(lo, hi))
-        opens = dt.datetime.combine(day, dt.time.fromisoformat(grid.opens), tzinfo=self.zone)
-        closes = dt.datetime.combine(day, dt.time.fromisoformat(grid.closes), tzinfo=self.zone)
-        slots = max(1, int((closes - opens).total_seconds() // (grid.slot_minutes * 60)))
-        return (opens + dt.timedelta(minutes=grid.slot_minutes * rng.randrange(slots))).astimezone(dt.UTC)
+        found = self._days.get(day)
+        if found is None:
+            # per day, not per call: the load generator asks thousands of times a second (a DST day differs)
+            opens = dt.datetime.combine(day, self._opens, tzinfo=self.zone)
+            closes = dt.datetime.combine(day, self._closes, tzinfo=self.zone)
+            slots = max(1, int((closes - opens).total_seconds() // (self.profile.grid.slot_minutes * 60)))
+            found = self._days[day] = (opens.astimezone(dt.UTC), slots)
+        return found[0] + dt.timedelta(minutes=self.profile.grid.slot_minutes * rng.randrange(found[1]))
 
     def values(self, tenant: Tenant, rng: random.Random, start: dt.datetime | None = None,
                contact: Id | None = None, provider: Id | None = None, appointment: Id | None = None) -> dict[str, Any]:
         """Every placeholder's value for one call of `tenant`: a random contact and provider of its pools and a
         random slot, unless given."""
-        start = start or self.slot(rng)
+        now = dt.datetime.now(dt.UTC)
+        start = start or self.slot(rng, now=now)
         minutes = self.profile.grid.slot_minutes
         return {"tenant": tenant.id, "contact": contact if contact is not None else rng.choice(tenant.contacts),
                 "provider": provider if provider is not None else rng.choice(tenant.providers),
                 "start": start, "end": start + dt.timedelta(minutes=minutes), "duration": minutes,
-                "date": start.astimezone(self.zone).date(), "now": dt.datetime.now(dt.UTC),
+                "date": start.astimezone(self.zone).date(), "now": now,
                 "appointment": appointment if appointment is not None else "", "call_id": f"c{rng.getrandbits(32)}"}
 
 
-def _fixed_values(tenant: Id, creds: dict[str, str]) -> dict[str, Any]:
-    import os
+_ENV = re.compile(r"\{env:([A-Za-z0-9_.-]+)\}")
 
+
+def _env_names(profile: Profile) -> set[str]:
+    """The environment variables the profile's templates name ({env:NAME})."""
+    return set(_ENV.findall(profile.model_dump_json()))
+
+
+def _fixed_values(tenant: Id, creds: dict[str, str], env: set[str]) -> dict[str, Any]:
     fixed: dict[str, Any] = {"tenant": tenant, **{f"cred:{k}": v for k, v in creds.items()}}
-    # {env:NAME} reads the environment once per tenant (so a key in the environment never sits in a file)
-    for name, value in os.environ.items():
-        fixed[f"env:{name}"] = value
+    # {env:NAME} is read once per tenant (a key kept in the environment never sits in a file); an unset one is
+    # left out, and the request that names it says so
+    for name in env:
+        if name in os.environ:
+            fixed[f"env:{name}"] = os.environ[name]
     return fixed
 
 

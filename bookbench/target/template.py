@@ -46,6 +46,14 @@ def time_formatter(times: Times) -> Callable[[Any], Any]:
     return write
 
 
+# the placeholders whose values are times or dates: only they pass through the time formatter
+TIME_KEYS = frozenset({"start", "end", "now", "date"})
+
+
+def _writer(key: str, write: Callable[[Any], Any]) -> Callable[[Any], Any] | None:
+    return write if key in TIME_KEYS else None
+
+
 def _lookup(values: Values, key: str) -> Any:
     try:
         return values[key]
@@ -66,10 +74,18 @@ def compile_text(text: str, write: Callable[[Any], Any], escape: Callable[[str],
         parts.append((False, text[pos:]))
     if all(not is_key for is_key, _ in parts):
         return lambda _values: text
-    frozen = tuple(parts)
+    # resolved at compile time, not per request: which parts are placeholders and which need the time formatter
+    frozen = tuple((part, _writer(part, write) if is_key else None, is_key) for is_key, part in parts)
 
     def render(values: Values) -> str:
-        return "".join(escape(str(write(_lookup(values, part)))) if is_key else part for is_key, part in frozen)
+        out = []
+        for part, conv, is_key in frozen:
+            if not is_key:
+                out.append(part)
+                continue
+            value = _lookup(values, part)
+            out.append(escape(str(conv(value) if conv is not None else value)))
+        return "".join(out)
 
     return render
 
@@ -81,7 +97,10 @@ def compile_json(template: Any, write: Callable[[Any], Any]) -> Render:
         alone = _PLACEHOLDER.fullmatch(template)
         if alone is not None:
             key = alone.group(1)
-            return lambda values: write(_lookup(values, key))
+            conv = _writer(key, write)
+            if conv is None:
+                return lambda values: _lookup(values, key)
+            return lambda values: conv(_lookup(values, key))
         return compile_text(template, write)
     if isinstance(template, dict):
         items = [(k, compile_json(v, write)) for k, v in template.items()]
