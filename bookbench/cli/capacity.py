@@ -12,6 +12,7 @@ from bookbench.cli.common import (
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
+    IndexDirOpt,
     MaybeAppointmentsOpt,
     TargetOpt,
     TargetUrlOpt,
@@ -41,6 +42,7 @@ def capacity(
     allow_remote: AllowRemoteOpt = False,
     target: TargetOpt = None,
     target_url: TargetUrlOpt = None,
+    index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Double the offered rate per index set until P95 or errors break the limit, then bisect: capacity.html."""

@@ -56,6 +56,23 @@ AllowRemoteOpt = Annotated[bool, typer.Option(
     "--allow-remote", help="allow load and test writes against a non-loopback host")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", help="change a database given with --dsn without asking (the embedded cluster never asks)")]
+def _index_dir(value: Path | None) -> Path | None:
+    """--index-dir: a folder of the user's own index set files, seen by every stage of this command."""
+    if value is None:
+        return None
+    if not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a folder (it holds <set>.sql files of CREATE INDEX CONCURRENTLY "
+                                 "IF NOT EXISTS statements)")
+    from bookbench.db.indexes import INDEX_DIR_ENV
+
+    os.environ[INDEX_DIR_ENV] = str(value.resolve())
+    return value
+
+
+IndexDirOpt = Annotated[Path | None, typer.Option(
+    "--index-dir", envvar="BOOKBENCH_INDEX_DIR", callback=_index_dir,
+    help="a folder of your own index sets (<name>.sql, CREATE INDEX CONCURRENTLY IF NOT EXISTS ...), named like "
+    "the built-in ones")]
 TargetOpt = Annotated[str | None, typer.Option(
     "--target", help="target profile: reference-rest, reference-vapi, postgrest or a YAML file (default: the "
     "reference service's profile for task_mix.protocol); see `bookbench target list`")]

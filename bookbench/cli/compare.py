@@ -14,6 +14,7 @@ from bookbench.cli.common import (
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
+    IndexDirOpt,
     KeySecretOpt,
     MaybeAppointmentsOpt,
     MaybeContactsOpt,
@@ -93,6 +94,7 @@ def compare(
     cleanup: Annotated[bool, typer.Option(
         "--cleanup", help="with --target-url: each run deletes exactly its own bookings at its end, so that every "
         "variant starts from the same rows")] = False,
+    index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Compare index sets: every scenario under each set in interleaved rounds, with intervals that include
@@ -147,6 +149,7 @@ def calibrate(
     workers: WorkersOpt = 0,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     allow_remote: AllowRemoteOpt = False,
+    index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Measure this machine's run-to-run noise: the same set against itself in interleaved A/A rounds. Stores the

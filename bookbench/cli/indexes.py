@@ -12,6 +12,7 @@ from bookbench.cli.common import (
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
+    IndexDirOpt,
     YesOpt,
     confirm_destructive,
     console,
@@ -50,6 +51,7 @@ def _print_index_status(rows: list[IndexStatus]) -> None:
 def indexes_apply(
     set_name: Annotated[str, typer.Argument(metavar="SET", help="none | seed | recommended | <file stem>")],
     keep_others: Annotated[bool, typer.Option("--keep-others", help="add to what exists")] = False,
+    index_dir: IndexDirOpt = None,
     dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False, yes: YesOpt = False,
 ) -> None:
     """Make SET the performance indexes present (CREATE INDEX CONCURRENTLY), then VACUUM ANALYZE."""
@@ -88,7 +90,8 @@ def indexes_drop(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: 
 
 @idx_app.command("status")
 @handle_errors
-def indexes_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False) -> None:
+def indexes_status(dsn: DsnOpt = None, data_dir: DataDirOpt = None, allow_remote: AllowRemoteOpt = False,
+                   index_dir: IndexDirOpt = None) -> None:
     """Every non-constraint index with its set, size and idx_scan."""
     from bookbench.db import indexes as index_sets
     from bookbench.db.conn import run_with

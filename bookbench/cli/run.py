@@ -12,6 +12,7 @@ from bookbench.cli.common import (
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
+    IndexDirOpt,
     KeySecretOpt,
     MaybeAppointmentsOpt,
     MaybeContactsOpt,
@@ -68,6 +69,7 @@ def run(
         "--no-report", help="do not write report.html (the run is still judged: exit 1 on NO-GO)")] = False,
     allow_remote: AllowRemoteOpt = False,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
+    index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Run load scenarios in Locust and record every request; prints the run folder as its last line."""

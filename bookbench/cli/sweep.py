@@ -13,6 +13,7 @@ from bookbench.cli.common import (
     AllowRemoteOpt,
     DataDirOpt,
     DsnOpt,
+    IndexDirOpt,
     console,
     handle_errors,
     split_list,
@@ -46,6 +47,7 @@ def sweep(
     out: Annotated[Path, typer.Option("--out")] = Path("results"),
     scenario_file: Annotated[Path, typer.Option("--scenario-file")] = SHIPPED_SCENARIOS,
     allow_remote: AllowRemoteOpt = False,
+    index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Why an index does nothing at 2 MB and everything at 1M rows: one chart of P95 and throughput vs size."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -13,6 +15,9 @@ from bookbench.errors import UsageError
 
 BASELINE = "none"
 TABLES = ("organizations", "providers", "contacts", "appointments")
+# a folder of the user's own sets (`--index-dir`, through the environment so that every stage and child process
+# of one command sees the same sets)
+INDEX_DIR_ENV = "BOOKBENCH_INDEX_DIR"
 _CREATE = re.compile(
     r"CREATE\s+INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(?P<name>\w+)\s+ON\s+(?P<table>\w+)", re.IGNORECASE
 )
@@ -36,8 +41,24 @@ class IndexStatus:
     definition: str
 
 
+def _folders() -> list[Path]:
+    extra = os.environ.get(INDEX_DIR_ENV)
+    return ([Path(extra)] if extra else []) + [SQL_DIR / "indexes"]
+
+
+def _set_file(name: str) -> Path | None:
+    return next((folder / f"{name}.sql" for folder in _folders() if (folder / f"{name}.sql").exists()), None)
+
+
 def available_sets() -> list[str]:
-    return [BASELINE, *sorted(p.stem for p in (SQL_DIR / "indexes").glob("*.sql"))]
+    return [BASELINE, *sorted({p.stem for folder in _folders() for p in folder.glob("*.sql")})]
+
+
+def tables() -> list[str]:
+    """The tables whose performance indexes bookbench manages: the reference schema's, and every table a set
+    file (built-in or --index-dir) indexes."""
+    named = {d.table for name in available_sets() for d in load_set(name)}
+    return [*TABLES, *sorted(named - set(TABLES))]
 
 
 def _strip_comments(sql: str) -> str:
@@ -48,8 +69,8 @@ def load_set(name: str) -> list[IndexDef]:
     """The CREATE INDEX statements of one set; `none` is the empty baseline."""
     if name == BASELINE:
         return []
-    path = SQL_DIR / "indexes" / f"{name}.sql"
-    if not path.exists():
+    path = _set_file(name)
+    if path is None:
         raise UsageError(f"unknown index set {name!r}; available: {', '.join(available_sets())}")
     defs = []
     for statement in _strip_comments(path.read_text()).split(";"):
@@ -90,7 +111,7 @@ SELECT c.relname AS name, t.relname AS tbl, pg_relation_size(c.oid) AS size, i.i
 
 async def status(conn: asyncpg.Connection) -> list[IndexStatus]:
     """Every non-constraint index on the service's tables, with its set, size and scans so far."""
-    rows = await conn.fetch(_STATUS_SQL, list(TABLES))
+    rows = await conn.fetch(_STATUS_SQL, tables())
     return [
         IndexStatus(r["name"], r["tbl"], set_of_index(r["name"]), int(r["size"]), int(r["idx_scan"]),
                     bool(r["valid"]), r["definition"])
@@ -134,7 +155,11 @@ async def apply(conn: asyncpg.Connection, set_name: str, exclusive: bool = True)
             continue
         await conn.execute(d.sql)
         created.append(d.name)
-    await conn.execute("VACUUM ANALYZE " + ", ".join(TABLES))
+    # the tables that exist here: a user's --index-dir may name tables of their schema, not of ours
+    existing = [r["t"] for r in await conn.fetch(
+        "SELECT relname AS t FROM pg_class WHERE relkind = 'r' AND relname = ANY($1::text[]) "
+        "AND relnamespace = current_schema()::regnamespace", tables())]
+    await conn.execute("VACUUM ANALYZE " + ", ".join(f'"{t}"' for t in existing))
     await conn.execute(
         "INSERT INTO bookbench_meta (key, value) VALUES ('index_set', to_jsonb($1::text)) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -164,4 +189,4 @@ SELECT c.relname AS name, t.relname AS tbl, i.indisprimary AS is_primary, i.indi
 async def definitions(conn: asyncpg.Connection) -> list[dict[str, object]]:
     """Every index on the service's tables, constraint ones included, with its key columns and predicate:
     what the redundancy analysis (duplicate of a key, left prefix of another index) needs."""
-    return [dict(r) for r in await conn.fetch(_DEFINITIONS_SQL, list(TABLES))]
+    return [dict(r) for r in await conn.fetch(_DEFINITIONS_SQL, tables())]
