@@ -378,7 +378,11 @@ class Run:
         results = asyncio.run(run_suites(CheckTarget(base_url, dsn, self.params, providers=providers,
                                                        api=self.target), suites))
         passed = sum(r.passed for r in results)
-        self.console.print(f"checks: {passed}/{len(results)} passed ({', '.join(suites)})")
+        skipped = [r.suite for r in results if r.skipped]
+        ran = len(results) - len(skipped)
+        # a suite that does not apply to the profile is not run, and said so: never a pass, never a failure
+        not_run = f", {', '.join(skipped)} not run (not applicable to {self.target.profile.name})" if skipped else ""
+        self.console.print(f"checks: {passed}/{ran} passed ({', '.join(suites)}){not_run}")
         run_files.write_checks(self.folder.checks, [dataclasses.asdict(r) for r in results])
 
     def bind_target(self, dsn: str | None) -> None:
