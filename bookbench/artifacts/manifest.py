@@ -136,6 +136,10 @@ class Manifest(_Model):
     # how the database was treated: "embedded" (bookbench's own), "seeded" (this command seeded an empty
     # database), "reused" (bookbench's dataset, found as it was), "deployment" (a --target-url's database: read)
     database_role: str | None = None
+    # a compare, calibrate or sweep run's place in its schedule (1-based round, 0-based position inside the round):
+    # the analysis measures the position effect from these; None for a run outside rounds
+    round: int | None = None
+    position: int | None = None
 
 
 def path_in(run_dir: Path) -> Path:
