@@ -107,6 +107,10 @@ class ScenarioEntry(_Model):
     settle: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     reconciliation: dict[str, Any] | None = None
+    # what else the machine did during the load (pipeline/interference.py: outsiders' CPU, steal, load average,
+    # memory pressure) and each Locust process's share of one core per second; None for runs before issue 23
+    interference: dict[str, Any] | None = None
+    generator_cpu: dict[str, Any] | None = None
 
 
 class Manifest(_Model):
