@@ -299,6 +299,27 @@ def test_malformed_json_and_hostile_bodies_are_4xx(client: httpx.Client, org1: d
         assert 400 <= answer.status_code < 500, (start, answer.text)
 
 
+def test_contacts_and_providers_are_read_only_tables_scoped_to_the_tokens_org(
+        client: httpx.Client, org1: dict[str, str], org2: dict[str, str]) -> None:
+    everyone = {"select": "id", "order": "id.asc"}
+    for table, of in (("contacts", SMALL.contacts_of), ("providers", SMALL.providers_of)):
+        for org, headers in ((1, org1), (2, org2)):
+            read = client.get(f"/rest/v1/{table}", params=everyone, headers=headers)
+            assert read.status_code == 200, read.text
+            assert [row["id"] for row in read.json()] == list(of(org))
+        # another org's row is not there for this token, whatever the filter says
+        assert client.get(f"/rest/v1/{table}", params={"id": "eq.2"}, headers=org1).json() == []
+        error(client.post(f"/rest/v1/{table}", json={"name": "x"}, headers=org1), 403, "42501")
+        error(client.get(f"/rest/v1/{table}", params={"org_id": "eq.2"}, headers=org1), 400, "42703")
+    named = client.get("/rest/v1/providers", params={"select": "id,name", "order": "id.desc", "limit": "2"},
+                       headers=org1).json()
+    assert [row["id"] for row in named] == [7, 4] and all(isinstance(row["name"], str) for row in named)
+    first = client.get("/rest/v1/contacts", params={"id": "eq.4", "select": "name"},
+                       headers={**org1, "Accept": "application/vnd.pgrst.object+json"})
+    assert first.status_code == 200 and set(first.json()) == {"name"}
+    assert client.get("/rest/v1/contacts", params={"limit": "1"}, headers=APIKEY).status_code == 401
+
+
 def test_root_serves_swagger_2(client: httpx.Client) -> None:
     doc = client.get("/rest/v1/", headers=APIKEY)
     assert doc.status_code == 200
@@ -307,6 +328,9 @@ def test_root_serves_swagger_2(client: httpx.Client) -> None:
     args = spec["paths"]["/rpc/book_appointment"]["post"]["parameters"][0]["schema"]["properties"]
     assert list(args) == ["p_contact_id", "p_provider_id", "p_start", "p_duration_minutes"]
     assert "/appointments" in spec["paths"] and "/rpc/cancel_appointment" in spec["paths"]
+    assert set(spec["definitions"]["contacts"]["properties"]) == {"id", "name"}
+    assert set(spec["definitions"]["providers"]["properties"]) == {"id", "name"}
+    assert "/contacts" in spec["paths"] and "/providers" in spec["paths"]
 
 
 def test_an_expired_token_is_refused_and_a_fresh_login_works(small_db: str, tmp_path: Any) -> None:

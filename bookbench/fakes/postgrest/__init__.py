@@ -18,7 +18,8 @@ Wire shapes (what PostgREST 12/13 and Supabase answer):
 - ``POST /rest/v1/rpc/book_appointment`` ``{"p_contact_id", "p_provider_id", "p_start", "p_duration_minutes"}``
   -> 200 ``{"booking_ref", "status", "scheduled_at"}``; slot taken -> 409 code 23505.
 - ``POST /rest/v1/rpc/cancel_appointment`` ``{"p_booking_ref"}`` -> 204, no body.
-- ``GET /rest/v1/appointments?select=...&col=op.value&order=col.asc&limit=n`` -> 200 a JSON array.
+- ``GET /rest/v1/appointments?select=...&col=op.value&order=col.asc&limit=n`` -> 200 a JSON array; the same
+  grammar reads ``/rest/v1/contacts`` and ``/rest/v1/providers`` (``id``, ``name``), each scoped to the JWT's org.
 - ``GET /rest/v1/`` -> the Swagger 2.0 document; ``GET /healthz`` -> 200 (readiness, not PostgREST's).
 
 Errors are ``{"code", "details", "hint", "message"}``: 400 P0001 for a refusal raised by a function, 404 PGRST202

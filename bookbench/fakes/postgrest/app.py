@@ -1,4 +1,4 @@
-"""The Starlette app: Supabase's /auth/v1 login and PostgREST's /rest/v1 (functions, a table read, the root doc)."""
+"""The Starlette app: Supabase's /auth/v1 login and PostgREST's /rest/v1 (functions, table reads, the root doc)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,21 @@ APPOINTMENTS = filters.Table(
     policy="a.org_id = $1",
     source="appointments a",
 )
-TABLES = {APPOINTMENTS.name: APPOINTMENTS}
+# the clinic's patients and practitioners, read-only like appointments and scoped to the token's org: what a
+# client lists to learn which ids it may book with (a profile's `pools.source: call`)
+CONTACTS = filters.Table(
+    name="contacts",
+    columns={"id": filters.Column("c.id", "bigint"), "name": filters.Column("c.name", "text")},
+    policy="c.org_id = $1",
+    source="contacts c",
+)
+PROVIDERS = filters.Table(
+    name="providers",
+    columns={"id": filters.Column("p.id", "bigint"), "name": filters.Column("p.name", "text")},
+    policy="p.org_id = $1",
+    source="providers p",
+)
+TABLES = {t.name: t for t in (APPOINTMENTS, CONTACTS, PROVIDERS)}
 
 
 @dataclass(frozen=True)
