@@ -222,6 +222,64 @@ def open_model(steady: pd.DataFrame, window_s: float, dropped: int = 0) -> dict[
     }
 
 
+# the load generator was the bottleneck (issue 23 item 4) when one Locust process used at least this share of one
+# core (gevent runs on one) ...
+GENERATOR_BUSY_SHARE = 0.9
+# ... in more than this fraction of the steady window's one-second samples (at least GENERATOR_MIN_SAMPLES of them)
+GENERATOR_BUSY_MOST = 0.5
+GENERATOR_MIN_SAMPLES = 2
+# or when open-model sends left late: P95 of (first send of an arrival - its intended time) above this bound. A
+# free generator sends within a few ms; 50 ms late is a tenth of a typical P95 threshold, and beyond it the
+# latency from the intended time is mostly the generator's wait
+LATENESS_P95_BOUND_MS = 50.0
+
+
+def generator_figures(cpu: dict[str, Any] | None, df: pd.DataFrame, warmup_s: float) -> dict[str, Any]:
+    """`generator`: each Locust process's CPU over the steady window (share of one core) and, in the open model,
+    send lateness per arrival; `generator_saturated` with its reason when either says the generator, not the
+    service, set the pace."""
+    if df.empty:
+        return {"generator": None, "generator_saturated": False, "generator_saturated_reason": None}
+    start = float(df["ts"].min()) + warmup_s
+    end = float(df["end"].max())
+    reasons: list[str] = []
+    procs: dict[str, Any] | None = None
+    if cpu:
+        every = float(cpu.get("interval_s", 1.0))
+        procs = {}
+        for label, series in cpu["processes"].items():
+            # a sample covers the second before its time: those wholly or mostly inside the steady window
+            shares = np.array([s for t, s in series if t - every / 2 >= start and t - every / 2 <= end], dtype=float)
+            busy = float((shares >= GENERATOR_BUSY_SHARE).mean()) if shares.size else 0.0
+            procs[label] = {"samples": int(shares.size), "busy_fraction": busy,
+                            "mean_share": float(shares.mean()) if shares.size else None,
+                            "max_share": float(shares.max()) if shares.size else None}
+            if shares.size >= GENERATOR_MIN_SAMPLES and busy > GENERATOR_BUSY_MOST:
+                reasons.append(f"Locust {label} used over {100 * GENERATOR_BUSY_SHARE:.0f} % of a core in "
+                               f"{100 * busy:.0f} % of the steady window (mean {100 * float(shares.mean()):.0f} %)")
+    lateness = _lateness(_steady(df, warmup_s)) if _is_open(df) else None
+    if lateness and lateness["arrivals"] >= MIN_SAMPLES["p95"] and lateness["p95"] > LATENESS_P95_BOUND_MS:
+        reasons.append(f"open-model sends left late: P95 {lateness['p95']:.0f} ms after their intended time "
+                       f"(bound {LATENESS_P95_BOUND_MS:.0f} ms)")
+    figures = None if procs is None and lateness is None else {
+        "cpu": procs, "lateness_ms": lateness, "busy_share": GENERATOR_BUSY_SHARE,
+        "lateness_bound_ms": LATENESS_P95_BOUND_MS}
+    return {"generator": figures, "generator_saturated": bool(reasons),
+            "generator_saturated_reason": "; ".join(reasons) or None}
+
+
+def _lateness(steady: pd.DataFrame) -> dict[str, Any] | None:
+    """How late each arrival's first request left (a login before the operation must not count the login's
+    latency as lateness): P50, P95, max in ms."""
+    sent = steady[steady["intended"].notna()]
+    if sent.empty:
+        return None
+    late = ((sent.groupby("intended")["ts"].min() - sent.groupby("intended")["intended"].first()) * 1000.0)
+    values = late.to_numpy(dtype=float)
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"arrivals": int(values.size), "p50": float(p50), "p95": float(p95), "max": float(values.max())}
+
+
 def _steady(df: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     """The requests that started after the warm-up (the first `warmup_s` seconds after the first request)."""
     if df.empty:
@@ -242,6 +300,7 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
             start = float(df["ts"].min()) + float(definition.get("warmup_s", 0))
             dropped = sum(1 for t in read_dropped(folder.dropped(name)) if t >= start)
             scenarios[name]["open_model"] = open_model(steady, scenarios[name]["window_s"], dropped)
+        scenarios[name].update(generator_figures(entry.generator_cpu, df, float(definition.get("warmup_s", 0))))
         path = folder.notifications(name)
         if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
             received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]

@@ -54,6 +54,11 @@ class ScenarioSummary(Counts):
     notifications: dict[str, Any] | None = None
     # open-model scenarios (arrival_rate stages): latency from the intended send time, lateness, dropped arrivals
     open_model: dict[str, Any] | None = None
+    # the load generator's own CPU per Locust process and open-model send lateness (analysis/summarize.py), and
+    # whether it was the bottleneck: then the latencies measure the generator, not the service
+    generator: dict[str, Any] | None = None
+    generator_saturated: bool = False
+    generator_saturated_reason: str | None = None
 
 
 class Summary(BaseModel):

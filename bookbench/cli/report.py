@@ -21,13 +21,13 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
     per failed verdict and the decision.
     False on NO-GO."""
     from bookbench.analysis.judge import describe
-    from bookbench.cli.terminal import notification_lines, open_model_lines, summary_table
+    from bookbench.cli.terminal import generator_lines, notification_lines, open_model_lines, summary_table
     from bookbench.pipeline import analyse
 
     out = analyse.report(run_dir, baseline, html=html)
     if out.summary["scenarios"]:
         console.print(summary_table(out.summary, out.judgement))
-        for line in open_model_lines(out.summary) + notification_lines(out.summary):
+        for line in open_model_lines(out.summary) + notification_lines(out.summary) + generator_lines(out.summary):
             console.print(line)
     for v in out.judgement.failures:
         console.print(f"  [red]{v.status.upper()}[/] {v.kind} {describe(v)}")

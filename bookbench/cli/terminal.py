@@ -73,3 +73,10 @@ def open_model_lines(summary: dict[str, Any]) -> list[str]:
                    f"{_ms(p95)} ms service, {_ms(p95i)} ms from the intended send time"
                    + (" · DIVERGED (sends late or waiting for capacity)" if om["diverged"] else ""))
     return out
+
+
+def generator_lines(summary: dict[str, Any]) -> list[str]:
+    """One yellow line per scenario whose load generator was the bottleneck (a caveat, not a failure)."""
+    return [f"  [yellow]{name}: the load generator was the bottleneck: {sc['generator_saturated_reason']}; its "
+            "latencies measure the generator, not the service[/]"
+            for name, sc in summary["scenarios"].items() if sc.get("generator_saturated")]
