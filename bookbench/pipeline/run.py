@@ -53,7 +53,7 @@ from bookbench.errors import (
     UsageError,
     log_exception,
 )
-from bookbench.pipeline import facts, integrity, interrupts, supervisor
+from bookbench.pipeline import facts, integrity, interference, interrupts, supervisor
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.stack import ServiceProcess, database
@@ -492,8 +492,12 @@ class Run:
         self.fault = None
         watch = StackWatch(self.service, self.notify, dsn)
         failure: Exception | None = None
+        # what else the machine does meanwhile, and Locust's own CPU (issue 23): sampled in a thread during the load
+        sampler = interference.for_scenario(dsn, opts.target_url, self.plan.own_database, opts.data_dir,
+                                            lambda: [p.pid for p in job.procs])
         try:
-            self._drive(job, name, scenario, entry, tick, watch)
+            with sampler:
+                self._drive(job, name, scenario, entry, tick, watch)
         except KeyboardInterrupt:
             # later signals no longer raise (see interrupts): what follows runs to its end
             interrupted = True
@@ -507,6 +511,8 @@ class Run:
         entry.ended_at = now_iso()
         entry.status = "interrupted" if interrupted else ("aborted" if entry.aborted else "completed")
         entry.fault = self.fault.part if self.fault else None
+        entry.interference, entry.generator_cpu = sampler.interference(), sampler.generator_cpu()
+        self.console.print(interference.machine_line(name, entry.interference, entry.generator_cpu), soft_wrap=True)
         handled_after = integrity.service_handled(base_url)
         entry.counts = Counts(
             samples=_count_samples(f.samples(name)), locust=run_files.locust_request_count(f.locust_json(name)),
