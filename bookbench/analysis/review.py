@@ -77,7 +77,10 @@ def _recommendation(review: Review, j: Judgement, manifest: Manifest, summary: d
     noisy = {n: sc["noise"] for n, sc in summary["scenarios"].items() if sc.get("noise")}
     if noisy:
         paras.append("Treat these figures with care: " + "; ".join(f"{n}: {', '.join(v)}" for n, v in noisy.items())
-                     + ". A longer run (without --quick) gives tighter numbers.")
+                     + ". A longer run" + (" (without --quick)" if manifest.quick else
+                                          f" (durations x1, not x{manifest.duration_factor:g})"
+                                          if manifest.duration_factor < 1 else "")
+                     + " gives tighter numbers.")
     if baseline:
         changes = []
         for name, sc in summary["scenarios"].items():

@@ -528,9 +528,8 @@ class Run:
         if self.notify is not None and dsn and not entry.aborted:
             self._notifications(name, scenario, dsn, id_before, (load_start, load_end), backlog)
         c = entry.counts
-        agree = c.samples == c.locust and c.service in (None, c.samples)
         self.console.print(f"  {name}: {_n(c.samples)} requests recorded · Locust counted {_n(c.locust)} · service "
-                           f"handled {_n(c.service)} ({'counts agree' if agree else 'COUNTS DIFFER'})")
+                           f"handled {_n(c.service)} ({_agreement(c)})")
         if interrupted:
             raise KeyboardInterrupt
         if failure is not None:
@@ -645,6 +644,19 @@ def _sampler(dsn: str, id_after: int, into: list[tuple[float, int]]) -> Callable
                 into.append((time.time(), run_with(dsn, lambda c: outbox.pending(c, id_after))))
 
     return sample
+
+
+def _agreement(c: Counts) -> str:
+    """What the three counts say together: an unknown count is unknown, never agreement."""
+    if any(x is not None and x != c.samples for x in (c.locust, c.service)):
+        return "COUNTS DIFFER"
+    counts = (("Locust's", c.locust), ("the service's", c.service))
+    known = [who for who, x in counts if x is not None]
+    unknown = [who for who, x in counts if x is None]
+    if not unknown:
+        return "counts agree"
+    said = f"{' and '.join(known)} count agrees; " if known else ""
+    return f"{said}{' and '.join(unknown)} count unknown"
 
 
 def _n(value: int | None) -> str:

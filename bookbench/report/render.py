@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bookbench.analysis import judge, review
+from bookbench.analysis.inference import DEFAULT_RUN_SD
 from bookbench.artifacts.manifest import Manifest
 from bookbench.report import charts
 from bookbench.spec.scenarios import Thresholds
@@ -20,6 +21,8 @@ def jinja() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = when
+    # the spread an uncalibrated comparison assumes: the page says the value the analysis used, not a copy
+    env.globals["default_run_sd"] = DEFAULT_RUN_SD
     return env
 
 

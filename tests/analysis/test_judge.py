@@ -172,3 +172,30 @@ def test_no_index_fails_the_index_gate(base_summary: dict[str, Any]) -> None:
     manifest = _manifest(index_set={"name": "none", "indexes": []})
     j = judge.judge(manifest, base_summary, _checks())
     assert j.decision == "NO-GO" and [v.metric for v in j.failures] == ["indexes_created"]
+
+
+def test_a_shortened_run_is_a_caveat_whatever_shortened_it(base_summary: dict[str, Any]) -> None:
+    """compare's --duration-factor 0.15 is shorter than --quick's 0.2: incomplete too, and the advice names the
+    factor, not an option that was not used."""
+    manifest = _manifest(duration_factor=0.15)
+    j = judge.judge(manifest, base_summary, _checks())
+    assert j.decision == "INCOMPLETE" and j.caveats == ["shortened run (durations x0.15)"]
+
+
+def test_a_killed_run_with_its_database_is_no_go_like_skipped_integrity(base_summary: dict[str, Any]) -> None:
+    """One rule for "integrity not checked": a run killed after it had its database never ran its audit."""
+    m = json.loads((KNOWN / "manifest.json").read_text())
+    for entry in m["scenarios"].values():
+        entry["audit"] = entry["reconciliation"] = None
+    killed = _manifest(status="killed", database_role="embedded", scenarios=m["scenarios"])
+    j = judge.judge(killed, base_summary, _checks())
+    assert j.decision == "NO-GO"
+    assert {v.metric for v in j.failures} >= {"double_bookings", "lost_bookings", "phantom_bookings"}
+    assert "killed before its audit" in judge.describe(j.failures[0]) or any(
+        "killed before its audit" in v.detail for v in j.failures)
+
+
+def test_gate_labels_count_the_checks_that_ran(base_summary: dict[str, Any]) -> None:
+    two = _checks() + [{"suite": "smoke", "name": "another", "passed": False, "detail": "", "seconds": 0.1}]
+    rows = judge.matrix(judge.judge(_manifest(), base_summary, two))
+    assert rows[0]["label"] == "Smoke tests (1/2)" and rows[2]["label"] == "Stress test (1/1)"

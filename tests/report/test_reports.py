@@ -91,7 +91,8 @@ def test_report_holds_every_scenario_with_sample_counts(run_dir: Path) -> None:
 
 def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
     html = (run_dir / "review.html").read_text()
-    for text in ("P50 latency", "Availability", "Smoke tests (3/3)", "Database indexes created",
+    # the gate labels count the checks that ran (the fixture feeds one per suite), never a fixed "3/3"
+    for text in ("P50 latency", "Availability", "Smoke tests (1/1)", "Stress test (1/1)", "Database indexes created",
                  "No double-booking", "QA Lead", "@media print", "No-go until these are fixed"):
         assert text in html, text
     assert "known error_rate = 2 % (limit 0.1 %, n=1,000)" in html  # the recommendation quotes the measured figure
