@@ -196,6 +196,6 @@ def test_a_killed_run_with_its_database_is_no_go_like_skipped_integrity(base_sum
 
 
 def test_gate_labels_count_the_checks_that_ran(base_summary: dict[str, Any]) -> None:
-    two = _checks() + [{"suite": "smoke", "name": "another", "passed": False, "detail": "", "seconds": 0.1}]
+    two = [*_checks(), {"suite": "smoke", "name": "another", "passed": False, "detail": "", "seconds": 0.1}]
     rows = judge.matrix(judge.judge(_manifest(), base_summary, two))
     assert rows[0]["label"] == "Smoke tests (1/2)" and rows[2]["label"] == "Stress test (1/1)"
