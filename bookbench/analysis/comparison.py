@@ -5,7 +5,7 @@ verdicts; query plans side by side, index findings -> compare.json."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from bookbench.artifacts.manifest import Manifest
 from bookbench.errors import UsageError
 
 HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
+CLAIMS = ("improved", "regressed")
 
 
 class NotComparable(UsageError):
@@ -147,13 +148,19 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
         "repeat": min(rounds), "paired": len(rounds) == 1,
         "noise_threshold": noise, "forced_despite": problems,
         "runs": {s: [str(d) for d in runs] for s, runs in variants.items()}, "scenarios": {},
-        "priors": {},
+        "priors": {}, "position_effect": {},
     }
+    positions = placements(variants)
+    result["order"] = {"design": design(positions), "positions": positions or {}, "notes": []}
     for name, entry in first.scenarios.items():
         definition = entry.definition
         figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
         per_set: dict[str, Any] = {}
         result["priors"][name] = {}
+        effects = {m: _position_effect(figures, positions, m, calibration.prior(
+            calibration_store, definition, fingerprint, m)) for m in stats.METRICS}
+        result["position_effect"][name] = {m: asdict(e) for m, e in effects.items() if e is not None}
+        moved = {m: e for m, e in effects.items() if e is not None and e.detectable}
         for label, runs in figures.items():
             requests = sum(f.requests for f in (r.get("p50") for r in runs) if isinstance(f, inference.RunFigure))
             # vs: this set against every set listed before it other than the baseline (candidates against each
@@ -170,15 +177,96 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
                     continue
                 prior = calibration.prior(calibration_store, definition, fingerprint, metric)
                 result["priors"][name][metric] = (prior or inference.default_prior()).source
-                row["vs_baseline"][metric] = _interval(figures[baseline], runs, metric, noise, prior)
+                shift = (moved.get(metric), positions)
+                row["vs_baseline"][metric] = _interval(figures, baseline, label, metric, noise, prior, shift)
                 for other in earlier:
-                    row["vs"].setdefault(other, {})[metric] = _interval(figures[other], runs, metric, noise, prior)
+                    row["vs"].setdefault(other, {})[metric] = _interval(figures, other, label, metric, noise, prior,
+                                                                      shift)
             per_set[label] = row
         result["scenarios"][name] = per_set
+        if moved:
+            result["order"]["notes"].append(position_words(name, moved, len(variants)))
+    if result["order"]["design"] == "fixed":
+        result["order"]["notes"].insert(0, (
+            "Every round ran the sets in the same order, so an effect of a run's place in its round (what the "
+            "previous run left behind, a trend inside the round, a neighbour in step with the schedule) cannot be "
+            "told from a set effect and is not measured; --order balanced (the default) alternates the order."))
     result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
     result["best"] = _best(result, baseline)
-    result["headline"] = _headline(result, baseline, result["best"])
+    result["headline"] = _headline(result, baseline, result["best"]) + _order_sentence(result)
     return result
+
+
+def placements(variants: dict[str, list[Path]]) -> dict[str, list[int]] | None:
+    """Each run's position inside its round (0 = first), from the manifests' recorded positions or, for runs from
+    before schedules were recorded, the order in which the round's runs started; None when runs are unpaired."""
+    if len({len(runs) for runs in variants.values()}) != 1:
+        return None
+    manifests = {label: [_manifest(d) for d in runs] for label, runs in variants.items()}
+    out: dict[str, list[int]] = {label: [] for label in variants}
+    for i in range(len(next(iter(variants.values())))):
+        ms = {label: manifests[label][i] for label in variants}
+        recorded = all(m.position is not None for m in ms.values())
+        order = sorted(ms, key=lambda lb: (ms[lb].position or 0, ms[lb].started_at) if recorded
+                       else (0, ms[lb].started_at))
+        for label in variants:
+            out[label].append(order.index(label))
+    return out
+
+
+def design(positions: dict[str, list[int]] | None) -> str:
+    """"balanced" (every variant equally often at every position), "fixed" (every variant always at one
+    position), "unbalanced", "single round" or "unpaired"."""
+    if positions is None:
+        return "unpaired"
+    k, rounds = len(positions), len(next(iter(positions.values())))
+    if rounds < 2:
+        return "single round"
+    if all(len(set(p)) == 1 for p in positions.values()):
+        return "fixed"
+    counts = {p.count(pos) for p in positions.values() for pos in range(k)}
+    return "balanced" if len(counts) == 1 else "unbalanced"
+
+
+def _position_effect(figures: dict[str, list[dict[str, inference.RunFigure | str]]],
+                     positions: dict[str, list[int]] | None, metric: str,
+                     prior: inference.NoisePrior | None) -> inference.PositionEffect | None:
+    """The later-vs-first effect of one metric over every variant's runs; None when it cannot be estimated."""
+    if positions is None:
+        return None
+    placed = []
+    for v, (label, runs) in enumerate(figures.items()):
+        for i, run in enumerate(runs):
+            f = run[metric]
+            if isinstance(f, str):
+                return None
+            placed.append(inference.PlacedFigure(v, i, positions[label][i], f))
+    return inference.position_effect(placed, metric, prior)
+
+
+def position_words(scenario: str, moved: dict[str, inference.PositionEffect], k: int) -> str:
+    """"burst: the second run of a round was slower, whichever set ran: P50 38 % higher (95 % CI 20-58 %
+    higher), throughput 22 % lower (...)"."""
+    slower = [(e.ratio > 1) == (m != "throughput") for m, e in moved.items()]
+    how = "slower" if all(slower) else ("faster" if not any(slower) else "different")
+    which = "the second run of a round" if k == 2 else "a run later in its round than first"
+    parts = [f"{'throughput' if m == 'throughput' else m.upper()} {wording.change(e.ratio)} (95 % CI "
+             f"{wording.interval(e.low, e.high)})" for m, e in moved.items()]
+    return (f"{scenario}: {which} was {how}, whichever set ran: {', '.join(parts)}. Verdicts whose class or "
+            "direction depends on it are downgraded to within noise.")
+
+
+def _order_sentence(result: dict[str, Any]) -> str:
+    """The headline's note on run order: a measured position effect and the verdicts it downgraded."""
+    moved = [s for s, per in result["position_effect"].items() if any(e["detectable"] for e in per.values())]
+    if not moved:
+        return ""
+    downgraded = sum(1 for sets in result["scenarios"].values() for row in sets.values()
+                     for ci in [*row["vs_baseline"].values(), *(c for cis in row["vs"].values() for c in cis.values())]
+                     if ci.get("downgraded"))
+    rested = (f"{downgraded} verdict(s) that rested on it downgraded to within noise" if downgraded
+              else "no verdict rested on it")
+    return f" A run's place in its round changed its figures ({', '.join(moved)}; see Run order): {rested}."
 
 
 def _open_model(runs: list[Path], scenario: str) -> dict[str, Any]:
@@ -193,16 +281,44 @@ def _open_model(runs: list[Path], scenario: str) -> dict[str, Any]:
             "dropped": sum(int(om["dropped"]) for om in found)}
 
 
-def _interval(theirs: list[dict[str, inference.RunFigure | str]], mine: list[dict[str, inference.RunFigure | str]],
-              metric: str, noise: float, prior: inference.NoisePrior | None) -> dict[str, Any]:
-    """`mine` against `theirs` for one metric, or the reason it cannot be compared."""
-    a, b = [r[metric] for r in theirs], [r[metric] for r in mine]
+Shift = tuple[inference.PositionEffect | None, dict[str, list[int]] | None]
+
+
+def _interval(figures: dict[str, list[dict[str, inference.RunFigure | str]]], theirs: str, mine: str, metric: str,
+              noise: float, prior: inference.NoisePrior | None, shift: Shift) -> dict[str, Any]:
+    """`mine` against `theirs` for one metric, or the reason it cannot be compared. With a detectable position
+    effect the interval is also computed with that effect taken out of every later run; a verdict that would then
+    change class or direction rests on the run order, not the set, and is downgraded to within noise."""
+    a, b = [r[metric] for r in figures[theirs]], [r[metric] for r in figures[mine]]
     bad = [v for v in (*b, *a) if isinstance(v, str)]
     if bad:
         return {"error": str(bad[0])}
     ok_a = [v for v in a if isinstance(v, inference.RunFigure)]
     ok_b = [v for v in b if isinstance(v, inference.RunFigure)]
-    return asdict(inference.compare_rounds(ok_a, ok_b, metric, noise, prior))
+    ci = asdict(inference.compare_rounds(ok_a, ok_b, metric, noise, prior))
+    effect, positions = shift
+    if effect is None or positions is None:
+        return ci
+
+    def without(runs: list[inference.RunFigure], label: str) -> list[inference.RunFigure]:
+        return [replace(f, value=f.value / effect.ratio) if positions[label][i] > 0 else f
+                for i, f in enumerate(runs)]
+
+    adj = inference.compare_rounds(without(ok_a, theirs), without(ok_b, mine), metric, noise, prior)
+    ci["position_adjusted"] = {"ratio": adj.ratio, "low": adj.low, "high": adj.high, "verdict": adj.verdict}
+    changed = adj.verdict != ci["verdict"] or _direction(adj.low, adj.high) != _direction(ci["low"], ci["high"])
+    if changed and ci["verdict"] in CLAIMS:
+        ci["downgraded"] = (
+            f"{ci['verdict']} only with the run-order effect in it: without the effect "
+            f"({metric} {wording.change(effect.ratio)} for a later run of a round) the interval is "
+            f"{wording.interval(adj.low, adj.high)} ({adj.verdict})")
+        ci["verdict"] = "within noise"
+    return ci
+
+
+def _direction(low: float, high: float) -> int:
+    """+1 / -1 when the whole interval lies above / below 1, 0 when it contains 1."""
+    return 1 if low > 1 else (-1 if high < 1 else 0)
 
 
 def _best(result: dict[str, Any], baseline: str) -> str | None:

@@ -14,6 +14,12 @@ machine an 8-second burst differs by ~9 % (sd of log) from one run to the next, 
 
 With one run per side the prior alone sets the interval, so a single pair is only called improved/regressed when
 the effect is far beyond the machine's run-to-run noise.
+
+The position effect (`position_effect`): a run's figure may depend on its place in the round (what the previous
+run left behind, a trend inside the round, a neighbour whose cycle lines up with the schedule). The pairing cannot
+see it: with a fixed order it is attributed to the set. With counterbalanced rounds (pipeline.schedule) every
+variant runs at every position, so a linear model of log(figure) with a level per round, an effect per variant and
+one "later than first in its round" term separates the two; its interval uses the same pooled variance as above.
 """
 
 from __future__ import annotations
@@ -151,3 +157,78 @@ def detectable_change(prior: NoisePrior, rounds: int, noise: float, confidence: 
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
     threshold = max(noise, math.exp(se) - 1) if prior.measured else noise
     return math.exp(half + math.log1p(threshold)) - 1
+
+
+@dataclass(frozen=True)
+class PlacedFigure:
+    """One run's figure with its place in the schedule: variant index, round and position inside the round."""
+
+    variant: int
+    round: int
+    position: int
+    figure: RunFigure
+
+
+@dataclass(frozen=True)
+class PositionEffect:
+    """How much a run's figure moves when it runs later in its round than first, whichever variant it is:
+    exp(beta) of the "later" term, with a t interval. Not separable when every variant kept one position."""
+
+    metric: str
+    separable: bool
+    ratio: float  # later / first; 1.0 when not separable
+    low: float
+    high: float
+    detectable: bool  # the interval excludes 1
+    df: int
+    rounds: int  # rounds with at least two runs
+    variance_source: str
+
+
+def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePrior | None = None,
+                    confidence: float = 0.95) -> PositionEffect:
+    """Estimate the later-vs-first effect from counterbalanced rounds (see the module docstring).
+
+    Model: log y = round level + variant effect + beta * [position > 0] + e. With two variants and alternating
+    rounds beta is the mean over rounds of log(second / first), the set difference cancelling between A B and
+    B A rounds. beta is estimable only when "later" is not a function of the variant and the round (a fixed
+    order makes it one): then the effect is reported as not separable rather than guessed.
+    """
+    prior = prior or default_prior()
+    usable = [p for p in placed if math.isfinite(p.figure.value) and p.figure.value > 0]
+    counts: dict[int, int] = {}
+    for p in usable:
+        counts[p.round] = counts.get(p.round, 0) + 1
+    usable = [p for p in usable if counts[p.round] > 1]  # a round of one run says nothing about position
+    rounds = sorted({p.round for p in usable})
+    variants = sorted({p.variant for p in usable})
+    unseparable = PositionEffect(metric, False, 1.0, 1.0, 1.0, False, 0, len(rounds), "")
+    if not usable:
+        return unseparable
+    x = np.zeros((len(usable), len(rounds) + len(variants)))
+    for i, p in enumerate(usable):
+        x[i, rounds.index(p.round)] = 1.0
+        if p.variant != variants[0]:
+            x[i, len(rounds) + variants.index(p.variant) - 1] = 1.0
+        x[i, -1] = 1.0 if p.position > 0 else 0.0
+    rank_without = int(np.linalg.matrix_rank(x[:, :-1]))
+    rank = int(np.linalg.matrix_rank(x))
+    if rank == rank_without:
+        return unseparable
+    y = np.log([p.figure.value for p in usable])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    obs_df = len(usable) - rank
+    obs_var = float(resid @ resid) / obs_df if obs_df else 0.0
+    df = prior.df + obs_df
+    pooled = (prior.df * prior.sd ** 2 + obs_df * obs_var) / df
+    within = float(np.mean([p.figure.within_var for p in usable]))
+    run_var = max(pooled, within)
+    source = (f"{len(rounds)} round(s) + {prior.source}" if pooled >= within
+              else "within-run bootstrap (larger than the run-to-run estimate)")
+    # var(beta) = run variance * [(X'X)^-]_beta,beta; a generalised inverse is valid for an estimable beta
+    factor = float(np.linalg.pinv(x.T @ x)[-1, -1])
+    beta = float(coef[-1])
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(run_var * factor)
+    low, high = math.exp(beta - half), math.exp(beta + half)
+    return PositionEffect(metric, True, math.exp(beta), low, high, low > 1 or high < 1, df, len(rounds), source)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bookbench.artifacts.files import check_version, read_json, read_model, write_json, write_model
 
-COMPARE_FORMAT_VERSION = 2  # 2: rounds, paired run-to-run intervals, labels
+COMPARE_FORMAT_VERSION = 3  # 2: rounds, paired run-to-run intervals, labels; 3: run order and position effect
 CALIBRATION_FORMAT_VERSION = 1
 
 
@@ -33,6 +33,11 @@ class Comparison(BaseModel):
     findings: dict[str, Any]
     best: str | None
     headline: str
+    # the rounds' run order (design, each run's position) and notes in words; position_effect[scenario][metric]:
+    # the later-vs-first ratio with its interval (analysis.inference.PositionEffect)
+    order: dict[str, Any]
+    position_effect: dict[str, dict[str, Any]]
+    calibration: dict[str, Any] | None = None  # calibrate only: the spread its A/A rounds measured
 
 
 def write_comparison(folder: Path, result: dict[str, Any]) -> Path:
