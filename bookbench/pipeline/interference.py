@@ -101,7 +101,9 @@ class Tick:
     """One sample: the seconds since the last one and what happened in them."""
 
     t: float
+    wall: float  # seconds since the previous sample
     outside_cores: float  # CPU-seconds of outsiders per second
+    own_cores: float  # CPU-seconds of the run's own tree per second
     steal_cores: float
     load1: float
     available_mb: float
@@ -120,7 +122,7 @@ def pressure(kind: str, root: Path = PRESSURE) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def summarize(ticks: list[Tick], cpus: int) -> dict[str, Any] | None:
+def summarize(ticks: list[Tick], cpus: int, every_s: float = SAMPLE_EVERY_S) -> dict[str, Any] | None:
     """The per-scenario figures stored as ScenarioEntry.interference; None without one full interval."""
     if not ticks:
         return None
@@ -130,10 +132,13 @@ def summarize(ticks: list[Tick], cpus: int) -> dict[str, Any] | None:
     cpu = [k.cpu_pressure for k in ticks if k.cpu_pressure is not None]
     mean_out = statistics.fmean(outside)
     return {
-        "samples": len(ticks), "interval_s": SAMPLE_EVERY_S, "cpus": cpus,
+        "samples": len(ticks), "interval_s": every_s, "cpus": cpus,
         "outside_cores": round(mean_out, 4), "outside_cores_max": round(max(outside), 4),
         "outside_cpu_share": round(mean_out / cpus, 4),
-        "outside_cpu_s": round(sum(outside) * SAMPLE_EVERY_S, 3),
+        "outside_cpu_s": round(sum(k.outside_cores * k.wall for k in ticks), 3),
+        "own_cpu_s": round(sum(k.own_cores * k.wall for k in ticks), 3),
+        # the run's own tree, for scale (and to check the attribution): bookbench, service, Locust, database
+        "own_cores": round(statistics.fmean(k.own_cores for k in ticks), 4),
         "steal_share": round(statistics.fmean(k.steal_cores for k in ticks) / cpus, 4),
         "load_avg_mean": round(statistics.fmean(loads), 2), "load_avg_max": round(max(loads), 2),
         "mem_pressure_avg10_max": max(mem) if mem else None, "cpu_pressure_avg10_max": max(cpu) if cpu else None,
@@ -144,12 +149,12 @@ def summarize(ticks: list[Tick], cpus: int) -> dict[str, Any] | None:
     }
 
 
-def generator_series(ticks: list[Tick]) -> dict[str, Any] | None:
+def generator_series(ticks: list[Tick], every_s: float = SAMPLE_EVERY_S) -> dict[str, Any] | None:
     """ScenarioEntry.generator_cpu: each Locust process's share of one core per second, [epoch, share]."""
     labels = sorted({label for k in ticks for label in k.generator})
     if not labels:
         return None
-    return {"interval_s": SAMPLE_EVERY_S,
+    return {"interval_s": every_s,
             "processes": {label: [[round(k.t, 3), round(k.generator[label], 3)] for k in ticks
                                   if label in k.generator] for label in labels}}
 
@@ -192,10 +197,10 @@ class Sampler:
         self.stop()
 
     def interference(self) -> dict[str, Any] | None:
-        return summarize(self.ticks, self.cpus)
+        return summarize(self.ticks, self.cpus, self.every_s)
 
     def generator_cpu(self) -> dict[str, Any] | None:
-        return generator_series(self.ticks)
+        return generator_series(self.ticks, self.every_s)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -240,7 +245,8 @@ class Sampler:
             return
         wall = t - prev[0]
         self.ticks.append(Tick(
-            t=t, outside_cores=max(busy - prev[1] - own, 0.0) / wall, steal_cores=max(steal - prev[2], 0.0) / wall,
+            t=t, wall=wall, outside_cores=max(busy - prev[1] - own, 0.0) / wall, own_cores=own / wall,
+            steal_cores=max(steal - prev[2], 0.0) / wall,
             load1=os.getloadavg()[0], available_mb=psutil.virtual_memory().available / 2**20,
             mem_pressure=pressure("memory"), cpu_pressure=pressure("cpu"), generator=gen))
 
@@ -320,3 +326,47 @@ def interference_summary(manifest: Manifest) -> dict[str, Any]:
             "load_avg_max": max(float(e["load_avg_max"]) for e in entries),
             "mem_pressure_avg10_max": max(mem) if mem else None,
             "available_mb_min": min(int(e["available_mb_min"]) for e in entries)}
+
+
+# -- for pipeline/run.py ---------------------------------------------------------------------------------------
+def for_scenario(dsn: str | None, target_url: str | None, own_database: bool, data_dir: Path | None,
+                 locust: Callable[[], list[int]]) -> Sampler:
+    """The sampler for one scenario. The run's own tree: this process and its descendants; the database server
+    that listens on the DSN's port when it runs here (bookbench's embedded one, or a local --dsn: its work is the
+    run's); a --target-url service listening here. `locust` gives the Locust pids once they are started."""
+    roots = [os.getpid()]
+    port = local_port(target_url)
+    if port is not None:
+        roots += listener_pids(port)
+    db_port = local_port(dsn)
+    postmasters = listener_pids(db_port) if db_port is not None else []
+    postmaster = postmasters[0] if postmasters else None
+    if postmaster is None and own_database:
+        from bookbench.db.embedded import EmbeddedPostgres
+
+        postmaster = EmbeddedPostgres(data_dir).postmaster_pid()
+
+    def generator() -> dict[str, int]:
+        pids = locust()
+        if len(pids) == 1:
+            return {"locust": pids[0]}
+        return {("master" if i == 0 else f"worker {i}"): pid for i, pid in enumerate(pids)}
+
+    return Sampler(roots, postmaster, database_name(dsn), generator)
+
+
+def machine_line(name: str, interference: dict[str, Any] | None, generator_cpu: dict[str, Any] | None) -> str:
+    """One terminal line after a scenario: what else ran on the machine, and the busiest Locust process."""
+    if not interference:
+        return f"  {name} machine: not sampled (the scenario ended within a second)"
+    i = interference
+    text = (f"  {name} machine: other processes used {i['outside_cores']:.2f} of {i['cpus']} cores "
+            f"(peak {i['outside_cores_max']:.2f}) · steal {100 * i['steal_share']:.1f} % · load average "
+            f"{i['load_avg_mean']:.1f} (max {i['load_avg_max']:.1f})")
+    if i.get("mem_pressure_avg10_max"):
+        text += f" · memory pressure {i['mem_pressure_avg10_max']:.1f} %"
+    busiest = max(((label, max(s for _, s in series)) for label, series in
+                   (generator_cpu or {}).get("processes", {}).items() if series), key=lambda x: x[1], default=None)
+    if busiest is not None:
+        text += f" · Locust {busiest[0]} at most {100 * busiest[1]:.0f} % of a core"
+    return text
