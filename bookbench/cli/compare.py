@@ -4,6 +4,7 @@ noise."""
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from bookbench.cli.common import (
 )
 from bookbench.cli.index_sets import deployment_url, sets_to_apply
 from bookbench.errors import EnvironmentFailure, UsageError
+from bookbench.pipeline.schedule import Order
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
@@ -52,7 +54,7 @@ def _exit_for(status: str, reason: str | None) -> None:
 
 
 RepeatOpt = Annotated[int, typer.Option("--repeat", "--rounds", min=1, max=20,
-                                        help="rounds: each set runs once per round, interleaved A B C A B C")]
+                                        help="rounds: each set runs once per round (see --order)")]
 ScenariosOpt = Annotated[str | None, typer.Option(
     "--scenarios", help="comma-separated (default: all; with --quick: burst)")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="the file's quick_factor durations, burst only, no checks")]
@@ -61,6 +63,21 @@ FactorOpt = Annotated[float, typer.Option(
 OutOpt = Annotated[Path, typer.Option("--out", help="parent folder")]
 FileOpt = Annotated[Path, typer.Option("--scenario-file")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, max=64, help="Locust worker processes")]
+
+
+class OrderChoice(enum.StrEnum):
+    balanced = "balanced"
+    fixed = "fixed"
+
+
+OrderOpt = Annotated[OrderChoice, typer.Option(
+    "--order",
+    help="run order inside each round: balanced alternates it (A B, B A, ...; a Williams design for more sets) so "
+         "that an effect of a run's place in its round cancels and is measured; fixed runs A B C every round")]
+
+
+def _order(value: OrderChoice) -> Order:
+    return "fixed" if value is OrderChoice.fixed else "balanced"
 
 
 @handle_errors
@@ -94,6 +111,7 @@ def compare(
     cleanup: Annotated[bool, typer.Option(
         "--cleanup", help="with --target-url: each run deletes exactly its own bookings at its end, so that every "
         "variant starts from the same rows")] = False,
+    order: OrderOpt = OrderChoice.balanced,
     index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
@@ -122,7 +140,7 @@ def compare(
                 quick=quick, duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
                 out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
                 argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms, target=target,
-                target_url=deployment_url(target_url, dsn), cleanup=cleanup)
+                target_url=deployment_url(target_url, dsn), cleanup=cleanup, order=_order(order))
     stop_on_signals()
     variants, status, reason = measure(plan, dsn, data_dir, console)
     if status == "completed":
@@ -149,6 +167,7 @@ def calibrate(
     workers: WorkersOpt = 0,
     key_secret: KeySecretOpt = DEFAULT_KEY_SECRET,
     allow_remote: AllowRemoteOpt = False,
+    order: OrderOpt = OrderChoice.balanced,
     index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
@@ -180,7 +199,7 @@ def calibrate(
                     scenarios=split_list(scenarios) or (QUICK_SCENARIOS if quick else None), quick=quick,
                     duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
                     out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
-                    argv=["bookbench", *sys.argv[1:]])
+                    argv=["bookbench", *sys.argv[1:]], order=_order(order))
         stop_on_signals()
         variants, status, reason = measure(plan, dsn, data_dir, console)
     if status == "completed":

@@ -20,6 +20,7 @@ from bookbench.artifacts.manifest import RunStatus
 from bookbench.db.embedded import default_data_dir
 from bookbench.pipeline.analyse import ensure_analysed, review_page
 from bookbench.pipeline.run import RunOptions, execute
+from bookbench.pipeline.schedule import Order, round_order
 from bookbench.pipeline.stack import database
 from bookbench.report import render_compare
 
@@ -100,6 +101,7 @@ class Plan:
     target: str | None = None  # a target profile (None: the reference service's)
     target_url: str | None = None  # a running deployment instead of the reference service bookbench starts
     cleanup: bool = False  # each run deletes its own bookings on a database bookbench did not seed
+    order: Order = "balanced"  # the variants' order inside each round (pipeline.schedule)
     labels: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,16 +110,29 @@ class Plan:
             self.labels[-1] += f" (+{self.delay_last_ms:g} ms)"
 
 
+def record_place(run_dir: Path, round_no: int, position: int) -> None:
+    """Write the run's round (1-based) and position (0-based) into its manifest; the run stage does not know
+    about rounds, and the analysis reads the position from here."""
+    if not manifest_file.path_in(run_dir).exists():  # a run that failed before writing one
+        return
+    man = manifest_file.read(run_dir)
+    manifest_file.write(run_dir, man.model_copy(update={"round": round_no, "position": position}))
+
+
 def measure(plan: Plan, dsn: str | None, data_dir: Path | None,
             console: Console) -> tuple[dict[str, list[Path]], RunStatus, str | None]:
-    """Run every variant once per round, interleaved (A B C A B C ...), so that drift of the machine hits every
-    variant alike. Checks run in the first round only: they judge the service, not the timing."""
+    """Run every variant once per round, interleaved, so that drift of the machine hits every variant alike; by
+    default in counterbalanced order (A B, B A, ...; a Williams design for more variants) so that an effect of
+    a run's place in its round cancels and can be measured. Checks run in the first round only: they judge the
+    service, not the timing."""
     variants: dict[str, list[Path]] = {label: [] for label in plan.labels}
     anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
     with database(dsn, data_dir) as url:
         for round_no in range(plan.rounds):
-            for i, (label, name) in enumerate(zip(plan.labels, plan.sets, strict=True)):
-                console.rule(f"[bold]{label}[/] (round {round_no + 1}/{plan.rounds})")
+            for position, i in enumerate(round_order(len(plan.sets), round_no, plan.order)):
+                label, name = plan.labels[i], plan.sets[i]
+                console.rule(f"[bold]{label}[/] (round {round_no + 1}/{plan.rounds}, run {position + 1} of "
+                             f"{len(plan.sets)})")
                 outcome = execute(RunOptions(
                     scenarios_path=plan.scenario_file, scenarios=plan.scenarios, index_set=name,
                     dataset_overrides=plan.overrides, quick=plan.quick, duration_factor=plan.duration_factor,
@@ -127,6 +142,7 @@ def measure(plan: Plan, dsn: str | None, data_dir: Path | None,
                     workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
                     argv=plan.argv), console)
+                record_place(outcome.run_dir, round_no + 1, position)
                 if outcome.status != "completed":
                     return variants, outcome.status, f"{label}: {outcome.reason}"
                 variants[label].append(outcome.run_dir)

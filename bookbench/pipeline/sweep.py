@@ -14,8 +14,9 @@ from bookbench.analysis import comparison, judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
 from bookbench.pipeline.analyse import report
-from bookbench.pipeline.compare import calibration_path, load_store
+from bookbench.pipeline.compare import calibration_path, load_store, record_place
 from bookbench.pipeline.run import RunOptions, execute
+from bookbench.pipeline.schedule import round_order
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
 from bookbench.spec.scenarios import load_scenarios
@@ -44,13 +45,16 @@ def _point(run_dir: Path, scenario: str) -> dict[str, Any]:
 
 def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
             console: Console) -> tuple[dict[str, list[dict[str, Any]]], bool]:
-    """(points per set, interrupted): every size x set once; a Ctrl-C keeps the points measured so far."""
+    """(points per set, interrupted): every size x set once, the sets' order counterbalanced across sizes (each
+    size is a round: A B, B A, ...) so that a slower later run is not read as a set effect that grows or shrinks
+    with the size; a Ctrl-C keeps the points measured so far."""
     points: dict[str, list[dict[str, Any]]] = {n: [] for n in plan.sets}
     anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
     with database(dsn, data_dir) as url:
         try:
-            for size in plan.sizes:
-                for name in plan.sets:
+            for size_no, size in enumerate(plan.sizes):
+                for position, i in enumerate(round_order(len(plan.sets), size_no)):
+                    name = plan.sets[i]
                     console.rule(f"[bold]{size:,} appointments, {name}[/]")
                     outcome = execute(RunOptions(
                         scenarios_path=plan.scenario_file, scenarios=[plan.scenario], index_set=name,
@@ -59,9 +63,11 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv,
                         # a sweep re-seeds each size; on a --dsn database only over a dataset bookbench wrote
                         own_database=dsn is None, reseed=True), console)
+                    record_place(outcome.run_dir, size_no + 1, position)
                     run_dir = outcome.require_completed(f"the {name} run at {size:,}")
                     report(run_dir)
-                    points[name].append({"appointments": size, **_point(run_dir, plan.scenario)})
+                    points[name].append({"appointments": size, "position": position,
+                                         **_point(run_dir, plan.scenario)})
         except KeyboardInterrupt:
             return points, True
     return points, False
