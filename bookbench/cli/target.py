@@ -62,7 +62,8 @@ def check(
     from bookbench.spec.dataset import DatasetParams
     from bookbench.spec.scenarios import load_scenarios
     from bookbench.spec.targets import pin_loopback
-    from bookbench.target import pools, profile
+    from bookbench.target import profile
+    from bookbench.target.bind import resolve as resolve_pools
     from bookbench.target.client import Request, Target
     from bookbench.target.probe import missing_values, run_probe, secrets_of
 
@@ -79,8 +80,8 @@ def check(
     params = DatasetParams(**{**load_scenarios(scenario_file).dataset.model_dump(), **overrides},
                            key_secret=key_secret)
     params.validate()
-    tenants = pools.tenants(prof.pools, params, dsn)
-    creds = pools.credentials(prof.auth.credentials, [t.id for t in tenants], key_secret)
+    # a call pool is read from the API being checked, through its login: its problems stop the check here
+    tenants, creds = resolve_pools(prof, params, dsn, url)
     console.print(f"pools ({prof.pools.source}): {len(tenants)} tenants, "
                   f"{sum(len(t.contacts) for t in tenants)} contacts, {sum(len(t.providers) for t in tenants)} "
                   f"providers; credentials ({prof.auth.credentials.source}) for every tenant")

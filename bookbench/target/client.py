@@ -41,8 +41,8 @@ class Request:
     body: bytes | None
 
 
-class _Compiled:
-    """One operation (or the login call) as render functions."""
+class Compiled:
+    """One request template (an operation, the login, a pool's list call) as render functions."""
 
     def __init__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any,
                  write: Callable[[Any], Any]) -> None:
@@ -72,8 +72,8 @@ class Target:
     def __init__(self, profile: Profile, tenants: list[Tenant], credentials: dict[Id, dict[str, str]]) -> None:
         self.profile = profile
         self.tenants = tenants
-        write = time_formatter(profile.times)
-        self.ops = {name: _Compiled(op.method, op.path, op.query, op.headers, op.body, write)
+        write = self._write = time_formatter(profile.times)
+        self.ops = {name: Compiled(op.method, op.path, op.query, op.headers, op.body, write)
                     for name, op in profile.operations.present().items()}
         self._answers = {name: op.answers for name, op in profile.operations.present().items()}
         self.success = {name: frozenset(op.success) for name, op in profile.operations.present().items()}
@@ -81,7 +81,7 @@ class Target:
         self._auth_headers = [(k, compile_text(v, write)) for k, v in auth.headers.items()]
         self._auth_query = [(k, compile_text(v, write)) for k, v in auth.query.items()]
         self.login_call = (None if auth.login is None else
-                           _Compiled(auth.login.method, auth.login.path, auth.login.query, auth.login.headers,
+                           Compiled(auth.login.method, auth.login.path, auth.login.query, auth.login.headers,
                                      auth.login.body, write))
         env = _env_names(profile)
         self._fixed = {t.id: _fixed_values(t.id, credentials.get(t.id, {}), env) for t in tenants}
@@ -121,6 +121,16 @@ class Target:
         return None
 
     def request(self, op: str, tenant: Tenant, values: dict[str, Any]) -> Request:
+        return self.render(self.ops[op], tenant, values, f"operations.{op}")
+
+    def compile(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+                body: Any) -> Compiled:
+        """A request template of the profile's that is not one of the four operations (a pool's list call)."""
+        return Compiled(method, path, query, headers, body, self._write)
+
+    def render(self, call: Compiled, tenant: Tenant, values: dict[str, Any], key: str) -> Request:
+        """`call` for `tenant`, with the tenant's auth headers and query; a template naming a value it has not
+        got is a usage error naming `key`."""
         fixed = self._fixed[tenant.id]
         merged: dict[str, Any] = {**fixed, **values}
         held = self._tokens.get(tenant.id)
@@ -129,9 +139,9 @@ class Target:
         try:
             headers = {k: render(merged) for k, render in self._auth_headers}
             query = [(k, render(merged)) for k, render in self._auth_query]
-            return self.ops[op].render(merged, headers, query)
+            return call.render(merged, headers, query)
         except TemplateError as exc:
-            raise UsageError(f"operations.{op}: the template names {{{exc.args[0]}}}, which this request has no "
+            raise UsageError(f"{key}: the template names {{{exc.args[0]}}}, which this request has no "
                              "value for") from None
 
     def read(self, op: str, status: int, headers: dict[str, str], body: bytes) -> Outcome:
@@ -218,6 +228,15 @@ def _ttl(login: Login, doc: Any) -> float:
     return login.default_ttl_s
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A raw answer: its status and body, or status 0 and why there was none (a failed login, no connection)."""
+
+    status: int
+    body: bytes
+    problem: str = ""
+
+
 class AsyncCaller:
     """The layer over httpx: one call of one operation for one tenant, logging in first when the tenant's token
     is missing or about to expire. Transport failures are `error` outcomes, never exceptions."""
@@ -235,6 +254,19 @@ class AsyncCaller:
         except httpx.HTTPError as exc:
             return f"login: {type(exc).__name__}: {exc}"
         return self.target.accept_login(tenant, resp.status_code, resp.content)
+
+    async def fetch(self, call: Compiled, tenant: Tenant, values: dict[str, Any], key: str) -> Fetched:
+        """A raw request template (not an operation: its answer is read by the caller), logging in first like
+        `call`; status 0 with `problem` when there was no answer to read."""
+        if self.target.needs_login(tenant):
+            problem = await self.login(tenant)
+            if problem is not None:
+                return Fetched(0, b"", problem)
+        try:
+            resp = await self._send(self.target.render(call, tenant, values, key))
+        except httpx.HTTPError as exc:
+            return Fetched(0, b"", f"{type(exc).__name__}: {exc}")
+        return Fetched(resp.status_code, resp.content)
 
     async def call(self, op: str, tenant: Tenant, values: dict[str, Any]) -> Outcome:
         if self.target.needs_login(tenant):

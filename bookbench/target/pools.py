@@ -13,7 +13,8 @@ from typing import Any
 
 from bookbench.errors import UsageError
 from bookbench.spec.dataset import DatasetParams, api_key
-from bookbench.target.profile import Credentials, IdList, Pools
+from bookbench.target.poolspec import IdList, Pools
+from bookbench.target.profile import Credentials
 
 Id = int | str
 
@@ -91,6 +92,9 @@ def _from_sql(dsn: str | None, pools: Pools) -> dict[Id, dict[str, list[Id]]]:
 
 def tenants(pools: Pools, params: DatasetParams | None, dsn: str | None = None) -> list[Tenant]:
     """Every tenant with at least one contact and one provider; none at all is a usage error."""
+    if pools.source == "call":
+        # it needs the API and each tenant's auth: bind.resolve sends the calls (listing.py)
+        raise UsageError("pools.source call is resolved through the API, not here (bookbench.target.bind.resolve)")
     if pools.source == "dataset":
         if params is None:
             raise UsageError("pools.source dataset needs the dataset parameters")

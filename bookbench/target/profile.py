@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bookbench.errors import UsageError
 from bookbench.spec.yamlfile import key_marks, read_mapping
+from bookbench.target.fields import Strict, known, placeholders_in
+from bookbench.target.poolspec import Pools
 
 OPERATIONS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 Outcome = Literal["ok", "booked", "slot_taken", "not_found", "refused", "error"]
@@ -20,31 +22,7 @@ Outcome = Literal["ok", "booked", "slot_taken", "not_found", "refused", "error"]
 DEFAULT_SUCCESS: tuple[Outcome, ...] = ("ok", "booked", "slot_taken")
 PLACEHOLDERS = frozenset({"tenant", "contact", "provider", "start", "end", "duration", "appointment", "date",
                           "now", "call_id", "token"})
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9_.-]+))?\}")
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def placeholders_in(value: Any) -> set[str]:
-    """Every placeholder a template names (a string, or the strings inside a JSON body template)."""
-    if isinstance(value, str):
-        return {m.group(1) if m.group(2) is None else f"{m.group(1)}:" for m in _PLACEHOLDER.finditer(value)}
-    if isinstance(value, dict):
-        return set().union(*(placeholders_in(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(placeholders_in(v) for v in value)) if value else set()
-    return set()
-
-
-def _known(value: Any, allowed: frozenset[str]) -> Any:
-    unknown = {p for p in placeholders_in(value) if p not in allowed and p not in ("env:", "cred:")}
-    if unknown:
-        raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in sorted(unknown))}; known: "
-                         + ", ".join("{" + p + "}" for p in sorted(allowed)) + ", {env:NAME}, {cred:FIELD}")
-    return value
 
 
 class When(Strict):
@@ -119,13 +97,13 @@ class Operation(Strict):
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("path must start with / (the base URL comes from the profile or --target-url)")
-        _known(value, PLACEHOLDERS)
+        known(value, PLACEHOLDERS)
         return value
 
     @field_validator("query", "headers", "body")
     @classmethod
     def _templates(cls, value: Any) -> Any:
-        return _known(value, PLACEHOLDERS)
+        return known(value, PLACEHOLDERS)
 
 
 class Operations(Strict):
@@ -157,7 +135,7 @@ class Login(Strict):
     @field_validator("path", "query", "headers", "body")
     @classmethod
     def _templates(cls, value: Any) -> Any:
-        return _known(value, frozenset({"tenant"}))
+        return known(value, frozenset({"tenant"}))
 
 
 class Credentials(Strict):
@@ -189,40 +167,13 @@ class Auth(Strict):
     @field_validator("headers", "query")
     @classmethod
     def _templates(cls, value: dict[str, str]) -> dict[str, str]:
-        _known(value, frozenset({"tenant", "token"}))
+        known(value, frozenset({"tenant", "token"}))
         return value
 
     @model_validator(mode="after")
     def _token_needs_login(self) -> Auth:
         if "token" in placeholders_in([self.headers, self.query]) and self.login is None:
             raise ValueError("{token} needs a login block (the call whose answer gives the token)")
-        return self
-
-
-IdList = list[int] | list[str] | str  # a list, or ranges as text: "1-100, 205"
-
-
-class TenantPool(Strict):
-    contacts: IdList
-    providers: IdList
-
-
-class Pools(Strict):
-    """Tenants and their contacts and providers: the reference dataset's layout (`dataset`), inline lists or
-    ranges, a CSV (tenant, kind, id), or SQL run once through --dsn (each query returns tenant and id)."""
-
-    source: Literal["dataset", "inline", "csv", "sql"] = "dataset"
-    tenants: dict[str, TenantPool] | None = None  # inline
-    file: Path | None = None  # csv
-    contacts_sql: str | None = None
-    providers_sql: str | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> Pools:
-        need = {"inline": ("tenants",), "csv": ("file",), "sql": ("contacts_sql", "providers_sql")}
-        missing = [k for k in need.get(self.source, ()) if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"source {self.source} needs {', '.join(missing)}")
         return self
 
 
