@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from bookbench.errors import BookbenchError, UsageError
 from bookbench.target.answers import decode, json_path, present
@@ -48,10 +49,13 @@ def ids_from(call: ListCall, key: str, tenant: Id, status: int, body: bytes) -> 
     for n, item in enumerate(items):
         value = item if call.id_key is None else json_path(item, call.id_key)
         # JSON true is an int to Python; an id is a number or a text, never a flag, an object or a fraction
-        if not present(value) or isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-            what = "item" if call.id_key is None else f"{call.id_key!r} in item"
-            raise UsageError(f"{key}.id_key: {what} {n} of {len(items)} is not an id (a number or a text), got "
-                             f"{_snippet(repr(item).encode())}; {came}")
+        if not present(value):
+            raise UsageError(f"{key}.id_key: no {call.id_key!r} in item {n} of {len(items)}, "
+                             f"{_snippet(orjson.dumps(item))}; {came}")
+        if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+            what = "item" if call.id_key is None else f"{call.id_key!r} of item"
+            raise UsageError(f"{key}.id_key: {what} {n} of {len(items)} is {_snippet(orjson.dumps(value))}, not an "
+                             f"id (a number or a text); {came}")
         out.append(value)
     return tuple(dict.fromkeys(out))
 

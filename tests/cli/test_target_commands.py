@@ -160,3 +160,20 @@ def test_a_profile_from_the_fakes_openapi_passes_check_once_its_todos_are_done(
     monkeypatch.setenv("BOOKBENCH_APIKEY", DEFAULT_ANON_KEY)
     code, text = invoke("target", "check", str(out), *SMALL_OPTS)
     assert code == 0, text
+
+
+@pytest.mark.integration
+def test_check_resolves_a_call_pool_and_names_an_id_key_that_never_matches(
+        postgrest: PostgrestProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.target.test_call_pools import CALL_POOLS, call_profile
+
+    monkeypatch.setenv(ENV_ANON_KEY, DEFAULT_ANON_KEY)
+    good = call_profile(tmp_path, base_url=postgrest.base_url)
+    code, out = invoke("target", "check", str(good), *SMALL_OPTS)
+    assert code == 0, out
+    assert (f"pools (call): {SMALL.orgs} tenants, {SMALL.contacts} contacts, {SMALL.providers} providers"
+            in out.replace("\n", " ")), out
+    bad = call_profile(tmp_path, CALL_POOLS.replace("id_key: id}", "id_key: contact_id}"))
+    code, out = invoke("target", "check", str(bad), "--target-url", postgrest.base_url, *SMALL_OPTS)
+    assert code == 2, out
+    assert "pools.contacts_call.id_key" in out and "no 'contact_id' in item 0 of 100, {\"id\":1}" in out, out

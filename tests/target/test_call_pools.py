@@ -53,9 +53,9 @@ def test_ids_are_read_at_the_path_and_key() -> None:
 
 
 @pytest.mark.parametrize(("status", "body", "key", "said"), [
-    (200, b'[{"uid": 1}]', "pools.contacts_call.id_key", "'id' in item 0 of 1 is not an id"),
+    (200, b'[{"uid": 1}]', "pools.contacts_call.id_key", "no 'id' in item 0 of 1, {\"uid\":1}"),
     (200, b"[]", "pools.contacts_call.id_key", "the list is empty"),
-    (200, b'[{"id": true}]', "pools.contacts_call.id_key", "is not an id"),
+    (200, b'[{"id": true}]', "pools.contacts_call.id_key", "'id' of item 0 of 1 is true, not an id"),
     (200, b'{"rows": []}', "pools.contacts_call.list_path", "no list (the answer itself)"),
     (200, b"not json", "pools.contacts_call.list_path", "not json"),
     (401, b'{"message": "JWT expired"}', "pools.contacts_call", "refused tenant 2's credentials"),
