@@ -20,6 +20,7 @@ from bookbench.analysis import summarize as analysis
 from bookbench.analysis.inference import PlacedFigure, RunFigure, position_effect
 from bookbench.artifacts import summary as summary_file
 from bookbench.pipeline.schedule import schedule
+from bookbench.report import render_compare
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 SLOWER = 1.3  # the second run of each round
@@ -94,6 +95,11 @@ def test_balanced_order_and_the_position_analysis_give_no_false_verdict(tmp_path
     note = " ".join(result["order"]["notes"])
     assert "the second run of a round was slower, whichever set ran" in note and "P50 3" in note
     assert "run's place in its round" in result["headline"]
+    page = render_compare.compare_page(tmp_path, result, {
+        label: summary_file.read(Path(runs[0])) for label, runs in result["runs"].items()}, None)
+    html = page.read_text()
+    assert "the second run of a round was slower, whichever set ran" in html and "counterbalanced" in html
+    assert "without the\nrun-order effect" in html
 
 
 def test_a_verdict_that_rests_on_the_position_effect_is_downgraded(tmp_path: Path) -> None:
@@ -110,6 +116,7 @@ def test_a_verdict_that_rests_on_the_position_effect_is_downgraded(tmp_path: Pat
     ci = result["scenarios"]["known"]["recommended#2"]["vs_baseline"]["p50"]
     assert ci["verdict"] == "within noise" and ci["downgraded"].startswith("regressed only with the run-order")
     assert ci["position_adjusted"]["verdict"] in ("no change", "within noise")
+    assert "verdict(s) that rested on it downgraded to within noise" in result["headline"]
     assert result["order"]["design"] == "unbalanced"
 
 
