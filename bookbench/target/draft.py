@@ -166,6 +166,8 @@ _TAIL = """\
 #   {source: csv, file: pools.csv}                       columns tenant, kind (contact|provider), id
 #   {source: sql, contacts_sql: "SELECT org_id AS tenant, id FROM contacts",
 #                 providers_sql: "SELECT org_id AS tenant, id FROM providers"}   run once through --dsn
+#   {source: call, tenants_list: "1-5",                  the API's own lists, asked once per tenant (its auth)
+#    contacts_call: {path: /contacts, list_path: "", id_key: id}, providers_call: {path: /providers}}
 pools: @POOLS@
 # grid: where bookings are tried: slot_minutes slots between opens and closes (HH:MM, in timezone),
 # on a day days_ahead [first, last] from today
