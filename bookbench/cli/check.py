@@ -99,7 +99,7 @@ def _self_hosted(dsn: str | None, data_dir: Path | None, key_secret: str, provid
             urls = {"sms": notify.url("sms"), "calendar": notify.url("calendar")}
         # preflight and audit read the database the user named, not the scratch one beside it
         yield CheckTarget(proc.base_url, url, params, providers=urls, scratch=True, service_log=log,
-                          database_dsn=dsn, api=bind(target, "rest", params, url))
+                          database_dsn=dsn, api=bind(target, "rest", params, url, base_url=proc.base_url))
 
 
 def _parse_suites(names: list[str], deployment: bool) -> list[str]:
@@ -165,7 +165,8 @@ def check(
             contacts=contacts or default.contacts)
         if params.contacts < params.orgs:
             raise UsageError(f"--contacts ({params.contacts}) must be at least --orgs ({params.orgs})")
-        checked = CheckTarget(base_url.rstrip("/"), dsn, params, api=bind(target, "rest", params, dsn))
+        checked = CheckTarget(base_url.rstrip("/"), dsn, params,
+                              api=bind(target, "rest", params, dsn, base_url=base_url.rstrip("/")))
         results = asyncio.run(run_suites(checked, chosen, repeat, examples))
     else:
         where = f"the server {mask_dsn(dsn)} names" if dsn else "the embedded database"

@@ -387,8 +387,9 @@ class Run:
 
     def bind_target(self, dsn: str | None) -> None:
         """The profile's pools and credentials, resolved once (a SQL pool through the run's database)."""
+        # a pool read by list calls asks the address the run loads (already judged by the loopback rule)
         self.target = bind(self.plan.opts.target or default_profile(self.plan.spec.task_mix.protocol),
-                           self.plan.spec.task_mix.protocol, self.params, dsn)
+                           self.plan.spec.task_mix.protocol, self.params, dsn, base_url=self.plan.opts.target_url)
         prof = self.target.profile
         self.manifest.target.profile = prof.name
         self.manifest.target.profile_digest = prof.digest()
