@@ -104,6 +104,11 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     assert {"p50", "p95", "p99", "throughput"} <= set(row)
     assert row["p95"]["low"] <= row["p95"]["ratio"] <= row["p95"]["high"]
     assert row["p95"]["rounds"] == 2 and row["p95"]["paired"] and len(row["p95"]["run_ratios"]) == 2
+    # balanced order: none ran first in round 1, recommended in round 2, and each manifest says so
+    places = {s: [(m["round"], m["position"]) for m in (json.loads((Path(d) / "manifest.json").read_text())
+                                                        for d in result["runs"][s])] for s in result["sets"]}
+    assert places == {"none": [(1, 0), (2, 1)], "recommended": [(1, 1), (2, 0)]}
+    assert result["order"]["design"] == "balanced" and "position_effect" in result
     html = (folder / "compare.html").read_text()
     assert "Index findings" in html and "steady" in html and "<svg" in html and "2 paired round(s)" in html
     # the figures in the table are the run reports' own
