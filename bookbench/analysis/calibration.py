@@ -7,12 +7,14 @@ import datetime as dt
 import hashlib
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bookbench.analysis.inference import NoisePrior, detectable_change
+from bookbench.analysis.machine import interference_summary
 from bookbench.analysis.stats import METRICS
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
@@ -117,7 +119,21 @@ def from_runs(a_runs: list[Path], b_runs: list[Path], *, calibration_id: str, no
                 fb = figure(sb[name], metric) if name in sb else None
                 if fa and fb:
                     pairs.setdefault(name, {}).setdefault(metric, []).append((fa, fb))
-    return from_pairs(pairs, calibration_id=calibration_id, index_set=first.index_set.name,
-                      dataset_fingerprint=first.dataset.fingerprint,
-                      definitions={n: e.definition for n, e in first.scenarios.items()},
-                      machine=first.machine, noise=noise)
+    out = from_pairs(pairs, calibration_id=calibration_id, index_set=first.index_set.name,
+                     dataset_fingerprint=first.dataset.fingerprint,
+                     definitions={n: e.definition for n, e in first.scenarios.items()},
+                     machine=first.machine, noise=noise)
+    # the interference the spread was measured under: a later compare under much more is told so
+    seen = [s for s in (interference_summary(manifest_file.read(d)) for d in [*a_runs, *b_runs]) if s["measured"]]
+    if seen:
+        out["interference"] = {"outside_cores": round(statistics.fmean(s["outside_cores"] for s in seen), 4),
+                               "cpus": seen[0]["cpus"], "runs": len(seen)}
+    return out
+
+
+def interference_of(store: dict[str, Any] | None, dataset_fingerprint: str) -> dict[str, Any] | None:
+    """The interference the newest calibration of this dataset was measured under, if it recorded one."""
+    for entry in reversed((store or {}).get("entries", [])):
+        if entry["dataset_fingerprint"] == dataset_fingerprint and entry.get("interference"):
+            return {**entry["interference"], "id": entry["id"]}
+    return None

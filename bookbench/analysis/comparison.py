@@ -5,13 +5,14 @@ verdicts; query plans side by side, index findings -> compare.json."""
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bookbench.analysis import calibration, findings, inference, stats, wording
+from bookbench.analysis import calibration, findings, inference, machine, stats, wording
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
@@ -191,10 +192,46 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
             "Every round ran the sets in the same order, so an effect of a run's place in its round (what the "
             "previous run left behind, a trend inside the round, a neighbour in step with the schedule) cannot be "
             "told from a set effect and is not measured; --order balanced (the default) alternates the order."))
+    result["interference"] = interference(variants, calibration.interference_of(
+        calibration_store, fingerprint))
     result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
     result["best"] = _best(result, baseline)
     result["headline"] = _headline(result, baseline, result["best"]) + _order_sentence(result)
     return result
+
+
+def interference(variants: dict[str, list[Path]], calibrated: dict[str, Any] | None) -> dict[str, Any]:
+    """How busy the machine was during each run (other processes' cores), the rounds whose runs stood out, and
+    this comparison against the interference its calibration was measured under."""
+    runs = {label: [machine.interference_summary(_manifest(d)) for d in dirs] for label, dirs in variants.items()}
+    out: dict[str, Any] = {"runs": runs, "flagged_rounds": [], "notes": []}
+    placed = [(i, label, s["outside_cores"]) for label, per in runs.items() for i, s in enumerate(per)
+              if s.get("measured")]
+    if not placed:
+        out["notes"].append("interference was not measured (runs from before the sampler)")
+        return out
+    flags = machine.differs_strongly([cores for _, _, cores in placed])
+    median = statistics.median(cores for _, _, cores in placed)
+    for (i, label, cores), flagged in zip(placed, flags, strict=True):
+        if flagged and i + 1 not in out["flagged_rounds"]:
+            out["flagged_rounds"].append(i + 1)
+            out["notes"].append(f"round {i + 1}: the {label} run ran under strongly more interference than the "
+                                f"others (other processes used {cores:.2f} cores against a median of {median:.2f}); "
+                                "its figures measure the machine as much as the set")
+    mean = statistics.fmean(cores for _, _, cores in placed)
+    out["outside_cores"] = round(mean, 4)
+    if calibrated is not None:
+        cal = float(calibrated["outside_cores"])
+        out["calibration"] = calibrated
+        if machine.much_more(mean, cal):
+            cpus = float(calibrated.get("cpus") or 1)
+            free_now, free_then = max(cpus - mean, 0.1), max(cpus - cal, 0.1)
+            out["notes"].append(
+                f"this comparison ran under much more interference ({mean:.2f} cores used by other processes) than "
+                f"its calibration {calibrated['id']} ({cal:.2f}): the run-to-run spread the verdicts assume was "
+                f"measured with {free_then:.1f} free cores, these runs had {free_now:.1f}, so its verdicts are "
+                f"weaker than their intervals say (about {free_then / free_now:.1f}x less CPU to spare)")
+    return out
 
 
 def placements(variants: dict[str, list[Path]]) -> dict[str, list[int]] | None:

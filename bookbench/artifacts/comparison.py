@@ -38,6 +38,8 @@ class Comparison(BaseModel):
     order: dict[str, Any]
     position_effect: dict[str, dict[str, Any]]
     calibration: dict[str, Any] | None = None  # calibrate only: the spread its A/A rounds measured
+    # other processes' cores per run, the rounds that stood out, and against the calibration's (notes in words)
+    interference: dict[str, Any] | None = None
 
 
 def write_comparison(folder: Path, result: dict[str, Any]) -> Path:

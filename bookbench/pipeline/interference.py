@@ -25,13 +25,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from bookbench.artifacts.manifest import Manifest
-
 SAMPLE_EVERY_S = 1.0
-# differs_strongly: a run whose outsiders used more than this many times the median of its peers ...
-STRONG_FACTOR = 2.0
-# ... and more than this many cores above it (below, the difference is within what a quiet machine wanders)
-STRONG_MIN_CORES = 0.15
 PRESSURE = Path("/proc/pressure")
 # a backend's process title: "postgres: <user> <database> <host>(<port>) <activity>"; autovacuum names its database
 _BACKEND = re.compile(r"^postgres: (?:\S+ (?P<db>\S+) \S*\(\d+\)|autovacuum worker (?P<av>\S+))")
@@ -294,38 +288,6 @@ def database_name(dsn: str | None) -> str | None:
     if not dsn:
         return None
     return urlsplit(dsn).path.lstrip("/") or None
-
-
-# -- for the comparison side ---------------------------------------------------------------------------------
-def differs_strongly(values: list[float]) -> list[bool]:
-    """Which runs (outsiders' mean cores, `outside_cores`) were under strongly more interference than the others:
-    more than STRONG_FACTOR times the median of all of them AND more than STRONG_MIN_CORES cores above it. The
-    second part keeps a quiet machine's wander (0.01 against 0.03 cores) from being flagged."""
-    if len(values) < 2:
-        return [False] * len(values)
-    median = statistics.median(values)
-    return [v > STRONG_FACTOR * median and v - median > STRONG_MIN_CORES for v in values]
-
-
-def interference_summary(manifest: Manifest) -> dict[str, Any]:
-    """One run's interference over its scenarios, weighted by samples: outsiders' mean cores and share, steal,
-    load average and memory pressure at worst; `measured` False for runs from before the sampler."""
-    entries = [e.interference for e in manifest.scenarios.values() if e.interference]
-    n = sum(int(e["samples"]) for e in entries)
-    if not n:
-        return {"measured": False}
-
-    def weighted(key: str) -> float:
-        return round(sum(float(e[key]) * int(e["samples"]) for e in entries) / n, 4)
-
-    mem = [e["mem_pressure_avg10_max"] for e in entries if e.get("mem_pressure_avg10_max") is not None]
-    return {"measured": True, "samples": n, "cpus": entries[0]["cpus"],
-            "outside_cores": weighted("outside_cores"), "outside_cpu_share": weighted("outside_cpu_share"),
-            "outside_cpu_s": round(sum(float(e["outside_cpu_s"]) for e in entries), 3),
-            "steal_share": weighted("steal_share"), "load_avg_mean": weighted("load_avg_mean"),
-            "load_avg_max": max(float(e["load_avg_max"]) for e in entries),
-            "mem_pressure_avg10_max": max(mem) if mem else None,
-            "available_mb_min": min(int(e["available_mb_min"]) for e in entries)}
 
 
 # -- for pipeline/run.py ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import psutil
 import pytest
 from rich.console import Console
 
+from bookbench.analysis import machine
 from bookbench.analysis.summarize import LATENESS_P95_BOUND_MS, analyse_run, generator_figures
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts.manifest import Manifest, ScenarioEntry
@@ -62,11 +63,11 @@ def test_accounts_credit_processes_born_and_reaped_between_samples() -> None:
 
 
 def test_differs_strongly_needs_both_the_factor_and_the_absolute_margin() -> None:
-    assert itf.differs_strongly([0.1, 0.1, 0.12, 1.4]) == [False, False, False, True]
+    assert machine.differs_strongly([0.1, 0.1, 0.12, 1.4]) == [False, False, False, True]
     # three times the median, but a few hundredths of a core: a quiet machine's wander
-    assert itf.differs_strongly([0.01, 0.01, 0.03]) == [False, False, False]
-    assert itf.differs_strongly([0.5]) == [False]
-    assert itf.differs_strongly([]) == []
+    assert machine.differs_strongly([0.01, 0.01, 0.03]) == [False, False, False]
+    assert machine.differs_strongly([0.5]) == [False]
+    assert machine.differs_strongly([]) == []
 
 
 def test_interference_summary_weights_scenarios_by_samples() -> None:
@@ -77,12 +78,12 @@ def test_interference_summary_weights_scenarios_by_samples() -> None:
 
     man = Manifest.model_construct(scenarios={"a": entry(1.0, 3), "b": entry(0.0, 1), "c": ScenarioEntry(
         definition={}, planned_s=1)})
-    out = itf.interference_summary(man)
+    out = machine.interference_summary(man)
     assert out["measured"] and out["samples"] == 4
     assert out["outside_cores"] == pytest.approx(0.75)
     assert out["outside_cpu_share"] == pytest.approx(0.375)
     assert out["outside_cpu_s"] == pytest.approx(3.0)
-    assert itf.interference_summary(Manifest.model_construct(scenarios={}))["measured"] is False
+    assert machine.interference_summary(Manifest.model_construct(scenarios={}))["measured"] is False
 
 
 def test_pressure_reads_psi_and_tolerates_its_absence(tmp_path: Path) -> None:
