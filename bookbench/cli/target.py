@@ -145,16 +145,23 @@ def init(
     else:
         spec = draft.reference(name)
     text = draft.render(spec, str(out) if out is not None else f"{name}.yaml")
+    if not _emit(text, out):
+        return
+    todo = text.count("TODO")
+    console.print(f"wrote {out}" + (f" ({todo} TODO(s) to complete)" if todo else "")
+                  + f"; then: bookbench target check {out}")
+
+
+def _emit(text: str, out: Path | None) -> bool:
+    """Print `text` (no --out), or write it to `out`; True when it was written to a file."""
     if out is None:
         print(text, end="")
-        return
+        return False
     try:
         out.write_text(text)
     except OSError as exc:
         raise UsageError(f"--out {out}: {exc.strerror}") from None
-    todo = text.count("TODO")
-    console.print(f"wrote {out}" + (f" ({todo} TODO(s) to complete)" if todo else "")
-                  + f"; then: bookbench target check {out}")
+    return True
 
 
 @target_app.command("schema")
@@ -163,15 +170,8 @@ def schema(out: Annotated[Path | None, typer.Option("--out", help="write here (d
     """The profile file's JSON Schema, for editors (yaml-language-server: $schema=...)."""
     from bookbench.target.profile import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
-    if out is None:
-        print(text, end="")
-        return
-    try:
-        out.write_text(text)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: {exc.strerror}") from None
-    console.print(f"wrote {out}")
+    if _emit(json.dumps(json_schema(), indent=2) + "\n", out):
+        console.print(f"wrote {out}")
 
 
 @target_app.command("list")
