@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from bookbench.analysis import judge, wording
+from bookbench.analysis import judge, machine, wording
+from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
 from bookbench.pipeline.analyse import report
@@ -142,7 +144,11 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                               "p95_ms": (om.get("latency_from_intended_ms") or {}).get("p95"),
                               "service_p95_ms": sc["latency_ms"]["p95"], "error_rate": sc["error_rate"],
                               "dropped": om.get("dropped", 0), "throughput_rps": sc["throughput_rps"],
-                              "run": str(outcome.run_dir)})
+                              "run": str(outcome.run_dir),
+                              # the machine around the step: a capacity found under other work is that machine's
+                              "outside_cores": machine.interference_summary(
+                                  manifest_file.read(outcome.run_dir)).get("outside_cores"),
+                              "generator_saturated": bool(sc.get("generator_saturated"))})
                 console.print(f"  {set_name} at {rate:g}/s: {'holds' if ok else 'BREAKS'} ({why})")
                 return ok
 
@@ -168,6 +174,23 @@ def headline(result: dict[str, Any]) -> str:
         first, best = next(iter(rates)), max(rates, key=lambda n: rates[n])
         if best != first:
             text += f" {best}'s highest rate is {wording.change(rates[best] / rates[first])} than {first}'s."
+    return text + _machine_words(result)
+
+
+def _machine_words(result: dict[str, Any]) -> str:
+    """What the figures are worth on this machine: other work during the steps, a generator that was the
+    bottleneck (then a step's latencies measure Locust, not the service)."""
+    steps = [s for r in result["sets"].values() for s in r["steps"]]
+    cores = [float(s["outside_cores"]) for s in steps if s.get("outside_cores") is not None]
+    text = ""
+    if cores and statistics.fmean(cores) > machine.STRONG_MIN_CORES:
+        text += (f" Other processes used {statistics.fmean(cores):.2f} cores on average during the steps (at most "
+                 f"{max(cores):.2f}): these rates are this machine's under that load, not comparable with a quiet "
+                 "machine's.")
+    saturated = sorted({s["rate"] for s in steps if s.get("generator_saturated")})
+    if saturated:
+        text += (f" At {', '.join(f'{r:g}/s' for r in saturated)} the load generator was the bottleneck: those "
+                 "steps measure Locust, not the service.")
     return text
 
 

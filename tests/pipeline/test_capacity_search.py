@@ -31,3 +31,20 @@ def test_bisection_narrows_the_bracket_each_step() -> None:
     good, bad = search(100, 10_000, 5, lambda rate: rate <= 1234)
     assert good is not None and bad is not None
     assert good <= 1234 < bad and bad - good <= 3200 / 2 ** 5 + 0.1
+
+
+def test_the_capacity_headline_says_what_the_machine_was_doing() -> None:
+    """A capacity found under other work, or with the generator as the bottleneck, says so (issue 23 item 4)."""
+    from bookbench.pipeline.capacity import headline
+
+    def result(cores: float, saturated_at: float | None) -> dict[str, object]:
+        steps = [{"rate": r, "ok": r < 400, "why": "", "outside_cores": cores,
+                  "generator_saturated": r == saturated_at} for r in (100.0, 200.0, 400.0)]
+        return {"limits": {"p95_ms": 500.0, "error_rate": 0.001},
+                "sets": {"recommended": {"steps": steps, "max_rps": 200.0, "breaks_at": 400.0}}}
+
+    quiet = headline(result(0.05, None))
+    assert "Other processes" not in quiet and "bottleneck" not in quiet
+    busy = headline(result(1.1, 400.0))
+    assert "Other processes used 1.10 cores" in busy and "not comparable with a quiet machine" in busy
+    assert "At 400/s the load generator was the bottleneck" in busy
