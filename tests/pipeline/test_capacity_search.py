@@ -47,4 +47,5 @@ def test_the_capacity_headline_says_what_the_machine_was_doing() -> None:
     assert "Other processes" not in quiet and "bottleneck" not in quiet
     busy = headline(result(1.1, 400.0))
     assert "Other processes used 1.10 cores" in busy and "not comparable with a quiet machine" in busy
+    assert "Other processes" not in headline(result(0.3, None))  # a little background work is not "busy"
     assert "At 400/s the load generator was the bottleneck" in busy
