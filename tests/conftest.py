@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import shutil
+import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -98,3 +102,32 @@ def run_async(coro: Awaitable[T]) -> T:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# -- tests that name a non-loopback address ------------------------------------------------------------------------
+IN_NETNS = "BOOKBENCH_IN_NETNS"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test marked `netns` names a non-loopback address: its body runs again in a pytest of its own inside a
+    network namespace with only loopback up (tests/netns.py), every connect() traced, so that a guard that fails
+    has nowhere to send anything and the test still fails by what was tried. Name resolution (port 53) is the
+    guard's own first step and is allowed to be attempted; it cannot leave the namespace either."""
+    if pyfuncitem.get_closest_marker("netns") is None or os.environ.get(IN_NETNS):
+        return None
+    from tests.netns import run_isolated
+
+    work = Path(tempfile.mkdtemp(prefix="bookbench-netns-"))
+    try:
+        run = run_isolated([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                            "--basetemp", str(work / "tmp"), pyfuncitem.nodeid], work,
+                           env={**os.environ, IN_NETNS: "1"}, cwd=Path(__file__).resolve().parents[1], timeout=240)
+        out = run.proc.stdout[-3000:] + run.proc.stderr[-2000:]
+        assert run.proc.returncode == 0, f"inside the network namespace:\n{out}"
+        assert "1 passed" in run.proc.stdout, out
+        away = [(a, p) for a, p in run.connects if not (a.startswith("127.") or a == "::1") and p != 53]
+        assert not away, f"tried to connect off loopback: {away[:5]}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return True

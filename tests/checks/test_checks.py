@@ -87,6 +87,7 @@ def test_cli_check_against_a_running_service_writes_junit(target: CheckTarget, t
     assert "9/9 passed" in done.stdout
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_cli_refuses_remote_targets_and_unknown_suites() -> None:
     remote = _bookbench("check", "smoke", "--base-url", "http://192.0.2.10:8000")
     assert remote.returncode == 2 and "--allow-remote" in remote.stderr

@@ -74,6 +74,7 @@ def test_an_unreachable_target_exits_3(tmp_path: Path) -> None:
     assert code == 3 and "ConnectError" in out
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_a_remote_target_needs_allow_remote() -> None:
     code, out = invoke("target", "check", "reference-rest", "--target-url", "http://192.0.2.1:80", *SMALL_OPTS)
     assert code == 2 and "--allow-remote" in out

@@ -348,6 +348,7 @@ def test_an_expired_token_is_refused_and_a_fresh_login_works(small_db: str, tmp_
         assert again.status_code == 200
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_cli_refuses_a_non_loopback_host() -> None:
     done = subprocess.run([sys.executable, "-m", "bookbench.fakes.postgrest", "--dsn", "postgresql://x/y",
                            "--port", "1", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30)

@@ -28,6 +28,7 @@ def test_loopback_targets_are_accepted(url: str) -> None:
                                  # the host hidden where only the driver looks
                                  "postgresql://u:p@/db?host=192.0.2.1", "postgresql://u:p@127.0.0.1,192.0.2.1/db",
                                  "host=192.0.2.1 dbname=x", "hostaddr=192.0.2.1 host=localhost dbname=x"])
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_remote_targets_need_the_flag(url: str) -> None:
     assert not is_loopback(url)
     with pytest.raises(RemoteTargetRefused, match="--allow-remote"):
@@ -35,12 +36,14 @@ def test_remote_targets_need_the_flag(url: str) -> None:
     require_loopback(url, "target", allow_remote=True)
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_a_remote_pghost_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGHOST", "192.0.2.1")
     with pytest.raises(RemoteTargetRefused, match=r"192\.0\.2\.1"):
         require_loopback("postgresql://u:p@/db", "--dsn", allow_remote=False)
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_a_remote_service_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     services = tmp_path / "pg_service.conf"
     services.write_text("[prod]\nhost=192.0.2.7\ndbname=app\n")
@@ -50,6 +53,7 @@ def test_a_remote_service_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_p
         require_loopback("postgresql:///app?service=prod", "--dsn", allow_remote=False)
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_refusal_message_masks_the_password() -> None:
     for dsn in ("postgresql://admin:hunter2@db.example.com:5432/prod", "postgresql://admin:hun#ter2@db.example.com/p",
                 "host=db.example.com password=hunter2 sslpassword=hunter2"):
