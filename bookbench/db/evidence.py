@@ -103,11 +103,16 @@ async def _generic_plan(conn: asyncpg.Connection, name: str, sql: str, args: tup
     return {"generic": "$1" in text or "$2" in text, **plan_summary([{"Plan": plan[0]["Plan"]}])}
 
 
-async def explain_all(conn: asyncpg.Connection, params: DatasetParams, out_dir: Path) -> dict[str, Any]:
-    """Warm each statement, EXPLAIN ANALYZE it, record its prepared-statement plan; write one JSON per query."""
+async def explain_all(conn: asyncpg.Connection, params: DatasetParams, out_dir: Path,
+                      writes_allowed: bool = True) -> dict[str, Any]:
+    """Warm each statement, EXPLAIN ANALYZE it, record its prepared-statement plan; write one JSON per query.
+    Without `writes_allowed` (a database bookbench did not create) the writing statements are left out: even
+    rolled back they lock a real row and use up identity values there."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for name, (sql, args, writes) in _statements(params).items():
+        if writes and not writes_allowed:
+            continue
         if not writes:
             for _ in range(WARM_RUNS):
                 await conn.fetch(sql, *args)

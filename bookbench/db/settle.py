@@ -31,19 +31,23 @@ WHERE c.relname = ANY($1::text[])
 
 
 async def settle(conn: asyncpg.Connection, seeded_appointments: int | None,
-                 own_ids: list[int] | None = None) -> dict[str, Any]:
+                 own_ids: list[int] | None = None, maintain: bool = True) -> dict[str, Any]:
     """Remove bookings, VACUUM, prewarm, CHECKPOINT and wait for autovacuum; what could not be done (a role
     without the rights on a --dsn database) is reported, not fatal. On bookbench's own database
     (`seeded_appointments` given) every booking beyond the dataset goes; on any other only `own_ids`, the
-    run's own bookings where it may delete them, and no extension is created there."""
+    run's own bookings where it may delete them, and no extension is created there. Without `maintain` (a
+    deployment's database) no VACUUM and no CHECKPOINT either: the settling there is reads and waiting."""
     started = time.monotonic()
     out: dict[str, Any] = {}
     own = seeded_appointments is not None
     out["bookings_removed"] = (await reset_bookings(conn, seeded_appointments) if seeded_appointments is not None
                                else await delete_own(conn, own_ids or []))
-    # no ANALYZE here: re-sampling statistics before every scenario could flip a plan between identical runs
-    await conn.execute("VACUUM appointments")
-    await conn.execute("VACUUM notification_outbox")
+    if not maintain:
+        out["skipped"] = ["vacuum and checkpoint: a database bookbench did not create"]
+    else:
+        # no ANALYZE here: re-sampling statistics before every scenario could flip a plan between identical runs
+        await conn.execute("VACUUM appointments")
+        await conn.execute("VACUUM notification_outbox")
     try:
         if own:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
@@ -52,7 +56,8 @@ async def settle(conn: asyncpg.Connection, seeded_appointments: int | None,
         out["prewarmed_pages"] = None
         out.setdefault("skipped", []).append(f"prewarm: {type(exc).__name__}")
     try:
-        await conn.execute("CHECKPOINT")
+        if maintain:
+            await conn.execute("CHECKPOINT")
     except asyncpg.PostgresError as exc:
         out.setdefault("skipped", []).append(f"checkpoint: {type(exc).__name__}")
     waited = time.monotonic()

@@ -309,12 +309,17 @@ class Run(RunDatabase):
     def query_evidence(self, dsn: str) -> None:
         """EXPLAIN of every statement and the write cost, on warm caches, before the load; and the counters
         that the index findings diff after it."""
-        self.manifest.queries = run_with(dsn, lambda c: explain.explain_all(c, self.params, self.folder.explain_dir))
-        cost = self.manifest.write_cost = run_with(dsn, lambda c: explain.write_cost(c, self.params))
+        # on a deployment's database only what reads: a write, even rolled back, locks a real row there
+        writes = self.manifest.database_role != "deployment"
+        self.manifest.queries = run_with(dsn, lambda c: explain.explain_all(c, self.params, self.folder.explain_dir,
+                                                                            writes))
+        cost = self.manifest.write_cost = run_with(dsn, lambda c: explain.write_cost(c, self.params)) if writes \
+            else None
         self.manifest.table_stats = {"before": run_with(dsn, explain.table_stats)}
         run_files.write_rows(self.folder.index_stats("before"), run_with(dsn, audit.index_stats))
-        self.console.print(f"query evidence: {len(self.manifest.queries)} plans in explain/, one booking "
-                           f"{cost['ms_per_booking']:.2f} ms and {cost['wal_bytes_per_booking']:.0f} B of WAL")
+        booking = (f"one booking {cost['ms_per_booking']:.2f} ms and {cost['wal_bytes_per_booking']:.0f} B of WAL"
+                   if cost else "no write measured (a database bookbench did not create)")
+        self.console.print(f"query evidence: {len(self.manifest.queries)} plans in explain/, {booking}")
         self.save()
 
     def after_load(self, dsn: str | None) -> None:
@@ -363,7 +368,10 @@ class Run(RunDatabase):
         if dsn:
             own = self.manifest.database_role == "embedded"
             ids = self._deletable()
-            entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments if own else None, ids))
+            # a deployment's database gets no VACUUM or CHECKPOINT from us: reads and the run's own rows only
+            maintain = self.manifest.database_role != "deployment"
+            entry.settle = run_with(dsn, lambda c: settle(c, self.params.appointments if own else None, ids,
+                                                          maintain))
             self.deleted_ids.update(ids)
             if not own:
                 self.rows_deleted += int(entry.settle["bookings_removed"])

@@ -45,6 +45,11 @@ RETURNING id
 """
 
 
+# the rows a deployment held before the run, as they were: id, status and time of each
+_DIGEST = ("SELECT md5(string_agg(id || ':' || status || ':' || scheduled_at::text, ',' ORDER BY id)) AS digest "
+           "FROM appointments WHERE id <= 3005")
+
+
 def _index_names(dsn: str) -> list[str]:
     return sorted(s.name for s in run_sql(dsn, indexes.status))
 
@@ -79,8 +84,15 @@ def test_a_run_against_a_deployment_changes_no_index_and_deletes_nothing(
         deployment: tuple[str, ServiceProcess, list[int]], tmp_path: Path) -> None:
     dsn, svc, theirs = deployment
     before_idx, before_n = _index_names(dsn), _count(dsn)
+    rows_before = fetch(dsn, _DIGEST)[0]["digest"]
     man, status, printed = _run(tmp_path, target_url=svc.base_url, dsn=dsn)
     assert status.startswith("completed"), status
+    # every row that was there is as it was, and nothing wrote on their behalf: no rolled-back write cost, no
+    # EXPLAIN ANALYZE of a write, no VACUUM or CHECKPOINT
+    assert fetch(dsn, _DIGEST)[0]["digest"] == rows_before
+    assert man.write_cost is None and man.queries is not None and not {"insert", "cancel"} & set(man.queries)
+    assert all("vacuum and checkpoint" in " ".join(e.settle["skipped"]) for e in man.scenarios.values()
+               if e.settle is not None)
     assert _index_names(dsn) == before_idx  # the file's default set (recommended) was not applied
     assert man.index_set.name == "as-found" and not man.index_set.applied
     assert man.index_set.before == man.index_set.after == before_idx and not man.index_set.dropped
