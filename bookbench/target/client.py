@@ -76,6 +76,8 @@ class Target:
         self.ops = {name: Compiled(op.method, op.path, op.query, op.headers, op.body, write)
                     for name, op in profile.operations.present().items()}
         self._answers = {name: op.answers for name, op in profile.operations.present().items()}
+        # whether any rule reads an id from a response header: if none does, callers need not copy the headers
+        self.reads_headers = any(a.id is not None and a.id.header for rules in self._answers.values() for a in rules)
         self.success = {name: frozenset(op.success) for name, op in profile.operations.present().items()}
         auth = profile.auth
         self._auth_headers = [(k, compile_text(v, write)) for k, v in auth.headers.items()]
