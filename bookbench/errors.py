@@ -9,6 +9,7 @@ Exit codes: 0 done / GO, 1 a check or verdict failed (NO-GO), 2 usage (an option
 from __future__ import annotations
 
 import datetime as dt
+import os
 import traceback
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def log_exception(path: Path) -> None:
     """Append the exception being handled, with its traceback, to a log file (never to the terminal)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as log:
+        # 0600: a traceback can name hosts, paths and queries; only its owner reads it
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
             log.write(f"--- {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n{traceback.format_exc()}\n")
     except OSError:
         pass  # the log is a courtesy; failing to write it must not hide the original error

@@ -34,8 +34,21 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, never wrapped
 
 __all__ = ["EXIT_ENVIRONMENT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
-# where a traceback goes when an unexpected error happens outside a run folder
-CRASH_LOG = Path(tempfile.gettempdir()) / "bookbench-errors.log"
+
+
+def crash_log() -> Path:
+    """Where a traceback goes when an unexpected error happens outside a run folder: this user's state folder
+    ($XDG_STATE_HOME or ~/.local/state), never a file in /tmp that every user of the machine shares (a
+    traceback can name hosts, paths and queries). A per-user folder under the temp dir when home is unusable."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    for folder in (Path(state) / "bookbench", Path(tempfile.gettempdir()) / f"bookbench-{os.getuid()}"):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if folder.stat().st_uid == os.getuid() and os.access(folder, os.W_OK):
+                return folder / "errors.log"
+        except OSError:
+            continue
+    return Path(os.devnull)
 
 def _dsn_url(value: str | None) -> str | None:
     """A libpq key=value DSN becomes the URL asyncpg takes; a DSN that cannot be read is a usage error."""
@@ -154,7 +167,7 @@ def split_list(text: str | None) -> list[str]:
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """The one place that turns failures into exit codes: a BookbenchError prints one red line and exits with
     its code; database and network errors that escaped a stage exit 3; anything else is a bug, printed as one
-    line with exit 3 and its traceback appended to CRASH_LOG. Never a traceback on the terminal, never exit 1
+    line with exit 3 and its traceback appended to crash_log(). Never a traceback on the terminal, never exit 1
     (that code means NO-GO)."""
 
     @functools.wraps(func)
@@ -176,9 +189,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:
-            log_exception(CRASH_LOG)
+            log = crash_log()
+            log_exception(log)
             err_console.print(f"[red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} "
-                              f"(traceback in {CRASH_LOG})")
+                              f"(traceback in {log})")
             raise typer.Exit(EXIT_ENVIRONMENT) from None
 
     return wrapper

@@ -116,3 +116,25 @@ def test_an_unreachable_database_exits_3_with_a_report_and_no_secret(tmp_path: P
         if path.is_file():
             assert "hunter2" not in path.read_text(errors="replace"), path
     assert "hunter2" not in out
+
+
+def test_a_traceback_outside_a_run_goes_to_this_users_own_log(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # not a file in /tmp shared by every user of the machine: the user's state folder, readable by them only
+    import typer
+
+    from bookbench.cli.common import handle_errors
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    @handle_errors
+    def broken() -> None:
+        raise RuntimeError("a bug nobody planned for")
+
+    with pytest.raises(typer.Exit) as exited:
+        broken()
+    assert exited.value.exit_code == 3
+    log = tmp_path / "state" / "bookbench" / "errors.log"
+    assert "RuntimeError: a bug nobody planned for" in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert log.parent.stat().st_mode & 0o777 == 0o700
