@@ -4,8 +4,11 @@
   the outbox row's commit (for cancellations, whose acknowledgement time is not recorded); exact percentiles;
 * expected: one SMS and one calendar event per acknowledged booking, plus what cancellations queued;
 * delivered: distinct messages received before the drain deadline (load end + drain timeout);
-* lost: expected and not delivered by then; duplicates: the same message received more than once (SMS), or a
+* lost: expected and not delivered by then; duplicates: the same message accepted as new more than once (SMS), or a
   second insert of an event refused by its client-chosen id (calendar: prevented, counted apart);
+* redelivered: a message sent again after the provider had it (a dispatcher died before settling its row, or a
+  timeout came after the provider acted), recognised by its idempotency key and answered as the first time: not a
+  second delivery, counted apart;
 * breaker: when and how long each provider's breaker stood open, from its transition log.
 """
 
@@ -53,11 +56,15 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
     rows = {row.dedup_key: row for row in facts.outbox}
     first_seen: dict[str, float] = {}
     copies: dict[str, int] = {}
+    redelivered: dict[str, int] = {}
     refused_inserts = 0
     for r in received:
         key = str(r.get("key"))
         if key not in rows:
             continue  # another scenario's message
+        if r.get("redelivery"):
+            redelivered[key] = redelivered.get(key, 0) + 1
+            continue
         if r.get("duplicate"):
             refused_inserts += 1
             continue
@@ -90,6 +97,7 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
             "expected": len(keys), "delivered": delivered, "lost": lost, "duplicates": duplicates,
             "dead": sum(1 for k in keys if rows[k].status == "dead"),
             "retried": sum(1 for k in keys if rows[k].attempts > 1),
+            "redelivered": sum(redelivered.get(k, 0) for k in keys),
             "delay_s": _delays(delays), "cancel_delay_s": _delays(cancel_delays),
         }
     per_channel["calendar"]["duplicate_inserts_refused"] = refused_inserts
@@ -106,11 +114,14 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
         "bookings_without_outbox_rows": len(set(acknowledged) - queued),
         "queued": len(facts.outbox), "lost": lost_total,
         "dead": sum(c["dead"] for c in per_channel.values()),
+        "redelivered": sum(c["redelivered"] for c in per_channel.values()),
+        "duplicates": sum(c["duplicates"] for c in per_channel.values()),
         "conflicts_flagged": sum(1 for row in facts.outbox if row.conflict),
         "sms": per_channel["sms"], "calendar": per_channel["calendar"],
         "backlog": {"peak": peak, "series": [[round(t - facts.load_start, 3), n] for t, n in facts.backlog]},
         "drain_s": None if facts.drained_at is None else max(0.0, facts.drained_at - facts.load_end),
-        "drain_timeout_s": facts.drain_timeout_s, "breaker": breaker, "dispatchers": facts.dispatchers,
+        "drain_timeout_s": facts.drain_timeout_s, "drain_stopped": facts.drain_stopped,
+        "exited": facts.exited, "breaker": breaker, "dispatchers": facts.dispatchers,
         "faults": facts.faults, "window_s": facts.load_end - facts.load_start,
         "delivered_per_s": _rate(facts, first_seen),
     }

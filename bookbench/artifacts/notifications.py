@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bookbench.artifacts.files import read_model, write_model
 
@@ -44,7 +44,13 @@ class NotificationFacts(BaseModel):
     load_start: float
     load_end: float
     drain_timeout_s: float
-    drained_at: float | None  # None: still pending when the drain timeout ran out
+    drained_at: float | None  # None: still pending when the drain timeout ran out (or drain_stopped)
+    # why the drain stopped waiting before the outbox was empty (a provider or every dispatcher gone); None: it
+    # drained, or the timeout ran out
+    drain_stopped: str | None = None
+    # the parts of the notification stack that had exited by the end of the drain, with their exit codes (a
+    # dispatcher killed mid-load: its claimed rows were left to the others)
+    exited: dict[str, int] = Field(default_factory=dict)
     backlog: list[tuple[float, int]]  # (epoch s, pending notifications of this scenario)
     breaker: list[BreakerEvent]
     outbox: list[OutboxRow]

@@ -2,8 +2,13 @@
 servers. They accept what the real services accept on the same paths, record every accepted message with its
 receive time (one JSON line each, flushed at once), and inject the faults of the current scenario.
 
+Every delivering request (an SMS, an event insert or delete) carries the dispatcher's idempotency key (the outbox
+row's dedup key, in the `Idempotency-Key` header). A request whose key was already answered with a success is a
+redelivery (a dispatcher died, or timed out, after the first one arrived): it gets the first answer again, is
+recorded with `"redelivery": true`, and is not delivered a second time.
+
 Admin endpoints (bookbench only): PUT /_bookbench/faults sets the faults, their windows counted from that moment;
-GET /_bookbench/state returns counters (tokens issued, events present).
+GET /_bookbench/state returns counters (tokens issued, events present, redeliveries recognised).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from bookbench.spec.notifications import ProviderFaults
+from target_service.notify.providers import IDEMPOTENCY_HEADER
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile
 
@@ -81,6 +87,40 @@ class Recorder:
                 fh.write(json.dumps(entry) + "\n")
 
 
+class Answered:
+    """The first successful answer to each idempotency key, so that a redelivery gets it again.
+
+    Callers look up and remember with no `await` in between: in the fake's one event loop, two copies of a request
+    arriving together cannot both pass as the first."""
+
+    def __init__(self, rec: Recorder, counters: dict[str, Any]) -> None:
+        self.rec = rec
+        self.counters = counters
+        self.answers: dict[str, tuple[int, Any]] = {}
+        counters["redeliveries"] = 0
+
+    @staticmethod
+    def key(request: Request) -> str | None:
+        return request.headers.get(IDEMPOTENCY_HEADER) or None
+
+    def replay(self, request: Request, record: dict[str, Any]) -> Response | None:
+        """The first answer again when this request's key was already answered (recorded as a redelivery), or None:
+        serve it as new."""
+        key = self.key(request)
+        if key is None or key not in self.answers:
+            return None
+        self.rec.add({**record, "key": key, "redelivery": True})
+        self.counters["redeliveries"] += 1
+        status, body = self.answers[key]
+        return Response(status_code=status) if body is None else JSONResponse(body, status_code=status)
+
+    def remember(self, request: Request, status: int, body: Any) -> Response:
+        key = self.key(request)
+        if key is not None:
+            self.answers[key] = (status, body)
+        return Response(status_code=status) if body is None else JSONResponse(body, status_code=status)
+
+
 def _admin(app: FastAPI, state: FaultState, rec: Recorder, extra: dict[str, Any],
            on_faults: Callable[[ProviderFaults], None] | None = None) -> None:
     @app.put("/_bookbench/faults")
@@ -104,6 +144,7 @@ def sms_app(record: Path | None, account_sid: str, auth_token: str) -> FastAPI:
     app = FastAPI()
     state, rec = FaultState(), Recorder(record)
     counters: dict[str, Any] = {"accepted": 0}
+    answered = Answered(rec, counters)
     _admin(app, state, rec, counters)
     expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
 
@@ -116,15 +157,18 @@ def sms_app(record: Path | None, account_sid: str, auth_token: str) -> FastAPI:
             return injected
         form = await _form(request)
         to, body = str(form.get("To", "")), str(form.get("Body", ""))
+        again = answered.replay(request, {"channel": "sms", "op": "send", "to": to})
+        if again is not None:
+            return again
         if not to or not body:
             return JSONResponse({"code": 21604, "message": "A 'To' and a 'Body' are required", "status": 400},
                                 status_code=400)
         # the key a retry of the same message carries; without it, the same recipient and text
-        key = request.headers.get("i-twilio-idempotency-token") or hashlib.sha256(f"{to}|{body}".encode()).hexdigest()
+        key = answered.key(request) or hashlib.sha256(f"{to}|{body}".encode()).hexdigest()
         rec.add({"channel": "sms", "op": "send", "key": key, "to": to, "body": body})
         counters["accepted"] += 1
-        return JSONResponse({"sid": "SM" + secrets.token_hex(16), "status": "queued", "to": to, "body": body},
-                            status_code=201)
+        return answered.remember(request, 201, {"sid": "SM" + secrets.token_hex(16), "status": "queued", "to": to,
+                                                "body": body})
 
     return app
 
@@ -138,6 +182,7 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
     # calendar -> event id -> event: a list call looks at one calendar, not every event of the run
     events: dict[str, dict[str, dict[str, Any]]] = {}
     counters: dict[str, Any] = {"tokens_issued": 0, "events": 0}
+    answered = Answered(rec, counters)
 
     def expire_tokens(faults: ProviderFaults) -> None:
         if faults.token_ttl_s is not None:
@@ -194,8 +239,13 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
             return injected
         body = await request.json()
         event_id = str(body.get("id", ""))
+        # "duplicate" as well: the checks read it as "a second insert of an event the calendar already had"
+        again = answered.replay(request, {"channel": "calendar", "op": "insert", "calendar": calendar,
+                                          "duplicate": True})
+        if again is not None:
+            return again
         mine = events.setdefault(calendar, {})
-        if event_id in mine:
+        if event_id in mine:  # Google's own guard, for a second insert without our key: refused by its id
             rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar, "duplicate": True})
             return JSONResponse({"error": {"code": 409, "message": "The requested identifier already exists."}},
                                 status_code=409)
@@ -204,7 +254,7 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         mine[event_id] = event
         counters["events"] += 1
         rec.add({"channel": "calendar", "op": "insert", "key": event_id, "calendar": calendar})
-        return JSONResponse(event)
+        return answered.remember(request, 200, {**event})  # a copy: a later delete marks the event
 
     @app.delete("/calendar/v3/calendars/{calendar}/events/{event_id}")
     async def delete(calendar: str, event_id: str, request: Request) -> Response:
@@ -213,6 +263,9 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         injected = await state.before()
         if injected is not None:
             return injected
+        again = answered.replay(request, {"channel": "calendar", "op": "delete", "calendar": calendar})
+        if again is not None:
+            return again
         event = events.get(calendar, {}).get(event_id)
         if event is None:
             return JSONResponse({"error": {"code": 404, "message": "Not Found"}}, status_code=404)
@@ -221,6 +274,6 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         event["status"] = "cancelled"
         counters["events"] -= 1
         rec.add({"channel": "calendar", "op": "delete", "key": f"{event_id}-delete", "calendar": calendar})
-        return Response(status_code=204)
+        return answered.remember(request, 204, None)
 
     return app

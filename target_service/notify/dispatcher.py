@@ -3,7 +3,9 @@
 Each claims due outbox rows with FOR UPDATE SKIP LOCKED under a lease (so two dispatchers never take the same
 row, and a dead one's rows come back), keeps up to `max_in_flight` deliveries going over HTTP with timeouts, and
 settles each row as its answer arrives: sent; retried later with exponential backoff and full jitter (or after a
-429's Retry-After); dead-lettered after `max_attempts`.
+429's Retry-After); dead-lettered after `max_attempts`. Every attempt carries the row's dedup key as the provider's
+idempotency key (providers.IDEMPOTENCY_HEADER): a row finished by another dispatcher after this one died between
+the provider's answer and settling it is a redelivery the provider answers as the first time, not a second message.
 It sleeps until a booking's NOTIFY (sent at commit) or its next row falls due, not on a polling timer.
 Its sessions run READ COMMITTED whatever the database's or role's default (under SERIALIZABLE the claim fails on
 every row another dispatcher settled meanwhile), and a serialization failure or deadlock (40001 / 40P01) is retried
@@ -141,8 +143,8 @@ class Dispatcher:
         if row["channel"] == "sms":
             return await self.sms.send(client, payload, row["dedup_key"])
         if row["kind"] == "insert":
-            return await self.calendar.insert(client, payload)
-        return await self.calendar.delete(client, payload)
+            return await self.calendar.insert(client, payload, row["dedup_key"])
+        return await self.calendar.delete(client, payload, row["dedup_key"])
 
     async def _one(self, pool: asyncpg.Pool, client: aiohttp.ClientSession, row: asyncpg.Record, probe: bool) -> None:
         """Deliver one row, settle it, and tell the provider's breaker how it went (each statement retried on its

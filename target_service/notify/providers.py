@@ -39,6 +39,13 @@ class Answer:
         return json.loads(self.body)
 
 
+# Sent with every delivering request (an SMS, an event insert or delete): the outbox row's dedup key, the same on
+# every attempt. A receiver that honours it (bookbench's fake providers do) answers a repeat as the first time
+# instead of delivering twice, which makes a redelivery harmless: after a dispatcher died between the provider's
+# answer and settling the row, or a timeout that came after the provider had acted. Twilio ignores the header (an
+# SMS redelivered there is sent twice); Google Calendar's client-chosen event id is its own guard (409 on a repeat).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 # what a request can raise instead of answering: refused, reset, timed out
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -79,12 +86,10 @@ class Sms:
 
     async def send(self, client: aiohttp.ClientSession, payload: dict[str, Any], key: str) -> Outcome:
         try:
-            # the key lets a receiver recognise a retry of a message whose first answer was lost; Twilio itself
-            # has no idempotency key, so such a retry is counted as a duplicate by the fake provider
             resp = await request(client, "POST", self.url, data={"To": payload["to"], "From": self.s.twilio_from,
                                                                  "Body": payload["body"]},
                                  auth=aiohttp.BasicAuth(self.s.twilio_account_sid, self.s.twilio_auth_token),
-                                 headers={"I-Twilio-Idempotency-Token": key})
+                                 headers={IDEMPOTENCY_HEADER: key})
         except TRANSPORT_ERRORS as exc:
             return transport_failure(exc)
         return Outcome(True) if resp.status in (200, 201) else classify(resp)
@@ -116,20 +121,23 @@ class Calendar:
         self.expires = time.monotonic() + float(body.get("expires_in", 3600))
         return self.token
 
-    async def _call(self, client: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Answer | Outcome:
+    async def _call(self, client: aiohttp.ClientSession, method: str, url: str, key: str | None = None,
+                    **kwargs: Any) -> Answer | Outcome:
+        """`key`: the idempotency key of a delivering call (None for a read)."""
         for attempt in (1, 2):
             token = await self._token(client, force=attempt == 2)
             if isinstance(token, Outcome):
                 return token
+            headers = {"Authorization": f"Bearer {token}"} | ({IDEMPOTENCY_HEADER: key} if key else {})
             try:
-                resp = await request(client, method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+                resp = await request(client, method, url, headers=headers, **kwargs)
             except TRANSPORT_ERRORS as exc:
                 return transport_failure(exc)
             if resp.status != 401:
                 return resp
         return Outcome(False, "HTTP 401 after a token refresh")
 
-    async def insert(self, client: aiohttp.ClientSession, payload: dict[str, Any]) -> Outcome:
+    async def insert(self, client: aiohttp.ClientSession, payload: dict[str, Any], key: str) -> Outcome:
         events = f"{self.base}/{quote(payload['calendar_id'], safe='')}/events"
         listed = await self._call(client, "GET", events, params={
             "timeMin": payload["start"], "timeMax": payload["end"], "singleEvents": "true"})
@@ -141,7 +149,7 @@ class Calendar:
         # the booking stands, so the event is still created
         conflict = any(item.get("id") != payload["event_id"] and item.get("status") != "cancelled"
                        for item in listed.json().get("items", []))
-        resp = await self._call(client, "POST", events, json={
+        resp = await self._call(client, "POST", events, key, json={
             "id": payload["event_id"], "summary": payload["summary"],
             "start": {"dateTime": payload["start"]}, "end": {"dateTime": payload["end"]}})
         if isinstance(resp, Outcome):
@@ -150,9 +158,9 @@ class Calendar:
             return Outcome(True, conflict=conflict)
         return classify(resp)
 
-    async def delete(self, client: aiohttp.ClientSession, payload: dict[str, Any]) -> Outcome:
+    async def delete(self, client: aiohttp.ClientSession, payload: dict[str, Any], key: str) -> Outcome:
         url = f"{self.base}/{quote(payload['calendar_id'], safe='')}/events/{quote(payload['event_id'], safe='')}"
-        resp = await self._call(client, "DELETE", url)
+        resp = await self._call(client, "DELETE", url, key)
         if isinstance(resp, Outcome):
             return resp
         # 404 / 410: never created or already deleted; either way the event is gone
