@@ -8,6 +8,7 @@ outlives the command that started it (`bookbench db up`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -35,6 +36,11 @@ PID_FILE = "postmaster.pid"
 PROBE_TIMEOUT = 2.0
 # How long start() waits for a postmaster of ours that is alive but does not answer yet (starting, recovering)
 SETTLE_TIMEOUT = 60.0
+# A fast shutdown of this cluster takes a second or two (one checkpoint); one that has not ended within this is
+# stuck, and stop() forces it rather than leave a server behind
+STOP_TIMEOUT = 30
+# how long an immediate shutdown, and then SIGKILL, get each
+FORCE_TIMEOUT = 10
 
 # Settings sized for a benchmark box (2 cores, 24 GiB): enough buffers to keep a 1M-row dataset hot,
 # enough connections for 30 pgbench clients plus the service pool, and statistics for the reports.
@@ -287,21 +293,85 @@ class EmbeddedPostgres:
         """Stop the server; returns False when it was not running.
 
         Only a PID proven to be this cluster's postmaster is signalled (answering or not: a server that is
-        starting or hung must still be stoppable); a stale pid file is removed, its PID left alone.
+        starting or hung must still be stoppable); a stale pid file is removed, its PID left alone. A stopped
+        (SIGSTOP) server is continued first: it cannot act on pg_ctl's shutdown request otherwise. A shutdown that
+        still does not end is forced (see _force_stop): the server is gone whenever this returns.
         """
-        if self.postmaster_pid() is None:
+        pid = self.postmaster_pid()
+        if pid is None:
             self._drop_stale_pid_file()
             self._state_path().unlink(missing_ok=True)
             return False
-        self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop"])
+        _resume(pid)
+        try:
+            self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", str(STOP_TIMEOUT), "-m", "fast", "stop"],
+                      timeout=STOP_TIMEOUT + FORCE_TIMEOUT)
+        except (DatabaseError, subprocess.TimeoutExpired) as exc:
+            if self._is_postmaster(pid):
+                self._force_stop(pid, str(exc).splitlines()[0])
         self._state_path().unlink(missing_ok=True)
         return True
+
+    def _force_stop(self, pid: int, why: str) -> None:
+        """A fast shutdown that did not end: an immediate one (no checkpoint; the next start recovers from the
+        WAL), then SIGKILL of the postmaster and every process under it. The server is gone when this raises its
+        one-line DatabaseError, which says that it had to be forced (the server log keeps the details)."""
+        family = _family(pid)
+        how = "an immediate shutdown"
+        try:
+            _resume(pid)
+            self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", str(FORCE_TIMEOUT), "-m", "immediate", "stop"],
+                      timeout=2 * FORCE_TIMEOUT)
+        except (DatabaseError, subprocess.TimeoutExpired):
+            how = "SIGKILL"
+        left = _living(family)
+        if left:
+            how = "SIGKILL"
+            for proc in left:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            deadline = time.monotonic() + FORCE_TIMEOUT
+            while (left := _living(left)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if left:
+                raise DatabaseError(f"the embedded server (pid {pid}, data {self.pgdata}) did not stop within "
+                                    f"{STOP_TIMEOUT} s ({why}) and {len(left)} of its processes survived SIGKILL")
+        self._state_path().unlink(missing_ok=True)
+        raise DatabaseError(f"the embedded server did not stop within {STOP_TIMEOUT} s ({why}); stopped it with "
+                            f"{how} (server log: {self.log_file})")
 
     def destroy(self) -> None:
         """Stop the server and delete the whole cluster (`bookbench db reset`)."""
         self.stop()
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """The postmaster and every process under it (backends, checkpointer, walwriter, ...)."""
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _living(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running; a zombie has ended (its parent, or init, has yet to collect its exit status)."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
+def _resume(pid: int) -> None:
+    """SIGCONT to the postmaster and its processes: a stopped postmaster cannot act on a shutdown request, and a
+    stopped backend would hold the shutdown up until pg_ctl gives up."""
+    for proc in _family(pid):
+        with contextlib.suppress(psutil.Error):
+            proc.resume()
 
 
 def _serves(port: int, pgdata: Path) -> bool:

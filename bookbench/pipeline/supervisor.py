@@ -83,11 +83,13 @@ def _alive(child: dict[str, Any]) -> bool:
 
 
 def _stop(pid: int) -> None:
-    """The process group first (uvicorn and Locust start their own, with children), then the process."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
+    """The process group first (uvicorn and Locust start their own, with children), then the process; each gets
+    SIGTERM and then SIGCONT, so that a stopped leftover wakes to its TERM instead of waiting for the SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def reap(results_dir: Path, grace_s: float = 5.0) -> list[str]:

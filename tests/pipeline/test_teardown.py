@@ -1,0 +1,175 @@
+"""Teardown that cannot be hijacked (issue 24, part 2): SIGHUP stops a run like SIGTERM, also when the terminal
+it wrote to is gone; a stopped service or postmaster is continued and stopped; the clean-up's own trouble never
+replaces the run's reason; nothing is left running. Real runs on the tiny dataset, real processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bookbench.pipeline.stack import stop_group
+from tests.pipeline.test_faults import _descendants, _finish, _start
+from tests.pipeline.test_run import SECRET, TINY
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _living(procs: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _of_this_test(tmp: Path) -> list[str]:
+    """Any live process whose command line or working directory is inside this test's folder (the postmaster
+    names its data dir, every postgres process works in it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(tmp) in cmd or str(tmp) in (proc.info["cwd"] or ""):
+            found.append(f"{proc.pid} {proc.info['status']} {cmd}")
+    return found
+
+
+def _nothing_left(procs: list[psutil.Process], tmp: Path) -> None:
+    time.sleep(0.5)
+    assert _living(procs) == [], [p.cmdline() for p in _living(procs)]
+    assert _of_this_test(tmp) == []
+
+
+def _postmaster(tmp: Path) -> psutil.Process:
+    return psutil.Process(int((tmp / "pg" / "data" / "postmaster.pid").read_text().split()[0]))
+
+
+def _service(children: list[psutil.Process]) -> psutil.Process:
+    found = [c for c in children if "uvicorn" in " ".join(c.cmdline())]
+    assert len(found) == 1, [c.cmdline() for c in children]
+    return found[0]
+
+
+def _iso(text: str) -> float:
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def test_sighup_stops_the_run_like_sigterm_and_a_stopped_service_is_still_stopped(tmp_path: Path) -> None:
+    proc, run_dir = _start(tmp_path, "--scenarios", "long")
+    children = _descendants(proc.pid)
+    service = _service(children)
+    service.suspend()  # SIGSTOP: the teardown finds the service stopped
+    proc.send_signal(signal.SIGHUP)
+    out, manifest = _finish(proc, run_dir, 130)
+    assert manifest["status"] == "interrupted", manifest["reason"]
+    assert "SIGHUP" in manifest["reason"], manifest["reason"]
+    assert manifest["scenarios"]["long"]["status"] == "interrupted"
+    assert manifest["cleanup_problems"] == []
+    assert "SIGHUP" in (run_dir / "report.html").read_text()
+    assert "stopped by SIGHUP" in out
+    assert not service.is_running() or service.status() == psutil.STATUS_ZOMBIE
+    _nothing_left(children, tmp_path)
+
+
+def _take_terminal() -> None:
+    # in the child, after setsid (start_new_session): the pty on fd 0 becomes its controlling terminal, so closing
+    # the master is a real hang-up (the kernel sends SIGHUP), as when a terminal window or SSH session closes
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_closed_terminal_stops_the_run_and_the_clean_up_survives_writes_to_it(tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
+           "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--scenarios", "long"]
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=_take_terminal)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    samples: list[Path] = []
+    while time.monotonic() < deadline and not samples and proc.poll() is None:
+        if select.select([master], [], [], 0.3)[0]:
+            try:
+                seen += os.read(master, 65536)  # the terminal is read, as a terminal would be, until it closes
+            except OSError:
+                break
+        samples = [p for p in (tmp_path / "out").glob("*/samples/long.csv.gz") if p.stat().st_size > 200]
+    assert samples, seen[-2000:].decode(errors="replace")
+    run_dir = samples[0].parent.parent
+    children = _descendants(proc.pid)
+    os.close(master)  # the terminal goes away: bookbench gets SIGHUP and every later write to it fails (EIO)
+    assert proc.wait(timeout=150) == 130
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and "SIGHUP" in manifest["reason"], manifest["reason"]
+    long = manifest["scenarios"]["long"]
+    assert long["counts"]["samples"] > 0 and long["audit"] is not None
+    assert "SIGHUP" in (run_dir / "report.html").read_text()
+    assert not (run_dir / "logs" / "bookbench.log").exists() or "Traceback" not in (
+        run_dir / "logs" / "bookbench.log").read_text()
+    _nothing_left(children, tmp_path)
+
+
+def test_a_stopped_postmaster_is_named_and_stopped_without_pg_ctl_taking_over_the_reason(tmp_path: Path) -> None:
+    proc, run_dir = _start(tmp_path, "--scenarios", "long")
+    children = _descendants(proc.pid)
+    postmaster = _postmaster(tmp_path)
+    servers = [postmaster, *postmaster.children(recursive=True)]
+    stopped_at = time.time()
+    postmaster.suspend()  # SIGSTOP, and nobody continues it but bookbench's teardown
+    out, manifest = _finish(proc, run_dir, 3)
+    assert "run failed" in out
+    long = manifest["scenarios"]["long"]
+    assert long["fault"] == "database", long["aborted"]
+    assert "database" in manifest["reason"] and "pg_ctl" not in manifest["reason"], manifest["reason"]
+    assert "\n" not in manifest["reason"]
+    assert manifest["cleanup_problems"] == [], manifest["cleanup_problems"]
+    assert "database" in (run_dir / "report.html").read_text()
+    # detection is the watchdog's (10 s bound); teardown used to wait 60 s in pg_ctl before failing
+    detected_s = _iso(long["ended_at"]) - stopped_at
+    teardown_s = _iso(manifest["ended_at"]) - _iso(long["ended_at"])
+    print(f"stopped postmaster: named after {detected_s:.1f} s, integrity + teardown {teardown_s:.1f} s")
+    assert detected_s < 45
+    assert teardown_s < 45
+    assert _living(servers) == [], [p.cmdline() for p in _living(servers)]
+    _nothing_left(children, tmp_path)
+
+
+def _sleeper_with_term_handler() -> subprocess.Popen[bytes]:
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_stop_group_continues_a_stopped_process_so_that_it_ends_by_its_own_term_handler() -> None:
+    proc = _sleeper_with_term_handler()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    os.kill(proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+    stop_group(proc, timeout=30)
+    # 7: its TERM handler ran (a stopped process never runs it: it would have been SIGKILLed after 30 s, -9)
+    assert proc.returncode == 7
