@@ -49,6 +49,22 @@ def comparability_problems(run_dirs: list[Path]) -> list[str]:
     return problems
 
 
+def status_words(status: str, reason: str | None) -> str:
+    """A run's end as the page and the errors say it: "interrupted (stopped by SIGTERM)"; a manifest still
+    `running` is a run in progress or one killed before anything could mark it."""
+    words = "running (still running, or killed before it could say so)" if status == "running" else status
+    if reason and reason.startswith(f"{status} "):  # "interrupted by the user (Ctrl-C)" says it already
+        return reason
+    return f"{words} ({reason})" if reason else words
+
+
+def unfinished_runs(run_dirs: list[Path]) -> list[str]:
+    """The runs that did not complete, each as "<folder>: <status> (<reason>)": an interrupted, killed or failed
+    run measured part of its plan, under conditions nobody chose, so it is compared only with --force."""
+    return [f"{d}: {status_words(m.status, m.reason)}" for d, m in ((d, _manifest(d)) for d in run_dirs)
+            if m.status != "completed"]
+
+
 def series(run_dir: Path, scenario: str) -> stats.RunSeries:
     """A scenario's steady-state requests as (1-second window, latency) for the bootstrap."""
     entry = _manifest(run_dir).scenarios[scenario]
@@ -94,7 +110,8 @@ def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     """One sentence from the data: the best set against the baseline on the headline scenario, said in words with
     its interval, then the same set against every other candidate."""
     if best is None:
-        return "Only the baseline was measured: nothing to compare."
+        return (f"No candidate is named the best against {baseline}." if len(result["sets"]) > 1
+                else "Only the baseline was measured: nothing to compare.")
     usable = [s for s, sets in result["scenarios"].items()
               if all("ratio" in sets[best]["vs_baseline"].get(m, {}) for m in ("p95", "throughput"))]
     if not usable:
@@ -135,6 +152,9 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
     if len(variants) < 2:
         raise NotComparable(f"a comparison needs at least two variants, got {len(variants)}: {', '.join(variants)}")
     all_runs = [d for runs in variants.values() for d in runs]
+    unfinished = unfinished_runs(all_runs)
+    if unfinished and not force:
+        raise NotComparable(unfinished_message(unfinished))
     problems = comparability_problems(all_runs)
     if problems and not force:
         raise NotComparable("runs are not comparable (pass --force to compare anyway):\n  " + "\n  ".join(problems))
@@ -147,8 +167,11 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
         "baseline": baseline, "sets": list(variants),
         "index_sets": {label: _manifest(runs[0]).index_set.name for label, runs in variants.items()},
         "repeat": min(rounds), "paired": len(rounds) == 1,
-        "noise_threshold": noise, "forced_despite": problems,
-        "runs": {s: [str(d) for d in runs] for s, runs in variants.items()}, "scenarios": {},
+        "noise_threshold": noise, "forced_despite": unfinished + problems,
+        "runs": {s: [str(d) for d in runs] for s, runs in variants.items()},
+        "run_status": {s: [status_words(m.status, m.reason) for m in map(_manifest, runs)]
+                       for s, runs in variants.items()},
+        "scenarios": {},
         "priors": {}, "position_effect": {},
     }
     positions = placements(variants)
@@ -195,9 +218,51 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
     result["interference"] = interference(variants, calibration.interference_of(
         calibration_store, fingerprint))
     result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
-    result["best"] = _best(result, baseline)
-    result["headline"] = _headline(result, baseline, result["best"]) + _order_sentence(result)
+    lowest = _best(result, baseline)
+    # a set resting on a run that did not complete is never the best; every ratio rests on the baseline's runs
+    result["best"] = None if _unfinished_in(result, baseline) else _best(
+        result, baseline, exclude=_unfinished_in(result, *result["sets"]))
+    result["headline"] = _headline(result, baseline, result["best"]) + _order_sentence(result) + _unfinished_sentence(
+        result, baseline, lowest)
     return result
+
+
+def nothing_compared(index_sets: dict[str, str], noise: float) -> dict[str, Any]:
+    """compare.json of a compare stopped before any round was complete: its plan (labels and their index sets)
+    and no figures, so that what it did is still on file and on the page."""
+    labels = list(index_sets)
+    return {
+        "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
+        "baseline": labels[0], "sets": labels, "index_sets": index_sets, "repeat": 0, "paired": False,
+        "noise_threshold": noise, "forced_despite": [], "runs": {label: [] for label in labels},
+        "run_status": {label: [] for label in labels}, "scenarios": {}, "priors": {}, "findings": {}, "best": None,
+        "headline": "What each run measured is in its own report.",
+        "order": {"design": "unpaired", "positions": {}, "notes": []}, "position_effect": {},
+    }
+
+
+def unfinished_message(unfinished: list[str]) -> str:
+    return ("runs that did not complete are not compared (pass --force to compare them anyway; the page then marks "
+            "them and never names a set resting on one the best):\n  " + "\n  ".join(unfinished))
+
+
+def _unfinished_in(result: dict[str, Any], *labels: str) -> list[str]:
+    """The labels among these whose runs include one that did not complete."""
+    return [label for label in labels if any(s != "completed" for s in result["run_status"][label])]
+
+
+def _unfinished_sentence(result: dict[str, Any], baseline: str, lowest: str | None) -> str:
+    """With --force over runs that did not complete: which sets rest on one, and that the set with the lowest P95
+    was not named the best when it (or the baseline every ratio is taken against) does."""
+    marked = _unfinished_in(result, *result["sets"])
+    if not marked:
+        return ""
+    text = f" Compared with --force although runs of {', '.join(marked)} did not complete (see the table)"
+    if _unfinished_in(result, baseline):
+        text += f"; no set is named the best, as every ratio is taken against the baseline {baseline}"
+    elif lowest is not None and lowest != result["best"]:
+        text += f"; {lowest} had the lowest P95 but is not named the best set, as that rests on such a run"
+    return text + "."
 
 
 def interference(variants: dict[str, list[Path]], calibrated: dict[str, Any] | None) -> dict[str, Any]:
@@ -358,11 +423,12 @@ def _direction(low: float, high: float) -> int:
     return 1 if low > 1 else (-1 if high < 1 else 0)
 
 
-def _best(result: dict[str, Any], baseline: str) -> str | None:
-    """The candidate with the lowest geometric mean of its P95 ratios over all scenarios."""
+def _best(result: dict[str, Any], baseline: str, exclude: tuple[str, ...] | list[str] = ()) -> str | None:
+    """The candidate (other than those excluded) with the lowest geometric mean of its P95 ratios over all
+    scenarios."""
     scores = {}
     for set_name in result["sets"]:
-        if set_name == baseline:
+        if set_name == baseline or set_name in exclude:
             continue
         ratios = [sc[set_name]["vs_baseline"]["p95"]["ratio"] for sc in result["scenarios"].values()
                   if "ratio" in sc[set_name]["vs_baseline"].get("p95", {})]

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from bookbench.artifacts.files import check_version, read_json, read_model, write_json, write_model
 
-COMPARE_FORMAT_VERSION = 3  # 2: rounds, paired run-to-run intervals, labels; 3: run order and position effect
+# 2: rounds, paired run-to-run intervals, labels; 3: run order and position effect; 4: run_status, stopped
+COMPARE_FORMAT_VERSION = 4
 CALIBRATION_FORMAT_VERSION = 1
 
 
@@ -28,6 +29,9 @@ class Comparison(BaseModel):
     noise_threshold: float
     forced_despite: list[str]
     runs: dict[str, list[str]]
+    # each compared run's status in words beside `runs` ("completed", "interrupted (stopped by SIGTERM)"); a run
+    # that did not complete is compared only with --force and never makes its set the best
+    run_status: dict[str, list[str]]
     scenarios: dict[str, dict[str, Any]]
     priors: dict[str, dict[str, str]]
     findings: dict[str, Any]
@@ -40,6 +44,9 @@ class Comparison(BaseModel):
     calibration: dict[str, Any] | None = None  # calibrate only: the spread its A/A rounds measured
     # other processes' cores per run, the rounds that stood out, and against the calibration's (notes in words)
     interference: dict[str, Any] | None = None
+    # a compare that stopped before its last round (interrupted or a run failed): status, round, rounds_compared,
+    # reason, summary ("interrupted in round 2: rounds 1-1 compared") and the runs it made but did not compare
+    stopped: dict[str, Any] | None = None
 
 
 def write_comparison(folder: Path, result: dict[str, Any]) -> Path:

@@ -97,7 +97,9 @@ def compare(
     scenario_file: FileOpt = SHIPPED_SCENARIOS,
     runs: Annotated[str | None, typer.Option(
         "--runs", help="compare these existing run folders (comma-separated) instead of running")] = None,
-    force: Annotated[bool, typer.Option("--force", help="compare runs of different data or scenarios")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="compare runs of different data or scenarios, or (--runs) runs that did not complete; the "
+        "page marks them")] = False,
     calibration_file: CalibrationOpt = None,
     delay_last_ms: Annotated[float, typer.Option(
         "--calibration-delay-ms", min=0, max=1000,
@@ -119,11 +121,19 @@ def compare(
     run-to-run noise, and verdicts. Prints the comparison folder as its last line."""
     from bookbench.artifacts.folder import new_folder
     from bookbench.db import indexes
-    from bookbench.pipeline.compare import Plan, calibration_path, finish, load_store, measure, variants_from_runs
+    from bookbench.pipeline.compare import (
+        Plan,
+        calibration_path,
+        conclude,
+        finish,
+        load_store,
+        measure,
+        variants_from_runs,
+    )
     spec = load_scenarios(scenario_file)
     store = load_store(calibration_path(calibration_file))
     if runs:
-        existing = variants_from_runs([Path(p) for p in split_list(runs)])
+        existing = variants_from_runs([Path(p) for p in split_list(runs)], force)
         folder = new_folder(out, "compare")
         finish(folder, existing, spec.noise_threshold, force, store, console)
         print(folder, flush=True)
@@ -142,11 +152,10 @@ def compare(
                 argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms, target=target,
                 target_url=deployment_url(target_url, dsn), cleanup=cleanup, order=_order(order))
     stop_on_signals()
-    variants, status, reason = measure(plan, dsn, data_dir, console)
-    if status == "completed":
-        finish(folder, variants, spec.noise_threshold, force, store, console)
+    measured = measure(plan, dsn, data_dir, console)
+    conclude(folder, measured, spec.noise_threshold, force, store, console)
     print(folder, flush=True)
-    _exit_for(status, reason)
+    _exit_for(measured.status, measured.reason)
 
 
 @handle_errors
@@ -175,7 +184,15 @@ def calibrate(
     spread per scenario and metric, which every later compare of the same scenarios uses as its noise floor."""
     from bookbench.artifacts.folder import existing_run, new_folder
     from bookbench.db import indexes
-    from bookbench.pipeline.compare import Plan, calibrate_from, calibration_path, load_store, measure, variant_labels
+    from bookbench.pipeline.compare import (
+        Plan,
+        calibrate_from,
+        calibration_path,
+        load_store,
+        measure,
+        report_runs,
+        variant_labels,
+    )
     spec = load_scenarios(scenario_file)
     store_path = calibration_path(calibration_file)
     previous = load_store(store_path)
@@ -201,7 +218,12 @@ def calibrate(
                     out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
                     argv=["bookbench", *sys.argv[1:]], order=_order(order))
         stop_on_signals()
-        variants, status, reason = measure(plan, dsn, data_dir, console)
+        measured = measure(plan, dsn, data_dir, console)
+        variants, status, reason = measured.variants, measured.status, measured.reason
+        if status != "completed":
+            # a calibration from fewer rounds than asked is not stored; the runs it made keep their reports
+            report_runs([d for _, d in measured.made], console)
+            console.print(f"[yellow]calibration not stored: {status} in round {measured.stopped_in} of {rounds}[/]")
     if status == "completed":
         result = calibrate_from(folder, variants, spec.noise_threshold, store_path, previous, console)
         _print_calibration(result)

@@ -16,8 +16,8 @@ def compare_page(folder: Path, result: dict[str, Any], summaries: dict[str, dict
     """compare.html: headline, per-scenario ratios with intervals, overlaid charts, plans, index findings.
     `summaries`: the first run of each variant; `review`: the best variant's review in brief, with its link."""
     figures: dict[str, dict[str, str]] = {"cdf": {}, "p95": {}}
-    thresholds = judge.rules(manifest_file.read(Path(result["runs"][result["baseline"]][0])))[0]
-    for name in result["scenarios"]:
+    for name in result["scenarios"]:  # none when a compare stopped before any round was complete
+        thresholds = judge.rules(manifest_file.read(Path(result["runs"][result["baseline"]][0])))[0]
         figures["cdf"][name] = charts.overlaid_cdfs(
             {s: summ["scenarios"][name]["distribution"]["cdf"] for s, summ in summaries.items()},
             f"{name}: latency CDF per index set (first run of each)",
@@ -26,8 +26,11 @@ def compare_page(folder: Path, result: dict[str, Any], summaries: dict[str, dict
             {s: summ["scenarios"][name]["timeseries"] for s, summ in summaries.items()},
             f"{name}: P95 per second (first run of each)", judge.effective_limits(thresholds, name).get("p95_ms"))
     links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result["runs"].items()}
+    stopped = result.get("stopped") or {}
+    stray_links = [os.path.relpath(Path(r["run"]) / "report.html", folder) for r in stopped.get("not_compared", [])]
     html = render.jinja().get_template("compare.html.j2").render(
-        r=result, figures=figures, review=review, links=links, generated=render.now(), words=wording,
+        r=result, figures=figures, review=review, links=links, stray_links=stray_links, generated=render.now(),
+        words=wording,
         method="paired rounds: Student-t interval of the mean log ratio, variance from the rounds pooled with this "
                "machine's calibration, never below the within-run 1-second block bootstrap")
     return render.write_page(folder / "compare.html", html)
