@@ -271,6 +271,8 @@ class EmbeddedPostgres:
             state = self.state()
             if state is not None:
                 return state
+            # one left stopped (SIGSTOP by hand, a command killed during a test of it) would never answer
+            _resume(pid)
             if time.monotonic() > deadline:
                 raise DatabaseError(f"the embedded server (pid {pid}, data {self.pgdata}) runs but has not answered "
                                     f"on its recorded port for {timeout:.0f} s; stop it with `bookbench db down`")

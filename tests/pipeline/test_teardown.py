@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from bookbench.pipeline.stack import stop_group
+from bookbench.pipeline.supervisor import PIDS_FILE, reap
 from tests.pipeline.test_faults import _descendants, _finish, _start
 from tests.pipeline.test_run import SECRET, TINY
 
@@ -173,3 +175,28 @@ def test_stop_group_continues_a_stopped_process_so_that_it_ends_by_its_own_term_
     stop_group(proc, timeout=30)
     # 7: its TERM handler ran (a stopped process never runs it: it would have been SIGKILLed after 30 s, -9)
     assert proc.returncode == 7
+
+
+def test_the_reaper_continues_a_stopped_leftover_of_a_killed_run(tmp_path: Path) -> None:
+    """bookbench SIGKILLed while one of its children was stopped: the next command's reaper still ends it by TERM."""
+    folder = tmp_path / "out" / "killed-run"
+    folder.mkdir(parents=True)
+    manifest = json.loads((Path(__file__).parents[1] / "data" / "known_run" / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner.wait()  # the "killed" bookbench: its pid is gone
+    child = _sleeper_with_term_handler()
+    assert child.stdout is not None
+    child.stdout.close()
+    waiter = threading.Thread(target=child.wait, daemon=True)  # collects the exit at once (no zombie to wait on)
+    waiter.start()
+    os.kill(child.pid, signal.SIGSTOP)
+    (folder / PIDS_FILE).write_text(json.dumps({
+        "owner": {"pid": owner.pid, "started": 1.0, "role": "bookbench"},
+        "children": [{"pid": child.pid, "started": psutil.Process(child.pid).create_time(), "role": "service"}]}))
+    handled = reap(tmp_path / "out", grace_s=30)
+    waiter.join(5)
+    assert len(handled) == 1 and "stopped 1 leftover" in handled[0], handled
+    assert child.returncode == 7  # its TERM handler ran: continued, not SIGKILLed after the 30 s grace
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "killed"
