@@ -18,6 +18,7 @@ from bookbench.cli.run import run
 from bookbench.cli.serve import serve
 from bookbench.cli.sweep import sweep
 from bookbench.cli.target import target_app
+from bookbench.cli.worker import worker
 
 _display_type = typer.core.TyperOption.display_type_rich
 
@@ -43,6 +44,7 @@ app.command("calibrate")(calibrate)
 app.command("sweep")(sweep)
 app.command("capacity")(capacity)
 app.command("serve")(serve)
+app.command("worker")(worker)
 
 
 def main() -> None:  # pragma: no cover - console script entry
