@@ -182,6 +182,7 @@ def calibrate(
 ) -> None:
     """Measure this machine's run-to-run noise: the same set against itself in interleaved A/A rounds. Stores the
     spread per scenario and metric, which every later compare of the same scenarios uses as its noise floor."""
+    from bookbench.analysis.comparison import unfinished_runs
     from bookbench.artifacts.folder import existing_run, new_folder
     from bookbench.db import indexes
     from bookbench.pipeline.compare import (
@@ -205,6 +206,9 @@ def calibrate(
             raise UsageError("--runs needs an even number (>= 4) of run folders of one set, A B A B ...")
         for d in given:
             existing_run(d)
+        unfinished = unfinished_runs(given)
+        if unfinished:  # a stopped run's spread is the stop's, not this machine's noise: never stored
+            raise UsageError("runs that did not complete cannot calibrate:\n  " + "\n  ".join(unfinished))
         labels = variant_labels([index_set, index_set])
         variants = {labels[0]: given[0::2], labels[1]: given[1::2]}
         folder = new_folder(out, "calibrate")

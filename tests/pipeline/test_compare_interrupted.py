@@ -119,6 +119,12 @@ def test_compare_runs_refuses_runs_that_did_not_complete_unless_forced(tmp_path:
         assert line in said, said
     assert str(base) + ":" not in said and "--force" in said
     assert not (tmp_path / "out").exists()  # refused before anything was written
+    # nor does a stopped run enter a calibration: its spread is the stop's, not the machine's noise
+    calibrate = _bookbench("calibrate", "--runs", f"{seed},{base},{seed},{stopped}", "--out", str(tmp_path / "out"),
+                           "--calibration", str(tmp_path / "calibration.json"))
+    assert calibrate.returncode == 2 and f"{stopped}: interrupted (stopped by SIGTERM)" in " ".join(
+        calibrate.stderr.split()), calibrate.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "calibration.json").exists()
 
     # forced: the interrupted run is compared, marked, and its set is not the best though its P95 ties the lowest
     forced = _bookbench("compare", "--runs", f"{base},{stopped},{seed}", "--force", "--out", str(tmp_path / "out"))
