@@ -40,6 +40,9 @@ class Snapshot:
     recent_p95_ms: float | None  # over requests that completed in the window
     recent_rps: float | None  # completions per second in the window
     window_s: float
+    # seconds without a completed request, as far as the recorder can know (a master's rows arrive up to its lag
+    # late, so it counts only up to `now - lag`): the stall the progress line shows while it happens
+    idle_s: float | None = None
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -69,6 +72,7 @@ class LiveStats:
         self.recent: deque[tuple[float, float]] = deque()  # (end time, latency), oldest first
         self.failures = 0
         self.first_end: float | None = None
+        self.last_end: float | None = None
 
     def add(self, start: float, latency_ms: float, ok: bool) -> None:
         self.latencies.append(latency_ms)
@@ -76,6 +80,7 @@ class LiveStats:
         self.recent.append((end, latency_ms))
         self.failures += not ok
         self.first_end = end if self.first_end is None else min(self.first_end, end)
+        self.last_end = end if self.last_end is None else max(self.last_end, end)
 
     def snapshot(self, now: float, users: int, elapsed_s: float | None) -> Snapshot:
         # sorting in place each second is cheap: the list is a sorted run plus one second of new rows
@@ -88,8 +93,12 @@ class LiveStats:
         covered = hi - max(lo, self.first_end) if self.first_end is not None else 0.0
         p95 = exact_percentile(self.latencies, 0.95)
         recent = exact_percentile(in_window, 0.95)
+        # before any completion, the load's own clock is the time without one
+        idle = (hi - self.last_end if self.last_end is not None
+                else elapsed_s - self.lag_s if elapsed_s is not None else None)
         return Snapshot(
             t=now, elapsed_s=elapsed_s, users=users, requests=len(self.latencies), failures=self.failures,
             p95_ms=None if math.isnan(p95) else p95, recent_p95_ms=None if math.isnan(recent) else recent,
             # less than a second of data is no rate at all: say nothing rather than 0.0
-            recent_rps=len(in_window) / covered if covered >= 1.0 else None, window_s=min(self.window_s, covered))
+            recent_rps=len(in_window) / covered if covered >= 1.0 else None, window_s=min(self.window_s, covered),
+            idle_s=None if idle is None else max(0.0, idle))
