@@ -52,7 +52,7 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
         _state.first = _NAMES.get(signal.Signals(signum), signal.Signals(signum).name)
         if not _state.deferring:
             raise KeyboardInterrupt
-        _say("already stopping: cleaning up")
+        _say("stopping: the clean-up step under way is finished first")
     elif _state.count == 2:
         _say("already stopping: the counts, audit and report are being written; press Ctrl-C again to skip the "
              "integrity steps (the report will then say so, NO-GO)")
@@ -117,13 +117,19 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """A clean-up step runs to its end: no signal raises inside it (they are counted as usual)."""
+def deferred(then_raise: bool) -> Iterator[None]:
+    """A clean-up step runs to its end: no signal raises inside it (they are counted as usual). A first signal
+    received meanwhile raises KeyboardInterrupt once the step is done when `then_raise` (nothing else was
+    unwinding: the stop still happens, as late as the step needs); otherwise the error being cleaned up after stays
+    the command's outcome, and the signal is only noted."""
+    before = _state.first
     _state.deferring += 1
     try:
         yield
     finally:
         _state.deferring -= 1
+    if then_raise and before is None and _state.first is not None and not _state.deferring:
+        raise KeyboardInterrupt
 
 
 def received() -> str | None:

@@ -64,7 +64,8 @@ class _Guarded(AbstractContextManager[T]):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         try:
-            with interrupts.deferred():  # Ctrl-C or SIGHUP now cannot cut the step short
+            # a Ctrl-C or SIGHUP now cannot cut the step short (a server half stopped) nor replace the error
+            with interrupts.deferred(then_raise=exc is None):
                 return bool(self.cm.__exit__(exc_type, exc, tb))
         except Exception as problem:
             if exc is None or problem is exc:

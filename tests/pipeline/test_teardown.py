@@ -16,13 +16,18 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
 import pytest
 
+from bookbench.errors import DatabaseError
+from bookbench.pipeline import interrupts
 from bookbench.pipeline.stack import stop_group
 from bookbench.pipeline.supervisor import PIDS_FILE, reap
+from bookbench.pipeline.teardown import Teardown
 from tests.pipeline.test_faults import _descendants, _finish, _start
 from tests.pipeline.test_run import SECRET, TINY
 
@@ -77,9 +82,15 @@ def test_sighup_stops_the_run_like_sigterm_and_a_stopped_service_is_still_stoppe
     proc, run_dir = _start(tmp_path, "--scenarios", "long")
     children = _descendants(proc.pid)
     service = _service(children)
-    service.suspend()  # SIGSTOP: the teardown finds the service stopped
     proc.send_signal(signal.SIGHUP)
+    assert proc.stdout is not None
+    before = ""
+    # the scenario's last line (counts, after the audit) comes right before the clean-up stops the service
+    while "requests recorded" not in before and proc.poll() is None:
+        before += proc.stdout.readline()
+    service.suspend()  # SIGSTOP: the teardown finds the service stopped
     out, manifest = _finish(proc, run_dir, 130)
+    out = before + out
     assert manifest["status"] == "interrupted", manifest["reason"]
     assert "SIGHUP" in manifest["reason"], manifest["reason"]
     assert manifest["scenarios"]["long"]["status"] == "interrupted"
@@ -200,3 +211,58 @@ def test_the_reaper_continues_a_stopped_leftover_of_a_killed_run(tmp_path: Path)
     assert len(handled) == 1 and "stopped 1 leftover" in handled[0], handled
     assert child.returncode == 7  # its TERM handler ran: continued, not SIGKILLed after the 30 s grace
     assert json.loads((folder / "manifest.json").read_text())["status"] == "killed"
+
+
+@pytest.fixture
+def signals_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """interrupts.install() in this process, undone afterwards (handlers and the standard streams)."""
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    interrupts.install()
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_a_failing_clean_up_step_is_noted_and_the_first_error_stays(tmp_path: Path, signals_installed: None) -> None:
+    teardown = Teardown(tmp_path / "bookbench.log")
+    ran: list[str] = []
+
+    def stop_server() -> None:
+        raise DatabaseError("pg_ctl failed: server does not shut down\nserver log (last lines):\nold line")
+
+    def stop_service() -> None:
+        os.kill(os.getpid(), signal.SIGHUP)  # the terminal closes during the clean-up: the step still ends
+        ran.append("service stopped")
+
+    with pytest.raises(DatabaseError, match="stopped answering"), ExitStack() as stack:
+        teardown.callback(stack, "stopping the embedded server", stop_server)
+        teardown.callback(stack, "stopping the service", stop_service)
+        raise DatabaseError("the database stopped answering")
+    assert ran == ["service stopped"]
+    assert teardown.problems == ["stopping the embedded server failed: pg_ctl failed: server does not shut down "
+                                 f"(details in {tmp_path / 'bookbench.log'})"]
+    assert "old line" in (tmp_path / "bookbench.log").read_text()  # the server log's tail: in the log only
+    assert interrupts.received() == "SIGHUP"
+
+
+def test_a_signal_during_the_clean_up_of_a_finished_run_stops_it_after_the_step(
+        tmp_path: Path, signals_installed: None) -> None:
+    teardown = Teardown(tmp_path / "bookbench.log")
+    ran: list[str] = []
+
+    def step(name: str) -> None:
+        if name == "service":
+            os.kill(os.getpid(), signal.SIGTERM)
+        ran.append(name)
+
+    with pytest.raises(KeyboardInterrupt), ExitStack() as stack:
+        teardown.callback(stack, "stopping the embedded server", lambda: step("server"))
+        teardown.callback(stack, "stopping the service", lambda: step("service"))
+    # the step under way ended, then the stop came, and the steps after it still ran
+    assert ran == ["service", "server"]
+    assert teardown.problems == []
+    assert interrupts.reason() == "stopped by SIGTERM"
