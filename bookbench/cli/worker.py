@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bookbench.cli.common import console, handle_errors, stop_on_signals
+from bookbench.cli.common import AllowRemoteOpt, console, handle_errors, stop_on_signals
 from bookbench.errors import EnvironmentFailure
 
 
@@ -24,6 +24,7 @@ def worker(
     log_dir: Annotated[Path | None, typer.Option(
         "--log-dir", help="where the plans received and the Locust logs go (default: a new private temporary "
         "folder, printed)")] = None,
+    allow_remote: AllowRemoteOpt = False,
 ) -> None:
     """Serve every scenario of one run as a Locust worker, with the plan the run's master sends (its scenario, task
     mix, dataset layout and target profile; never this machine's scenarios.yaml). Exits 0 after the run's last
@@ -31,7 +32,7 @@ def worker(
     printed or sent."""
     from bookbench.pipeline.worker import WorkerOptions, serve, work_dir
 
-    opts = WorkerOptions(master_host, master_port, wait, work_dir(log_dir))
+    opts = WorkerOptions(master_host, master_port, wait, work_dir(log_dir), allow_remote)
     secret = "BOOKBENCH_KEY_SECRET" if os.environ.get("BOOKBENCH_KEY_SECRET") else (
         "the built-in dataset secret (BOOKBENCH_KEY_SECRET is not set)")
     console.print(f"worker: waiting up to {wait:g} s for a bookbench master at {master_host}:{master_port}; API keys "

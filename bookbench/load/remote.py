@@ -60,6 +60,7 @@ class Plan:
     config: dict[str, Any]  # the locustfile's run config, without the master's paths
     profile_text: str  # the target profile file, verbatim
     bookbench: str  # the master's bookbench version
+    target_url: str  # where the load goes (Locust's --host): the worker judges it by the loopback rule
 
     @property
     def key(self) -> str:
@@ -68,11 +69,12 @@ class Plan:
     def to_json(self) -> str:
         return json.dumps({"format": PLAN_FORMAT, "version": PLAN_VERSION, "bookbench": self.bookbench,
                            "run_id": self.run_id, "scenario": self.scenario, "index": self.index,
-                           "total": self.total, "config": self.config, "profile_text": self.profile_text},
+                           "total": self.total, "config": self.config, "profile_text": self.profile_text,
+                           "target_url": self.target_url},
                           sort_keys=True)
 
 
-def plan_for(config: dict[str, Any], run_id: str, index: int, total: int) -> Plan:
+def plan_for(config: dict[str, Any], target_url: str, run_id: str, index: int, total: int) -> Plan:
     """The plan of one scenario from the run config the master's locustfile reads (config/<scenario>.json)."""
     from bookbench.target import pools as target_pools
     from bookbench.target import profile as target_profile
@@ -89,7 +91,7 @@ def plan_for(config: dict[str, Any], run_id: str, index: int, total: int) -> Pla
     target["profile"] = profile_path.name  # its text travels below; the master's path means nothing there
     public["target"] = target
     return Plan(run_id, str(config.get("scenario_name", "")), index, total, public, profile_path.read_text(),
-                bookbench_version())
+                bookbench_version(), target_url)
 
 
 def module_text(plan: Plan) -> str:
@@ -153,7 +155,7 @@ def parse_plan(raw: Any, where: str) -> Plan:
         if not isinstance(config.get("dataset"), dict) or not isinstance(config.get("target"), dict):
             raise KeyError("dataset or target")
         plan = Plan(str(raw["run_id"]), str(raw["scenario"]), int(raw["index"]), int(raw["total"]), config,
-                    str(raw["profile_text"]), str(raw["bookbench"]))
+                    str(raw["profile_text"]), str(raw["bookbench"]), str(raw["target_url"]))
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise PlanError(f"the plan from {where} is incomplete or invalid: {' '.join(str(exc).split())[:300]}") \
             from None

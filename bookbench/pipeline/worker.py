@@ -23,6 +23,7 @@ from pathlib import Path
 from bookbench.errors import EnvironmentFailure
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
+from bookbench.spec.targets import pin_loopback
 from bookbench.target import profile as target_profile
 
 
@@ -32,6 +33,7 @@ class WorkerOptions:
     master_port: int
     wait_s: float  # how long to wait for a master: before the first scenario and between two
     work_dir: Path  # the plans, configs and Locust logs of this worker
+    allow_remote: bool = False  # load a target that is not on loopback (as `run --allow-remote`)
 
 
 def work_dir(given: Path | None) -> Path:
@@ -169,6 +171,8 @@ def _serve(opts: WorkerOptions, asker: Asker, say: Callable[[str], None]) -> Ser
             raise EnvironmentFailure(f"run {joined.run_id}: no master at {where} for {opts.wait_s:g} s after "
                                      f"scenario {seen.rsplit(':', 1)[-1]} of {joined.total}; the run ended early "
                                      f"(see its manifest); served: {', '.join(served) or 'none'}")
+        # the loopback rule holds on this machine too: load goes elsewhere only with this worker's --allow-remote
+        pin_loopback(plan.target_url, "the run's target", opts.allow_remote)
         if joined is None:
             joined = plan
             say(f"joined run {plan.run_id} at {where}: {plan.total} scenario(s); this worker runs only the plans its "
