@@ -291,7 +291,7 @@ class EmbeddedPostgres:
         self._ensure_database(state, name)
         return state.dsn(name)
 
-    def stop(self) -> bool:
+    def stop(self, timeout: int = STOP_TIMEOUT) -> bool:
         """Stop the server; returns False when it was not running.
 
         Only a PID proven to be this cluster's postmaster is signalled (answering or not: a server that is
@@ -306,15 +306,15 @@ class EmbeddedPostgres:
             return False
         _resume(pid)
         try:
-            self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", str(STOP_TIMEOUT), "-m", "fast", "stop"],
-                      timeout=STOP_TIMEOUT + FORCE_TIMEOUT)
+            self._run(["pg_ctl", "-D", str(self.pgdata), "-w", "-t", str(timeout), "-m", "fast", "stop"],
+                      timeout=timeout + FORCE_TIMEOUT)
         except (DatabaseError, subprocess.TimeoutExpired) as exc:
             if self._is_postmaster(pid):
-                self._force_stop(pid, str(exc).splitlines()[0])
+                self._force_stop(pid, timeout, str(exc).splitlines()[0])
         self._state_path().unlink(missing_ok=True)
         return True
 
-    def _force_stop(self, pid: int, why: str) -> None:
+    def _force_stop(self, pid: int, timeout: int, why: str) -> None:
         """A fast shutdown that did not end: an immediate one (no checkpoint; the next start recovers from the
         WAL), then SIGKILL of the postmaster and every process under it. The server is gone when this raises its
         one-line DatabaseError, which says that it had to be forced (the server log keeps the details)."""
@@ -337,9 +337,9 @@ class EmbeddedPostgres:
                 time.sleep(0.1)
             if left:
                 raise DatabaseError(f"the embedded server (pid {pid}, data {self.pgdata}) did not stop within "
-                                    f"{STOP_TIMEOUT} s ({why}) and {len(left)} of its processes survived SIGKILL")
+                                    f"{timeout} s ({why}) and {len(left)} of its processes survived SIGKILL")
         self._state_path().unlink(missing_ok=True)
-        raise DatabaseError(f"the embedded server did not stop within {STOP_TIMEOUT} s ({why}); stopped it with "
+        raise DatabaseError(f"the embedded server did not stop within {timeout} s ({why}); stopped it with "
                             f"{how} (server log: {self.log_file})")
 
     def destroy(self) -> None:

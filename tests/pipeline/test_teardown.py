@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bookbench.db.embedded import SUPERUSER, EmbeddedPostgres, bin_dir
 from bookbench.errors import DatabaseError
 from bookbench.pipeline import interrupts
 from bookbench.pipeline.stack import stop_group
@@ -266,3 +267,31 @@ def test_a_signal_during_the_clean_up_of_a_finished_run_stops_it_after_the_step(
     assert ran == ["service", "server"]
     assert teardown.problems == []
     assert interrupts.reason() == "stopped by SIGTERM"
+
+
+def test_a_shutdown_that_hangs_is_forced_and_said_in_one_line(tmp_path: Path) -> None:
+    """A fast shutdown waits for every WAL sender's client to confirm the last WAL: a stopped pg_receivewal holds it
+    for ever. stop() forces it after its bound, leaves no process, and says so in one line."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    state = pg.start()
+    (tmp_path / "wal").mkdir()
+    receiver = subprocess.Popen([str(bin_dir() / "pg_receivewal"), "-D", str(tmp_path / "wal"), "-h", "127.0.0.1", "-p",
+                                 str(state.port), "-U", SUPERUSER, "--no-loop"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any("walsender" in " ".join(p.cmdline()) for p in psutil.Process(state.pid).children()):
+            assert time.monotonic() < deadline and receiver.poll() is None, "pg_receivewal never streamed"
+            time.sleep(0.1)
+        servers = [psutil.Process(state.pid), *psutil.Process(state.pid).children(recursive=True)]
+        receiver.send_signal(signal.SIGSTOP)
+        with pytest.raises(DatabaseError) as raised:
+            pg.stop(timeout=3)
+        message = str(raised.value)
+        assert "\n" not in message and "did not stop within 3 s" in message, message
+        assert "stopped it with an immediate shutdown" in message or "stopped it with SIGKILL" in message, message
+        assert _living(servers) == [] and pg.postmaster_pid() is None
+        assert pg.start().pid != state.pid  # the cluster starts again (recovering from the WAL)
+        assert pg.stop()
+    finally:
+        receiver.kill()
+        receiver.wait()
