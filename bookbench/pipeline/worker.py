@@ -23,7 +23,7 @@ from pathlib import Path
 from bookbench.errors import EnvironmentFailure
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
-from bookbench.spec.targets import pin_loopback
+from bookbench.spec.targets import is_loopback, pin_loopback
 from bookbench.target import profile as target_profile
 
 
@@ -106,6 +106,16 @@ def _materialise(plan: remote.Plan, opts: WorkerOptions) -> Path:
     return config_path
 
 
+def _check_target(plan: remote.Plan, opts: WorkerOptions) -> None:
+    """The loopback rule holds on this machine too (load goes elsewhere only with this worker's --allow-remote),
+    and a master's loopback target is not this machine's."""
+    pin_loopback(plan.target_url, "the run's target", opts.allow_remote)
+    master = f"[{opts.master_host}]" if ":" in opts.master_host else opts.master_host  # an IPv6 address
+    if is_loopback(plan.target_url) and not is_loopback(f"http://{master}"):
+        raise remote.PlanError(f"the run's target {plan.target_url} is on the master's loopback; from this machine "
+                               "that address is this machine: give the run a --target-url the workers can reach")
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "scenario"
 
@@ -171,8 +181,7 @@ def _serve(opts: WorkerOptions, asker: Asker, say: Callable[[str], None]) -> Ser
             raise EnvironmentFailure(f"run {joined.run_id}: no master at {where} for {opts.wait_s:g} s after "
                                      f"scenario {seen.rsplit(':', 1)[-1]} of {joined.total}; the run ended early "
                                      f"(see its manifest); served: {', '.join(served) or 'none'}")
-        # the loopback rule holds on this machine too: load goes elsewhere only with this worker's --allow-remote
-        pin_loopback(plan.target_url, "the run's target", opts.allow_remote)
+        _check_target(plan, opts)
         if joined is None:
             joined = plan
             say(f"joined run {plan.run_id} at {where}: {plan.total} scenario(s); this worker runs only the plans its "
