@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bookbench.cli.common import AllowRemoteOpt, console, handle_errors, stop_on_signals
-from bookbench.errors import EnvironmentFailure
+from bookbench.errors import EnvironmentFailure, UsageError
 
 
 @handle_errors
@@ -32,6 +33,10 @@ def worker(
     printed or sent."""
     from bookbench.pipeline.worker import WorkerOptions, serve, work_dir
 
+    try:
+        socket.getaddrinfo(master_host, master_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UsageError(f"--master-host {master_host}: cannot be resolved ({exc.strerror or exc})") from None
     opts = WorkerOptions(master_host, master_port, wait, work_dir(log_dir), allow_remote)
     secret = "BOOKBENCH_KEY_SECRET" if os.environ.get("BOOKBENCH_KEY_SECRET") else (
         "the built-in dataset secret (BOOKBENCH_KEY_SECRET is not set)")
