@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -295,3 +296,19 @@ def test_a_shutdown_that_hangs_is_forced_and_said_in_one_line(tmp_path: Path) ->
     finally:
         receiver.kill()
         receiver.wait()
+
+
+def test_the_report_shows_a_clean_up_problem_beside_the_reason(tmp_path: Path) -> None:
+    from bookbench.cli.report import render_and_print
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "known_run", run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    problem = ("stopping the embedded server failed: the embedded server did not stop within 30 s (pg_ctl failed: "
+               "pg_ctl: server does not shut down); stopped it with SIGKILL")
+    manifest.update(status="failed", reason="the database stopped answering", cleanup_problems=[problem])
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    render_and_print(run_dir, None, html=True)
+    page = (run_dir / "report.html").read_text()
+    assert "(the database stopped answering)" in page
+    assert f"clean-up after the run: {problem}" in page
