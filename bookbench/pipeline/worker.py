@@ -203,3 +203,4 @@ def _serve(opts: WorkerOptions, asker: Asker, say: Callable[[str], None]) -> Ser
                 f"{opts.work_dir}/locust_{_safe(plan.scenario)}_worker.log)")
         if plan.index >= plan.total:
             return Served(joined.run_id, served, failed)
+        say(f"waiting up to {opts.wait_s:g} s for scenario {plan.index + 1} of {plan.total}")
