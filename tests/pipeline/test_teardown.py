@@ -312,3 +312,27 @@ def test_the_report_shows_a_clean_up_problem_beside_the_reason(tmp_path: Path) -
     page = (run_dir / "report.html").read_text()
     assert "(the database stopped answering)" in page
     assert f"clean-up after the run: {problem}" in page
+
+
+def test_sighup_is_a_stop_like_sigterm_unless_nohup_asked_to_ignore_it(signals_installed: None) -> None:
+    assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_IGN, signal.SIG_DFL)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)  # the handler runs in the main thread at the next bytecode
+    assert interrupts.reason() == "stopped by SIGHUP (the terminal or SSH session was closed)"
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup bookbench run ...` starts it
+    interrupts.install()
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+
+
+def test_a_standard_stream_whose_reader_is_gone_swallows_writes(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the pipe's reader (a terminal, `| tee`) is gone: writes fail with EPIPE
+    with open(write_end, "w", closefd=False) as raw:
+        stream = interrupts._tolerant(raw)
+        stream.write("progress line\n" * 1000)
+        stream.flush()  # no BrokenPipeError: the output is dropped
+        assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))  # later writers (children) too
+        stream.write("the run folder\n")
+        stream.flush()
+    os.close(write_end)
