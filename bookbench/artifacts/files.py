@@ -2,22 +2,76 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from bookbench.errors import ArtifactError
+from bookbench.errors import ArtifactError, EnvironmentFailure
 
 M = TypeVar("M", bound=BaseModel)
 
+# Room kept in a run folder for its last manifest: released when a write meets a full disk, so that the run can
+# still say how it ended. A manifest is tens of kB; 1 MiB leaves room for the other small files written meanwhile.
+RESERVE_NAME = ".space-reserve"
+RESERVE_BYTES = 1 << 20
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file, then rename), so that an interrupted run never leaves half a file."""
+
+def reserve_space(folder: Path, size: int = RESERVE_BYTES) -> None:
+    """Best effort: a disk with no room even for this fails the run's first real write anyway, naming it."""
+    path = folder / RESERVE_NAME
+    try:
+        with path.open("wb") as fh:
+            fh.write(b"\0" * size)  # written, not sparse: the blocks are really taken
+    except OSError:
+        path.unlink(missing_ok=True)
+
+
+def release_space(folder: Path) -> bool:
+    """Give the reserve back to the disk; True if there was one."""
+    path = folder / RESERVE_NAME
+    if not path.exists():
+        return False
+    path.unlink()
+    return True
+
+
+def write_json(path: Path, data: Any, reserve: Path | None = None) -> None:
+    """Write atomically (temp file, then rename), so that an interrupted run never leaves half a file, nor a
+    temp file when the write fails. On a full disk the `reserve` folder's reserve is released and the write tried
+    once more; a write that still fails is an environment failure naming the file."""
+    text = json.dumps(data, indent=1, default=str)
+    try:
+        _replace(path, text)
+    except OSError as exc:
+        if not (exc.errno in DISK_FULL and reserve is not None and release_space(reserve)):
+            raise _write_failure(path, exc) from None
+        try:
+            _replace(path, text)
+        except OSError as again:
+            raise _write_failure(path, again) from None
+
+
+def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_failure(path: Path, exc: OSError) -> EnvironmentFailure:
+    what = exc.strerror or type(exc).__name__
+    if exc.errno in DISK_FULL:
+        return EnvironmentFailure(f"disk full writing {path} ({what})")
+    return EnvironmentFailure(f"cannot write {path} ({what})")
 
 
 def read_json(path: Path) -> Any:
@@ -52,5 +106,5 @@ def read_model(path: Path, model: type[M], supported: int) -> M:
         raise ArtifactError(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
 
 
-def write_model(path: Path, model: BaseModel) -> None:
-    write_json(path, model.model_dump(mode="json"))
+def write_model(path: Path, model: BaseModel, reserve: Path | None = None) -> None:
+    write_json(path, model.model_dump(mode="json"), reserve)

@@ -68,6 +68,10 @@ class RunFolder:
         """Open model: intended send times of arrivals that found no free capacity, one per line."""
         return self.root / "samples" / f"{scenario}_dropped.txt"
 
+    def writer_failure(self, scenario: str) -> Path:
+        """Why Locust's samples writer failed (one line), prepared blank at its start: see samples.WriteFailed."""
+        return self.root / "logs" / f"locust_{scenario}_writer_failure.txt"
+
     def samples_rel(self, scenario: str) -> str:
         return f"samples/{scenario}.csv.gz"
 

@@ -59,6 +59,11 @@ class ScenarioSummary(Counts):
     generator: dict[str, Any] | None = None
     generator_saturated: bool = False
     generator_saturated_reason: str | None = None
+    # the samples file checked against the manifest's row count and sha256: path, status (verified, not verified,
+    # damaged), detail; None for a scenario that wrote none (issue 24)
+    samples_file: dict[str, Any] | None = None
+    # the longest time without a completed request inside the load window, and the gaps of 1 s or more
+    stall: dict[str, Any] | None = None
 
 
 class Summary(BaseModel):

@@ -17,6 +17,7 @@ TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointmen
 
 
 MIN_SCALED_WARMUP_S = 2.0
+DEFAULT_MAX_STALL_S = 5.0
 
 
 class Strict(BaseModel):
@@ -126,11 +127,23 @@ class Limits(Strict):
     # after the drain timeout
     sms_p95_s: float | None = Field(default=None, gt=0)
     notifications_lost: int | None = Field(default=None, ge=0)
+    # the longest time without a completed request inside the load window (after the warm-up, before the planned
+    # end); DEFAULT_MAX_STALL_S when set nowhere (a service that stops answering for seconds and then recovers
+    # must not pass on the percentiles alone); null turns it off, globally or for one scenario
+    max_stall_s: float | None = Field(default=None, gt=0)
 
 
 class Thresholds(Strict):
     global_: Limits = Field(default=Limits(), alias="global")
     per_scenario: dict[str, Limits] = Field(default_factory=dict)
+
+    def stall_default(self, scenario: str) -> float | None:
+        """DEFAULT_MAX_STALL_S for a scenario whose stall limit neither `global` nor its `per_scenario` entry
+        names (a null there turns it off: then None)."""
+        override = self.per_scenario.get(scenario)
+        named = "max_stall_s" in self.global_.model_fields_set or (
+            override is not None and "max_stall_s" in override.model_fields_set)
+        return None if named else DEFAULT_MAX_STALL_S
 
 
 class ReviewTargets(Limits):
