@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -137,13 +137,20 @@ class Thresholds(Strict):
     global_: Limits = Field(default=Limits(), alias="global")
     per_scenario: dict[str, Limits] = Field(default_factory=dict)
 
-    def stall_default(self, scenario: str) -> float | None:
-        """DEFAULT_MAX_STALL_S for a scenario whose stall limit neither `global` nor its `per_scenario` entry
-        names (a null there turns it off: then None)."""
+    def stall_default(self, scenario: str, definition: dict[str, Any], think_max_s: float) -> float | None:
+        """The stall limit of a scenario whose limit neither `global` nor its `per_scenario` entry names (a null
+        there turns it off: then None): DEFAULT_MAX_STALL_S beyond the quiet a healthy run has anyway, the longest
+        think time of a closed model's callers, or ten arrival intervals of a slow open model (a 1/s Poisson stream
+        leaves 5 s without an arrival in 0.7 % of its gaps, 10 s in 0.005 %)."""
         override = self.per_scenario.get(scenario)
         named = "max_stall_s" in self.global_.model_fields_set or (
             override is not None and "max_stall_s" in override.model_fields_set)
-        return None if named else DEFAULT_MAX_STALL_S
+        if named:
+            return None
+        rates = [float(st["arrival_rate"]) for st in definition.get("stages", []) if st.get("arrival_rate")]
+        if rates:
+            return max(DEFAULT_MAX_STALL_S, 10.0 / min(rates))
+        return DEFAULT_MAX_STALL_S + think_max_s
 
 
 class ReviewTargets(Limits):
