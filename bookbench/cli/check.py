@@ -31,6 +31,7 @@ from bookbench.cli.common import (
     err_console,
     guard_dsn,
     handle_errors,
+    stop_on_signals,
 )
 from bookbench.db.conn import run_with
 from bookbench.db.seed import current_dataset, seed
@@ -141,6 +142,9 @@ def check(
     """Pre-deployment checks: stress, smoke, uat, preflight, notifications (self-hosted), hostile, audit. Exit 1
     when one fails. With --target, smoke, uat, stress (and the audit, when the profile maps its table) speak the
     profile; the suites written for the reference service are reported as not run for another profile."""
+    # SIGTERM and SIGHUP (a CI cancel, a closed terminal) unwind like Ctrl-C: the service and the embedded server
+    # this command started are stopped, never left running
+    stop_on_signals()
     prof = profile.load(target) if target else None
     if prof is not None and not prof.reference and not base_url:
         # bookbench can start only its own service: another API is checked where it runs

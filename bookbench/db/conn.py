@@ -49,6 +49,7 @@ def database_answers(dsn: str, timeout: float) -> str | None:
 
     try:
         asyncio.run(asyncio.wait_for(probe(), timeout * 2))
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    # InternalClientError: a server stopped (SIGSTOP) and continued in the middle of the probe's protocol exchange
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return None

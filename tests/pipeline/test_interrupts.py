@@ -15,11 +15,12 @@ from bookbench.pipeline import interrupts
 
 @pytest.fixture
 def handlers() -> Iterator[None]:
-    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = [signal.getsignal(s) for s in sigs]
     interrupts.install()
     yield
-    signal.signal(signal.SIGINT, saved[0])
-    signal.signal(signal.SIGTERM, saved[1])
+    for sig, handler in zip(sigs, saved, strict=True):
+        signal.signal(sig, handler)
 
 
 def _deliver(sig: int) -> None:
