@@ -20,7 +20,7 @@ from bookbench.cli.common import (
     stop_on_signals,
 )
 from bookbench.cli.index_sets import sets_to_apply
-from bookbench.errors import UsageError
+from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
@@ -65,14 +65,18 @@ def sweep(
                            scenario_file=scenario_file, folder=new_folder(out, "sweep"), allow_remote=allow_remote,
                            argv=["bookbench", *sys.argv[1:]])
     stop_on_signals()
-    points, interrupted = stage.measure(plan, dsn, data_dir, console)
-    page = stage.write(plan, points)
+    points, stopped = stage.measure(plan, dsn, data_dir, console)
+    page = stage.write(plan, points, stopped)
     for name, pts in points.items():
         for p in pts:
             p95 = "-" if p["p95_ms"] is None else f"{p['p95_ms']:.1f}"
             console.print(f"  {name:<12} {p['appointments']:>10,} appointments: P95 {p95} ms, "
                           f"{p['throughput_rps']:.1f} req/s (n={p['requests']:,})")
     console.print(f"sweep: {page}")
+    if stopped:
+        console.print(f"[yellow]{stage.stopped_words(stopped, points)}[/]")
     print(plan.folder, flush=True)
-    if interrupted:
+    if stopped and stopped["status"] == "interrupted":
         raise KeyboardInterrupt
+    if stopped:
+        raise EnvironmentFailure(f"the sweep stopped at {stopped['at']}: {stopped['reason']}")

@@ -13,15 +13,16 @@ from rich.console import Console
 from bookbench.analysis import comparison, judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
+from bookbench.pipeline import interrupts
 from bookbench.pipeline.analyse import report
-from bookbench.pipeline.compare import calibration_path, load_store, record_place
+from bookbench.pipeline.compare import calibration_path, load_store, record_place, report_runs
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.schedule import round_order
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
 from bookbench.spec.scenarios import load_scenarios
 
-SWEEP_FORMAT_VERSION = 2  # 2: per-size comparisons and the headline
+SWEEP_FORMAT_VERSION = 3  # 2: per-size comparisons and the headline; 3: `stopped` (null for a whole sweep)
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,21 @@ def _point(run_dir: Path, scenario: str) -> dict[str, Any]:
 
 
 def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
-            console: Console) -> tuple[dict[str, list[dict[str, Any]]], bool]:
-    """(points per set, interrupted): every size x set once, the sets' order counterbalanced across sizes (each
-    size is a round: A B, B A, ...) so that a slower later run is not read as a set effect that grows or shrinks
-    with the size; a Ctrl-C keeps the points measured so far."""
+            console: Console) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any] | None]:
+    """(points per set, why it stopped or None): every size x set once, the sets' order counterbalanced across
+    sizes (each size is a round: A B, B A, ...) so that a slower later run is not read as a set effect that grows or
+    shrinks with the size. A run that is interrupted or fails ends the sweep, keeping the points measured so far;
+    the stopped run still gets its report."""
     points: dict[str, list[dict[str, Any]]] = {n: [] for n in plan.sets}
     anchor = dt.datetime.now(dt.UTC).date()  # one dataset date for every run, even across midnight
+    where = "before the first run"
     with database(dsn, data_dir) as url:
         try:
             for size_no, size in enumerate(plan.sizes):
                 for position, i in enumerate(round_order(len(plan.sets), size_no)):
                     name = plan.sets[i]
-                    console.rule(f"[bold]{size:,} appointments, {name}[/]")
+                    where = f"{size:,} appointments, {name}"
+                    console.rule(f"[bold]{where}[/]")
                     outcome = execute(RunOptions(
                         scenarios_path=plan.scenario_file, scenarios=[plan.scenario], index_set=name,
                         dataset_overrides={"appointments": size}, quick=plan.quick,
@@ -64,13 +68,25 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         # a sweep re-seeds each size; on a --dsn database only over a dataset bookbench wrote
                         own_database=dsn is None, reseed=True), console)
                     record_place(outcome.run_dir, size_no + 1, position)
-                    run_dir = outcome.require_completed(f"the {name} run at {size:,}")
-                    report(run_dir)
+                    if outcome.status != "completed":
+                        report_runs([outcome.run_dir], console)
+                        return points, {"status": outcome.status, "reason": outcome.reason, "at": where,
+                                        "run": str(outcome.run_dir)}
+                    report(outcome.run_dir)
                     points[name].append({"appointments": size, "position": position,
-                                         **_point(run_dir, plan.scenario)})
-        except KeyboardInterrupt:
-            return points, True
-    return points, False
+                                         **_point(outcome.run_dir, plan.scenario)})
+        except KeyboardInterrupt:  # between two runs (a run's own Ctrl-C ends it as `interrupted`, above)
+            return points, {"status": "interrupted", "reason": interrupts.reason(), "at": where, "run": None}
+    return points, None
+
+
+def stopped_words(stopped: dict[str, Any], points: dict[str, list[dict[str, Any]]]) -> str:
+    """One sentence: where the sweep stopped and what the page still holds."""
+    measured = sum(len(p) for p in points.values())
+    why = f": {stopped['reason']}" if stopped.get("reason") else ""
+    verb = "failed" if stopped["status"] == "failed" else f"was {stopped['status']}"
+    return (f"This sweep {verb} at {stopped['at']}"
+            f"{why}. Only the {measured} point(s) measured before are shown; the sizes after it were not run.")
 
 
 def compare_sizes(plan: SweepPlan, points: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -107,19 +123,24 @@ def headline(plan: SweepPlan, compared: dict[str, Any]) -> str:
     return f"{plan.scenario} P95 with {best} against {baseline} is {start}: {steps}."
 
 
-def write(plan: SweepPlan, points: dict[str, list[dict[str, Any]]]) -> Path:
+def write(plan: SweepPlan, points: dict[str, list[dict[str, Any]]], stopped: dict[str, Any] | None = None) -> Path:
     compared = compare_sizes(plan, points)
     text = headline(plan, compared)
+    note = stopped_words(stopped, points) if stopped else None
     write_json(plan.folder / "sweep.json", {"format_version": SWEEP_FORMAT_VERSION, "scenario": plan.scenario,
-                                            "points": points, "compared": compared, "headline": text})
+                                            "points": points, "compared": compared, "headline": text,
+                                            "stopped": {**stopped, "summary": note} if stopped else None})
     limit = judge.effective_limits(load_scenarios(plan.scenario_file).thresholds, plan.scenario).get("p95_ms")
     chart = charts.size_sweep({n: [(p["appointments"], p["p95_ms"] or 0.0, p["throughput_rps"]) for p in pts]
                                for n, pts in points.items() if pts}, f"{plan.scenario}: cost against data size",
                               limit)
     links = {p["run"]: os.path.relpath(Path(p["run"]) / "report.html", plan.folder)
              for pts in points.values() for p in pts}
+    stopped_link = os.path.relpath(Path(stopped["run"]) / "report.html", plan.folder) \
+        if stopped and stopped.get("run") else None
     html = render.jinja().get_template("sweep.html.j2").render(
         scenario=plan.scenario, points=points, chart=chart, generated=render.now(), headline=text,
-        compared=compared, baseline=plan.sets[0], sizes=plan.sizes, links=links, words=wording,
+        compared=compared, baseline=plan.sets[0], sizes=plan.sizes, links=links, words=wording, stopped=note,
+        stopped_link=stopped_link,
         method="P95 and throughput of each run's summary.json; intervals as in bookbench compare, one run per set")
     return render.write_page(plan.folder / "sweep.html", html)
