@@ -21,7 +21,7 @@ from bookbench.cli.common import (
     stop_on_signals,
 )
 from bookbench.cli.index_sets import deployment_url, sets_to_apply
-from bookbench.errors import UsageError
+from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 
@@ -70,4 +70,11 @@ def capacity(
     page = stage.write(plan, result)
     console.print(f"[bold]{stage.headline(result)}[/]")
     console.print(f"capacity: {page}")
+    stopped = result.get("stopped")
+    if stopped:
+        console.print(f"[yellow]{stage.stopped_words(result)}[/]")
     print(plan.folder, flush=True)
+    if stopped and stopped["status"] == "interrupted":
+        raise KeyboardInterrupt
+    if stopped:
+        raise EnvironmentFailure(f"the capacity search stopped at {stopped['at']}: {stopped['reason']}")

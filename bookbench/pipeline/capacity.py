@@ -20,13 +20,15 @@ from bookbench.analysis import judge, machine, wording
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
+from bookbench.pipeline import interrupts
 from bookbench.pipeline.analyse import report
+from bookbench.pipeline.compare import report_runs
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
 from bookbench.spec.scenarios import load_scenarios
 
-CAPACITY_FORMAT_VERSION = 1
+CAPACITY_FORMAT_VERSION = 2  # 2: `stopped` (null for a whole measurement), a set's `incomplete`
 SCENARIO = "capacity"
 BUSY_CORES = 0.5  # other processes' mean cores during the steps above which the headline says the machine was busy
 MIN_RPS = 1.0  # the search halves the rate no further
@@ -121,22 +123,39 @@ def search(start: float, max_rps: float, bisections: int, holds: Callable[[float
     return good, bad
 
 
+class _Stopped(Exception):
+    """A step's run did not complete (interrupted, failed): the search ends, the steps measured are kept."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(record.get("reason"))
+        self.record = record
+
+
 def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console: Console) -> dict[str, Any]:
+    """Every set's search; a step that is interrupted or fails ends the whole measurement, and the result then
+    holds the steps measured so far, the stopped set marked incomplete, and `stopped` (where and why)."""
     lim = limits(plan)
     anchor = dt.datetime.now(dt.UTC).date()
     per_set: dict[str, Any] = {}
+    where = "before the first step"
     with database(dsn, data_dir) as url:
         for name in plan.sets:
             steps: list[dict[str, Any]] = []
 
             def step(rate: float, set_name: str = name, steps: list[dict[str, Any]] = steps) -> bool:
+                nonlocal where
+                where = f"{set_name} at {rate:g} requests/s"
                 console.rule(f"[bold]{set_name}: {rate:g} requests/s[/]")
                 outcome = execute(RunOptions(
                     scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
                     dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
                     allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv,
                     own_database=dsn is None, target=plan.target, target_url=plan.target_url), console)
-                run_dir = outcome.require_completed(f"the {set_name} step at {rate:g}/s")
+                if outcome.status != "completed":
+                    report_runs([outcome.run_dir], console)
+                    raise _Stopped({"status": outcome.status, "reason": outcome.reason, "at": where,
+                                    "run": str(outcome.run_dir)})
+                run_dir = outcome.run_dir
                 report(run_dir)
                 sc = summary_file.read(run_dir)["scenarios"][SCENARIO]
                 ok, why = _holds(sc, lim)
@@ -153,16 +172,39 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                 console.print(f"  {set_name} at {rate:g}/s: {'holds' if ok else 'BREAKS'} ({why})")
                 return ok
 
-            good, bad = search(plan.start_rps, plan.max_rps, plan.bisections, step)
+            try:
+                good, bad = search(plan.start_rps, plan.max_rps, plan.bisections, step)
+            except (_Stopped, KeyboardInterrupt) as stop:
+                # KeyboardInterrupt: between two steps (a step's own Ctrl-C ends its run as `interrupted`)
+                record = stop.record if isinstance(stop, _Stopped) else {
+                    "status": "interrupted", "reason": interrupts.reason(), "at": where, "run": None}
+                per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": None,
+                                 "breaks_at": None, "incomplete": True}
+                return {"limits": lim, "sets": per_set, "stopped": record}
             per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": good, "breaks_at": bad}
-    return {"limits": lim, "sets": per_set}
+    return {"limits": lim, "sets": per_set, "stopped": None}
+
+
+def stopped_words(result: dict[str, Any]) -> str | None:
+    """Where and why the measurement stopped early, in one sentence; None for a whole measurement."""
+    stopped = result.get("stopped")
+    if not stopped:
+        return None
+    verb = "failed" if stopped["status"] == "failed" else f"was {stopped['status']}"
+    why = f": {stopped['reason']}" if stopped.get("reason") else ""
+    return (f"This capacity search {verb} at {stopped['at']}{why}. The steps measured before are shown; a set "
+            "marked incomplete has no answer, and the sets after it were not measured.")
 
 
 def headline(result: dict[str, Any]) -> str:
     lim = result["limits"]
     parts = []
     for name, r in result["sets"].items():
-        if r["max_rps"] is None:
+        if r.get("incomplete"):
+            held = [s["rate"] for s in r["steps"] if s["ok"]]
+            parts.append(f"{name} incomplete (stopped; " + (f"held up to {max(held):g}/s so far)" if held
+                                                           else "no step held before it stopped)"))
+        elif r["max_rps"] is None:
             parts.append(f"{name} breaks even at {r['breaks_at']:g}/s ({r['steps'][0]['why']})")
         elif r["breaks_at"] is None:
             parts.append(f"{name} holds up to the highest rate tried, {r['max_rps']:g}/s")
@@ -204,7 +246,11 @@ def write(plan: CapacityPlan, result: dict[str, Any]) -> Path:
                                    {n: r["max_rps"] for n, r in result["sets"].items()}, result["limits"]["p95_ms"])
     links = {s["run"]: os.path.relpath(Path(s["run"]) / "report.html", plan.folder)
              for r in result["sets"].values() for s in r["steps"]}
+    stopped = result.get("stopped")
+    stopped_link = os.path.relpath(Path(stopped["run"]) / "report.html", plan.folder) \
+        if stopped and stopped.get("run") else None
     html = render.jinja().get_template("capacity.html.j2").render(
         r=result, chart=chart, links=links, generated=render.now(), step_s=plan.step_s,
+        stopped=stopped_words(result), stopped_link=stopped_link,
         method="open-model steps (Poisson arrivals); P95 from each request's intended send time")
     return render.write_page(plan.folder / "capacity.html", html)
