@@ -34,6 +34,8 @@ METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
     # Path B (summary's `notifications`, present when the run measured them)
     "sms_p95_s": (("notifications", "sms", "delay_s", "p95"), True),
     "notifications_lost": (("notifications", "lost"), True),
+    # the longest time inside the load window in which no request completed (summary's `stall`)
+    "max_stall_s": (("stall", "longest_s"), True),
 }
 NOTIFICATION_METRICS = frozenset({"sms_p95_s", "notifications_lost"})
 # the suites' names; the counts a page shows next to them come from the checks that ran (matrix())
@@ -161,6 +163,8 @@ def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, lim
         return Verdict(kind, scenario, metric, None, limit, "not run", 0)
     if metric in NOTIFICATION_METRICS:
         return _notification_limit(kind, scenario, metric, sc, limit)
+    if metric == "max_stall_s":
+        return _stall_limit(kind, scenario, sc, limit)
     n = int(sc["requests"]) if sc else 0
     value = metric_value(sc, metric) if sc else None
     if value is None or n == 0:
@@ -185,11 +189,55 @@ def _notification_limit(kind: str, scenario: str, metric: str, sc: dict[str, Any
     return Verdict(kind, scenario, metric, value, limit, "pass" if value <= limit else "fail", n)
 
 
+def _clock(seconds: float) -> str:
+    """Seconds since the scenario's first request as mm:ss (00:17)."""
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
+
+
+def _stall_limit(kind: str, scenario: str, sc: dict[str, Any] | None, limit: float) -> Verdict:
+    """A stall is a verdict of its own: "no request completed for 15.1 s at 00:17-00:32" (times since the first
+    request), however well the percentiles of the requests around it look."""
+    stall = (sc or {}).get("stall")
+    n = int(sc["requests"]) if sc else 0
+    if not stall:
+        # no requests at all is "no data" like every other limit; requests that all ended in the warm-up leave
+        # no load window to watch (a scenario stopped that early): not measured, never a pass
+        return Verdict(kind, scenario, "max_stall_s", None, limit, "not run" if n else "no data", n,
+                       "no load window after the warm-up" if n else "no request completed")
+    longest = float(stall["longest_s"])
+    over = [g for g in stall.get("gaps", []) if g["length_s"] > limit]
+    detail = f"no request completed for {longest:.1f} s at {_clock(stall['from_s'])}-{_clock(stall['to_s'])}"
+    if len(over) > 1:
+        detail += f" ({len(over) - 1} more stall(s) over {limit:g} s)"
+    elif longest <= limit:
+        detail = f"longest time without a completed request: {longest:.1f} s at {_clock(stall['from_s'])}"
+    return Verdict(kind, scenario, "max_stall_s", longest, limit, "pass" if longest <= limit else "fail", n, detail)
+
+
+def _samples_file(name: str, sc: dict[str, Any] | None) -> list[Verdict]:
+    """The samples file against the row count and checksum recorded when it was closed. Damaged (missing,
+    truncated, not gzip, altered, a bad row) fails the scenario: figures from part of a file are not a PASS. A run
+    folder that recorded nothing to check against gives no verdict; its page says "not verified"."""
+    found = (sc or {}).get("samples_file")
+    if not found or found["status"] == "not verified":
+        return []
+    n = int(found.get("rows") or 0)
+    if found["status"] == "damaged":
+        return [Verdict("integrity", name, "samples_file", None, None, "fail", n,
+                        f"samples file damaged: {found['detail']}")]
+    return [Verdict("integrity", name, "samples_file", None, None, "pass", n, found["detail"])]
+
+
 def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, thresholds: Thresholds,
-                       targets: ReviewTargets, alerts: AlertRules, baseline: dict[str, Any] | None) -> list[Verdict]:
+                       targets: ReviewTargets, alerts: AlertRules, baseline: dict[str, Any] | None,
+                       stall: float | None = None) -> list[Verdict]:
+    """`stall`: the stall limit when scenarios.yaml names none (Thresholds.stall_default)."""
     out = [_limit("notification" if metric in NOTIFICATION_METRICS else "threshold", name, metric, sc, float(limit),
                   ran)
            for metric, limit in effective_limits(thresholds, name).items()]
+    if stall is not None:  # on unless scenarios.yaml names the limit (then it is one of the limits above) or nulls it
+        out.append(_limit("threshold", name, "max_stall_s", sc, stall, ran))
     for metric, target in targets.model_dump().items():
         if target is None:
             continue
@@ -353,9 +401,16 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
     for name, entry in manifest.scenarios.items():
         ran = entry.started_at is not None or entry.counts is not None
         sc = summary["scenarios"].get(name)
-        verdicts += _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline)
+        think = float(manifest.scenario_file.task_mix.get("think_time_s", {}).get("max", 0) or 0)
+        mine = _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline,
+                                  thresholds.stall_default(name, entry.definition, think))
+        if entry.notifications_unmeasured:  # the run had Path B on: the real reason, not "a --target-url run"
+            mine = [dataclasses.replace(v, detail=entry.notifications_unmeasured)
+                    if v.metric in NOTIFICATION_METRICS and v.status == "not run" else v for v in mine]
+        verdicts += mine
         verdicts += _integrity(name, entry, ran,
                                killed=manifest.status == "killed" and manifest.database_role is not None)
+        verdicts += _samples_file(name, sc)
     verdicts += _checks(checks)
     verdicts.append(_index_gate(manifest))
     caveats = _caveats(manifest, verdicts)

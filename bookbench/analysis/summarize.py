@@ -8,6 +8,7 @@ throughput is completed requests divided by the steady window, from the end of t
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from pathlib import Path
@@ -20,8 +21,9 @@ from bookbench.analysis import notifications as notify
 from bookbench.artifacts import manifest, summary
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
+from bookbench.artifacts.manifest import ScenarioEntry
 from bookbench.artifacts.run_files import read_acknowledged_times, read_dropped
-from bookbench.artifacts.samples import COLUMNS, read_text
+from bookbench.artifacts.samples import COLUMNS, check, read_text
 from bookbench.spec.shape import batch_edges
 
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
@@ -44,15 +46,72 @@ _VARIABLE = re.compile(
 
 
 def load_samples(path: Path) -> pd.DataFrame:
-    text = read_text(path) if path.exists() else ""
+    """The readable rows of a samples file (tests, tools); a run's analysis goes through load_checked()."""
+    return _frame(read_text(path) if path.exists() else "", str(path))[0]
+
+
+# numeric columns every row must hold: a finite number, never negative (a latency of -5 ms is no measurement)
+NUMERIC = ("ts", "latency_ms", "status", "ok", "bytes", "users")
+
+
+def _frame(text: str, rel: str) -> tuple[pd.DataFrame, str | None]:
+    """The rows as a frame, and what is wrong with the file (the first bad row, by file and line) or None.
+    Bad rows are left out, so the page still shows the rest; the file is then judged damaged."""
+    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
     if not text.strip():
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
-    df = pd.read_csv(io.StringIO(text), dtype={"name": str, "method": str, "error": str, "worker": str},
-                     keep_default_na=False)
+        return empty, None
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype={"name": str, "method": str, "error": str, "worker": str},
+                         keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, ValueError) as exc:
+        return empty, f"{rel}: not a samples CSV ({' '.join(str(exc).split())})"
+    missing = [c for c in NUMERIC if c not in df]
+    if missing:
+        return empty, f"{rel}: no column {', '.join(missing)} in its header"
+    bad = np.zeros(len(df), dtype=bool)
+    first: tuple[int, str, str] | None = None  # (row, column, why)
+    for col in NUMERIC:
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            wrong = ~np.isfinite(values) | (values < 0)
+        if wrong.any():
+            row = int(np.argmax(wrong))
+            if first is None or row < first[0]:
+                why = ("is negative" if values[row] < 0 else "is not a finite number" if not np.isnan(values[row])
+                       or str(df[col].iloc[row]).strip().lower() == "nan" else "is not a number")
+                first = (row, col, why)
+            bad |= wrong
+        df[col] = values
+    problem = None
+    if first is not None:
+        row, col, why = first
+        # line 1 is the header; the raw text is quoted as the file has it, not as pandas parsed it
+        raw = next(csv.reader([text.split("\n")[row + 1]]), [])
+        cell = raw[list(df.columns).index(col)] if len(raw) > list(df.columns).index(col) else ""
+        more = int(bad.sum()) - 1
+        problem = f"{rel} line {row + 2}: {col} \"{cell}\" {why}" + (f" ({more:,} more bad row(s))" if more else "")
+        df = df[~bad].reset_index(drop=True)
+    for col in ("status", "ok", "bytes", "users"):
+        df[col] = df[col].astype("int64")
     df["end"] = df["ts"] + df["latency_ms"] / 1000.0
     # open model: when the request was meant to start (NaN in the closed model and in format-1 files)
     df["intended"] = pd.to_numeric(df["intended"], errors="coerce") if "intended" in df else np.nan
-    return df
+    return df, problem
+
+
+def load_checked(run_dir: Path, name: str, entry: ScenarioEntry) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """A scenario's samples and the summary's `samples_file`: checked against the row count and sha256 the
+    manifest recorded when the file was closed. A missing, truncated, non-gzip, altered or ill-formed file is
+    "damaged" (the judge's verdict: NO-GO); a run folder that recorded neither reads as "not verified"."""
+    rel = entry.samples_file or f"samples/{name}.csv.gz"
+    path = run_dir / rel
+    if entry.samples_file is None and not path.exists():
+        return _frame("", rel)[0], None  # never written: a scenario that did not run
+    rows = entry.counts.samples if entry.counts is not None and entry.samples_sha256 is not None else None
+    found = check(path, rel, rows, entry.samples_sha256)
+    df, bad_row = _frame(found.text, rel)
+    status, detail = ("damaged", bad_row) if bad_row and found.status != "damaged" else (found.status, found.detail)
+    return df, {"path": rel, "status": status, "detail": detail, "rows": found.rows}
 
 
 def latency_stats(lat: np.ndarray) -> dict[str, float | None]:
@@ -79,16 +138,50 @@ def _timeseries(df: pd.DataFrame, t0: float) -> list[dict[str, Any]]:
     if df.empty:
         return []
     sec = np.floor(df["end"].to_numpy() - t0).astype(int)
-    out = []
+    by_second: dict[int, dict[str, Any]] = {}
     for _, group in df.groupby(sec):
         lat = group["latency_ms"].to_numpy(dtype=float)
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         second = int(np.floor(float(group["end"].iloc[0]) - t0))
         # each Locust worker reports its own users: the total is the sum of the workers' counts
         users = int(group.groupby("worker")["users"].max().sum())
-        out.append({"t": second, "rps": len(group), "errors": int((group["ok"] == 0).sum()), "p50": float(p50),
-                    "p95": float(p95), "p99": float(p99), "users": users})
+        by_second[second] = {"t": second, "rps": len(group), "errors": int((group["ok"] == 0).sum()),
+                             "p50": float(p50), "p95": float(p95), "p99": float(p99), "users": users}
+    # a second in which nothing completed is a point of its own (0 req/s, no latency), so that a stall shows as
+    # one in the charts and in the stability check instead of being bridged; its users are those around it
+    out = []
+    users = next(iter(by_second.values()))["users"]
+    for second in range(0, max(by_second) + 1):
+        point = by_second.get(second) or {"t": second, "rps": 0, "errors": 0, "p50": None, "p95": None, "p99": None,
+                                          "users": users}
+        users = point["users"]
+        out.append(point)
     return out
+
+
+def stalls(df: pd.DataFrame, t0: float, warmup_s: float, load_end_s: float | None) -> dict[str, Any] | None:
+    """The longest time without a completed request inside the load window: from the end of the warm-up to the
+    planned end (`load_end_s` after the first request; None: a scenario that ended early, up to its last
+    completion). Also every gap of at least STALL_LISTED_S, the longest first (at most STALLS_LISTED)."""
+    if df.empty:
+        return None
+    ends = np.sort(df["end"].to_numpy(dtype=float)) - t0
+    stop = load_end_s if load_end_s is not None else float(ends[-1])
+    if stop <= warmup_s:
+        return None
+    inside = ends[(ends > warmup_s) & (ends < stop)]
+    edges = np.concatenate([[warmup_s], inside, [stop]])
+    gaps = np.diff(edges)
+    order = np.argsort(-gaps, kind="stable")
+    listed = [{"from_s": float(edges[i]), "to_s": float(edges[i + 1]), "length_s": float(gaps[i])}
+              for i in order[:STALLS_LISTED] if gaps[i] >= STALL_LISTED_S]
+    i = int(order[0])
+    return {"longest_s": float(gaps[i]), "from_s": float(edges[i]), "to_s": float(edges[i + 1]),
+            "window_s": [warmup_s, stop], "gaps": listed}
+
+
+STALL_LISTED_S = 1.0
+STALLS_LISTED = 10
 
 
 def _batches(df: pd.DataFrame, start: float, end: float, n: int) -> dict[str, Any]:
@@ -137,12 +230,15 @@ def _noise(stats: dict[str, Any], series: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> dict[str, Any]:
+def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None,
+                     load_end_s: float | None = None) -> dict[str, Any]:
+    """`load_end_s`: the planned end of the load after the first request, for the stall figures (None: up to
+    the last completion)."""
     if df.empty:
         return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
                 "errors_by_message": {}, "warmup_s": warmup_s,
                 "timeseries": [], "distribution": _distribution(np.array([])), "noise": ["no samples"],
-                "batches": None, "notifications": None, "open_model": None}
+                "batches": None, "notifications": None, "open_model": None, "stall": None}
     t0 = float(df["ts"].min())
     steady = _steady(df, warmup_s)
     end = float(df["end"].max())
@@ -159,6 +255,7 @@ def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None) -> 
         "batches": _batches(steady, t0 + warmup_s, end, batches) if batches else None,
         "notifications": None,  # Path B: filled by analyse_run when the run measured it
         "open_model": open_model(steady, window) if _is_open(steady) else None,
+        "stall": stalls(df, t0, warmup_s, load_end_s),
     }
 
 
@@ -293,8 +390,13 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
     scenarios = {}
     for name, entry in man.scenarios.items():
         definition = entry.definition
-        df = load_samples(run_dir / (entry.samples_file or f"samples/{name}.csv.gz"))
-        scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"))
+        df, samples_file = load_checked(run_dir, name, entry)
+        # a scenario that ran its plan is watched for stalls up to its planned end; one that ended early, up to
+        # its last completion (what came after is the fault that ended it, named on its own)
+        load_end = entry.planned_s if entry.status == "completed" else None
+        scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"),
+                                           load_end)
+        scenarios[name]["samples_file"] = samples_file
         if scenarios[name]["open_model"] is not None:
             steady = _steady(df, float(definition.get("warmup_s", 0)))
             start = float(df["ts"].min()) + float(definition.get("warmup_s", 0))

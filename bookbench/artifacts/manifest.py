@@ -6,10 +6,10 @@ The one typed model of the file; pipeline/run.py fills it step by step and every
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bookbench.artifacts.files import read_model, write_model
 
@@ -86,9 +86,9 @@ class ScenarioFileInfo(_Model):
 
 
 class Counts(_Model):
-    samples: int
-    locust: int | None = None  # Locust's own count from its JSON stats
-    service: int | None = None  # requests the service handled (its /stats), None for a deployment without it
+    samples: int = Field(ge=0)  # rows in the samples file when it was closed
+    locust: int | None = Field(default=None, ge=0)  # Locust's own count from its JSON stats
+    service: int | None = Field(default=None, ge=0)  # requests the service handled (its /stats), None without it
 
 
 class ScenarioEntry(_Model):
@@ -102,8 +102,13 @@ class ScenarioEntry(_Model):
     integrity_skipped: str | None = None  # why the audit and reconciliation did not run after it (then NO-GO)
     # why they could not be measured at all (a profile without an audit block): not run, never a pass
     integrity_unmeasured: str | None = None
+    # why Path B (notifications) has no figures for this scenario although the run had it on (interrupted, the
+    # database gone); None when it was measured, or notifications were off
+    notifications_unmeasured: str | None = None
     counts: Counts | None = None
-    samples_file: str | None = None
+    samples_file: str | None = None  # relative to the run folder, and inside it
+    # the samples file's digest when bookbench closed it (after Locust exited); None: runs before issue 24
+    samples_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     settle: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     reconciliation: dict[str, Any] | None = None
@@ -111,6 +116,16 @@ class ScenarioEntry(_Model):
     # memory pressure) and each Locust process's share of one core per second; None for runs before issue 23
     interference: dict[str, Any] | None = None
     generator_cpu: dict[str, Any] | None = None
+
+    @field_validator("samples_file")
+    @classmethod
+    def _inside_run_folder(cls, value: str | None) -> str | None:
+        # a manifest names files of its own folder: never one elsewhere on the machine for a reader to open
+        if value is not None:
+            path = PurePosixPath(value)
+            if not value or path.is_absolute() or "\\" in value or ".." in path.parts or value.startswith("~"):
+                raise ValueError(f"{value!r} is not a path inside the run folder")
+        return value
 
 
 class Manifest(_Model):
@@ -137,6 +152,9 @@ class Manifest(_Model):
     write_cost: dict[str, Any] | None = None
     table_stats: dict[str, Any] | None = None  # pg_stat_user_tables before / after the load
     cleanup: Cleanup | None = None
+    # clean-up steps that failed after the run had its outcome (one line each, details in logs/bookbench.log):
+    # kept beside `reason`, never in its place
+    cleanup_problems: list[str] = Field(default_factory=list)
     # how the database was treated: "embedded" (bookbench's own), "seeded" (this command seeded an empty
     # database), "reused" (bookbench's dataset, found as it was), "deployment" (a --target-url's database: read)
     database_role: str | None = None
@@ -155,4 +173,5 @@ def read(run_dir: Path) -> Manifest:
 
 
 def write(run_dir: Path, manifest: Manifest) -> None:
-    write_model(path_in(run_dir), manifest)
+    # the one file that must be written however full the disk: it may use the run folder's space reserve
+    write_model(path_in(run_dir), manifest, reserve=run_dir)

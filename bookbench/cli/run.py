@@ -59,7 +59,11 @@ def run(
         "--master-bind", help="address the Locust master listens on (remote workers need a reachable one)")] = (
         "127.0.0.1"),
     master_port: Annotated[int, typer.Option("--master-port", min=0, max=65535,
-                                             help="Locust master port (0: a free one)")] = 0,
+                                             help="Locust master port (0: a free one; with --remote-workers 5557, "
+                                             "one port for the whole run)")] = 0,
+    worker_wait: Annotated[float, typer.Option(
+        "--worker-wait", min=1, help="seconds each scenario waits for its remote workers before the run fails, "
+        "naming how many connected")] = 300.0,
     skip_checks: Annotated[bool, typer.Option(
         "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
     web_ui: Annotated[bool, typer.Option(
@@ -85,7 +89,8 @@ def run(
         scenarios_path=scenario_file, scenarios=split_list(scenarios) or None, index_set=index_set,
         dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
-        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, checks=not skip_checks,
+        remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, worker_wait=worker_wait,
+        checks=not skip_checks,
         web_port=web_port if web_ui else None,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup, target=target,
     )

@@ -7,9 +7,14 @@ dataset from scenarios.yaml; set BOOKBENCH_SCENARIO=burst to drive it with that 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import logging
 import os
 import random
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +22,20 @@ from typing import Any
 import gevent
 import gevent.pool
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
+from locust import runners as locust_runners
 from locust.env import Environment
 from locust.exception import CatchResponseError
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
-from bookbench.artifacts.samples import Sample, SampleWriter
+from bookbench.artifacts.samples import (
+    WRITER_FAILED_EXIT,
+    Sample,
+    SampleWriter,
+    WriteFailed,
+    prepare_failure_note,
+    write_failure_note,
+)
+from bookbench.load import remote
 from bookbench.load.live import LiveStats
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
@@ -36,12 +50,27 @@ SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_t
 BOOKINGS_KEY = "bookbench_bookings"
 DROPPED_KEY = "bookbench_dropped"
 ATTEMPTS_KEY = "bookbench_attempts"
+# a request with no answer after this long is a failed sample with its timeout error (Locust's default is 60 s, longer
+# than the run waits at the end: a request to a stopped service would vanish unrecorded); shorter than
+# locust_proc.STOP_TIMEOUT_S, so a request in flight at the end still times out before its user is stopped
+REQUEST_TIMEOUT_S = 10.0
+# a local worker started by bookbench exits this long after its master stopped answering (Locust's default: 60 s)
+MASTER_HEARTBEAT_TIMEOUT_S = 10
 
 
 def _load_config() -> dict[str, Any]:
     path = os.environ.get("BOOKBENCH_RUN_CONFIG")
     if path:
-        return dict(json.loads(Path(path).read_text()))
+        config = dict(json.loads(Path(path).read_text()))
+        if config.get("remote"):
+            # started by `bookbench worker` for one scenario's plan: connect only while that plan's master is the
+            # one listening (the next scenario's master comes on the same port)
+            remote.confirm_master(config["remote"])
+        return config
+    if "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER"):
+        # a worker started by hand would load this machine's scenarios.yaml, not the plan of the run it joins
+        raise SystemExit("bookbench: a Locust worker runs only the plan of the run it joins; start it with "
+                         "`bookbench worker --master-host HOST --master-port PORT`")
     # exploratory use: scenarios.yaml's task mix and dataset
     spec = load_scenarios(SHIPPED_SCENARIOS)
     name = os.environ.get("BOOKBENCH_SCENARIO")
@@ -122,6 +151,9 @@ class Recorder:
         self.requests = 0
         self.failures = 0
         self.live: LiveStats | None = None  # set where the samples file is written (local runner or master)
+        # why the recording stopped (a file could not be written), and where to say so: see _writer_failed
+        self.failed: str | None = None
+        self.failure_path: Path | None = None
 
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
                    response: Any = None, exception: Any = None, start_time: float | None = None,
@@ -151,21 +183,30 @@ class Recorder:
 
     def store(self, rows: list[Sample], booked: list[tuple[int | str, float]], dropped: list[float],
               attempts: list[tuple[int, int, str]]) -> None:
-        if self.attempts_path is not None and attempts:
-            with self.attempts_path.open("a") as fh:
-                fh.write("".join(f"{c} {p} {start}\n" for c, p, start in attempts))
-        if self.dropped_path is not None and dropped:
-            with self.dropped_path.open("a") as fh:
-                fh.write("".join(f"{t:.6f}\n" for t in dropped))
+        """Append to the run's files; raises WriteFailed naming the file that could not be written."""
+        if self.failed is not None:
+            return  # the recording already stopped: Locust is quitting with the reason
         if self.live is not None:
             for row in rows:
                 self.live.add(row[0], row[1], bool(row[5]))
+        # the samples first: on a filling disk the record that matters is the one kept, and the one named
         if self.writer is not None and rows:
             self.writer.extend(rows)
             self.writer.flush()
+        if self.attempts_path is not None and attempts:
+            _append(self.attempts_path, "".join(f"{c} {p} {start}\n" for c, p, start in attempts))
+        if self.dropped_path is not None and dropped:
+            _append(self.dropped_path, "".join(f"{t:.6f}\n" for t in dropped))
         if self.bookings_path is not None and booked:
-            with self.bookings_path.open("a") as fh:
-                fh.write("".join(f"{i} {t:.6f}\n" for i, t in booked))
+            _append(self.bookings_path, "".join(f"{i} {t:.6f}\n" for i, t in booked))
+
+
+def _append(path: Path, text: str) -> None:
+    try:
+        with path.open("a") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from exc
 
 
 RECORDER = Recorder()
@@ -175,6 +216,8 @@ RECORDER = Recorder()
 def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.env = environment
     runner = environment.runner
+    if SCENARIO is not None and not isinstance(runner, WorkerRunner):
+        signal.signal(signal.SIGINT, _end_the_shape)
     # BOOKBENCH_RECORD=0: plain Locust with the same users, the baseline of the recording-overhead benchmark
     if os.environ.get("BOOKBENCH_RECORD", "1") == "0":
         return
@@ -190,6 +233,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     samples = CONFIG.get("samples_path")
     if samples:
         RECORDER.writer = SampleWriter(Path(samples))
+    if CONFIG.get("failure_path"):
+        RECORDER.failure_path = Path(CONFIG["failure_path"])
+        prepare_failure_note(RECORDER.failure_path)
     # a master hears from its workers every few seconds (Locust's stats report interval), so its window lags
     RECORDER.live = LiveStats(lag_s=4.0 if isinstance(runner, MasterRunner) else 0.0)
     if CONFIG.get("bookings_path"):
@@ -210,24 +256,114 @@ def _on_init(environment: Environment, **_: Any) -> None:
     gevent.spawn(_background, environment)
 
 
+class _StopAsked:
+    """Set by SIGINT once the shape runs: its next tick (within a second) ends the load as at the plan's end."""
+
+    asked = False
+
+
+def _end_the_shape(signum: int, frame: Any) -> None:
+    """SIGINT (bookbench stopping this scenario early): end the load as at the plan's end, so every user finishes its
+    request in flight (--stop-timeout; a request to a stopped service ends at its timeout, a failed sample) and the
+    last samples and Locust's own files are written. Python's default would raise KeyboardInterrupt in whichever
+    greenlet runs, often a user in the middle of a request, which then vanishes unrecorded. Before the shape has
+    started (a master waiting for its workers) nothing is measured yet, and the default applies; after the load
+    ended by itself Locust is finishing anyway. The shape's tick is late only while a slow ramp-up blocks it; the
+    SIGKILL after LocustJob.stop's grace period bounds that."""
+    runner = RECORDER.env.runner if RECORDER.env is not None else None
+    if runner is None or (runner.state == STATE_INIT and getattr(runner, "shape_greenlet", None) is None):
+        raise KeyboardInterrupt
+    _StopAsked.asked = True
+
+
+def _process_exists(pid: int) -> bool:
+    """True while `pid` runs; a zombie (killed, not yet reaped by bookbench) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether a signal could be sent
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _exit_without_master(pid: int) -> None:
+    """A local worker never outlives its master: once the master process is gone (kill -9, a crash) nothing this
+    worker measures can reach a file, so every further request would be unrecorded load. It exits at once, without
+    Locust's shutdown (which would try to talk to the dead master)."""
+    while _process_exists(pid):
+        gevent.sleep(0.5)
+    print(f"bookbench: the Locust master (pid {pid}) is gone; this worker exits", file=sys.stderr, flush=True)
+    os._exit(3)
+
+
+if os.environ.get("BOOKBENCH_MASTER_PID"):  # set by bookbench for the local workers it starts, only
+    # from import on: a worker connects to its master before Locust's init event, and may wait there for a master
+    # that is already gone
+    gevent.spawn(_exit_without_master, int(os.environ["BOOKBENCH_MASTER_PID"]))
+    # a stopped (SIGSTOP) master sends no heartbeat: the worker quits instead of waiting a minute
+    locust_runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_HEARTBEAT_TIMEOUT_S
+
+
 def _background(environment: Environment) -> None:
     """Once a second: write what was recorded and an exact progress snapshot for the orchestrator's display."""
     progress = CONFIG.get("progress_path")
     while True:
         gevent.sleep(1.0)
-        RECORDER.flush_local()
+        try:
+            RECORDER.flush_local()
+        except WriteFailed as exc:
+            _writer_failed(environment, exc)
+            return
         runner = environment.runner
         if progress and runner is not None and RECORDER.live is not None:
             shape = environment.shape_class
             # the shape's clock starts with the load, not with the process: the display counts load seconds
             elapsed = shape.get_run_time() if shape is not None and runner.state != "ready" else None
-            RECORDER.live.snapshot(time.time(), runner.user_count, elapsed).write(Path(progress))
+            try:
+                RECORDER.live.snapshot(time.time(), runner.user_count, elapsed).write(Path(progress))
+            except OSError:
+                # the display's file only: no temp file left behind; a full disk is named by the next flush
+                Path(progress).with_suffix(".tmp").unlink(missing_ok=True)
+
+
+def _writer_failed(environment: Environment, exc: WriteFailed, quitting: bool = False) -> None:
+    """A run file could not be written (a full disk): the recording is no longer complete, so the load stops now
+    rather than run on unrecorded. The reason reaches bookbench three ways: the note prepared at start (written in
+    place, so it needs no new room on the disk), the log, and exit code WRITER_FAILED_EXIT."""
+    samples = CONFIG.get("samples_path")
+    reason = exc.describe(Path(samples).parents[1] if samples else None)
+    RECORDER.failed = reason
+    logging.error("bookbench: %s; recording stopped, Locust quits (exit code %d)", reason, WRITER_FAILED_EXIT)
+    if RECORDER.failure_path is not None:
+        with contextlib.suppress(OSError):
+            write_failure_note(RECORDER.failure_path, reason)
+    environment.process_exit_code = WRITER_FAILED_EXIT
+    # Locust's own shutdown writes its JSON and CSV files too, and on a full disk that raises, which would end the
+    # process with exit code 1: the code is kept whatever happens after this point
+    atexit.register(_exit_with, WRITER_FAILED_EXIT)
+    if not quitting and environment.runner is not None:
+        environment.runner.quit()
+
+
+def _exit_with(code: int) -> None:
+    logging.shutdown()
+    os._exit(code)
 
 
 @events.quitting.add_listener
 def _on_quit(environment: Environment, **_: Any) -> None:
     if not isinstance(environment.runner, WorkerRunner):
-        RECORDER.flush_local()
+        try:
+            RECORDER.flush_local()
+        except WriteFailed as exc:
+            _writer_failed(environment, exc, quitting=True)
 
 
 def _weight(task_name: str) -> int:
@@ -245,6 +381,8 @@ class VoiceAgentCaller(FastHttpUser):
     # a 3xx is the target's answer, recorded as a failure with its status; following it could take the load to a
     # host the loopback rule refuses (geventhttpclient follows up to 30 by default)
     max_redirects = 0
+    network_timeout = REQUEST_TIMEOUT_S
+    connection_timeout = REQUEST_TIMEOUT_S
 
     def context(self) -> dict[str, Any]:
         return {"intended": self.intended} if self.intended is not None else {}
@@ -388,4 +526,6 @@ if SCENARIO is not None:
         """The scenario's stages; tick() is users_at() of the elapsed time (unit-tested without Locust)."""
 
         def tick(self) -> tuple[int, float] | None:
+            if _StopAsked.asked:
+                return None
             return users_at(_STAGES, self.get_run_time(), PROCESSES)

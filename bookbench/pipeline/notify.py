@@ -3,15 +3,18 @@ and after the load the drain and the facts (outbox, breaker, backlog, what the p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from bookbench.artifacts import notifications as facts_file
@@ -19,7 +22,7 @@ from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, O
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import BIND_ATTEMPTS, address_in_use, free_port
-from bookbench.errors import ServiceError
+from bookbench.errors import DatabaseError, ServiceError
 from bookbench.pipeline.stack import stop_group
 from bookbench.spec.notifications import Faults
 
@@ -106,6 +109,18 @@ class NotifyStack:
                 return f"{name} exited with code {proc.returncode} (see logs/{name}.log)"
         return None
 
+    def cannot_deliver(self) -> str | None:
+        """Why this scenario's outbox can no longer drain, or None. A dead dispatcher alone is not a reason: the
+        others take over its claimed rows when their lease runs out; a dead provider, or no dispatcher left, is."""
+        gone = self.exited()
+        for name, code in gone.items():
+            if not name.startswith("dispatcher"):
+                return f"{name} exited with code {code} (see logs/{name}.log)"
+        dispatchers = [name for name in self.procs if name.startswith("dispatcher")]
+        if dispatchers and all(name in gone for name in dispatchers):
+            return "no dispatcher left: " + ", ".join(f"{name} exited with code {gone[name]}" for name in dispatchers)
+        return None
+
     def exited(self) -> dict[str, int]:
         """Every part that has exited, with its exit code."""
         return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
@@ -130,30 +145,70 @@ def notify_stack(dsn: str, dispatchers: int, logs: Path, records: Path) -> Itera
         stack.stop()
 
 
+class BacklogSampler:
+    """This scenario's pending notifications, sampled about once a second in a thread of its own while the load
+    runs: a sample that waits on a stopped database (up to its 10 s connect timeout) delays no probe and no display.
+    `with BacklogSampler(...):` starts and stops it; samples land in `into`."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, dsn: str, id_after: int, into: list[tuple[float, int]]) -> None:
+        self.dsn = dsn
+        self.id_after = id_after
+        self.into = into
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="backlog-sampler", daemon=True)
+
+    def __enter__(self) -> BacklogSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        # not joined (a sample may be waiting on its connect timeout); the lock keeps a late one out of `into`
+        with self._lock:
+            self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            # a gap in the backlog series when it fails; a database that stays down is the watchdog's to name
+            with contextlib.suppress(DatabaseError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                left = run_with(self.dsn, lambda c: outbox.pending(c, self.id_after))
+                with self._lock:
+                    if not self._stop.is_set():
+                        self.into.append((time.time(), left))
+            self._stop.wait(max(0.0, began + self.EVERY_S - time.monotonic()))
+
+
 def drain(dsn: str, id_after: int, timeout_s: float, backlog: list[tuple[float, int]],
-          stopped: Callable[[], str | None]) -> float | None:
-    """Wait until this scenario's notifications are delivered or dead-lettered, sampling the backlog; returns
-    when it drained (epoch s), or None when the timeout ran out or a part of the stack died first."""
+          stopped: Callable[[], str | None]) -> tuple[float | None, str | None]:
+    """Wait until this scenario's notifications are delivered or dead-lettered, sampling the backlog. Returns
+    (when it drained, epoch s, or None; why it stopped waiting before that, or None when the timeout ran out)."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = run_with(dsn, lambda c: outbox.pending(c, id_after))
         backlog.append((time.time(), left))
         if left == 0:
-            return time.time()
-        if time.monotonic() > deadline or stopped():
-            return None
+            return time.time(), None
+        if (why := stopped()) is not None:
+            return None, why
+        if time.monotonic() > deadline:
+            return None, None
         time.sleep(0.5)
 
 
 def record_facts(dsn: str, path: Path, scenario: str, dispatchers: int, faults: Faults, id_after: int,
-                 window: tuple[float, float], drain_timeout_s: float, drained_at: float | None,
-                 backlog: list[tuple[float, int]]) -> NotificationFacts:
+                 window: tuple[float, float], drain_timeout_s: float, drained: tuple[float | None, str | None],
+                 backlog: list[tuple[float, int]], exited: dict[str, int]) -> NotificationFacts:
+    """`drained`: what drain() returned; `exited`: the parts of the stack that had exited by then."""
     rows = run_with(dsn, lambda c: outbox.outbox_rows(c, id_after))
     events = run_with(dsn, lambda c: outbox.breaker_log(c, window[0]))
     facts = NotificationFacts(
         scenario=scenario, dispatchers=dispatchers, faults=faults.model_dump(mode="json"), load_start=window[0],
-        load_end=window[1], drain_timeout_s=drain_timeout_s, drained_at=drained_at, backlog=backlog,
-        breaker=[BreakerEvent(**e) for e in events], outbox=[OutboxRow(**r) for r in rows])
+        load_end=window[1], drain_timeout_s=drain_timeout_s, drained_at=drained[0], drain_stopped=drained[1],
+        exited=exited, backlog=backlog, breaker=[BreakerEvent(**e) for e in events],
+        outbox=[OutboxRow(**r) for r in rows])
     facts_file.write(path, facts)
     return facts
 

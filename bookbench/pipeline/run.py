@@ -18,8 +18,10 @@ import asyncpg
 import httpx
 from rich.console import Console
 
+from bookbench.artifacts import files as artifact_files
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import run_files
+from bookbench.artifacts import samples as samples_file
 from bookbench.artifacts.folder import RUN_SUBFOLDERS, RunFolder, new_folder
 from bookbench.artifacts.manifest import (
     AS_FOUND,
@@ -33,12 +35,11 @@ from bookbench.artifacts.manifest import (
     now_iso,
 )
 from bookbench.artifacts.manifest import Dataset as ManifestDataset
-from bookbench.artifacts.samples import SAMPLES_FORMAT_VERSION, read_text
+from bookbench.artifacts.samples import SAMPLES_FORMAT_VERSION
 from bookbench.checks.base import CheckTarget
 from bookbench.checks.runner import run_suites
 from bookbench.db import audit, indexes
 from bookbench.db import evidence as explain
-from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
 from bookbench.db.lease import database_lease
 from bookbench.db.settle import settle
@@ -52,9 +53,10 @@ from bookbench.errors import (
 )
 from bookbench.pipeline import facts, integrity, interference, interrupts, supervisor
 from bookbench.pipeline.locust_proc import LocustJob, watch
-from bookbench.pipeline.notify import NotifyStack, drain, notify_stack, record_facts
+from bookbench.pipeline.notify import BacklogSampler, NotifyStack, drain, notify_stack, record_facts
 from bookbench.pipeline.run_database import RunDatabase
 from bookbench.pipeline.stack import ServiceProcess, database
+from bookbench.pipeline.teardown import Teardown
 from bookbench.pipeline.warmup import warm_up
 from bookbench.pipeline.watchdog import Fault, StackWatch
 from bookbench.spec.dataset import DatasetParams
@@ -86,7 +88,9 @@ class RunOptions:
     workers: int = 0
     remote_workers: int = 0
     master_bind: str = "127.0.0.1"
+    # with remote workers, one port for the whole run (they find each scenario's master there): 0 means 5557
     master_port: int = 0
+    worker_wait: float = 300.0  # seconds each scenario's master waits for its workers, then the run fails
     web_port: int | None = None  # Locust's web UI on 127.0.0.1 during each scenario
     # Path B beside the service (scenarios.yaml's notifications.enabled); compare and sweep turn it off: they
     # measure index sets, and dispatchers draining between scenarios would only add time and CPU noise
@@ -133,10 +137,10 @@ def _select(spec: ScenarioFile, names: list[str] | None, factor: float) -> dict[
     return {n: spec.scenarios[n].scaled(factor) if factor != 1.0 else spec.scenarios[n] for n in chosen}
 
 
-def _count_samples(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return max(read_text(path).count("\n") - 1, 0)
+def _count_samples(path: Path) -> tuple[int, str | None]:
+    """Rows and sha256 of the samples file, now that Locust has closed it: what `report` checks it against."""
+    sealed = samples_file.seal(path)
+    return sealed if sealed is not None else (0, None)
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,10 @@ def plan(opts: RunOptions) -> RunPlan:
         opts = dataclasses.replace(opts, dsn=pin_loopback(opts.dsn, "--dsn", opts.allow_remote))
     if opts.web_port is not None:
         _check_port_free(opts.web_port)
+    if opts.remote_workers:
+        # remote workers find every scenario's master on the one port they were given before the run
+        opts = dataclasses.replace(opts, master_port=opts.master_port or REMOTE_MASTER_PORT)
+        _check_master_port(opts.master_bind, opts.master_port)
     prof = target_profile.load(opts.target or default_profile(spec.task_mix.protocol))
     missing = [op for op, w in spec.task_mix.weights.items() if w > 0 and op not in prof.operations.present()]
     if missing:
@@ -194,6 +202,20 @@ def plan(opts: RunOptions) -> RunPlan:
         opts = dataclasses.replace(opts, target_url=pin_loopback(prof.base_url, "base_url", opts.allow_remote))
     return RunPlan(opts, spec, factor, _select(spec, opts.scenarios, factor), index_set, params, own, apply_indexes,
                    prof)
+
+
+REMOTE_MASTER_PORT = 5557  # Locust's default, and `bookbench worker`'s
+
+
+def _check_master_port(bind: str, port: int) -> None:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds
+            sock.bind(address)
+    except OSError as exc:
+        raise UsageError(f"--master-port {port}: the Locust master cannot listen on {bind}:{port} "
+                         f"({exc.strerror or exc}); pick another port (and give it to the workers)") from None
 
 
 def _check_port_free(port: int) -> None:
@@ -339,18 +361,37 @@ class Run(RunDatabase):
 
     def _notifications(self, name: str, scenario: Scenario, dsn: str, id_before: int, window: tuple[float, float],
                        backlog: list[tuple[float, int]]) -> None:
-        """After the load: let the dispatchers drain this scenario's notifications, then record the facts."""
+        """After the load: let the dispatchers drain this scenario's notifications, then record the facts. A scenario
+        that ended early on a fault is measured too (a dead dispatcher's claimed rows are finished by the others
+        when their lease runs out); when it cannot be, the manifest says why instead."""
         assert self.notify is not None
+        entry = self.manifest.scenarios[name]
         spec = self.plan.spec.notifications
-        drained = drain(dsn, id_before, spec.drain_timeout_s, backlog, self.notify.dead)
-        facts = record_facts(dsn, self.folder.notifications(name), name, spec.dispatchers,
-                             spec.faults_for(scenario.faults), id_before, window, spec.drain_timeout_s, drained,
-                             backlog)
+        why_not = None
+        if entry.status == "interrupted":
+            why_not = f"not measured: {entry.aborted}, before its notifications drained"
+        elif entry.fault == "database":
+            why_not = f"not measured: {entry.aborted}"
+        else:
+            try:
+                drained = drain(dsn, id_before, spec.drain_timeout_s, backlog, self.notify.cannot_deliver)
+                facts = record_facts(dsn, self.folder.notifications(name), name, spec.dispatchers,
+                                     spec.faults_for(scenario.faults), id_before, window, spec.drain_timeout_s,
+                                     drained, backlog, self.notify.exited())
+            except (DatabaseError, OSError) as exc:  # the scenario's own outcome stands; Path B says why it is blank
+                why_not = f"not measured: {type(exc).__name__}: {exc}"
+        if why_not is not None:
+            entry.notifications_unmeasured = why_not  # saved with the scenario's outcome
+            self.console.print(f"  {name}: notifications {why_not}")
+            return
         left = backlog[-1][1] if backlog else 0
-        took = f"drained {drained - window[1]:.1f} s after the load" if drained else (
-            f"NOT drained: {left} pending after {spec.drain_timeout_s:g} s")
+        took = f"drained {drained[0] - window[1]:.1f} s after the load" if drained[0] else (
+            f"NOT drained: {left} pending after {spec.drain_timeout_s:g} s" if drained[1] is None else
+            f"NOT drained: {left} pending when {drained[1]}")
+        gone = "; ".join(f"{part} exited with code {code}" for part, code in facts.exited.items())
         self.console.print(f"  {name}: {len(facts.outbox):,} notifications queued, {took}, peak backlog "
-                           f"{max((b for _, b in backlog), default=0):,}")
+                           f"{max((b for _, b in backlog), default=0):,}"
+                           + (f" ({gone}; the other dispatchers finished the outbox)" if gone and drained[0] else ""))
 
     def run_scenario(self, name: str, scenario: Scenario, base_url: str, dsn: str | None) -> None:
         entry = self.manifest.scenarios[name]
@@ -360,7 +401,7 @@ class Run(RunDatabase):
             "dataset": {k: v for k, v in self.params.public().items() if k != "key_secret"},
             "samples_path": str(f.samples(name)), "progress_path": str(f.progress(name)),
             "bookings_path": str(f.acknowledged(name)), "dropped_path": str(f.dropped(name)),
-            "attempts_path": str(f.attempts(name)),
+            "attempts_path": str(f.attempts(name)), "failure_path": str(f.writer_failure(name)),
             "target": for_locust(self.plan.opts.target or default_profile(self.plan.spec.task_mix.protocol),
                                  self.target),
             # an open model's rate is shared by the processes that generate load
@@ -388,20 +429,23 @@ class Run(RunDatabase):
         self.save()
         interrupted = False
         backlog: list[tuple[float, int]] = []
-        tick = None
+        # the backlog is sampled in a thread of its own: a sample waiting on a stopped database never delays the
+        # watchdog's probes or the display
+        backlog_sampler: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if self.notify is not None and dsn:
             self.notify.set_faults(self.plan.spec.notifications.faults_for(scenario.faults))
-            tick = _sampler(dsn, id_before, backlog)
+            backlog_sampler = BacklogSampler(dsn, id_before, backlog)
         load_start = time.time()
         self.fault = None
-        watch = StackWatch(self.service, self.notify, dsn)
+        # one probe thread per part (service, database), each with its own deadline; their schedule is logged
+        watch = StackWatch(self.service, self.notify, dsn, f.logs / f"watchdog_{name}.log")
         failure: Exception | None = None
         # what else the machine does meanwhile, and Locust's own CPU (issue 23): sampled in a thread during the load
         sampler = interference.for_scenario(dsn, opts.target_url, self.plan.own_database, opts.data_dir,
                                             lambda: [p.pid for p in job.procs])
         try:
-            with sampler:
-                self._drive(job, name, scenario, entry, tick, watch)
+            with sampler, backlog_sampler, watch:
+                self._drive(job, name, scenario, entry, watch)
         except KeyboardInterrupt:
             # later signals no longer raise (see interrupts): what follows runs to its end
             interrupted = True
@@ -418,10 +462,12 @@ class Run(RunDatabase):
         entry.interference, entry.generator_cpu = sampler.interference(), sampler.generator_cpu()
         self.console.print(interference.machine_line(name, entry.interference, entry.generator_cpu), soft_wrap=True)
         handled_after = integrity.service_handled(base_url)
+        rows, entry.samples_sha256 = _count_samples(f.samples(name))
         entry.counts = Counts(
-            samples=_count_samples(f.samples(name)), locust=run_files.locust_request_count(f.locust_json(name)),
+            samples=rows, locust=run_files.locust_request_count(f.locust_json(name)),
             service=None if handled_before is None or handled_after is None else handled_after - handled_before)
-        entry.samples_file = f.samples_rel(name)
+        # named only when written: a file named and then missing is damaged, one never written is "no data"
+        entry.samples_file = f.samples_rel(name) if f.samples(name).exists() else None
         self.save()
         load_end = time.time()
         if dsn and measurable:
@@ -429,7 +475,7 @@ class Run(RunDatabase):
         elif dsn:
             entry.integrity_unmeasured = (f"profile {self.target.profile.name} has no audit block: double "
                                           "bookings, lost and phantom bookings not measurable")
-        if self.notify is not None and dsn and not entry.aborted:
+        if self.notify is not None and dsn:
             self._notifications(name, scenario, dsn, id_before, (load_start, load_end), backlog)
         c = entry.counts
         self.console.print(f"  {name}: {_n(c.samples)} requests recorded · Locust counted {_n(c.locust)} · service "
@@ -445,27 +491,42 @@ class Run(RunDatabase):
         if c.samples == 0:
             raise LoadGeneratorError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
 
-    def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry,
-               tick: Callable[[], None] | None, stack: StackWatch) -> None:
+    def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry, stack: StackWatch) -> None:
+        remote_workers = self.plan.opts.remote_workers
+        if remote_workers:
+            # the plan the master hands its remote workers says where this scenario stands in the run: a worker
+            # leaves after the last one
+            names = list(self.plan.scenarios)
+            job.run_place = (self.folder.run_id, names.index(name) + 1, len(names))
+            job.worker_wait_s = self.plan.opts.worker_wait
         job.start()
         for i, proc in enumerate(job.procs):
             supervisor.record(self.folder.root, proc.pid, f"locust {name} " + (f"worker {i}" if i else "master"))
         if job.web_port:
             self.console.print(f"  live view: Locust's web UI at http://127.0.0.1:{job.web_port} (this scenario)")
-        if self.plan.opts.remote_workers:
-            self.console.print(
-                f"waiting for {self.plan.opts.remote_workers} remote worker(s); on each worker machine, in a "
-                f"checkout with the same scenarios.yaml:\n  BOOKBENCH_KEY_SECRET=<secret> "
-                f"locust -f bookbench/load/locustfile.py --worker --master-host <this machine> "
-                f"--master-port {job.master_port}")
+        if remote_workers:
+            self.console.print(_remote_hint(remote_workers, job.master_bind, job.master_port,
+                                            first=job.run_place is not None and job.run_place[1] == 1),
+                               soft_wrap=True)
 
         def abort() -> str | None:
             self.fault = stack.check(job)
             return self.fault.reason if self.fault else None
 
-        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, abort, tick)
+        if remote_workers:
+            try:
+                job.wait_for_workers(self.console.print, abort)
+            except LoadGeneratorError as exc:
+                self.fault = Fault("load generator", str(exc))
+                raise
+
+        entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.console, abort)
         code = job.master.returncode
-        if entry.aborted is None and code not in (0, None):
+        # the samples writer's own reason (disk full writing samples/x.csv.gz) before anything it caused
+        wrote = samples_file.read_failure_note(self.folder.writer_failure(name))
+        if wrote is not None:
+            entry.aborted = wrote
+        elif entry.aborted is None and code not in (0, None):
             entry.aborted = f"Locust exited with code {code} (see logs/locust_{name}*.log)"
 
     def finish(self, status: RunStatus, reason: str | None) -> RunOutcome:
@@ -477,24 +538,26 @@ class Run(RunDatabase):
         return RunOutcome(self.folder.root, status, reason)
 
 
-def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -> None:
+def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None, teardown: Teardown) -> None:
     opts = run.plan.opts
     dsn: str | None = None
+    # every clean-up is guarded: its own failure is noted, never the run's reason in place of the first error
     if not opts.target_url or opts.dsn:
-        dsn = stack.enter_context(database(opts.dsn, opts.data_dir))
+        dsn = teardown.enter(stack, "stopping the embedded server", database(opts.dsn, opts.data_dir))
         # one measuring command per database: a second run, seed or re-index waits for nobody and refuses
-        stack.enter_context(database_lease(dsn, f"bookbench run, folder {run.folder.root}"))
+        teardown.enter(stack, "releasing the database lease",
+                       database_lease(dsn, f"bookbench run, folder {run.folder.root}"))
         run.prepare_database(dsn)
         db = dsn
-        stack.callback(lambda: run.clean_up(db))
+        teardown.callback(stack, "deleting the run's own bookings", lambda: run.clean_up(db))
     if opts.target_url:
         base_url = opts.target_url.rstrip("/")
     else:
         # registered first: a Ctrl-C while uvicorn is starting must not leave it behind
-        stack.callback(lambda: run.service.stop() if run.service else None)
+        teardown.callback(stack, "stopping the service", lambda: run.service.stop() if run.service else None)
         base_url = run.start_service(dsn or "")
         if dsn and opts.notifications and run.plan.spec.notifications.enabled:
-            run.start_notifications(dsn, stack)
+            run.start_notifications(dsn, teardown.enter(stack, "stopping the notification processes", ExitStack()))
     run.bind_target(dsn)
     if opts.checks:
         run.run_checks(base_url, dsn)
@@ -508,18 +571,15 @@ def _steps(run: Run, stack: ExitStack, on_ready: Callable[[Run], None] | None) -
     run.after_load(dsn)
 
 
-def _sampler(dsn: str, id_after: int, into: list[tuple[float, int]]) -> Callable[[], None]:
-    """A tick that records this scenario's pending notifications about once a second."""
-    last = [0.0]
-
-    def sample() -> None:
-        if time.monotonic() - last[0] >= 1.0:
-            last[0] = time.monotonic()
-            # a gap in the backlog series when it fails; a database that stays down is the watchdog's to name
-            with contextlib.suppress(DatabaseError):
-                into.append((time.time(), run_with(dsn, lambda c: outbox.pending(c, id_after))))
-
-    return sample
+def _remote_hint(count: int, bind: str, port: int, first: bool) -> str:
+    """What to start on the worker machines: one `bookbench worker` each joins the whole run."""
+    if not first:
+        return f"  waiting for {count} remote worker(s) on port {port}"
+    host = {"0.0.0.0": "<this machine's address>", "::": "<this machine's address>"}.get(bind, bind)
+    return (f"waiting for {count} remote worker(s) on {bind}:{port}; on each worker machine (bookbench installed, "
+            f"the same version), once for the whole run:\n  BOOKBENCH_KEY_SECRET=<the dataset secret> bookbench "
+            f"worker --master-host {host} --master-port {port}\n(each worker gets every scenario's plan from this "
+            "run and leaves after the last one)")
 
 
 def _agreement(c: Counts) -> str:
@@ -546,6 +606,8 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
     for line in supervisor.reap(opts.out):
         console.print(f"[yellow]{line}[/]")
     folder = RunFolder(new_folder(opts.out, p.index_set, RUN_SUBFOLDERS))
+    # room for the last manifest, given back when a write meets a full disk (and at the end)
+    artifact_files.reserve_space(folder.root)
     supervisor.claim(folder.root)
     run = Run(p, folder, new_manifest(p, folder.run_id), console)
     run.save()
@@ -557,9 +619,11 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
     started = time.monotonic()
     status: RunStatus = "failed"
     reason: str | None = "ended unexpectedly"
+    teardown = Teardown(folder.log, lambda line: console.print(f"clean-up problem: {line}", style="yellow",
+                                                                markup=False))
     try:
         with ExitStack() as stack:
-            _steps(run, stack, on_ready)
+            _steps(run, stack, on_ready, teardown)
         status, reason = "completed", None
     except KeyboardInterrupt:
         status, reason = "interrupted", interrupts.reason()
@@ -571,7 +635,9 @@ def execute(opts: RunOptions, console: Console, on_ready: Callable[[Run], None] 
         log_exception(folder.log)
         console.print(f"[red]run failed:[/] {reason}")
     finally:
+        run.manifest.cleanup_problems = teardown.problems  # beside the reason, never in its place
         outcome = run.finish(status, reason)
+        artifact_files.release_space(folder.root)
         console.print(f"run {status} in {time.monotonic() - started:.0f} s ({load_s:.0f} s of load planned)"
                       + (f": {reason}" if reason else ""))
     return outcome
