@@ -54,7 +54,8 @@ ATTEMPTS_KEY = "bookbench_attempts"
 # than the run waits at the end: a request to a stopped service would vanish unrecorded); shorter than
 # locust_proc.STOP_TIMEOUT_S, so a request in flight at the end still times out before its user is stopped
 REQUEST_TIMEOUT_S = 10.0
-# a local worker started by bookbench exits this long after its master stopped answering (Locust's default: 60 s)
+# a worker started by bookbench (local, or by `bookbench worker`) exits this long after its master stopped answering
+# (Locust's default: 60 s)
 MASTER_HEARTBEAT_TIMEOUT_S = 10
 
 
@@ -307,7 +308,9 @@ if os.environ.get("BOOKBENCH_MASTER_PID"):  # set by bookbench for the local wor
     # from import on: a worker connects to its master before Locust's init event, and may wait there for a master
     # that is already gone
     gevent.spawn(_exit_without_master, int(os.environ["BOOKBENCH_MASTER_PID"]))
-    # a stopped (SIGSTOP) master sends no heartbeat: the worker quits instead of waiting a minute
+if os.environ.get("BOOKBENCH_MASTER_PID") or CONFIG.get("remote"):
+    # a master stopped (SIGSTOP) or gone (a remote worker cannot see its pid) sends no heartbeat: the worker quits
+    # instead of loading the target unrecorded for a minute
     locust_runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_HEARTBEAT_TIMEOUT_S
 
 
