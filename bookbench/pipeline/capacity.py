@@ -181,7 +181,8 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                 per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": None,
                                  "breaks_at": None, "incomplete": True}
                 return {"limits": lim, "sets": per_set, "stopped": record}
-            per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": good, "breaks_at": bad}
+            per_set[name] = {"steps": sorted(steps, key=lambda s: s["rate"]), "max_rps": good, "breaks_at": bad,
+                             "incomplete": False}
     return {"limits": lim, "sets": per_set, "stopped": None}
 
 
