@@ -28,8 +28,9 @@ from tests.conftest import SMALL, run_sql, seeded
 
 pytestmark = pytest.mark.integration
 
-# at least 2,000 generated requests per endpoint
-EXAMPLES = 2000
+# at least 1,000 generated requests per endpoint (8,000 in all; the product's default is 300): 2,000 took a minute of
+# make test's two cores; the fixed corpus keeps covering the known edge cases whatever the count
+EXAMPLES = 1000
 
 
 @pytest.fixture(scope="module")
