@@ -3,7 +3,7 @@ only when it runs, so `bookbench --help` stays fast."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.core
@@ -30,21 +30,45 @@ def _no_type_on_flags(self: typer.core.TyperOption, ctx: Any) -> str | None:
 
 typer.core.TyperOption.display_type_rich = _no_type_on_flags  # type: ignore[method-assign]
 
-app = typer.Typer(help="Load tests, index benchmarks and pre-deployment checks for a clinic-booking API.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-app.add_typer(db_app, name="db")
-app.add_typer(idx_app, name="indexes")
-app.add_typer(target_app, name="target")
-app.command("check")(check)
-app.command("run")(run)
-app.command("report")(report)
-app.command("review")(review)
-app.command("compare")(compare)
-app.command("calibrate")(calibrate)
-app.command("sweep")(sweep)
-app.command("capacity")(capacity)
-app.command("serve")(serve)
-app.command("worker")(worker)
+# the codes of bookbench/errors.py, as --help shows them ("\b" keeps click from joining the lines); 1 only on the
+# commands that judge something (a check, a run, a review)
+_JUDGED = "1 NO-GO: a check, threshold, review target or integrity check failed"
+_CODES = ["0 done / GO", "2 bad input (one line naming the option, key or file)",
+          "3 the environment failed (database, service, Locust, disk) or a bug",
+          "130 interrupted (Ctrl-C, SIGTERM, SIGHUP)"]
+
+
+def exit_codes(judges: bool) -> str:
+    """The help's epilog: the exit codes a command can end with."""
+    codes = [_CODES[0], _JUDGED, *_CODES[1:]] if judges else _CODES
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}" for code in codes)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"bookbench {version('bookbench')}")
+        raise typer.Exit()
+
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, epilog=exit_codes(judges=True))
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="print the version and exit")] = False) -> None:
+    """Load tests, index benchmarks and pre-deployment checks for a clinic-booking API."""
+
+
+for _name, _judges, _group in (("db", False, db_app), ("indexes", False, idx_app), ("target", False, target_app)):
+    _group.info.epilog = exit_codes(_judges)
+    app.add_typer(_group, name=_name)
+for _name, _judges, _command in (("check", True, check), ("run", True, run), ("report", True, report),
+                                 ("review", True, review), ("compare", False, compare),
+                                 ("calibrate", False, calibrate), ("sweep", False, sweep),
+                                 ("capacity", False, capacity), ("serve", False, serve), ("worker", False, worker)):
+    app.command(_name, epilog=exit_codes(_judges))(_command)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -221,3 +222,93 @@ def load_scenarios(path: Path) -> ScenarioFile:
         return ScenarioFile.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioFileError(_format(exc, path)) from exc
+
+
+# -- an ad hoc run: one closed-model scenario from the command line, no file of its own --------------------------
+
+ADHOC = "adhoc"
+ADHOC_WARMUP_S = 3.0  # as the shipped scenarios; a shorter run keeps its first third as warm-up
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """`30s`, `2m`, `1h` or plain seconds (`45`, `2.5`); a UsageError naming `option` otherwise."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not a duration (e.g. 30s, 2m, 1h, or seconds)") from None
+    if not 0 < seconds <= 86_400:  # Stage.duration_s's bounds; also refuses nan and inf
+        raise UsageError(f"{option} {text!r}: must be more than 0 s and at most 24 h")
+    return seconds
+
+
+def parse_mix(text: str, option: str) -> dict[str, int]:
+    """`checkAvailability` or `checkAvailability:3,bookClinicAppointment:1` -> weights (1 where none is given)."""
+    weights: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, weight = (p.strip() for p in item.partition(":"))
+        if name not in TASKS:
+            raise UsageError(f"{option}: unknown operation {name!r}; the operations are {', '.join(TASKS)}")
+        if name in weights:
+            raise UsageError(f"{option}: {name} is named twice")
+        if not sep:
+            weights[name] = 1
+        elif weight.isdigit() and 1 <= int(weight) <= 1000:
+            weights[name] = int(weight)
+        else:
+            raise UsageError(f"{option}: the weight of {name} must be a whole number from 1 to 1000, not "
+                             f"{weight!r}")
+    if not weights:
+        raise UsageError(f"{option}: name at least one operation ({', '.join(TASKS)})")
+    return weights
+
+
+@dataclass(frozen=True)
+class CommandLineLoad:
+    """What `bookbench run --users/--duration/--spawn-rate/--scenario-mix` asks for (None: not given)."""
+
+    users: int | None = None
+    duration_s: float | None = None
+    spawn_rate: float | None = None
+    mix: dict[str, int] | None = None
+
+    @property
+    def adhoc(self) -> bool:
+        """True when the run is the one ADHOC scenario instead of the file's."""
+        return self.users is not None or self.duration_s is not None
+
+
+def with_command_line(spec: ScenarioFile, load: CommandLineLoad) -> ScenarioFile:
+    """The file as the command line changes it: `mix` replaces the task mix's weights; `users` or `duration_s`
+    replace the scenarios by one closed-model scenario ADHOC (1 user, 30 s where not given). The dataset,
+    thresholds (`global`; a `per_scenario` entry names a scenario the run no longer has), review targets,
+    alerts and notifications stay the file's, so checks, judge and report work as for any run."""
+    users, duration_s, spawn_rate, mix = load.users, load.duration_s, load.spawn_rate, load.mix
+    if spawn_rate is not None and not load.adhoc:
+        raise UsageError("--spawn-rate: belongs to an ad hoc run; give --users (and --duration) with it")
+    if mix is None and not load.adhoc:
+        return spec
+    # rebuilt from what the file set (exclude_unset): a limit it left unset must stay unset (stall_default)
+    raw = spec.model_dump(by_alias=True, exclude_unset=True)
+    if mix is not None:
+        raw["task_mix"] = {**raw["task_mix"], "weights": mix}
+    if load.adhoc:
+        duration = 30.0 if duration_s is None else duration_s
+        weights = mix or spec.task_mix.weights
+        stage: dict[str, Any] = {"duration_s": duration, "users": users or 1}
+        if spawn_rate is not None:
+            stage["spawn_rate"] = spawn_rate
+        raw["scenarios"] = {ADHOC: {
+            "description": f"Ad hoc: {users or 1} user(s) for {duration:g} s, "
+                           f"{', '.join(f'{k} x{w}' for k, w in weights.items())}.",
+            "warmup_s": min(ADHOC_WARMUP_S, duration / 3), "stages": [stage]}}
+        raw.setdefault("thresholds", {})["per_scenario"] = {}
+    try:
+        return ScenarioFile.model_validate(raw)
+    except ValidationError as exc:  # the CLI bounds its options, so this is a last guard naming the values
+        raise ScenarioFileError(_format(exc, Path("the command line"))) from exc
