@@ -21,7 +21,7 @@ from bookbench.artifacts.manifest import Manifest
 from bookbench.errors import UsageError
 
 HEADLINE_SCENARIOS = ("burst", "sustained", "ramp_up", "single")
-CLAIMS = ("improved", "regressed")
+CLAIMS = wording.CLAIMS
 
 
 class NotComparable(UsageError):
@@ -100,15 +100,15 @@ def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.R
     return out
 
 
-def _p95_words(ci: dict[str, Any]) -> str:
-    """How a P95 interval reads: "31x lower (95 % CI 21x-45x lower)" with its verdict when it is not a change."""
-    words = f"{wording.change(ci['ratio'])} (95 % CI {wording.interval(ci['low'], ci['high'])})"
-    return words if ci["verdict"] in ("improved", "regressed") else f"{words}, {ci['verdict']}"
+def _said(label: str, ci: dict[str, Any]) -> str:
+    """A compared figure as a sentence of its own: "Lower: P95 20x lower, 95 % CI from 15x to 27x lower"."""
+    words = wording.result(label, ci)
+    return words[:1].upper() + words[1:]
 
 
 def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
-    """One sentence from the data: the best set against the baseline on the headline scenario, said in words with
-    its interval, then the same set against every other candidate."""
+    """Sentences from the data: the best set against the baseline on the headline scenario, each figure verdict
+    first with its interval (bookbench.analysis.wording), then the same set against every other candidate."""
     if best is None:
         return (f"No candidate is named the best against {baseline}." if len(result["sets"]) > 1
                 else "Only the baseline was measured: nothing to compare.")
@@ -119,18 +119,17 @@ def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
     row = result["scenarios"][scenario][best]
     p95, tput = row["vs_baseline"]["p95"], row["vs_baseline"]["throughput"]
-    rounds = f"{p95['rounds']} round(s)" if p95["paired"] else "unpaired runs"
-    text = (f"Against {baseline}, {best} has {scenario} P95 {_p95_words(p95)}: {p95['baseline']:,.0f} ms -> "
-            f"{p95['candidate']:,.0f} ms over {rounds}, n={row['requests']:,}; throughput "
-            f"{wording.change(tput['ratio'])} ({tput['baseline']:,.1f} -> {tput['candidate']:,.1f} req/s, "
-            f"{tput['verdict']}).")
+    rounds = f"over {p95['rounds']} round(s)" if p95["paired"] else "in unpaired runs"
+    text = (f"Against {baseline}, {best} on {scenario} {rounds}, n={row['requests']:,}. "
+            f"{_said('P95', p95)} ({p95['baseline']:,.0f} ms -> {p95['candidate']:,.0f} ms). "
+            f"{_said('throughput', tput)} ({tput['baseline']:,.1f} -> {tput['candidate']:,.1f} req/s).")
     others = [(other, row["vs"][other]["p95"]) for other in row.get("vs", {})
               if other != baseline and "ratio" in row["vs"][other].get("p95", {})]
     others += [(other, _flip(result["scenarios"][scenario][other]["vs"][best]["p95"]))
                for other in result["sets"] if best in result["scenarios"][scenario][other].get("vs", {})
                and "ratio" in result["scenarios"][scenario][other]["vs"][best].get("p95", {})]
     for other, ci in others:
-        text += f" Against {other}: P95 {_p95_words(ci)}."
+        text += f" Against {other}, {wording.result('P95', ci)}."
     if result["repeat"] < 2:
         text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
                  "called improved or regressed.")
@@ -347,14 +346,13 @@ def _position_effect(figures: dict[str, list[dict[str, inference.RunFigure | str
 
 
 def position_words(scenario: str, moved: dict[str, inference.PositionEffect], k: int) -> str:
-    """"burst: the second run of a round was slower, whichever set ran: P50 38 % higher (95 % CI 20-58 %
-    higher), throughput 22 % lower (...)"."""
+    """"burst: the second run of a round was slower, whichever set ran: P50 38 % higher, 95 % CI from 20 % to
+    58 % higher; throughput 22 % lower, ..."."""
     slower = [(e.ratio > 1) == (m != "throughput") for m, e in moved.items()]
     how = "slower" if all(slower) else ("faster" if not any(slower) else "different")
     which = "the second run of a round" if k == 2 else "a run later in its round than first"
-    parts = [f"{'throughput' if m == 'throughput' else m.upper()} {wording.change(e.ratio)} (95 % CI "
-             f"{wording.interval(e.low, e.high)})" for m, e in moved.items()]
-    return (f"{scenario}: {which} was {how}, whichever set ran: {', '.join(parts)}. Verdicts whose class or "
+    parts = [wording.estimate(wording.metric(m), e.ratio, e.low, e.high) for m, e in moved.items()]
+    return (f"{scenario}: {which} was {how}, whichever set ran: {'; '.join(parts)}. Verdicts whose class or "
             "direction depends on it are downgraded to within noise.")
 
 
@@ -411,9 +409,9 @@ def _interval(figures: dict[str, list[dict[str, inference.RunFigure | str]]], th
     changed = adj.verdict != ci["verdict"] or _direction(adj.low, adj.high) != _direction(ci["low"], ci["high"])
     if changed and ci["verdict"] in CLAIMS:
         ci["downgraded"] = (
-            f"{ci['verdict']} only with the run-order effect in it: without the effect "
-            f"({metric} {wording.change(effect.ratio)} for a later run of a round) the interval is "
-            f"{wording.interval(adj.low, adj.high)} ({adj.verdict})")
+            f"{wording.verdict(ci['verdict'], ci['ratio'])} only with the run-order effect in it (a later run of "
+            f"a round has {wording.metric(metric)} {wording.change(effect.ratio)}); without that effect the result "
+            f"is {wording.result(wording.metric(metric), asdict(adj))}")
         ci["verdict"] = "within noise"
     return ci
 

@@ -114,9 +114,7 @@ def headline(plan: SweepPlan, compared: dict[str, Any]) -> str:
     largest = max(size for size, _, _ in rows)
     best = min((r for r in rows if r[0] == largest), key=lambda r: r[2]["ratio"])[1]
     mine = sorted((size, ci) for size, name, ci in rows if name == best)
-    steps = "; ".join(f"{size:,}: {wording.change(ci['ratio'])} (CI {wording.interval(ci['low'], ci['high'])}"
-                      f"{'' if ci['verdict'] in ('improved', 'regressed') else ', ' + ci['verdict']})"
-                      for size, ci in mine)
+    steps = "; ".join(f"at {size:,}, {wording.result('P95', ci)}" for size, ci in mine)
     first = next((size for size, ci in mine if ci["verdict"] == "improved"), None)
     start = (f"measurably lower from {first:,} appointments on" if first is not None
              else "not measurably lower at any size measured")
