@@ -7,22 +7,33 @@ from pathlib import Path
 from typing import Literal
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from bookbench.artifacts import junit
 from bookbench.checks.base import CheckResult
+from bookbench.tables import ContentTable
 
 _JUNIT: dict[str, Literal["passed", "failed", "skipped"]] = {"pass": "passed", "fail": "failed",
                                                               "skipped": "skipped"}
 
 
+def _one_line(text: str) -> Text:
+    """A check's detail on one line of the table (an error message may hold newlines; the JUnit file keeps them),
+    as plain text: a detail quoting a request may hold brackets that are not markup."""
+    return Text(" / ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+
 def print_table(results: Sequence[CheckResult], console: Console) -> None:
-    table = Table(title="bookbench checks", show_lines=False)
+    """One line per check. On a narrow terminal the check's name and detail wrap inside their columns; the short
+    columns and the time never do. Piped to a log the table is as wide as its longest row (bookbench.tables)."""
+    table = ContentTable(title="bookbench checks", title_justify="left", show_lines=False)
     for col in ("suite", "check", "result", "time", "detail"):
-        table.add_column(col, overflow="fold")
+        fold = col in ("check", "detail")
+        table.add_column(col, overflow="fold" if fold else "ellipsis", no_wrap=not fold,
+                         justify="right" if col == "time" else "left")
     for r in results:
         verdict = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]NOT RUN[/]"}[r.status]
-        table.add_row(r.suite, r.name, verdict, f"{r.seconds * 1000:.0f} ms", r.detail)
+        table.add_row(r.suite, Text(r.name), verdict, f"{r.seconds * 1000:,.0f} ms", _one_line(r.detail))
     console.print(table)
     by_suite: dict[str, list[CheckResult]] = {}
     for r in results:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.table import Table
 
 from bookbench.analysis.judge import Judgement
+from bookbench.tables import ContentTable
 
 VERDICT_STYLE = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "not run": "[yellow]NOT RUN[/]"}
 
@@ -22,11 +22,12 @@ def _errors(failures: int, requests: int) -> str:
     return f"{failures:,} ({100 * failures / requests:.1f}%)" if requests else f"{failures:,}"
 
 
-def summary_table(summary: dict[str, Any], j: Judgement) -> Table:
+def summary_table(summary: dict[str, Any], j: Judgement) -> ContentTable:
     """One bold row per scenario (its verdict last), then one row per endpoint. Figures are summary.json's
-    (after the warm-up), so they match report.html to the digit."""
-    table = Table(title="after the warm-up; latency in ms, exact percentiles", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    (after the warm-up), so they match report.html to the digit; piped to a log the table is as wide as its
+    figures (bookbench.tables), never cut to "2,634…"."""
+    table = ContentTable(title="after the warm-up; latency in ms, exact percentiles", title_justify="left",
+                         box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
     table.add_column("scenario / endpoint", no_wrap=True)
     for col in ("n", "P50", "P95", "P99", "req/s", "errors"):
         table.add_column(col, justify="right", no_wrap=True)

@@ -43,6 +43,11 @@ class Snapshot:
     # seconds without a completed request, as far as the recorder can know (a master's rows arrive up to its lag
     # late, so it counts only up to `now - lag`): the stall the progress line shows while it happens
     idle_s: float | None = None
+    # open model only (None in the closed one): the arrival rate the scenario offers now, and the requests still
+    # under way just after each load-generating process's latest completion, summed (from the samples' users
+    # column, which holds in-flight in the open model)
+    offered_rps: float | None = None
+    in_flight: int | None = None
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -73,16 +78,24 @@ class LiveStats:
         self.failures = 0
         self.first_end: float | None = None
         self.last_end: float | None = None
+        self.in_flight: dict[str, tuple[float, int]] = {}  # open model: process -> (end, in flight then), latest
 
-    def add(self, start: float, latency_ms: float, ok: bool) -> None:
+    def add(self, start: float, latency_ms: float, ok: bool, in_flight: int | None = None,
+            process: str = "local") -> None:
+        """One recorded request; `in_flight` (open model, the samples' users column) is how many of `process`'s
+        requests were under way when it completed, itself included: the ones left after it are one fewer (so the
+        figure falls to 0 once the last request is in)."""
         self.latencies.append(latency_ms)
         end = start + latency_ms / 1000
+        if in_flight is not None and end >= self.in_flight.get(process, (-math.inf, 0))[0]:
+            self.in_flight[process] = (end, max(0, in_flight - 1))
         self.recent.append((end, latency_ms))
         self.failures += not ok
         self.first_end = end if self.first_end is None else min(self.first_end, end)
         self.last_end = end if self.last_end is None else max(self.last_end, end)
 
-    def snapshot(self, now: float, users: int, elapsed_s: float | None) -> Snapshot:
+    def snapshot(self, now: float, users: int, elapsed_s: float | None, offered_rps: float | None = None
+                 ) -> Snapshot:
         # sorting in place each second is cheap: the list is a sorted run plus one second of new rows
         self.latencies.sort()
         hi = now - self.lag_s
@@ -101,4 +114,5 @@ class LiveStats:
             p95_ms=None if math.isnan(p95) else p95, recent_p95_ms=None if math.isnan(recent) else recent,
             # less than a second of data is no rate at all: say nothing rather than 0.0
             recent_rps=len(in_window) / covered if covered >= 1.0 else None, window_s=min(self.window_s, covered),
-            idle_s=None if idle is None else max(0.0, idle))
+            idle_s=None if idle is None else max(0.0, idle), offered_rps=offered_rps,
+            in_flight=sum(n for _, n in self.in_flight.values()) if self.in_flight else None)

@@ -39,7 +39,7 @@ from bookbench.load import remote
 from bookbench.load.live import LiveStats
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
-from bookbench.spec.shape import arrival_times, users_at
+from bookbench.spec.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.target import pools as target_pools
 from bookbench.target import profile as target_profile
 from bookbench.target.answers import Outcome
@@ -189,7 +189,8 @@ class Recorder:
             return  # the recording already stopped: Locust is quitting with the reason
         if self.live is not None:
             for row in rows:
-                self.live.add(row[0], row[1], bool(row[5]))
+                # the open model's users column holds the process's requests in flight (on_request)
+                self.live.add(row[0], row[1], bool(row[5]), row[8] if OPEN_MODEL else None, row[9])
         # the samples first: on a filling disk the record that matters is the one kept, and the one named
         if self.writer is not None and rows:
             self.writer.extend(rows)
@@ -330,7 +331,9 @@ def _background(environment: Environment) -> None:
             # the shape's clock starts with the load, not with the process: the display counts load seconds
             elapsed = shape.get_run_time() if shape is not None and runner.state != "ready" else None
             try:
-                RECORDER.live.snapshot(time.time(), runner.user_count, elapsed).write(Path(progress))
+                offered = (arrival_rate_at(SCENARIO.stages, elapsed)
+                           if SCENARIO is not None and OPEN_MODEL and elapsed is not None else None)
+                RECORDER.live.snapshot(time.time(), runner.user_count, elapsed, offered).write(Path(progress))
             except OSError:
                 # the display's file only: no temp file left behind; a full disk is named by the next flush
                 Path(progress).with_suffix(".tmp").unlink(missing_ok=True)

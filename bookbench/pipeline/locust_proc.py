@@ -230,7 +230,14 @@ def progress_line(name: str, planned_s: float, snap: Snapshot | None, now: float
         idle = snap.idle_s + (max(0.0, now - snap.t) if now is not None else 0.0)
         if idle >= STALL_SHOWN_S:
             clock += f" · no request completed for {idle:.0f} s"
-    users = f"{snap.users} user" + ("" if snap.users == 1 else "s")
+    if snap.offered_rps is not None or snap.in_flight is not None:
+        # open model: Locust's one arrival scheduler per process is no measure of load; the offered rate and the
+        # requests under way are
+        load = [f"offered {snap.offered_rps:,g}/s"] if snap.offered_rps is not None else []
+        load += [f"{snap.in_flight:,} in flight"] if snap.in_flight is not None else []
+        users = ", ".join(load)
+    else:
+        users = f"{snap.users} user" + ("" if snap.users == 1 else "s")
     recent = [f"{_rate(snap.recent_rps)} req/s"] if snap.recent_rps is not None else []
     if snap.recent_p95_ms is not None:
         recent.append(f"P95 {snap.recent_p95_ms:,.1f} ms")

@@ -25,6 +25,17 @@ def users_at(stages: Sequence[Stage], elapsed_s: float, processes: int = 1) -> t
     return None
 
 
+def arrival_rate_at(stages: Sequence[Stage], elapsed_s: float) -> float:
+    """The open model's offered rate (requests/s, all processes together) at `elapsed_s`; 0 between arrival
+    stages and after the last (nothing is offered while the last requests finish)."""
+    end = 0.0
+    for stage in stages:
+        end += stage.duration_s
+        if elapsed_s < end:
+            return stage.arrival_rate or 0.0
+    return 0.0
+
+
 def arrival_times(stages: Sequence[Stage], arrivals: str, rng: random.Random, share: float = 1.0
                   ) -> Iterator[float]:
     """Intended send times (seconds from the start) of an open-model scenario, stage after stage: Poisson

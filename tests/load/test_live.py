@@ -1,7 +1,8 @@
-"""The progress display's exact figures (LiveStats) and its labelled line."""
+"""The progress display's exact figures (LiveStats) and its labelled line, closed and open model."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 
 from bookbench.load.live import LiveStats, Snapshot, exact_percentile
 from bookbench.pipeline.locust_proc import progress_line
+from bookbench.spec.scenarios import Stage
+from bookbench.spec.shape import arrival_rate_at
 
 
 def test_percentile_matches_numpy_linear() -> None:
@@ -56,3 +59,42 @@ def test_progress_line_labels_every_figure_and_never_overruns_the_plan(tmp_path:
                      recent_rps=None, window_s=0.4)
     assert "req/s" not in progress_line("burst", 20, early)  # no rate yet rather than 0.0
     assert "errors 1 of 3 (33.33 %)" in progress_line("burst", 20, early)
+
+
+def test_open_model_snapshot_sums_what_each_process_has_in_flight_after_its_latest_completion() -> None:
+    live = LiveStats(lag_s=4.0)
+    # the samples' users column (open model): the process's requests under way when this one completed, itself
+    # included; rows of a process may arrive out of order, its latest completion counts
+    live.add(100.0, 50.0, True, 9, "worker-a")
+    live.add(100.5, 20.0, True, 4, "worker-a")  # ends 100.52, the latest of worker-a: 3 left under way
+    live.add(100.1, 10.0, True, 7, "worker-a")  # ends 100.11: older, ignored
+    live.add(100.2, 30.0, False, 6, "worker-b")  # 5 left
+    snap = live.snapshot(now=101.0, users=2, elapsed_s=1.0, offered_rps=60.0)
+    assert snap.in_flight == 3 + 5 and snap.offered_rps == 60.0 and snap.users == 2
+    live.add(101.0, 5.0, True, 1, "worker-b")  # the last request of worker-b is in: none left there
+    assert live.snapshot(now=102.0, users=2, elapsed_s=2.0, offered_rps=0.0).in_flight == 3
+    closed = LiveStats()
+    closed.add(100.0, 5.0, True)
+    snap = closed.snapshot(now=101.0, users=3, elapsed_s=1.0)
+    assert snap.in_flight is None and snap.offered_rps is None  # the closed model has users, not these
+
+
+def test_open_model_progress_line_says_the_offered_rate_and_the_requests_in_flight() -> None:
+    snap = Snapshot(t=0, elapsed_s=12.2, users=1, requests=700, failures=0, p95_ms=4.25, recent_p95_ms=5.0,
+                    recent_rps=59.8, window_s=5, offered_rps=60.0, in_flight=12)
+    line = progress_line("arrivals", 30, snap)
+    assert line.startswith("arrivals 12/30 s · offered 60/s, 12 in flight · last 5 s: 59.8 req/s"), line
+    assert "user" not in line  # Locust's one arrival scheduler per process is not the load
+    # before the first completion the in-flight figure is unknown and left out, never shown as 0
+    first = dataclasses.replace(snap, requests=0, in_flight=None, p95_ms=None, recent_p95_ms=None, recent_rps=None)
+    assert "· offered 60/s · all: errors 0 of 0" in progress_line("arrivals", 30, first)
+    # after the plan nothing more is offered while the last requests finish
+    late = dataclasses.replace(snap, elapsed_s=31.0, offered_rps=0.0, in_flight=2)
+    assert "30/30 s, finishing in-flight requests · offered 0/s, 2 in flight ·" in progress_line("arrivals", 30, late)
+    assert "offered 1,500/s" in progress_line("arrivals", 30, dataclasses.replace(snap, offered_rps=1500.0))
+    assert "offered 2.5/s" in progress_line("arrivals", 30, dataclasses.replace(snap, offered_rps=2.5))
+
+
+def test_offered_rate_follows_the_arrival_stages() -> None:
+    stages = [Stage(duration_s=10, arrival_rate=20), Stage(duration_s=5, arrival_rate=60)]
+    assert [arrival_rate_at(stages, t) for t in (0, 9.9, 10, 14.9, 15, 99)] == [20, 20, 60, 60, 0, 0]
