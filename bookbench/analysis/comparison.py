@@ -110,8 +110,11 @@ def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
     """Sentences from the data: the best set against the baseline on the headline scenario, each figure verdict
     first with its interval (bookbench.analysis.wording), then the same set against every other candidate."""
     if best is None:
-        return (f"No candidate is named the best against {baseline}." if len(result["sets"]) > 1
-                else "Only the baseline was measured: nothing to compare.")
+        if len(result["sets"]) < 2:
+            return "Only the baseline was measured: nothing to compare."
+        if _best(result, baseline) is None:  # not one P95 ratio: the reason is in the table, said once per row
+            return f"No scenario had enough samples to compare any candidate with {baseline} (see the table)."
+        return f"No candidate is named the best against {baseline}."
     usable = [s for s, sets in result["scenarios"].items()
               if all("ratio" in sets[best]["vs_baseline"].get(m, {}) for m in ("p95", "throughput"))]
     if not usable:

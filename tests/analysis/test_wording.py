@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bookbench.analysis import wording
@@ -67,3 +69,16 @@ def test_rounding_never_hides_or_inflates_a_change() -> None:
     assert wording.change(1.002) == "0.2 % higher" and wording.change(1.0001) == "unchanged"
     assert wording.change(1 / 9.96) == "10x lower" and wording.change(1.02, "factor") == "1.02x higher"
     assert wording.interval(0.996, 1.004) == "from 0.4 % lower to 0.4 % higher"
+
+
+def test_the_compare_headline_says_when_no_candidate_could_be_compared() -> None:
+    from bookbench.analysis import comparison
+
+    def result(p95: dict[str, object]) -> dict[str, Any]:
+        return {"sets": ["none", "recommended"], "scenarios": {"single": {
+            "none": {"vs_baseline": {}, "vs": {}}, "recommended": {"vs_baseline": {"p95": p95}, "vs": {}}}}}
+
+    assert comparison._headline(result({"error": "none: too few samples to compare"}), "none", None) == \
+        "No scenario had enough samples to compare any candidate with none (see the table)."
+    assert comparison._headline(result(_ci(0.5, 0.4, 0.6, "improved")), "none", None) == \
+        "No candidate is named the best against none."
