@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bookbench.artifacts.manifest import Manifest, ScenarioEntry
+from bookbench.artifacts.manifest import AS_FOUND, Manifest, ScenarioEntry, notifications_off
 from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
 from bookbench.spec.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
 
@@ -42,6 +42,12 @@ NOTIFICATION_METRICS = frozenset({"sms_p95_s", "notifications_lost"})
 CHECK_SUITES = (("smoke", "Smoke tests"), ("uat", "UAT tests"), ("stress", "Stress test"),
                 ("preflight", "Preflight: one booking function, advisory lock, READ COMMITTED, isolation"))
 INTEGRITY_METRICS = ("double_bookings", "lost_bookings", "phantom_bookings", "count_mismatch")
+# how a failed item names the rule it breaks
+KIND_LABELS = {"threshold": "threshold", "target": "review target", "alert": "alert rule",
+               "notification": "Path B limit"}
+NO_DATABASE = "no database access during the run (--dsn)"
+# the commands that start runs with notifications off (read from an old manifest's command line)
+SCHEDULED = frozenset({"compare", "calibrate", "sweep", "capacity"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class Judgement:
     verdicts: list[Verdict]
     decision: str  # GO | NO-GO | INCOMPLETE
     caveats: list[str] = field(default_factory=list)  # what was not run or not in full, worded for the page
+    # "not run" verdicts the run chose not to measure (notifications off, no --dsn, checks skipped), each with its
+    # reason as detail: pages fold them into one line instead of a row each in the warning colour
+    by_design: list[Verdict] = field(default_factory=list)
 
     @property
     def go(self) -> bool:
@@ -91,12 +100,41 @@ class Judgement:
         rank = {"fail": 0, "no data": 0, "not run": 1}
         return sorted(self.verdicts, key=lambda v: rank.get(v.status, 2))
 
-    def headline(self, requests: int, scenarios: int) -> str:
+    def failed_groups(self) -> list[list[Verdict]]:
+        """The failed verdicts by figure: a P95 over its threshold, its review target and its alert rule is one
+        group (one figure, three rules), so that every page and the terminal list it once."""
+        groups: dict[tuple[Any, ...], list[Verdict]] = {}
+        for v in self.failures:
+            groups.setdefault((v.scenario, v.metric, v.value, v.status, v.detail), []).append(v)
+        return list(groups.values())
+
+    def failed_items(self) -> list[str]:
+        """Each failed figure once, in words, naming every limit it breaks."""
+        return [describe_item(vs) for vs in self.failed_groups()]
+
+    def measured(self) -> list[Verdict]:
+        """The verdicts for the verdicts table: all but those not measured by design (shown folded)."""
+        return [v for v in self.failures_first() if v not in self.by_design]
+
+    def by_design_groups(self) -> list[tuple[str, list[Verdict]]]:
+        """The verdicts not measured by design, by reason (the reason's "not measured" lead-in dropped: the line that
+        shows them says it once)."""
+        groups: dict[str, list[Verdict]] = {}
+        for v in self.by_design:
+            reason = v.detail.removeprefix("not measured: ").removeprefix("not measured ") or "not run"
+            groups.setdefault(reason, []).append(v)
+        return list(groups.items())
+
+    def headline(self, requests: int, scenarios: int, listed: int = 3) -> str:
+        """The decision in one sentence; `listed`: how many failed items it names (0: the page lists them)."""
         failures = self.failures
         if failures:
-            shown = "; ".join(describe(v) for v in failures[:3])
-            more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
-            return f"{len(failures)} of {len(self.verdicts)} verdicts fail: {shown}{more}"
+            items = self.failed_items()
+            head = f"{len(failures)} of {len(self.verdicts)} verdicts fail"
+            if not listed:
+                return f"{head} ({len(items)} failed item(s)) over {requests:,} requests"
+            more = f" and {len(items) - listed} more" if len(items) > listed else ""
+            return f"{head}: {'; '.join(items[:listed])}{more}"
         if self.caveats:
             return f"nothing failed over {requests:,} requests, but not complete: {'; '.join(self.caveats)}"
         return f"every verdict holds over {requests:,} requests in {scenarios} scenario(s)"
@@ -111,6 +149,17 @@ def describe(v: Verdict) -> str:
         return f"{where}{v.metric}: {v.status}"
     return f"{where}{v.metric} = {format_value(v.metric, v.value)} (limit {format_value(v.metric, v.limit)}, " \
            f"n={v.samples:,})"
+
+
+def describe_item(verdicts: list[Verdict]) -> str:
+    """Verdicts on one figure (same scenario, metric and value) as one phrase naming each rule's limit:
+    "ramp_up p95_ms = 678 ms (threshold 500 ms, review target 500 ms; n=1,234)"."""
+    first = verdicts[0]
+    if first.detail or first.value is None:
+        return describe(first)
+    where = "" if first.scenario in ("checks", "run") else f"{first.scenario} "
+    limits = ", ".join(f"{KIND_LABELS.get(v.kind, v.kind)} {format_value(v.metric, v.limit)}" for v in verdicts)
+    return f"{where}{first.metric} = {format_value(first.metric, first.value)} ({limits}; n={first.samples:,})"
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -180,8 +229,7 @@ def _notification_limit(kind: str, scenario: str, metric: str, sc: dict[str, Any
     without evidence, which the review says, but does not make a booking-only run incomplete."""
     notes = (sc or {}).get("notifications")
     if not notes:
-        return Verdict(kind, scenario, metric, None, limit, "not run", 0,
-                       "notifications not measured (a --target-url run, or notifications.enabled: false)")
+        return Verdict(kind, scenario, metric, None, limit, "not run", 0)  # judge() words the reason
     n = int(notes["sms"]["delay_s"]["n"]) if metric == "sms_p95_s" else int(notes["queued"])
     value = metric_value(sc or {}, metric)
     if value is None:
@@ -271,7 +319,7 @@ def _integrity(name: str, entry: ScenarioEntry, ran: bool, killed: bool = False)
             return Verdict("integrity", name, metric, None, 0, "not run", n, detail)
         return Verdict("integrity", name, metric, value, 0, "pass" if value == 0 else "fail", n)
 
-    no_db = entry.integrity_unmeasured or "no database access during the run (--dsn)"
+    no_db = entry.integrity_unmeasured or NO_DATABASE
     audit, recon = entry.audit, entry.reconciliation
     others = [c for c in (counts.locust, counts.service) if c is not None] if counts else []
     out = [zero("double_bookings", audit["overlaps"] if audit else None, no_db),
@@ -304,7 +352,8 @@ def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
         skipped = next((c["detail"] for c in checks or [] if c["suite"] == suite and c.get("skipped")), None)
         if not mine:
             out.append(Verdict(kind, "checks", suite, None, 0, "not run", 0, skipped or (
-                "not run with this load run" if checks is None else "not part of this run's checks")))
+                "checks not run with this load run (--skip-checks; compare runs them once, in its first round)"
+                if checks is None else "not part of this run's checks")))
             continue
         failed = [c["name"] for c in mine if not c["passed"]]
         detail = f"{len(mine) - len(failed)}/{len(mine)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
@@ -359,10 +408,47 @@ def _index_gate(manifest: Manifest) -> Verdict:
     idx = manifest.index_set
     present = idx.indexes
     if present is None:
-        return Verdict("gate", "run", "indexes_created", None, 1, "not run", 0, "index set not recorded (--dsn)")
+        return Verdict("gate", "run", "indexes_created", None, 1, "not run", 0, f"indexes {index_set_label(manifest)}")
     names = ", ".join(i.name for i in present)
+    what = f"set {idx.name}" if idx.applied and idx.name != AS_FOUND else "indexes as found"
     return Verdict("gate", "run", "indexes_created", len(present), 1, "pass" if present else "fail", len(present),
-                   f"set {idx.name}: {names or 'no performance index applied'}")
+                   f"{what}: {names or 'no performance index'}")
+
+
+def index_set_label(manifest: Manifest) -> str:
+    """What the run measured, index-wise, for page headers: the set bookbench applied, or the indexes as found (a
+    database bookbench did not create, no set named); without database access nothing was applied or recorded,
+    whatever name an older run folder wrote."""
+    idx = manifest.index_set
+    if idx.indexes is None:
+        return "as found, not recorded (no database access: --dsn)"
+    if idx.applied and idx.name != AS_FOUND:
+        return idx.name
+    return f"as found ({len(idx.indexes)} performance index(es))"
+
+
+def notifications_reason(manifest: Manifest) -> str | None:
+    """Why the run left notifications off: as the run recorded it, or, for a run folder from before that record, as
+    its target and command line say. None: they were on (or an old run folder that does not say)."""
+    if manifest.notifications_off:
+        return manifest.notifications_off
+    command = manifest.command
+    scheduled = (len(command) > 1 and command[1] in SCHEDULED) or manifest.round is not None
+    return notifications_off(manifest.target.url != "self-hosted", command, scheduled, True)
+
+
+def _by_design(v: Verdict, entry: ScenarioEntry | None, off: str) -> bool:
+    """A verdict the run chose not to measure: Path B turned off, no database access, checks skipped; never one a
+    fault or a stop left blank (those stay in plain sight)."""
+    if v.status != "not run":
+        return False
+    if v.scenario in ("checks", "run"):
+        return True
+    if entry is None:
+        return False
+    if v.metric in NOTIFICATION_METRICS:
+        return entry.notifications_unmeasured is None and v.detail == off
+    return v.kind == "integrity" and v.detail == (entry.integrity_unmeasured or NO_DATABASE)
 
 
 def rules(manifest: Manifest) -> tuple[Thresholds, ReviewTargets, AlertRules]:
@@ -398,21 +484,29 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
     """Every verdict on one run and the decision."""
     thresholds, targets, alerts = rules(manifest)
     verdicts: list[Verdict] = []
+    turned_off = notifications_reason(manifest)
+    off = turned_off or "not measured (notifications.enabled: false, or a run from before bookbench measured them)"
     for name, entry in manifest.scenarios.items():
         ran = entry.started_at is not None or entry.counts is not None
         sc = summary["scenarios"].get(name)
         think = float(manifest.scenario_file.task_mix.get("think_time_s", {}).get("max", 0) or 0)
         mine = _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline,
                                   thresholds.stall_default(name, entry.definition, think))
-        if entry.notifications_unmeasured:  # the run had Path B on: the real reason, not "a --target-url run"
-            mine = [dataclasses.replace(v, detail=entry.notifications_unmeasured)
-                    if v.metric in NOTIFICATION_METRICS and v.status == "not run" else v for v in mine]
+        if ran:  # the real reason: a stop or a fault that left Path B blank, else why the run had it off
+            why = entry.notifications_unmeasured or off
+            mine = [dataclasses.replace(v, detail=why)
+                    if v.metric in NOTIFICATION_METRICS and v.status == "not run" and not v.detail else v for v in mine]
         verdicts += mine
         verdicts += _integrity(name, entry, ran,
                                killed=manifest.status == "killed" and manifest.database_role is not None)
         verdicts += _samples_file(name, sc)
-    verdicts += _checks(checks)
+    suites = _checks(checks)
+    if turned_off:  # the notifications check of a run without Path B: the same reason as its figures
+        suites = [dataclasses.replace(v, detail=turned_off) if v.kind == "notification" and v.status == "not run" else v
+                  for v in suites]
+    verdicts += suites
     verdicts.append(_index_gate(manifest))
+    by_design = [v for v in verdicts if _by_design(v, manifest.scenarios.get(v.scenario), off)]
     caveats = _caveats(manifest, verdicts)
     if any(v.failed for v in verdicts):
         decision = "NO-GO"
@@ -420,7 +514,7 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
         decision = "INCOMPLETE"
     else:
         decision = "GO"
-    return Judgement(verdicts, decision, caveats)
+    return Judgement(verdicts, decision, caveats, by_design)
 
 
 def matrix(j: Judgement) -> list[dict[str, str]]:

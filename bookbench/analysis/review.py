@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bookbench.analysis.judge import Judgement, Verdict, describe, format_value, matrix, path_b, worst_status
+from bookbench.analysis.judge import Judgement, Verdict, format_value, matrix, path_b, worst_status
 from bookbench.artifacts.manifest import Manifest
 
 REVIEW_ROWS = (("p50_ms", "P50 latency", "<"), ("p95_ms", "P95 latency", "<"), ("p99_ms", "P99 latency", "<"),
@@ -28,6 +28,8 @@ class Review:
     path: str = "none"
     path_text: str = ""
     path_b: list[dict[str, str]] = field(default_factory=list)
+    # verdicts the run chose not to measure, by reason (Judgement.by_design_groups)
+    not_measured: list[tuple[str, list[Verdict]]] = field(default_factory=list)
 
     @property
     def go(self) -> bool:
@@ -57,7 +59,7 @@ def _recommendation(review: Review, j: Judgement, manifest: Manifest, summary: d
         paras.append(f"Go. Every target holds in all {len(review.scenarios)} scenarios and every go/no-go criterion "
                      "passes. Keep the alert rules below armed for the first 24 hours.")
     elif review.decision == "NO-GO":
-        paras.append("No-go until these are fixed: " + "; ".join(describe(v) for v in j.failures) + ".")
+        paras.append("No-go until these are fixed: " + "; ".join(j.failed_items()) + ".")
     else:
         paras.append("Not enough to sign: nothing failed, but " + "; ".join(review.caveats) + ". Run the full "
                      "scenarios with the checks (`bookbench run` without --quick or --skip-checks) before deciding.")
@@ -71,7 +73,7 @@ def _recommendation(review: Review, j: Judgement, manifest: Manifest, summary: d
                 f"Where the time goes: the slowest scenario is {worst_name} (P95 {worst['latency_ms']['p95']:.0f} ms, "
                 f"n={worst['requests']:,}); within it {slow[0]} has P95 {slow[1]['latency_ms']['p95']:.0f} ms "
                 f"against {fast[1]['latency_ms']['p95']:.0f} ms for {fast[0]}.")
-    if not manifest.index_set.indexes:
+    if manifest.index_set.indexes == []:  # None: not recorded (no database access), which is not "no index"
         paras.append("This run had no performance index. Measure an index set before deciding: "
                      "`bookbench run --index-set recommended` on the same dataset, then compare the two runs.")
     noisy = {n: sc["noise"] for n, sc in summary["scenarios"].items() if sc.get("noise")}
@@ -100,6 +102,7 @@ def build(manifest: Manifest, summary: dict[str, Any], j: Judgement,
     review.table = _table(j, review.scenarios)
     review.gates = matrix(j)
     review.alerts = j.of_kind("alert")
+    review.not_measured = j.by_design_groups()
     total = sum(sc["requests"] for sc in summary["scenarios"].values())
     review.headline = j.headline(total, len(review.scenarios))
     review.path, review.path_text, review.path_b = path_b(j, summary)

@@ -162,6 +162,24 @@ class Manifest(_Model):
     # the analysis measures the position effect from these; None for a run outside rounds
     round: int | None = None
     position: int | None = None
+    # why the run measured no notification (Path B) at all, in words for the pages: compare turned them off, a
+    # --target-url run, notifications.enabled: false. None: they were on, or a run from before this field
+    notifications_off: str | None = None
+
+
+def notifications_off(target_run: bool, command: list[str], turned_off: bool, enabled: bool) -> str | None:
+    """Why a run leaves Path B out (None: it measures it). `command` is the manifest's command line, whose
+    second word names the command that started the run (compare, sweep, capacity and calibrate turn Path B off)."""
+    if target_run:
+        return ("not measured: a --target-url run (bookbench's notification dispatchers and fake SMS and calendar "
+                "providers run only beside the reference service it starts)")
+    if turned_off:
+        who = f"`bookbench {command[1]}`" if len(command) > 1 and not command[1].startswith("-") else "its command"
+        return (f"not measured: {who} turns notifications off (it measures index sets; dispatchers "
+                "draining between scenarios would only add CPU noise)")
+    if not enabled:
+        return "not measured: notifications.enabled is false in the scenario file"
+    return None
 
 
 def path_in(run_dir: Path) -> Path:

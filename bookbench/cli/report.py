@@ -18,9 +18,9 @@ DECISION_STYLE = {"GO": "[green]GO[/]", "NO-GO": "[red]NO-GO[/]", "INCOMPLETE": 
 
 def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) -> bool:
     """Judge the run and render report.html (unless html=False); print the per-scenario/endpoint table, one line
-    per failed verdict and the decision.
+    per failed figure (however many rules it breaks) and the decision.
     False on NO-GO."""
-    from bookbench.analysis.judge import describe
+    from bookbench.analysis.judge import describe_item
     from bookbench.cli.terminal import generator_lines, notification_lines, open_model_lines, summary_table
     from bookbench.pipeline import analyse
 
@@ -29,8 +29,8 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
         console.print(summary_table(out.summary, out.judgement))
         for line in open_model_lines(out.summary) + notification_lines(out.summary) + generator_lines(out.summary):
             console.print(line)
-    for v in out.judgement.failures:
-        console.print(f"  [red]{v.status.upper()}[/] {v.kind} {describe(v)}")
+    for group in out.judgement.failed_groups():  # one line per failed figure, naming every rule it breaks
+        console.print(f"  [red]{group[0].status.upper()}[/] {describe_item(group)}")
     for caveat in out.judgement.caveats:
         console.print(f"  [yellow]not complete:[/] {caveat}")
     page = out.report if out.report is not None else "not written (--no-report)"

@@ -23,6 +23,7 @@ def jinja() -> Environment:
     env.filters["when"] = when
     # the spread an uncalibrated comparison assumes: the page says the value the analysis used, not a copy
     env.globals["default_run_sd"] = DEFAULT_RUN_SD
+    env.globals["index_set_label"] = judge.index_set_label
     return env
 
 
@@ -58,7 +59,8 @@ def report_page(run_dir: Path, manifest: Manifest, summary: dict[str, Any], j: j
                 checks: list[dict[str, Any]] | None) -> Path:
     total = sum(sc["requests"] for sc in summary["scenarios"].values())
     html = jinja().get_template("report.html.j2").render(
-        manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary["scenarios"])),
+        # the page lists each failed item under the banner: the banner's sentence only counts them
+        manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary["scenarios"]), listed=0),
         fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=checks,
         generated=now(), method=summary["method"])
     return write_page(run_dir / "report.html", html)

@@ -150,10 +150,11 @@ def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any])
                                                          "error_rate": 0.0, "throughput_rps": 1e6}
     j = judge.judge(manifest, base_summary, _checks(failing="smoke"))
     headline = j.headline(1000, 1)
+    items = j.failed_items()
     assert headline.startswith(f"{len(j.failures)} of {len(j.verdicts)} verdicts fail")
-    assert f"and {len(j.failures) - 3} more" in headline
+    assert f"and {len(items) - 3} more" in headline
     rv = review.build(manifest, base_summary, j)
-    assert all(judge.describe(v) in rv.recommendation[0] for v in j.failures)  # every failure listed
+    assert all(item in rv.recommendation[0] for item in items)  # every failed figure listed
 
 
 def test_throughput_drop_reads_as_a_drop_or_as_none(base_summary: dict[str, Any]) -> None:
@@ -199,3 +200,46 @@ def test_gate_labels_count_the_checks_that_ran(base_summary: dict[str, Any]) -> 
     two = [*_checks(), {"suite": "smoke", "name": "another", "passed": False, "detail": "", "seconds": 0.1}]
     rows = judge.matrix(judge.judge(_manifest(), base_summary, two))
     assert rows[0]["label"] == "Smoke tests (1/2)" and rows[2]["label"] == "Stress test (1/1)"
+
+
+def test_a_figure_breaking_several_rules_is_one_failed_item(base_summary: dict[str, Any]) -> None:
+    """The fixture's P95 (95 ms) over a threshold, a review target and an alert rule is one item naming the three
+    limits, not three lines repeating the figure; a figure breaking one rule names that rule."""
+    manifest = _manifest()
+    manifest.scenario_file.thresholds["global"]["p95_ms"] = 90
+    manifest.scenario_file.review_targets["p95_ms"] = 80
+    manifest.scenario_file.alert_rules["p95_ms"] = 85
+    manifest.scenario_file.review_targets["p99_ms"] = 98
+    j = judge.judge(manifest, base_summary, _checks())
+    assert len(j.failures) == 4
+    assert j.failed_items() == ["known p95_ms = 95 ms (threshold 90 ms, review target 80 ms, alert rule 85 ms; "
+                                "n=1,000)", "known p99_ms = 99 ms (review target 98 ms; n=1,000)"]
+    assert j.headline(1000, 1, listed=0) == (
+        f"4 of {len(j.verdicts)} verdicts fail (2 failed item(s)) over 1,000 requests")
+
+
+def test_why_notifications_were_off_is_recorded_or_read_from_an_old_folder() -> None:
+    """compare turns notifications off: the pages say so, not "a --target-url run, or notifications.enabled:
+    false"; a run folder from before the record is read from its command line, round and target."""
+    recorded = _manifest(notifications_off="not measured: `bookbench compare` turns notifications off (x)")
+    assert judge.notifications_reason(recorded) == recorded.notifications_off
+    old_compare = _manifest(command=["bookbench", "compare", "--quick"])
+    assert "`bookbench compare` turns notifications off" in str(judge.notifications_reason(old_compare))
+    in_rounds = _manifest(command=[], round=2, position=0)
+    assert "its command turns notifications off" in str(judge.notifications_reason(in_rounds))
+    target = _manifest(target={"url": "http://127.0.0.1:8000", "database": "embedded"})
+    assert "a --target-url run" in str(judge.notifications_reason(target))
+    assert judge.notifications_reason(_manifest(command=["bookbench", "run"])) is None  # on (or not said)
+
+
+def test_the_index_set_label_says_what_ran() -> None:
+    applied = _manifest()
+    assert judge.index_set_label(applied) == "recommended"
+    found = _manifest(index_set={"name": "as-found", "applied": False,
+                                 "indexes": [{"name": "i", "table": "t", "size_bytes": 1, "definition": "d"}]})
+    assert judge.index_set_label(found) == "as found (1 performance index(es))"
+    # a --target-url run without --dsn, even from a folder that wrote the file's default set as its name
+    unread = _manifest(index_set={"name": "recommended"})
+    assert judge.index_set_label(unread) == "as found, not recorded (no database access: --dsn)"
+    gate = next(v for v in judge.judge(unread, analysis.analyse_run(KNOWN), _checks()).verdicts if v.kind == "gate")
+    assert gate.status == "not run" and gate.detail == "indexes as found, not recorded (no database access: --dsn)"
