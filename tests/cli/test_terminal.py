@@ -179,3 +179,21 @@ def test_a_detail_with_newlines_and_brackets_stays_one_plain_row() -> None:
     row = next(ln for ln in text.splitlines() if ln.split()[1:2] == ["preflight"])
     assert "NOT RUN" in row and skipped.detail in row
     assert text.splitlines()[-1].startswith("0/1 passed, 1 not run")
+
+
+def test_make_demo_runs_every_check_suite_once() -> None:
+    """`make demo` checks the suites compare's runs do not (compare's runs check the others against each set's
+    service, recorded in the demo run's checks.json): together every suite of `check all`, none twice."""
+    import re
+
+    from bookbench.checks.runner import SUITES
+
+    makefile = (DATA.parents[1] / "Makefile").read_text()
+    suites = re.search(r"^DEMO_SUITES := (.*)$", makefile, re.M)
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert suites is not None and recipe is not None
+    demo = set(suites.group(1).split())
+    assert [ln.split()[1:3] for ln in recipe.group(1).splitlines()] == [["check", "$(DEMO_SUITES)"], ["compare"]]
+    by_compare = {r["suite"] for r in read_checks(DATA / "demo_run" / "checks.json") or []}
+    assert by_compare == {"smoke", "uat", "stress", "preflight"}
+    assert not demo & by_compare and demo | by_compare == set(SUITES)
