@@ -82,3 +82,17 @@ def test_the_compare_headline_says_when_no_candidate_could_be_compared() -> None
         "No scenario had enough samples to compare any candidate with none (see the table)."
     assert comparison._headline(result(_ci(0.5, 0.4, 0.6, "improved")), "none", None) == \
         "No candidate is named the best against none."
+
+
+def test_the_compare_terminal_says_every_p95_by_the_same_rule() -> None:
+    from bookbench.pipeline.compare import p95_lines
+
+    result = {"baseline": "none", "scenarios": {
+        "burst": {"none": {"vs_baseline": {}}, "seed": {"vs_baseline": {"p95": _ci(0.68, 0.3, 1.5, "no change")}},
+                  "recommended": {"vs_baseline": {"p95": _ci(1 / 33, 1 / 40, 1 / 28, "improved")}}},
+        "single": {"none": {"vs_baseline": {}}, "seed": {"vs_baseline": {"p95": {"error": "none: too few samples"}}},
+                   "recommended": {"vs_baseline": {}}}}}
+    assert p95_lines(result) == [
+        "  burst: seed against none, no detectable change: P95 1.5x lower, 95 % CI from 3.3x lower to 1.5x higher",
+        "  burst: recommended against none, lower: P95 33x lower, 95 % CI from 28x to 40x lower",
+        "  single: seed against none, none: too few samples"]
