@@ -128,7 +128,7 @@ def key_line(orgs: Orgs, secret: str, terminal: bool) -> str:
         return f"API keys: none yet, the database has no dataset (`bookbench db seed`; org N's key: {formula})"
     others = f"org N's key: `bookbench serve --org N`, or {formula}"
     if orgs.org is None:
-        return f"API keys: no such org; the dataset has orgs {orgs.first}-{orgs.last} ({others})"
+        return f"API keys: --org names no org of this dataset, which has orgs {orgs.first}-{orgs.last} ({others})"
     key = api_key(orgs.org, secret)
     if hashlib.sha256(key.encode()).hexdigest() != orgs.key_hash:
         return (f"API keys: org {orgs.org}'s key is not derived from {shown}: the dataset was seeded with another "
