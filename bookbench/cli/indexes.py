@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.table import Table
 
 from bookbench.cli.common import (
     AllowRemoteOpt,
@@ -20,6 +19,7 @@ from bookbench.cli.common import (
     handle_errors,
     mb,
 )
+from bookbench.tables import ContentTable
 
 if TYPE_CHECKING:
     from bookbench.db.indexes import IndexStatus
@@ -29,9 +29,10 @@ idx_app = typer.Typer(help="Performance index sets from sql/indexes/.", no_args_
 
 def _print_index_status(rows: list[IndexStatus]) -> None:
     # names are what a reader looks for, so they never wrap or get cut; a light box and short headers keep the
-    # table inside 80 columns (the table, already in the name, goes last: it is the one cut if any)
-    table = Table(title="performance indexes (constraint indexes not shown)", box=box.SIMPLE_HEAD, pad_edge=False,
-                  title_justify="left", collapse_padding=True)
+    # table inside 80 columns (the table, already in the name, goes last: it is the one cut if any, and only on a
+    # terminal: piped, the table is as wide as its content)
+    table = ContentTable(title="performance indexes (constraint indexes not shown)", box=box.SIMPLE_HEAD,
+                         pad_edge=False, title_justify="left", collapse_padding=True)
     table.add_column("index", no_wrap=True)
     table.add_column("set", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
