@@ -20,7 +20,7 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
     """Judge the run and render report.html (unless html=False); print the per-scenario/endpoint table, one line
     per failed figure (however many rules it breaks) and the decision.
     False on NO-GO."""
-    from bookbench.analysis.judge import describe_item
+    from bookbench.analysis.judge import describe, describe_item
     from bookbench.cli.terminal import generator_lines, notification_lines, open_model_lines, summary_table
     from bookbench.pipeline import analyse
 
@@ -30,7 +30,9 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
         for line in open_model_lines(out.summary) + notification_lines(out.summary) + generator_lines(out.summary):
             console.print(line)
     for group in out.judgement.failed_groups():  # one line per failed figure, naming every rule it breaks
-        console.print(f"  [red]{group[0].status.upper()}[/] {describe_item(group)}")
+        first = group[0]
+        what = describe_item(group) if len(group) > 1 else f"{first.kind} {describe(first)}"
+        console.print(f"  [red]{first.status.upper()}[/] {what}")
     for caveat in out.judgement.caveats:
         console.print(f"  [yellow]not complete:[/] {caveat}")
     page = out.report if out.report is not None else "not written (--no-report)"
