@@ -28,7 +28,8 @@ def summary_table(summary: dict[str, Any], j: Judgement) -> ContentTable:
     figures (bookbench.tables), never cut to "2,634…"."""
     table = ContentTable(title="after the warm-up; latency in ms, exact percentiles", title_justify="left",
                          box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    table.add_column("scenario / endpoint", no_wrap=True)
+    # on a terminal too narrow for every column, the name folds onto a second line; a figure is never cut
+    table.add_column("scenario / endpoint", overflow="fold")
     for col in ("n", "P50", "P95", "P99", "req/s", "errors"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
