@@ -13,7 +13,7 @@ import pytest
 from bookbench.analysis import judge, review
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import verdicts
-from bookbench.artifacts.manifest import Manifest
+from bookbench.artifacts.manifest import Manifest, notifications_off
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 SUITES = ("smoke", "uat", "stress", "preflight")
@@ -230,6 +230,9 @@ def test_why_notifications_were_off_is_recorded_or_read_from_an_old_folder() -> 
     target = _manifest(target={"url": "http://127.0.0.1:8000", "database": "embedded"})
     assert "a --target-url run" in str(judge.notifications_reason(target))
     assert judge.notifications_reason(_manifest(command=["bookbench", "run"])) is None  # on (or not said)
+    assert notifications_off(False, ["bookbench", "run"], False, False) == (
+        "not measured: notifications.enabled is false in the scenario file")
+    assert notifications_off(False, ["bookbench", "run"], False, True) is None
 
 
 def test_the_index_set_label_says_what_ran() -> None:
