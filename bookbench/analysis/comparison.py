@@ -101,7 +101,7 @@ def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.R
 
 
 def _said(label: str, ci: dict[str, Any]) -> str:
-    """A compared figure as a sentence of its own: "Lower: P95 20x lower, 95 % CI from 15x to 27x lower"."""
+    """A compared figure as a sentence of its own: "Improved: P95 20x lower, 95 % CI from 15x to 27x lower"."""
     words = wording.result(label, ci)
     return words[:1].upper() + words[1:]
 

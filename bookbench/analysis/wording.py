@@ -74,10 +74,10 @@ def interval(low: float, high: float) -> str:
 
 
 def verdict(word: str, ratio: float) -> str:
-    """The verdict as a reader sees it: improved/regressed as the direction of the change ("lower", "higher"),
-    "no change" as "no detectable change"; other states ("within noise", a reason) as they are."""
-    if word in CLAIMS:
-        return "lower" if ratio < 1 else "higher"
+    """The verdict as a reader sees it: "improved" / "regressed" (better or worse for this metric: the estimate that
+    follows says the direction), "no change" as "no detectable change"; other states ("within noise", a reason) as
+    they are. `ratio` is kept for callers that word a verdict without its estimate."""
+    del ratio
     return _SHOWN.get(word, word)
 
 
@@ -93,7 +93,7 @@ def estimate(label: str, ratio: float, low: float, high: float) -> str:
 
 
 def result(label: str, ci: Mapping[str, Any]) -> str:
-    """One compared figure, verdict first: "lower: P95 20x lower, 95 % CI from 15x to 27x lower"; a figure that
+    """One compared figure, verdict first: "improved: P95 20x lower, 95 % CI from 15x to 27x lower"; a figure that
     could not be compared is its reason (ci["error"], e.g. too few samples)."""
     if "error" in ci:
         return str(ci["error"])

@@ -101,7 +101,7 @@ def publish(folder: Path, result: dict[str, Any], first_runs: dict[str, Path], c
 
 def p95_lines(result: dict[str, Any]) -> list[str]:
     """Per scenario, each candidate's P95 against the baseline by the one wording rule, for a CI log that has no
-    page: "  burst: recommended against none, lower: P95 33x lower, 95 % CI from 28x to 40x lower"."""
+    page: "  burst: recommended against none, improved: P95 33x lower, 95 % CI from 28x to 40x lower"."""
     baseline = result.get("baseline")
     return [f"  {name}: {label} against {baseline}, {wording.result('P95', row['vs_baseline']['p95'])}"
             for name, sets in result.get("scenarios", {}).items() for label, row in sets.items()

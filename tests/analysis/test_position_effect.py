@@ -114,7 +114,7 @@ def test_a_verdict_that_rests_on_the_position_effect_is_downgraded(tmp_path: Pat
                                                                         "metrics": metrics}}}]}
     result = comparison.build(variants, 0.05, calibration_store=store, n_boot=100)
     ci = result["scenarios"]["known"]["recommended#2"]["vs_baseline"]["p50"]
-    assert ci["verdict"] == "within noise" and ci["downgraded"].startswith("higher only with the run-order")
+    assert ci["verdict"] == "within noise" and ci["downgraded"].startswith("regressed only with the run-order")
     assert "without that effect the result is no detectable change: P50 " in ci["downgraded"] or \
         "without that effect the result is within noise: P50 " in ci["downgraded"], ci["downgraded"]
     assert ci["position_adjusted"]["verdict"] in ("no change", "within noise")

@@ -16,14 +16,14 @@ def _ci(ratio: float, low: float, high: float, verdict: str) -> dict[str, object
 
 def test_an_improvement_beyond_2x_reads_in_factors_smaller_change_first() -> None:
     text = wording.result("P95", _ci(1 / 20, 1 / 27, 1 / 15, "improved"))
-    assert text == "lower: P95 20x lower, 95 % CI from 15x to 27x lower"
+    assert text == "improved: P95 20x lower, 95 % CI from 15x to 27x lower"
 
 
 def test_a_regression_within_2x_reads_in_percent() -> None:
     text = wording.result("P95", _ci(1.12, 1.05, 1.2, "regressed"))
-    assert text == "higher: P95 12 % higher, 95 % CI from 5 % to 20 % higher"
-    # lower throughput is a regression too: the word is the direction, the page's colour says which is worse
-    assert wording.result("throughput", _ci(0.8, 0.7, 0.9, "regressed")).startswith("lower: throughput 20 % lower")
+    assert text == "regressed: P95 12 % higher, 95 % CI from 5 % to 20 % higher"
+    # lower throughput is a regression too: the verdict says better or worse, the estimate says the direction
+    assert wording.result("throughput", _ci(0.8, 0.7, 0.9, "regressed")).startswith("regressed: throughput 20 % lower")
 
 
 def test_an_interval_that_would_mix_notations_is_said_in_factors_end_to_end() -> None:
@@ -94,5 +94,5 @@ def test_the_compare_terminal_says_every_p95_by_the_same_rule() -> None:
                    "recommended": {"vs_baseline": {}}}}}
     assert p95_lines(result) == [
         "  burst: seed against none, no detectable change: P95 1.5x lower, 95 % CI from 3.3x lower to 1.5x higher",
-        "  burst: recommended against none, lower: P95 33x lower, 95 % CI from 28x to 40x lower",
+        "  burst: recommended against none, improved: P95 33x lower, 95 % CI from 28x to 40x lower",
         "  single: seed against none, none: too few samples"]

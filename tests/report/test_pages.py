@@ -110,9 +110,9 @@ def test_compare_headline_says_ratios_in_words_against_every_candidate(pages: di
     text = result["headline"]
     assert result["best"] == "recommended"
     # the one wording rule: verdict first, then estimate and interval in one notation (bookbench.analysis.wording)
-    assert text.startswith("Against none, recommended on known over 3 round(s), n=3,000. Lower: P95 20x lower, "
+    assert text.startswith("Against none, recommended on known over 3 round(s), n=3,000. Improved: P95 20x lower, "
                            "95 % CI from "), text
-    assert "Against seed, lower: P95 10x lower, 95 % CI from " in text and "no change" not in text, text
+    assert "Against seed, improved: P95 10x lower, 95 % CI from " in text and "no change" not in text, text
     html = pages["compare"].read_text()
     assert "recommended <span class=\"muted\">against</span> seed" in html  # the candidates' own row
     for runs in result["runs"].values():
@@ -126,7 +126,8 @@ def test_sweep_headline_comes_from_the_data(pages: dict[str, Path]) -> None:
     # 0.9x at 1,000 is inside the default run-to-run prior; 3.3x and 20x are not
     assert text.startswith("known P95 with recommended against none is measurably lower from 100,000 appointments on")
     assert "at 1,000, no detectable change: P95 " in text, text
-    assert "at 100,000, lower: P95 3.3x lower, 95 % CI from " in text and "at 1,000,000, lower: P95 20x lower" in text
+    assert "at 100,000, improved: P95 3.3x lower, 95 % CI from " in text
+    assert "at 1,000,000, improved: P95 20x lower" in text
     html = pages["sweep"].read_text()
     assert html.count("run report</a>") == 6 and "cannot show" not in html
 
