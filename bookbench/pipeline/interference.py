@@ -330,5 +330,7 @@ def machine_line(name: str, interference: dict[str, Any] | None, generator_cpu: 
     busiest = max(((label, max(s for _, s in series)) for label, series in
                    (generator_cpu or {}).get("processes", {}).items() if series), key=lambda x: x[1], default=None)
     if busiest is not None:
-        text += f" · Locust {busiest[0]} at most {100 * busiest[1]:.0f} % of a core"
+        # a local runner's label is "locust" itself: "Locust at most ...", not "Locust locust at most ..."
+        who = "Locust" if busiest[0] == "locust" else f"Locust {busiest[0]}"
+        text += f" · {who} at most {100 * busiest[1]:.0f} % of a core"
     return text
