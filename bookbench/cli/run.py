@@ -28,13 +28,23 @@ from bookbench.cli.common import (
 )
 from bookbench.errors import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, CommandLineLoad, parse_duration, parse_mix
 
 
 @handle_errors
 def run(
     scenarios: Annotated[str | None, typer.Option(
         "--scenarios", help="comma-separated, e.g. single,ramp_up,burst,sustained (default: all in the file)")] = None,
+    users: Annotated[int | None, typer.Option(
+        "--users", min=1, max=10_000, help="an ad hoc run instead of the file's scenarios: one closed-model "
+        "scenario 'adhoc' of this many users (default 1) for --duration, judged by the file's global limits")] = None,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", help="length of the ad hoc run: 30s, 2m, 1h or seconds (default 30s)")] = None,
+    spawn_rate: Annotated[float | None, typer.Option(
+        "--spawn-rate", min=0.001, help="ad hoc run: users started per second (default: all at once)")] = None,
+    scenario_mix: Annotated[str | None, typer.Option(
+        "--scenario-mix", help="the operations to send instead of the file's task_mix, with optional weights: "
+        "checkAvailability or checkAvailability:3,bookClinicAppointment:1")] = None,
     index_set: Annotated[str | None, typer.Option(
         "--index-set", help="none | seed | recommended (default: scenarios.yaml's index_set on the embedded "
         "database; with --dsn the database's indexes are left as found unless this is given)")] = None,
@@ -85,9 +95,12 @@ def run(
                          "--allow-remote (and a --target-url they can reach)")
     overrides = {k: v for k, v in {"appointments": appointments, "contacts": contacts, "orgs": orgs,
                                    "providers_per_org": providers_per_org, "seed": seed}.items() if v is not None}
+    command_line = CommandLineLoad(
+        users=users, duration_s=None if duration is None else parse_duration(duration, "--duration"),
+        spawn_rate=spawn_rate, mix=None if scenario_mix is None else parse_mix(scenario_mix, "--scenario-mix"))
     opts = RunOptions(
         scenarios_path=scenario_file, scenarios=split_list(scenarios) or None, index_set=index_set,
-        dataset_overrides=overrides, quick=quick, out=out,
+        command_line=command_line, dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, worker_wait=worker_wait,
         checks=not skip_checks,

@@ -61,7 +61,14 @@ from bookbench.pipeline.warmup import warm_up
 from bookbench.pipeline.watchdog import Fault, StackWatch
 from bookbench.spec.dataset import DatasetParams
 from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.scenarios import Scenario, ScenarioFile, ScenarioFileError, load_scenarios
+from bookbench.spec.scenarios import (
+    CommandLineLoad,
+    Scenario,
+    ScenarioFile,
+    ScenarioFileError,
+    load_scenarios,
+    with_command_line,
+)
 from bookbench.spec.targets import pin_loopback
 from bookbench.target import profile as target_profile
 from bookbench.target.bind import bind, default_profile, for_locust
@@ -109,6 +116,9 @@ class RunOptions:
     reseed: bool = False
     # a target profile (built-in name or file); None: the reference service's profile for task_mix.protocol
     target: str | None = None
+    # bookbench run --users/--duration/--spawn-rate/--scenario-mix: one ad hoc scenario and/or another task mix,
+    # applied to the file's definitions in plan()
+    command_line: CommandLineLoad = dataclasses.field(default_factory=CommandLineLoad)
 
 
 @dataclass
@@ -161,7 +171,12 @@ class RunPlan:
 def plan(opts: RunOptions) -> RunPlan:
     """Read and check the inputs: scenarios.yaml, the chosen scenarios, dataset, index set, where load may go.
     Raises UsageError (exit 2) naming the option or key; nothing has been touched yet."""
-    spec = load_scenarios(opts.scenarios_path)
+    spec = with_command_line(load_scenarios(opts.scenarios_path), opts.command_line)
+    if opts.command_line.adhoc and opts.scenarios:
+        raise UsageError("--scenarios picks scenarios of the file, --users/--duration run one ad hoc scenario "
+                         "instead: give one or the other")
+    if opts.command_line.adhoc and opts.quick:
+        raise UsageError("--quick scales the file's durations; an ad hoc run lasts its --duration: drop --quick")
     factor = spec.quick_factor if opts.quick else (opts.duration_factor or 1.0)
     ds: dict[str, Any] = {**spec.dataset.model_dump(), **opts.dataset_overrides}
     if opts.anchor is not None:
@@ -247,6 +262,8 @@ def new_manifest(p: RunPlan, run_id: str) -> Manifest:
             task_mix=spec.task_mix.model_dump(), noise_threshold=spec.noise_threshold),
         scenarios={n: ScenarioEntry(definition=s.model_dump(), planned_s=s.duration_s)
                    for n, s in p.scenarios.items()},
+        notifications_off=manifest_file.notifications_off(bool(opts.target_url), facts.masked_command(opts.argv),
+                                                          not opts.notifications, spec.notifications.enabled),
     )
 
 
