@@ -50,6 +50,7 @@ class Probe:
         self.log = log
         self.answered_at = time.monotonic()
         self.problem: str | None = None
+        self.failures = 0  # failed probes in a row since the last answer
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"probe-{part}", daemon=True)
 
@@ -70,6 +71,7 @@ class Probe:
             problem = self.ask()
             if problem is None:
                 self.answered_at = time.monotonic()
+            self.failures = 0 if problem is None else self.failures + 1
             self.problem = problem
             self.log.write(wall, time.monotonic() - began, self.part, problem)
             self._stop.wait(max(0.0, began + self.every_s - time.monotonic()))

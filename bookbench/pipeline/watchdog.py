@@ -20,6 +20,8 @@ from bookbench.pipeline.stack import ServiceProcess
 # the database gets a new connection and SELECT 1 this often, each with this deadline (connect, then query)
 PROBE_EVERY_S = 2.0
 PROBE_TIMEOUT_S = 2.0
+# this many refused connections in a row name a dead database before the hang bound
+REFUSED_PROBES = 2
 # the service gets GET /healthz (no database behind it: a stopped database is the database's fault) this often
 SERVICE_EVERY_S = 1.0
 SERVICE_TIMEOUT_S = 2.0
@@ -98,6 +100,11 @@ class StackWatch:
 
     def _hung_part(self, job: LocustJob) -> Fault | None:
         db = self.probes.get("database")
+        # refused twice in a row: nothing listens any more (killed, crashed), which no wait will mend; named at once
+        # rather than after HANG_S, while a stopped or slow server (timeouts) gets the whole bound
+        if db is not None and db.failures >= REFUSED_PROBES and "ConnectionRefusedError" in (db.problem or ""):
+            return Fault("database", f"the database stopped answering: {db.failures} connection attempts in a row "
+                         f"refused ({db.problem})")
         if db is not None and db.silent_s() >= HANG_S:
             return Fault("database", f"the database stopped answering: no answer to SELECT 1 for "
                          f"{db.silent_s():.1f} s (hang bound {HANG_S:g} s; last: {db.problem})")

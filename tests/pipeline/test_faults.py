@@ -88,6 +88,9 @@ def test_a_dead_database_ends_the_scenario_with_a_named_reason(tmp_path: Path) -
     assert time.monotonic() - killed_at < 40
     long = manifest["scenarios"]["long"]
     assert long["fault"] == "database" and "database stopped answering" in long["aborted"], long["aborted"]
+    # a killed server refuses connections: named on the refusals, not after the hang bound a stopped one gets
+    assert "refused" in long["aborted"].lower(), long["aborted"]
+    print(f"database killed: the run ended {time.monotonic() - killed_at:.1f} s after the kill: {long['aborted']}")
     assert "database stopped answering" in manifest["reason"]
     assert long["integrity_skipped"] == "the database stopped answering"
     assert manifest["scenarios"]["steady"]["status"] == "not run"
