@@ -185,6 +185,7 @@ class _Fixed(Asker):
         return self.plan
 
 
+@pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_a_worker_sends_no_load_off_loopback_without_allow_remote(tmp_path: Path) -> None:
     plan = dataclasses.replace(_plan(), target_url="http://10.11.12.13:8000")
     opts = WorkerOptions("127.0.0.1", 5557, 5, tmp_path)
