@@ -89,7 +89,9 @@ def _ambiguous_credentials(_: Request, exc: Exception) -> Response:
 
 def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug, not bad input: logged with its traceback for the developer, a JSON 500 without one for the client.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # exc_info=exc, not log.exception(): Starlette runs a plain-function handler in a worker thread, where no
+    # exception is being handled, and log.exception() would log "NoneType: None" instead of the traceback.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "the service failed on this request; see its log")
 
 
