@@ -1,4 +1,4 @@
-"""Versioned JSON files: atomic writes, and reads that refuse a format this bookbench does not know."""
+"""Run-folder files: the one atomic writer, the space reserve, and JSON reads that refuse an unknown format."""
 
 from __future__ import annotations
 
@@ -41,30 +41,51 @@ def release_space(folder: Path) -> bool:
 
 
 def write_json(path: Path, data: Any, reserve: Path | None = None) -> None:
-    """Write atomically (temp file, then rename), so that an interrupted run never leaves half a file, nor a
-    temp file when the write fails. On a full disk the `reserve` folder's reserve is released and the write tried
+    """A JSON artifact, written by `write_file` (indented by one space: a reader can diff two of them)."""
+    write_file(path, json.dumps(data, indent=1, default=str), reserve)
+
+
+def write_file(path: Path, data: str | bytes, reserve: Path | None = None) -> None:
+    """Write atomically (`replace_atomically`), so that an interrupted run never leaves half a file, nor a temp
+    file when the write fails. On a full disk the `reserve` folder's reserve is released and the write tried
     once more; a write that still fails is an environment failure naming the file."""
-    text = json.dumps(data, indent=1, default=str)
     try:
-        _replace(path, text)
+        replace_atomically(path, data)
     except OSError as exc:
         if not (exc.errno in DISK_FULL and reserve is not None and release_space(reserve)):
             raise _write_failure(path, exc) from None
         try:
-            _replace(path, text)
+            replace_atomically(path, data)
         except OSError as again:
             raise _write_failure(path, again) from None
 
 
-def _replace(path: Path, text: str) -> None:
+def replace_atomically(path: Path, data: str | bytes) -> None:
+    """The one atomic write of a run-folder file: `<name>.tmp` beside it, then a rename over it, so a reader (the
+    progress display, a report re-rendered meanwhile, the next command after a kill) sees the old file or the new
+    one, never half of one. On failure the temp file is removed and the OSError raised for the caller to name.
+
+    No fsync, on purpose: the rename makes a write whole against a killed process, which is what run folders
+    meet; against a power cut it does not, but a run cut by one is re-run anyway, and an fsync per write would
+    put disk-flush latency into the once-a-second progress file and the manifest saves during the load."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
         tmp.replace(path)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append to a line-per-record file (the load side's bookings, attempts, dropped arrivals): appending, not
+    replacing, because those grow once a second for the whole run. Raises OSError for the caller to name."""
+    with path.open("a") as fh:
+        fh.write(text)
 
 
 def _write_failure(path: Path, exc: OSError) -> EnvironmentFailure:

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from bookbench.artifacts import explain as explain_file
 from bookbench.spec.dataset import DatasetParams
 from target_service import queries
 
@@ -108,7 +109,6 @@ async def explain_all(conn: asyncpg.Connection, params: DatasetParams, out_dir: 
     """Warm each statement, EXPLAIN ANALYZE it, record its prepared-statement plan; write one JSON per query.
     Without `writes_allowed` (a database bookbench did not create) the writing statements are left out: even
     rolled back they lock a real row and use up identity values there."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for name, (sql, args, writes) in _statements(params).items():
         if writes and not writes_allowed:
@@ -119,8 +119,7 @@ async def explain_all(conn: asyncpg.Connection, params: DatasetParams, out_dir: 
         plan = await _explain(conn, sql, args)
         summary = plan_summary(plan)
         summary["prepared"] = await _generic_plan(conn, name, sql, args)
-        (out_dir / f"{name}.json").write_text(json.dumps({"sql": " ".join(sql.split()), "plan": plan,
-                                                          "summary": summary}, indent=1, default=str))
+        explain_file.write(out_dir, name, sql, plan, summary)
         results[name] = summary
     return results
 

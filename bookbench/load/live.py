@@ -7,11 +7,12 @@ snapshot is computed from those: counts exact, P95 exact over everything so far 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from bookbench.artifacts import progress
 
 # the window "last N s" figures cover; long enough to hold a few hundred requests at low load
 WINDOW_S = 5.0
@@ -50,15 +51,14 @@ class Snapshot:
     in_flight: int | None = None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)  # a reader never sees half a file
+        progress.write(path, asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> Snapshot | None:
+        fields = progress.read(path)
         try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+            return None if fields is None else cls(**fields)
+        except TypeError:  # a file from another version of the fields
             return None
 
 

@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 
 from bookbench.analysis import judge, machine, wording
+from bookbench.artifacts import capacity_steps
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
@@ -68,10 +69,7 @@ def _step_file(plan: CapacityPlan, rate: float) -> Path:
     thresholds = raw.get("thresholds") or {}
     thresholds["per_scenario"] = {}
     raw["thresholds"] = thresholds
-    path = plan.folder / "steps" / f"rate-{rate:g}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return capacity_steps.write_step(plan.folder, rate, raw)
 
 
 def _holds(sc: dict[str, Any], lim: dict[str, float]) -> tuple[bool, str]:

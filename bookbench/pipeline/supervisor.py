@@ -9,7 +9,6 @@ an unrelated process has another start time and is never signalled.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -20,9 +19,9 @@ from typing import Any
 import psutil
 
 from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts import pids as pids_file
 from bookbench.artifacts.manifest import now_iso
-
-PIDS_FILE = "pids.json"
+from bookbench.artifacts.pids import PIDS_FILE as PIDS_FILE  # re-exported: tests name the file by it
 
 
 @dataclass(frozen=True)
@@ -39,38 +38,24 @@ def _started(pid: int) -> float | None:
         return None
 
 
-def _read(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / PIDS_FILE).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _children(data: dict[str, Any]) -> list[dict[str, Any]]:
     children = data.get("children")
     return [c for c in children if isinstance(c, dict)] if isinstance(children, list) else []
 
 
-def _write(folder: Path, data: dict[str, Any]) -> None:
-    tmp = folder / (PIDS_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(folder / PIDS_FILE)
-
-
 def claim(folder: Path) -> None:
     """This process owns the run folder."""
-    _write(folder, {"owner": asdict(Child(os.getpid(), _started(os.getpid()) or 0.0, "bookbench")),
+    pids_file.write(folder, {"owner": asdict(Child(os.getpid(), _started(os.getpid()) or 0.0, "bookbench")),
                     "children": []})
 
 
 def record(folder: Path, pid: int, role: str) -> None:
-    data = _read(folder)
+    data = pids_file.read(folder)
     children = _children(data)
     started = _started(pid)
     if started is not None:
         children.append(asdict(Child(pid, started, role)))
-        _write(folder, {**data, "children": children})
+        pids_file.write(folder, {**data, "children": children})
 
 
 def _alive(child: dict[str, Any]) -> bool:
@@ -98,9 +83,8 @@ def reap(results_dir: Path, grace_s: float = 5.0) -> list[str]:
     handled: list[str] = []
     if not results_dir.is_dir():
         return handled
-    for pids in sorted(results_dir.glob(f"*/{PIDS_FILE}")):
-        folder = pids.parent
-        data = _read(folder)
+    for folder in pids_file.folders_with_record(results_dir):
+        data = pids_file.read(folder)
         owner = data.get("owner")
         if not isinstance(owner, dict) or _alive(owner):
             continue
