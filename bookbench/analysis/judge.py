@@ -16,7 +16,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from bookbench.artifacts.manifest import AS_FOUND, Manifest, ScenarioEntry, notifications_off
+from bookbench.artifacts.summary import ScenarioSummary, Summary
 from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
 from bookbench.spec.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
 
@@ -64,6 +67,14 @@ class Verdict:
     @property
     def failed(self) -> bool:
         return self.status in BLOCKING
+
+
+@dataclass(frozen=True)
+class Row:
+    """One display row of a decision table (the go/no-go matrix, Path B's criteria): what the pages list."""
+    label: str
+    status: str  # one of STATUSES
+    evidence: str
 
 
 @dataclass(frozen=True)
@@ -178,10 +189,12 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value:g}"
 
 
-def metric_value(scenario: dict[str, Any], metric: str) -> float | None:
+def metric_value(scenario: ScenarioSummary, metric: str) -> float | None:
     node: Any = scenario
     for key in METRICS[metric][0]:
-        node = node.get(key) if isinstance(node, dict) else None
+        # attributes of the summary's models; Path B's figures are a plain mapping inside it
+        node = getattr(node, key, None) if isinstance(node, BaseModel) else \
+            node.get(key) if isinstance(node, dict) else None
     return None if node is None else float(node)
 
 
@@ -206,7 +219,7 @@ def exempt(thresholds: Thresholds, scenario: str, metric: str) -> bool:
     return override is not None and metric in override.model_fields_set and getattr(override, metric) is None
 
 
-def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, limit: float,
+def _limit(kind: str, scenario: str, metric: str, sc: ScenarioSummary | None, limit: float,
            ran: bool) -> Verdict:
     if not ran:
         return Verdict(kind, scenario, metric, None, limit, "not run", 0)
@@ -214,7 +227,7 @@ def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, lim
         return _notification_limit(kind, scenario, metric, sc, limit)
     if metric == "max_stall_s":
         return _stall_limit(kind, scenario, sc, limit)
-    n = int(sc["requests"]) if sc else 0
+    n = sc.requests if sc else 0
     value = metric_value(sc, metric) if sc else None
     if value is None or n == 0:
         return Verdict(kind, scenario, metric, value, limit, "no data", n)
@@ -223,15 +236,15 @@ def _limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None, lim
     return Verdict(kind, scenario, metric, value, limit, "pass" if ok else "fail", n)
 
 
-def _notification_limit(kind: str, scenario: str, metric: str, sc: dict[str, Any] | None,
+def _notification_limit(kind: str, scenario: str, metric: str, sc: ScenarioSummary | None,
                         limit: float) -> Verdict:
     """A Path B limit; "not run" (never "no data") when the run did not measure notifications: that leaves Path B
     without evidence, which the review says, but does not make a booking-only run incomplete."""
-    notes = (sc or {}).get("notifications")
-    if not notes:
+    notes = sc.notifications if sc else None
+    if not sc or not notes:
         return Verdict(kind, scenario, metric, None, limit, "not run", 0)  # judge() words the reason
     n = int(notes["sms"]["delay_s"]["n"]) if metric == "sms_p95_s" else int(notes["queued"])
-    value = metric_value(sc or {}, metric)
+    value = metric_value(sc, metric)
     if value is None:
         return Verdict(kind, scenario, metric, None, limit, "not run", n, "no booking acknowledged")
     return Verdict(kind, scenario, metric, value, limit, "pass" if value <= limit else "fail", n)
@@ -243,42 +256,42 @@ def _clock(seconds: float) -> str:
     return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
-def _stall_limit(kind: str, scenario: str, sc: dict[str, Any] | None, limit: float) -> Verdict:
+def _stall_limit(kind: str, scenario: str, sc: ScenarioSummary | None, limit: float) -> Verdict:
     """A stall is a verdict of its own: "no request completed for 15.1 s at 00:17-00:32" (times since the first
     request), however well the percentiles of the requests around it look."""
-    stall = (sc or {}).get("stall")
-    n = int(sc["requests"]) if sc else 0
+    stall = sc.stall if sc else None
+    n = sc.requests if sc else 0
     if not stall:
         # no requests at all is "no data" like every other limit; requests that all ended in the warm-up leave
         # no load window to watch (a scenario stopped that early): not measured, never a pass
         return Verdict(kind, scenario, "max_stall_s", None, limit, "not run" if n else "no data", n,
                        "no load window after the warm-up" if n else "no request completed")
-    longest = float(stall["longest_s"])
-    over = [g for g in stall.get("gaps", []) if g["length_s"] > limit]
-    detail = f"no request completed for {longest:.1f} s at {_clock(stall['from_s'])}-{_clock(stall['to_s'])}"
+    longest = stall.longest_s
+    over = [g for g in stall.gaps if g.length_s > limit]
+    detail = f"no request completed for {longest:.1f} s at {_clock(stall.from_s)}-{_clock(stall.to_s)}"
     if len(over) > 1:
         detail += f" ({len(over) - 1} more stall(s) over {limit:g} s)"
     elif longest <= limit:
-        detail = f"longest time without a completed request: {longest:.1f} s at {_clock(stall['from_s'])}"
+        detail = f"longest time without a completed request: {longest:.1f} s at {_clock(stall.from_s)}"
     return Verdict(kind, scenario, "max_stall_s", longest, limit, "pass" if longest <= limit else "fail", n, detail)
 
 
-def _samples_file(name: str, sc: dict[str, Any] | None) -> list[Verdict]:
+def _samples_file(name: str, sc: ScenarioSummary | None) -> list[Verdict]:
     """The samples file against the row count and checksum recorded when it was closed. Damaged (missing,
     truncated, not gzip, altered, a bad row) fails the scenario: figures from part of a file are not a PASS. A run
     folder that recorded nothing to check against gives no verdict; its page says "not verified"."""
-    found = (sc or {}).get("samples_file")
-    if not found or found["status"] == "not verified":
+    found = sc.samples_file if sc else None
+    if not found or found.status == "not verified":
         return []
-    n = int(found.get("rows") or 0)
-    if found["status"] == "damaged":
+    n = found.rows or 0
+    if found.status == "damaged":
         return [Verdict("integrity", name, "samples_file", None, None, "fail", n,
-                        f"samples file damaged: {found['detail']}")]
-    return [Verdict("integrity", name, "samples_file", None, None, "pass", n, found["detail"])]
+                        f"samples file damaged: {found.detail}")]
+    return [Verdict("integrity", name, "samples_file", None, None, "pass", n, found.detail or "")]
 
 
-def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, thresholds: Thresholds,
-                       targets: ReviewTargets, alerts: AlertRules, baseline: dict[str, Any] | None,
+def _scenario_verdicts(name: str, sc: ScenarioSummary | None, ran: bool, thresholds: Thresholds,
+                       targets: ReviewTargets, alerts: AlertRules, baseline: Summary | None,
                        stall: float | None = None) -> list[Verdict]:
     """`stall`: the stall limit when scenarios.yaml names none (Thresholds.stall_default)."""
     out = [_limit("notification" if metric in NOTIFICATION_METRICS else "threshold", name, metric, sc, float(limit),
@@ -291,18 +304,17 @@ def _scenario_verdicts(name: str, sc: dict[str, Any] | None, ran: bool, threshol
             continue
         if exempt(thresholds, name, metric):
             out.append(Verdict("target", name, metric, metric_value(sc, metric) if sc else None, float(target),
-                               "exempt", int(sc["requests"]) if sc else 0, "exempt by scenarios.yaml thresholds"))
+                               "exempt", sc.requests if sc else 0, "exempt by scenarios.yaml thresholds"))
         else:
             out.append(_limit("target", name, metric, sc, float(target), ran))
     # alert rules fire when the value goes beyond the rule; "pass" means the alert stays quiet
     out.append(_limit("alert", name, "p95_ms", sc, alerts.p95_ms, ran))
     out.append(_limit("alert", name, "error_rate", sc, alerts.error_rate, ran))
-    base = (baseline or {}).get("scenarios", {}).get(name)
-    if ran and sc and base and base.get("throughput_rps"):
-        drop = 1 - float(sc["throughput_rps"]) / float(base["throughput_rps"])
+    base = baseline.scenarios.get(name) if baseline else None
+    if ran and sc and base and base.throughput_rps:
+        drop = 1 - sc.throughput_rps / base.throughput_rps
         status = "pass" if drop <= alerts.throughput_drop else "fail"
-        out.append(Verdict("alert", name, "throughput_drop", drop, alerts.throughput_drop, status,
-                           int(sc["requests"])))
+        out.append(Verdict("alert", name, "throughput_drop", drop, alerts.throughput_drop, status, sc.requests))
     return out
 
 
@@ -361,10 +373,10 @@ def _checks(checks: list[dict[str, Any]] | None) -> list[Verdict]:
     return out
 
 
-def path_b(j: Judgement, summary: dict[str, Any]) -> tuple[str, str, list[dict[str, str]]]:
+def path_b(j: Judgement, summary: Summary) -> tuple[str, str, list[Row]]:
     """The seed's deployment decision: (path "A" | "B" | "none", the sentence, Path B's success criteria rows).
     A: the booking verdicts hold; B: they hold and so does every Path B criterion, measured."""
-    notes = {n: sc["notifications"] for n, sc in summary["scenarios"].items() if sc.get("notifications")}
+    notes = {n: sc.notifications for n, sc in summary.scenarios.items() if sc.notifications}
     mine = [v for v in j.verdicts if v.kind == "notification"]
     booking = [v for v in j.verdicts if v.kind != "notification"]
     booking_ok = not any(v.failed for v in booking)
@@ -376,29 +388,29 @@ def path_b(j: Judgement, summary: dict[str, Any]) -> tuple[str, str, list[dict[s
     cal_delivered = sum(n["calendar"]["delivered"] for n in notes.values())
     conflicts = sum(n["conflicts_flagged"] for n in notes.values())
     rows = [
-        {"label": "All booking tests pass", "status": "pass" if booking_ok else "fail",
-         "evidence": "every booking verdict holds" if booking_ok else
-         f"{sum(v.failed for v in booking)} booking verdict(s) fail"},
-        {"label": "SMS sends within 30 seconds", "status": worst_status(sms) if sms else "not run",
-         "evidence": f"worst P95 {worst_sms.value:.1f} s in {worst_sms.scenario} (n={worst_sms.samples:,})"
-         if worst_sms else "not measured"},
-        {"label": "Events created on the calendar",
-         "status": ("pass" if cal_delivered == cal_expected else "fail") if notes else "not run",
-         "evidence": f"{cal_delivered:,} of {cal_expected:,} calendar changes delivered" if notes else "not measured"},
-        {"label": "Calendar conflicts detected and handled", "status": worst_status(check) if check else "not run",
-         "evidence": f"{conflicts} conflict(s) flagged during the load; the conflict check: "
-                     f"{check[0].detail if check else 'not run'}"},
-        {"label": "No notification lost (drain timeout)", "status": worst_status(lost) if lost else "not run",
-         "evidence": ", ".join(f"{v.scenario}: {format_value(v.metric, v.value)} of {v.samples:,}" for v in lost
-                               if v.value is not None) or "not measured"},
-        {"label": "End-to-end flow verified (check notifications)",
-         "status": worst_status(check) if check else "not run", "evidence": check[0].detail if check else "not run"},
+        Row("All booking tests pass", "pass" if booking_ok else "fail",
+            "every booking verdict holds" if booking_ok
+            else f"{sum(v.failed for v in booking)} booking verdict(s) fail"),
+        Row("SMS sends within 30 seconds", worst_status(sms) if sms else "not run",
+            f"worst P95 {worst_sms.value:.1f} s in {worst_sms.scenario} (n={worst_sms.samples:,})"
+            if worst_sms else "not measured"),
+        Row("Events created on the calendar",
+            ("pass" if cal_delivered == cal_expected else "fail") if notes else "not run",
+            f"{cal_delivered:,} of {cal_expected:,} calendar changes delivered" if notes else "not measured"),
+        Row("Calendar conflicts detected and handled", worst_status(check) if check else "not run",
+            f"{conflicts} conflict(s) flagged during the load; the conflict check: "
+            f"{check[0].detail if check else 'not run'}"),
+        Row("No notification lost (drain timeout)", worst_status(lost) if lost else "not run",
+            ", ".join(f"{v.scenario}: {format_value(v.metric, v.value)} of {v.samples:,}" for v in lost
+                      if v.value is not None) or "not measured"),
+        Row("End-to-end flow verified (check notifications)", worst_status(check) if check else "not run",
+            check[0].detail if check else "not run"),
     ]
-    b_ok = all(r["status"] == "pass" for r in rows)
+    b_ok = all(r.status == "pass" for r in rows)
     if booking_ok and b_ok:
         return "B", "The evidence supports Path B: booking + SMS + calendar.", rows
     if booking_ok:
-        missing = [r["label"] for r in rows[1:] if r["status"] != "pass"]
+        missing = [r.label for r in rows[1:] if r.status != "pass"]
         return "A", ("The evidence supports Path A (booking only); Path B is not yet shown: "
                      + "; ".join(missing) + "."), rows
     return "none", "Neither path yet: the booking criteria do not hold.", rows
@@ -479,8 +491,8 @@ def _caveats(manifest: Manifest, verdicts: Iterable[Verdict]) -> list[str]:
     return out
 
 
-def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, Any]] | None,
-          baseline: dict[str, Any] | None = None) -> Judgement:
+def judge(manifest: Manifest, summary: Summary, checks: list[dict[str, Any]] | None,
+          baseline: Summary | None = None) -> Judgement:
     """Every verdict on one run and the decision."""
     thresholds, targets, alerts = rules(manifest)
     verdicts: list[Verdict] = []
@@ -488,7 +500,7 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
     off = turned_off or "not measured (notifications.enabled: false, or a run from before bookbench measured them)"
     for name, entry in manifest.scenarios.items():
         ran = entry.started_at is not None or entry.counts is not None
-        sc = summary["scenarios"].get(name)
+        sc = summary.scenarios.get(name)
         think = float(manifest.scenario_file.task_mix.get("think_time_s", {}).get("max", 0) or 0)
         mine = _scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline,
                                   thresholds.stall_default(name, entry.definition, think))
@@ -517,27 +529,27 @@ def judge(manifest: Manifest, summary: dict[str, Any], checks: list[dict[str, An
     return Judgement(verdicts, decision, caveats, by_design)
 
 
-def matrix(j: Judgement) -> list[dict[str, str]]:
+def matrix(j: Judgement) -> list[Row]:
     """The seed's go/no-go matrix, each row summarising the verdicts it rests on (display only)."""
     rows = []
     for suite, label in CHECK_SUITES:
         v = next(v for v in j.verdicts if v.kind == "check" and v.metric == suite)
         ran = f" ({v.samples - int(v.value or 0)}/{v.samples})" if v.samples else ""
-        rows.append({"label": label + ran, "status": v.status, "evidence": v.detail})
+        rows.append(Row(label + ran, v.status, v.detail))
     errs = [v for v in j.verdicts if v.kind == "target" and v.metric == "error_rate"]
     if errs:
         worst = max(errs, key=lambda v: v.value if v.value is not None else -1)
-        rows.append({"label": f"Performance tests: error rate <= {format_value('error_rate', worst.limit)}",
-                     "status": worst_status(errs), "evidence": f"worst: {worst.scenario} "
-                     f"{format_value('error_rate', worst.value)} of {worst.samples:,} requests"})
+        rows.append(Row(f"Performance tests: error rate <= {format_value('error_rate', worst.limit)}",
+                        worst_status(errs), f"worst: {worst.scenario} "
+                        f"{format_value('error_rate', worst.value)} of {worst.samples:,} requests"))
     gate = next(v for v in j.verdicts if v.kind == "gate")
-    rows.append({"label": "Database indexes created", "status": gate.status, "evidence": gate.detail})
+    rows.append(Row("Database indexes created", gate.status, gate.detail))
     integ = [v for v in j.verdicts if v.kind == "integrity" and v.metric != "count_mismatch"]
     totals = {m: sum(int(v.value or 0) for v in integ if v.metric == m) for m in INTEGRITY_METRICS[:3]}
-    rows.append({"label": "No double-booking, no lost booking", "status": worst_status(integ),
-                 "evidence": f"{totals['double_bookings']} overlaps, {totals['lost_bookings']} lost and "
-                             f"{totals['phantom_bookings']} phantom bookings" if worst_status(integ) != "not run"
-                 else "no database access during the run (--dsn)"})
+    rows.append(Row("No double-booking, no lost booking", worst_status(integ),
+                    f"{totals['double_bookings']} overlaps, {totals['lost_bookings']} lost and "
+                    f"{totals['phantom_bookings']} phantom bookings" if worst_status(integ) != "not run"
+                    else "no database access during the run (--dsn)"))
     return rows
 
 

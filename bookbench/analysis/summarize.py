@@ -24,6 +24,7 @@ from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import ScenarioEntry
 from bookbench.artifacts.run_files import read_acknowledged_times, read_dropped
 from bookbench.artifacts.samples import COLUMNS, check, read_text
+from bookbench.artifacts.summary import ScenarioSummary, Summary
 from bookbench.spec.shape import batch_edges
 
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
@@ -231,9 +232,14 @@ def _noise(stats: dict[str, Any], series: list[dict[str, Any]]) -> list[str]:
 
 
 def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None,
-                     load_end_s: float | None = None) -> dict[str, Any]:
-    """`load_end_s`: the planned end of the load after the first request, for the stall figures (None: up to
-    the last completion)."""
+                     load_end_s: float | None = None) -> ScenarioSummary:
+    """One scenario's figures as the summary holds them. `load_end_s`: the planned end of the load after the
+    first request, for the stall figures (None: up to the last completion)."""
+    return ScenarioSummary.model_validate(summary.clean(_figures(df, warmup_s, batches, load_end_s)))
+
+
+def _figures(df: pd.DataFrame, warmup_s: float, batches: int | None, load_end_s: float | None) -> dict[str, Any]:
+    """The scenario's figures as built (plain values; the model checks them at the boundary)."""
     if df.empty:
         return {**_counts(df, 0), "samples_total": 0, "warmup_excluded": 0, "window_s": 0.0, "endpoints": {},
                 "errors_by_message": {}, "warmup_s": warmup_s,
@@ -384,7 +390,8 @@ def _steady(df: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
     return df[df["ts"] >= float(df["ts"].min()) + warmup_s]
 
 
-def analyse_run(run_dir: Path) -> dict[str, Any]:
+def analyse_run(run_dir: Path) -> Summary:
+    """The run folder's summary: every scenario of the manifest, from its samples and Path B files."""
     man = manifest.read(run_dir)
     folder = RunFolder(run_dir)
     scenarios = {}
@@ -394,7 +401,7 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
         # a scenario that ran its plan is watched for stalls up to its planned end; one that ended early, up to
         # its last completion (what came after is the fault that ended it, named on its own)
         load_end = entry.planned_s if entry.status == "completed" else None
-        scenarios[name] = analyse_scenario(df, float(definition.get("warmup_s", 0)), definition.get("batches"),
+        scenarios[name] = _figures(df, float(definition.get("warmup_s", 0)), definition.get("batches"),
                                            load_end)
         scenarios[name]["samples_file"] = samples_file
         if scenarios[name]["open_model"] is not None:
@@ -413,6 +420,7 @@ def analyse_run(run_dir: Path) -> dict[str, Any]:
             notes["booking_in_outages"] = notify.booking_latency_in_outages(
                 facts, booking["ts"].to_numpy(dtype=float), booking["latency_ms"].to_numpy(dtype=float))
             scenarios[name]["notifications"] = notes
-    return {"format_version": summary.SUMMARY_FORMAT_VERSION, "run_id": man.run_id,
-            "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
-                      "steady window", "scenarios": scenarios}
+    return summary.validated({
+        "format_version": summary.SUMMARY_FORMAT_VERSION, "run_id": man.run_id,
+        "method": "numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
+                  "steady window", "scenarios": scenarios})

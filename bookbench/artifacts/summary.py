@@ -1,14 +1,14 @@
 """summary.json: the analysis of a run folder's samples (exact percentiles, throughput, series for the charts).
 
-Validated against the model on write and on read; readers get plain dicts (the pages index into them), but only
-after the model has checked every field they rely on.
+Validated against the model on write and on read, and handed to the judge, the pages and the terminal as the model:
+they read attributes (`sc.latency_ms.p95`), so a field they rely on is checked once, here.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +17,11 @@ from bookbench.artifacts.files import read_model, write_model
 SUMMARY_FORMAT_VERSION = 2  # 2: errors_by_message always present, validated model
 
 
-class Latency(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Latency(_Strict):
     mean: float | None
     p50: float | None
     p95: float | None
@@ -27,14 +30,108 @@ class Latency(BaseModel):
     max: float | None
 
 
-class Counts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Counts(_Strict):
     requests: int = Field(ge=0)
     failures: int = Field(ge=0)
     error_rate: float
     availability: float | None
     throughput_rps: float
     latency_ms: Latency
+
+
+class TimePoint(_Strict):
+    """One second of the run by completion time; a second in which nothing completed has no percentiles."""
+    t: int
+    rps: int
+    errors: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    users: int
+
+
+class Histogram(_Strict):
+    edges: list[float]
+    counts: list[int]
+
+
+class Distribution(_Strict):
+    cdf: list[tuple[float, float]]  # (latency ms, cumulative share)
+    hist: Histogram
+
+
+class Batch(Counts):
+    batch: int
+
+
+class Trend(_Strict):
+    relative_slope: float | None
+    flagged: bool
+
+
+class Drift(_Strict):
+    p95: Trend
+    throughput: Trend
+
+
+class Batches(_Strict):
+    rows: list[Batch]
+    drift: Drift
+
+
+class OpenModel(_Strict):
+    """Open-model figures: latency from the intended send time, send lateness, dropped arrivals."""
+    latency_from_intended_ms: Latency
+    send_lateness_ms: Latency
+    dropped: int
+    offered: int
+    offered_rps: float
+    diverged: bool  # the two latencies part: sends left late or waited for capacity (coordinated omission)
+
+
+class GeneratorCpu(_Strict):
+    samples: int
+    busy_fraction: float
+    mean_share: float | None
+    max_share: float | None
+
+
+class Lateness(_Strict):
+    arrivals: int
+    p50: float
+    p95: float
+    max: float
+
+
+class Generator(_Strict):
+    """The load generator's own CPU per Locust process and, in the open model, its send lateness per arrival."""
+    cpu: dict[str, GeneratorCpu] | None
+    lateness_ms: Lateness | None
+    busy_share: float
+    lateness_bound_ms: float
+
+
+class SamplesFile(_Strict):
+    """The samples file checked against the manifest's row count and sha256."""
+    path: str
+    status: Literal["verified", "not verified", "damaged"]
+    detail: str | None
+    rows: int | None = None
+
+
+class Gap(_Strict):
+    from_s: float
+    to_s: float
+    length_s: float
+
+
+class Stall(_Strict):
+    """The longest time without a completed request inside the load window (seconds since the first request)."""
+    longest_s: float
+    from_s: float
+    to_s: float
+    window_s: tuple[float, float]
+    gaps: list[Gap] = Field(default_factory=list)  # every gap of 1 s or more, the longest first
 
 
 class ScenarioSummary(Counts):
@@ -46,50 +143,56 @@ class ScenarioSummary(Counts):
     # failures per message with ids, numbers and addresses replaced (`appointment <n> not found`)
     errors_by_message: dict[str, int] = Field(default_factory=dict)
     error_examples: dict[str, str] = Field(default_factory=dict)  # pattern -> its most frequent real message
-    timeseries: list[dict[str, Any]]
-    distribution: dict[str, Any]
+    timeseries: list[TimePoint]
+    distribution: Distribution
     noise: list[str]
-    batches: dict[str, Any] | None
-    # Path B (analysis/notifications.py); absent when the run did not measure notifications
+    batches: Batches | None
+    # Path B (analysis/notifications.py); absent when the run did not measure notifications. Left loose: its
+    # channels differ in keys (only calendar counts refused inserts), and the pages read it as it was written
     notifications: dict[str, Any] | None = None
     # open-model scenarios (arrival_rate stages): latency from the intended send time, lateness, dropped arrivals
-    open_model: dict[str, Any] | None = None
+    open_model: OpenModel | None = None
     # the load generator's own CPU per Locust process and open-model send lateness (analysis/summarize.py), and
     # whether it was the bottleneck: then the latencies measure the generator, not the service
-    generator: dict[str, Any] | None = None
+    generator: Generator | None = None
     generator_saturated: bool = False
     generator_saturated_reason: str | None = None
-    # the samples file checked against the manifest's row count and sha256: path, status (verified, not verified,
-    # damaged), detail; None for a scenario that wrote none (issue 24)
-    samples_file: dict[str, Any] | None = None
+    # the samples file checked against the manifest's row count and sha256 (verified, not verified, damaged);
+    # None for a scenario that wrote none (issue 24)
+    samples_file: SamplesFile | None = None
     # the longest time without a completed request inside the load window, and the gaps of 1 s or more
-    stall: dict[str, Any] | None = None
+    stall: Stall | None = None
 
 
-class Summary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Summary(_Strict):
     format_version: int = SUMMARY_FORMAT_VERSION
     run_id: str
     method: str
     scenarios: dict[str, ScenarioSummary]
 
 
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
     """NaN and infinity are not JSON: they are written as null (no figure)."""
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
     return value
 
 
-def write(run_dir: Path, summary: dict[str, Any]) -> Path:
+def validated(data: dict[str, Any]) -> Summary:
+    """The analysis's figures as the model, NaN and infinity as no figure (null)."""
+    return Summary.model_validate(clean(data))
+
+
+def write(run_dir: Path, summary: Summary) -> Path:
     path = run_dir / "summary.json"
-    write_model(path, Summary.model_validate(_clean(summary)))
+    # dumped and validated again: a NaN set on the model after it was built is still written as null
+    write_model(path, validated(summary.model_dump()))
     return path
 
 
-def read(run_dir: Path) -> dict[str, Any]:
-    return read_model(run_dir / "summary.json", Summary, SUMMARY_FORMAT_VERSION).model_dump()
+def read(run_dir: Path) -> Summary:
+    return read_model(run_dir / "summary.json", Summary, SUMMARY_FORMAT_VERSION)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,5 +45,5 @@ def write(run_dir: Path, data: VerdictsFile) -> None:
                    f"{v.text}: {v.status}") for v in data.verdicts])
 
 
-def read(run_dir: Path) -> dict[str, Any]:
-    return read_model(run_dir / "verdicts.json", VerdictsFile, VERDICTS_FORMAT_VERSION).model_dump()
+def read(run_dir: Path) -> VerdictsFile:
+    return read_model(run_dir / "verdicts.json", VerdictsFile, VERDICTS_FORMAT_VERSION)

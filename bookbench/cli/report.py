@@ -8,36 +8,15 @@ from typing import Annotated
 import typer
 
 from bookbench.cli.common import EXIT_FAILED, console, handle_errors
+from bookbench.cli.terminal import DECISION_STYLE, render_and_print
+
+# render_and_print lives in cli.terminal (a shared helper, not a command); named here only until the callers that
+# still import it from this command module (cli/run.py, tests/pipeline/test_teardown.py) import it from there
+__all__ = ["render_and_print", "report", "review"]
 
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run folder (results/<run-id>)")]
 BaselineOpt = Annotated[Path | None, typer.Option(
     "--baseline", help="an earlier run folder: enables the throughput-drop alert and before/after figures")]
-
-DECISION_STYLE = {"GO": "[green]GO[/]", "NO-GO": "[red]NO-GO[/]", "INCOMPLETE": "[yellow]INCOMPLETE[/]"}
-
-
-def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) -> bool:
-    """Judge the run and render report.html (unless html=False); print the per-scenario/endpoint table, one line
-    per failed figure (however many rules it breaks) and the decision.
-    False on NO-GO."""
-    from bookbench.analysis.judge import describe, describe_item
-    from bookbench.cli.terminal import generator_lines, notification_lines, open_model_lines, summary_table
-    from bookbench.pipeline import analyse
-
-    out = analyse.report(run_dir, baseline, html=html)
-    if out.summary["scenarios"]:
-        console.print(summary_table(out.summary, out.judgement))
-        for line in open_model_lines(out.summary) + notification_lines(out.summary) + generator_lines(out.summary):
-            console.print(line)
-    for group in out.judgement.failed_groups():  # one line per failed figure, naming every rule it breaks
-        first = group[0]
-        what = describe_item(group) if len(group) > 1 else f"{first.kind} {describe(first)}"
-        console.print(f"  [red]{first.status.upper()}[/] {what}")
-    for caveat in out.judgement.caveats:
-        console.print(f"  [yellow]not complete:[/] {caveat}")
-    page = out.report if out.report is not None else "not written (--no-report)"
-    console.print(f"decision: {DECISION_STYLE[out.judgement.decision]} · report: {page}")
-    return bool(out.judgement.decision != "NO-GO")
 
 
 def _runs(run_dir: Path, baseline: Path | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bookbench.analysis import judge, review
 from bookbench.analysis import summarize as analysis
@@ -14,18 +13,19 @@ from bookbench.artifacts import run_files, verdicts
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import Manifest
+from bookbench.artifacts.summary import Summary
 from bookbench.report import render
 
 
 @dataclass
 class Analysed:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     judgement: judge.Judgement
     report: Path | None  # None when the page was not asked for (`run --no-report`)
 
 
-def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, dict[str, Any], judge.Judgement]:
+def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, Summary, judge.Judgement]:
     """(manifest, summary, judgement) of an analysed run folder: the one place pages get their decision from."""
     man = manifest_file.read(run_dir)
     summary = summary_file.read(run_dir)
@@ -58,4 +58,4 @@ def review_page(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Path, 
     man, summary, j = judged(run_dir, baseline_dir)
     baseline = summary_file.read(baseline_dir) if baseline_dir else None
     rv = review.build(man, summary, j, baseline)
-    return render.review_html(run_dir, man, rv, baseline, summary["method"]), rv
+    return render.review_html(run_dir, man, rv, baseline, summary.method), rv

@@ -8,7 +8,8 @@ on integer ticks; the last second of a scenario, which is partial, is left out o
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -19,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from bookbench.artifacts.summary import Counts, Distribution, TimePoint
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.fonttype": "none", "figure.dpi": 96})
@@ -56,9 +59,14 @@ def _limit_line(ax: Axes, limit_ms: float) -> None:
     ax.axhline(limit_ms, color=COLORS["limit"], linestyle=":", linewidth=1.2, label=f"P95 limit {human_ms(limit_ms)}")
 
 
-def _whole_seconds(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _whole_seconds(series: list[TimePoint]) -> list[TimePoint]:
     # the last 1-second window ends with the last response: partial, it would draw as a throughput drop
     return series[:-1] if len(series) > 2 else series
+
+
+def _gaps(values: list[float | None]) -> list[float]:
+    """A second with no completed request has no percentile: NaN, which the line leaves as a gap."""
+    return [math.nan if v is None else v for v in values]
 
 
 def _svg(fig: Figure) -> str:
@@ -69,13 +77,14 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog: the SVG is embedded in HTML
 
 
-def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str, limit_ms: float | None) -> str:
+def latency_over_time(series: list[TimePoint], warmup_s: float, title: str, limit_ms: float | None) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, 3.0))
     points = _whole_seconds(series)
-    t = [p["t"] for p in points]
+    t = [p.t for p in points]
     ax.axvspan(0, warmup_s, color="#f1f3f5", label="warm-up (excluded)")
-    for key in ("p50", "p95", "p99"):
-        ax.plot(t, [p[key] for p in points], label=key.upper(), color=COLORS[key], linewidth=1.4)
+    for key, values in (("p50", [p.p50 for p in points]), ("p95", [p.p95 for p in points]),
+                        ("p99", [p.p99 for p in points])):
+        ax.plot(t, _gaps(values), label=key.upper(), color=COLORS[key], linewidth=1.4)
     if limit_ms:
         _limit_line(ax, limit_ms)
     ax.set_yscale("log")
@@ -84,11 +93,11 @@ def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str,
     ax.set_ylabel("latency per second")
     ax.grid(axis="y", alpha=0.3)
     users = ax.twinx()
-    users.step(t, [p["users"] for p in points], where="post", color=COLORS["users"], linestyle="--",
+    users.step(t, [p.users for p in points], where="post", color=COLORS["users"], linestyle="--",
                linewidth=1, label="active users (right axis)")
     users.set_ylabel("users")
     # headroom above the top user count: its line must not run along the frame (or over a limit line there)
-    users.set_ylim(0, max([p["users"] for p in points], default=1) * 1.25 or 1)
+    users.set_ylim(0, max([p.users for p in points], default=1) * 1.25 or 1)
     users.yaxis.set_major_locator(MaxNLocator(integer=True))
     users.spines["right"].set_visible(True)
     lines, labels = ax.get_legend_handles_labels()
@@ -98,12 +107,12 @@ def latency_over_time(series: list[dict[str, Any]], warmup_s: float, title: str,
     return _svg(fig)
 
 
-def throughput_over_time(series: list[dict[str, Any]], title: str) -> str:
+def throughput_over_time(series: list[TimePoint], title: str) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
     points = _whole_seconds(series)
-    t = [p["t"] for p in points]
-    ax.plot(t, [p["rps"] for p in points], color=COLORS["rps"], label="completed req/s", linewidth=1.4)
-    ax.bar(t, [p["errors"] for p in points], color=COLORS["errors"], label="errors/s", width=0.8)
+    t = [p.t for p in points]
+    ax.plot(t, [p.rps for p in points], color=COLORS["rps"], label="completed req/s", linewidth=1.4)
+    ax.bar(t, [p.errors for p in points], color=COLORS["errors"], label="errors/s", width=0.8)
     ax.set_xlabel("seconds since the first request (last, partial second not drawn)")
     ax.set_ylabel("per second")
     ax.set_ylim(bottom=0)
@@ -120,9 +129,9 @@ def _p95_mark(ax: Axes, p95_ms: float | None, color: str, label: str) -> None:
         ax.plot([p95_ms], [0.95], marker="o", markersize=5, color=color, linestyle="none", label=label)
 
 
-def distribution(dist: dict[str, Any], title: str, p95_ms: float | None = None) -> str:
+def distribution(dist: Distribution, title: str, p95_ms: float | None = None) -> str:
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(WIDTH, 2.8))
-    edges, counts = dist["hist"]["edges"], dist["hist"]["counts"]
+    edges, counts = dist.hist.edges, dist.hist.counts
     if counts:
         hist.stairs(counts, edges, fill=True, color=COLORS["rps"], alpha=0.7, label="requests per bin")
         hist.set_xscale("log")
@@ -133,8 +142,8 @@ def distribution(dist: dict[str, Any], title: str, p95_ms: float | None = None) 
     hist.set_xlabel("latency (log)")
     hist.set_ylabel("requests")
     hist.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if dist["cdf"]:
-        cdf.plot([p[0] for p in dist["cdf"]], [p[1] for p in dist["cdf"]], color=COLORS["rps"], label="CDF")
+    if dist.cdf:
+        cdf.plot([p[0] for p in dist.cdf], [p[1] for p in dist.cdf], color=COLORS["rps"], label="CDF")
         cdf.set_xscale("log")
         _ms_axis(cdf.xaxis)
         cdf.axhline(0.95, color=COLORS["limit"], linestyle=":", linewidth=1)
@@ -148,12 +157,12 @@ def distribution(dist: dict[str, Any], title: str, p95_ms: float | None = None) 
     return _svg(fig)
 
 
-def percentile_bars(scenarios: dict[str, dict[str, Any]], limit_ms: float | None) -> str:
+def percentile_bars(scenarios: Mapping[str, Counts], limit_ms: float | None) -> str:
     names = list(scenarios)
     fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
     width = 0.25
     for i, key in enumerate(("p50", "p95", "p99")):
-        values = [scenarios[n]["latency_ms"][key] or 0 for n in names]
+        values = [getattr(scenarios[n].latency_ms, key) or 0 for n in names]
         ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=key.upper(),
                color=COLORS[key])
     if limit_ms:
@@ -171,7 +180,7 @@ def percentile_bars(scenarios: dict[str, dict[str, Any]], limit_ms: float | None
 VARIANT_COLORS = ("#495057", "#e67700", "#1864ab", "#2b8a3e", "#862e9c", "#c92a2a")
 
 
-def overlaid_cdfs(curves: dict[str, list[list[float]]], title: str, p95: dict[str, float | None]) -> str:
+def overlaid_cdfs(curves: Mapping[str, Sequence[Sequence[float]]], title: str, p95: Mapping[str, float | None]) -> str:
     """One latency CDF per index set on a log axis: the whole distribution moving, not just one percentile; a dot
     marks each set's P95."""
     fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
@@ -191,11 +200,11 @@ def overlaid_cdfs(curves: dict[str, list[list[float]]], title: str, p95: dict[st
     return _svg(fig)
 
 
-def overlaid_p95(series: dict[str, list[dict[str, Any]]], title: str, limit_ms: float | None) -> str:
+def overlaid_p95(series: Mapping[str, list[TimePoint]], title: str, limit_ms: float | None) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
     for (label, points), color in zip(series.items(), VARIANT_COLORS, strict=False):
         whole = _whole_seconds(points)
-        ax.plot([p["t"] for p in whole], [p["p95"] for p in whole], label=label, color=color, linewidth=1.3)
+        ax.plot([p.t for p in whole], _gaps([p.p95 for p in whole]), label=label, color=color, linewidth=1.3)
     if limit_ms:
         _limit_line(ax, limit_ms)
     ax.set_yscale("log")

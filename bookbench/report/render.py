@@ -10,7 +10,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from bookbench.analysis import judge, review
 from bookbench.analysis.inference import DEFAULT_RUN_SD
+from bookbench.artifacts import pages
 from bookbench.artifacts.manifest import Manifest
+from bookbench.artifacts.summary import Summary
 from bookbench.report import charts
 from bookbench.spec.scenarios import Thresholds
 
@@ -38,35 +40,36 @@ def when(iso: str) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _charts(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
+def _charts(summary: Summary, thresholds: Thresholds) -> dict[str, Any]:
+    """The page's SVG charts by kind, then scenario (the percentile bars: one chart for every scenario)."""
     out: dict[str, Any] = {"latency": {}, "throughput": {}, "distribution": {}}
-    for name, sc in summary["scenarios"].items():
-        n = sc["requests"]
+    for name, sc in summary.scenarios.items():
+        n = sc.requests
         out["latency"][name] = charts.latency_over_time(
-            sc["timeseries"], sc.get("warmup_s", 0), f"{name}: latency percentiles per second (n={n:,})",
+            sc.timeseries, sc.warmup_s, f"{name}: latency percentiles per second (n={n:,})",
             judge.effective_limits(thresholds, name).get("p95_ms"))
-        out["throughput"][name] = charts.throughput_over_time(sc["timeseries"], f"{name}: throughput and errors")
-        out["distribution"][name] = charts.distribution(sc["distribution"], f"{name}: latency distribution (n={n:,})",
-                                                        sc["latency_ms"]["p95"])
-        if sc.get("notifications"):
+        out["throughput"][name] = charts.throughput_over_time(sc.timeseries, f"{name}: throughput and errors")
+        out["distribution"][name] = charts.distribution(sc.distribution, f"{name}: latency distribution (n={n:,})",
+                                                        sc.latency_ms.p95)
+        if sc.notifications:
             out.setdefault("backlog", {})[name] = charts.backlog_over_time(
-                sc["notifications"], f"{name}: notification backlog (outbox rows not yet delivered)")
-    out["bars"] = charts.percentile_bars(summary["scenarios"], thresholds.global_.p95_ms)
+                sc.notifications, f"{name}: notification backlog (outbox rows not yet delivered)")
+    out["bars"] = charts.percentile_bars(summary.scenarios, thresholds.global_.p95_ms)
     return out
 
 
-def report_page(run_dir: Path, manifest: Manifest, summary: dict[str, Any], j: judge.Judgement,
+def report_page(run_dir: Path, manifest: Manifest, summary: Summary, j: judge.Judgement,
                 checks: list[dict[str, Any]] | None) -> Path:
-    total = sum(sc["requests"] for sc in summary["scenarios"].values())
+    total = sum(sc.requests for sc in summary.scenarios.values())
     html = jinja().get_template("report.html.j2").render(
         # the page lists each failed item under the banner: the banner's sentence only counts them
-        manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary["scenarios"]), listed=0),
+        manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary.scenarios), listed=0),
         fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=checks,
-        generated=now(), method=summary["method"])
+        generated=now(), method=summary.method)
     return write_page(run_dir / "report.html", html)
 
 
-def review_html(run_dir: Path, manifest: Manifest, rv: review.Review, baseline: dict[str, Any] | None,
+def review_html(run_dir: Path, manifest: Manifest, rv: review.Review, baseline: Summary | None,
                 method: str) -> Path:
     html = jinja().get_template("review.html.j2").render(
         manifest=manifest, review=rv, baseline=baseline, alert_rules=judge.rules(manifest)[2], fmt=judge.format_value,
@@ -75,8 +78,7 @@ def review_html(run_dir: Path, manifest: Manifest, rv: review.Review, baseline: 
 
 
 def write_page(path: Path, html: str) -> Path:
-    path.write_text(html)
-    return path
+    return pages.write(path, html)
 
 
 def now() -> str:

@@ -55,14 +55,14 @@ def test_errors_group_by_pattern_with_one_example_and_status_0_is_named() -> Non
                  (0, ""))  # a samples file from before status-0 failures were named
     summary = analysis.analyse_scenario(df, 0, None)
     pattern = 'HTTP 404: {"error":"appointment_not_found","detail":"appointment <n> not found"}'
-    assert summary["errors_by_message"] == {
+    assert summary.errors_by_message == {
         pattern: 3,
         "ConnectionRefusedError: [Errno 111] Connection refused": 1,
         "HTTP 503: database_unavailable": 1,
         "no HTTP response (client-side error, not recorded)": 1,
     }
     # the most frequent message of the group is its example; groups without variable parts need none
-    assert summary["error_examples"] == {pattern: not_found(456)[1]}
+    assert summary.error_examples == {pattern: not_found(456)[1]}
 
 
 def test_only_the_largest_groups_are_kept() -> None:

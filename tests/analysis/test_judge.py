@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,13 +13,14 @@ from bookbench.analysis import judge, review
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import verdicts
 from bookbench.artifacts.manifest import Manifest, notifications_off
+from bookbench.artifacts.summary import Summary
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 SUITES = ("smoke", "uat", "stress", "preflight")
 
 
 @pytest.fixture(scope="module")
-def base_summary() -> dict[str, Any]:
+def base_summary() -> Summary:
     return analysis.analyse_run(KNOWN)
 
 
@@ -40,19 +40,19 @@ def _checks(failing: str | None = None, suites: tuple[str, ...] = SUITES) -> lis
     return [{"suite": s, "name": f"{s} check", "passed": s != failing, "detail": "", "seconds": 0.1} for s in suites]
 
 
-def test_a_full_passing_run_is_go(base_summary: dict[str, Any]) -> None:
+def test_a_full_passing_run_is_go(base_summary: Summary) -> None:
     j = judge.judge(_manifest(), base_summary, _checks())
     assert j.decision == "GO" and j.go and not j.caveats, [judge.describe(v) for v in j.failures]
 
 
-def test_failed_preflight_is_no_go_on_every_page(base_summary: dict[str, Any], tmp_path: Path) -> None:
+def test_failed_preflight_is_no_go_on_every_page(base_summary: Summary, tmp_path: Path) -> None:
     manifest = _manifest()
     j = judge.judge(manifest, base_summary, _checks(failing="preflight"))
     assert j.decision == "NO-GO"
     assert [v.metric for v in j.failures] == ["preflight"]
     rv = review.build(manifest, base_summary, j)
     assert rv.decision == "NO-GO" and not rv.go
-    assert next(g for g in rv.gates if g["label"].startswith("Preflight"))["status"] == "fail"
+    assert next(g for g in rv.gates if g.label.startswith("Preflight")).status == "fail"
     assert "preflight" in rv.recommendation[0]
     verdicts.write(tmp_path, judge.to_file(j))
     data = json.loads((tmp_path / "verdicts.json").read_text())
@@ -61,7 +61,7 @@ def test_failed_preflight_is_no_go_on_every_page(base_summary: dict[str, Any], t
     assert suite is not None and suite.get("failures") == "1" and len(suite.findall(".//failure")) == 1
 
 
-def test_throughput_exempt_scenarios_get_no_throughput_target(base_summary: dict[str, Any]) -> None:
+def test_throughput_exempt_scenarios_get_no_throughput_target(base_summary: Summary) -> None:
     manifest = _manifest()
     manifest.scenario_file.thresholds["per_scenario"] = {"known": {"throughput_rps": None}}
     manifest.scenario_file.review_targets["throughput_rps"] = 10_000  # would fail if it applied
@@ -71,18 +71,18 @@ def test_throughput_exempt_scenarios_get_no_throughput_target(base_summary: dict
     assert not any(v.kind == "threshold" and v.metric == "throughput_rps" for v in j.verdicts)
     assert j.decision == "GO"
     rv = review.build(manifest, base_summary, j)
-    row = next(r for r in rv.table if r["metric"] == "throughput_rps")
-    assert row["cells"][0]["status"] == "exempt" and row["status"] == "exempt"
+    row = next(r for r in rv.table if r.metric == "throughput_rps")
+    assert row.cells[0].status == "exempt" and row.status == "exempt"
 
 
-def test_skipped_checks_read_not_run_and_make_the_run_incomplete(base_summary: dict[str, Any]) -> None:
+def test_skipped_checks_read_not_run_and_make_the_run_incomplete(base_summary: Summary) -> None:
     manifest = _manifest()
     j = judge.judge(manifest, base_summary, None)
     checks = [v for v in j.verdicts if v.kind == "check"]
     assert {v.status for v in checks} == {"not run"} and not j.failures
     assert j.decision == "INCOMPLETE" and any("checks not run" in c for c in j.caveats)
     rv = review.build(manifest, base_summary, j)
-    assert {g["status"] for g in rv.gates if g["label"].split()[0] in ("Smoke", "UAT", "Stress")} == {"not run"}
+    assert {g.status for g in rv.gates if g.label.split()[0] in ("Smoke", "UAT", "Stress")} == {"not run"}
     assert "not met" not in rv.headline and "not complete" in rv.headline
     # preflight alone missing (a run without --dsn) is also incomplete, not a failure
     partial = judge.judge(manifest, base_summary, _checks(suites=("smoke", "uat", "stress")))
@@ -93,16 +93,16 @@ def test_skipped_checks_read_not_run_and_make_the_run_incomplete(base_summary: d
     ({"quick": True, "duration_factor": 0.2}, "quick run (durations x0.2)"),
     ({"status": "interrupted", "reason": "interrupted by the user (Ctrl-C)"}, "run interrupted"),
 ])
-def test_quick_and_interrupted_runs_are_incomplete(base_summary: dict[str, Any], changes: dict[str, Any],
+def test_quick_and_interrupted_runs_are_incomplete(base_summary: Summary, changes: dict[str, Any],
                                                    caveat: str) -> None:
     j = judge.judge(_manifest(**changes), base_summary, _checks())
     assert j.decision == "INCOMPLETE" and any(c.startswith(caveat) for c in j.caveats)
 
 
 def test_a_scenario_that_ran_without_samples_is_no_go_and_one_never_started_is_not_run(
-        base_summary: dict[str, Any]) -> None:
-    empty = copy.deepcopy(base_summary)
-    empty["scenarios"]["known"] = analysis.analyse_scenario(analysis.load_samples(Path("/nonexistent")), 2, None)
+        base_summary: Summary) -> None:
+    empty = base_summary.model_copy(deep=True)
+    empty.scenarios["known"] = analysis.analyse_scenario(analysis.load_samples(Path("/nonexistent")), 2, None)
     j = judge.judge(_manifest(), empty, _checks())
     assert j.decision == "NO-GO" and {v.status for v in j.failures} == {"no data"}
     manifest = _manifest()
@@ -112,7 +112,7 @@ def test_a_scenario_that_ran_without_samples_is_no_go_and_one_never_started_is_n
     assert j.decision == "INCOMPLETE" and "scenario(s) not run: known" in j.caveats
 
 
-def test_integrity_failures_and_missing_audit(base_summary: dict[str, Any]) -> None:
+def test_integrity_failures_and_missing_audit(base_summary: Summary) -> None:
     manifest = _manifest()
     recon = manifest.scenarios["known"].reconciliation
     assert recon is not None
@@ -125,7 +125,7 @@ def test_integrity_failures_and_missing_audit(base_summary: dict[str, Any]) -> N
     assert j.decision == "INCOMPLETE" and "double-booking audit not run (no --dsn)" in j.caveats
 
 
-def test_skipped_integrity_steps_are_no_go_and_a_dead_worker_is_named(base_summary: dict[str, Any]) -> None:
+def test_skipped_integrity_steps_are_no_go_and_a_dead_worker_is_named(base_summary: Summary) -> None:
     skipped = _manifest()
     entry = skipped.scenarios["known"]
     entry.audit = entry.reconciliation = None
@@ -144,7 +144,7 @@ def test_skipped_integrity_steps_are_no_go_and_a_dead_worker_is_named(base_summa
     assert "Locust worker 2" in phantom.detail  # whose fault it is, not the service's
 
 
-def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any]) -> None:
+def test_headline_counts_match_the_listed_failures(base_summary: Summary) -> None:
     manifest = _manifest()
     manifest.scenario_file.thresholds["global"] = {"p95_ms": 1, "p50_ms": 1, "p99_ms": 1,
                                                          "error_rate": 0.0, "throughput_rps": 1e6}
@@ -157,25 +157,32 @@ def test_headline_counts_match_the_listed_failures(base_summary: dict[str, Any])
     assert all(item in rv.recommendation[0] for item in items)  # every failed figure listed
 
 
-def test_throughput_drop_reads_as_a_drop_or_as_none(base_summary: dict[str, Any]) -> None:
-    tput = base_summary["scenarios"]["known"]["throughput_rps"]
-    rose = judge.judge(_manifest(), base_summary, _checks(), {"scenarios": {"known": {"throughput_rps": tput / 66}}})
+def _with_throughput(summary: Summary, rps: float) -> Summary:
+    """A baseline run that differs from `summary` only in its throughput."""
+    base = summary.model_copy(deep=True)
+    base.scenarios["known"].throughput_rps = rps
+    return base
+
+
+def test_throughput_drop_reads_as_a_drop_or_as_none(base_summary: Summary) -> None:
+    tput = base_summary.scenarios["known"].throughput_rps
+    rose = judge.judge(_manifest(), base_summary, _checks(), _with_throughput(base_summary, tput / 66))
     drop = next(v for v in rose.verdicts if v.metric == "throughput_drop")
     assert drop.value is not None and drop.status == "pass"
     assert judge.format_value("throughput_drop", drop.value) == (
         f"none (throughput {1 - drop.value:.2f}x the baseline)")
-    fell = judge.judge(_manifest(), base_summary, _checks(), {"scenarios": {"known": {"throughput_rps": tput * 2}}})
+    fell = judge.judge(_manifest(), base_summary, _checks(), _with_throughput(base_summary, tput * 2))
     drop = next(v for v in fell.verdicts if v.metric == "throughput_drop")
     assert drop.status == "fail" and judge.format_value("throughput_drop", drop.value) == "50.0 %"
 
 
-def test_no_index_fails_the_index_gate(base_summary: dict[str, Any]) -> None:
+def test_no_index_fails_the_index_gate(base_summary: Summary) -> None:
     manifest = _manifest(index_set={"name": "none", "indexes": []})
     j = judge.judge(manifest, base_summary, _checks())
     assert j.decision == "NO-GO" and [v.metric for v in j.failures] == ["indexes_created"]
 
 
-def test_a_shortened_run_is_a_caveat_whatever_shortened_it(base_summary: dict[str, Any]) -> None:
+def test_a_shortened_run_is_a_caveat_whatever_shortened_it(base_summary: Summary) -> None:
     """compare's --duration-factor 0.15 is shorter than --quick's 0.2: incomplete too, and the advice names the
     factor, not an option that was not used."""
     manifest = _manifest(duration_factor=0.15)
@@ -183,7 +190,7 @@ def test_a_shortened_run_is_a_caveat_whatever_shortened_it(base_summary: dict[st
     assert j.decision == "INCOMPLETE" and j.caveats == ["shortened run (durations x0.15)"]
 
 
-def test_a_killed_run_with_its_database_is_no_go_like_skipped_integrity(base_summary: dict[str, Any]) -> None:
+def test_a_killed_run_with_its_database_is_no_go_like_skipped_integrity(base_summary: Summary) -> None:
     """One rule for "integrity not checked": a run killed after it had its database never ran its audit."""
     m = json.loads((KNOWN / "manifest.json").read_text())
     for entry in m["scenarios"].values():
@@ -196,13 +203,13 @@ def test_a_killed_run_with_its_database_is_no_go_like_skipped_integrity(base_sum
         "killed before its audit" in v.detail for v in j.failures)
 
 
-def test_gate_labels_count_the_checks_that_ran(base_summary: dict[str, Any]) -> None:
+def test_gate_labels_count_the_checks_that_ran(base_summary: Summary) -> None:
     two = [*_checks(), {"suite": "smoke", "name": "another", "passed": False, "detail": "", "seconds": 0.1}]
     rows = judge.matrix(judge.judge(_manifest(), base_summary, two))
-    assert rows[0]["label"] == "Smoke tests (1/2)" and rows[2]["label"] == "Stress test (1/1)"
+    assert rows[0].label == "Smoke tests (1/2)" and rows[2].label == "Stress test (1/1)"
 
 
-def test_a_figure_breaking_several_rules_is_one_failed_item(base_summary: dict[str, Any]) -> None:
+def test_a_figure_breaking_several_rules_is_one_failed_item(base_summary: Summary) -> None:
     """The fixture's P95 (95 ms) over a threshold, a review target and an alert rule is one item naming the three
     limits, not three lines repeating the figure; a figure breaking one rule names that rule."""
     manifest = _manifest()

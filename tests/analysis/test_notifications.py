@@ -11,6 +11,7 @@ import pytest
 from bookbench.analysis.judge import Judgement, Verdict, path_b
 from bookbench.analysis.notifications import booking_latency_in_outages, summarize
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
+from bookbench.artifacts.summary import ScenarioSummary, Summary
 
 T0 = 1_000_000.0
 
@@ -77,10 +78,11 @@ def test_path_b_needs_every_criterion_measured() -> None:
     sms = Verdict("notification", "burst", "sms_p95_s", 4.2, 30.0, "pass", 50)
     lost = Verdict("notification", "burst", "notifications_lost", 0.0, 0.0, "pass", 100)
     check = Verdict("notification", "checks", "notifications", 0, 0, "pass", 5, "5/5 passed")
-    summary = {"scenarios": {"burst": {"notifications": {"calendar": {"expected": 10, "delivered": 10},
-                                                         "conflicts_flagged": 1}}}}
+    # path_b reads only the Path B figures: a summary built around them alone
+    summary = Summary.model_construct(scenarios={"burst": ScenarioSummary.model_construct(notifications={
+        "calendar": {"expected": 10, "delivered": 10}, "conflicts_flagged": 1})})
     path, text, rows = path_b(_j(booking, sms, lost, check), summary)
-    assert path == "B" and "Path B" in text and all(r["status"] == "pass" for r in rows)
+    assert path == "B" and "Path B" in text and all(r.status == "pass" for r in rows)
     not_measured = Verdict("notification", "checks", "notifications", None, 0, "not run", 0, "not run")
     path, text, _ = path_b(_j(booking, sms, lost, not_measured), summary)
     assert path == "A" and "End-to-end flow verified" in text

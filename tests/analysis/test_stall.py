@@ -16,6 +16,7 @@ from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import samples
 from bookbench.artifacts.manifest import Manifest
 from bookbench.artifacts.samples import Sample, SampleWriter
+from bookbench.artifacts.summary import ScenarioSummary
 from bookbench.spec.scenarios import Thresholds
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
@@ -57,13 +58,13 @@ def _run(tmp_path: Path, gap: tuple[float, float] | None, thresholds: dict[str, 
     return run
 
 
-def _verdict(run: Path) -> tuple[judge.Verdict | None, dict[str, Any]]:
+def _verdict(run: Path) -> tuple[judge.Verdict | None, ScenarioSummary]:
     summary = analysis.analyse_run(run)
     man = Manifest.model_validate(json.loads((run / "manifest.json").read_text()))
     j = judge.judge(man, summary, None)
     found = [v for v in j.verdicts if v.metric == "max_stall_s"]
     assert len(found) <= 1
-    return (found[0] if found else None), summary["scenarios"]["known"]
+    return (found[0] if found else None), summary.scenarios["known"]
 
 
 def test_a_15_s_stall_is_a_verdict_with_its_span_and_zero_seconds_in_the_series(tmp_path: Path) -> None:
@@ -73,13 +74,13 @@ def test_a_15_s_stall_is_a_verdict_with_its_span_and_zero_seconds_in_the_series(
     assert v.value == pytest.approx(15.1, abs=1e-6) and v.limit == 5.0  # the default limit
     assert judge.describe(v) == "known max_stall_s: no request completed for 15.1 s at 00:17-00:32"
     # the percentiles alone would pass: 1 slow request in 290
-    assert sc["latency_ms"]["p95"] < 500
-    series = {p["t"]: p for p in sc["timeseries"]}
+    assert (sc.latency_ms.p95 or 0) < 500
+    series = {p.t: p for p in sc.timeseries}
     assert list(series) == list(range(len(series)))  # every second, none skipped
-    empty = [t for t, p in series.items() if p["rps"] == 0]
+    empty = [t for t, p in series.items() if p.rps == 0]
     assert empty == list(range(18, 32)), empty  # 17.0 and 32.1 fall in seconds 17 and 32
-    assert series[20]["p95"] is None and series[20]["users"] == 3  # no latency that second; users still there
-    assert any("throughput unstable" in n for n in sc["noise"])  # the stability check sees the hole
+    assert series[20].p95 is None and series[20].users == 3  # no latency that second; users still there
+    assert any("throughput unstable" in n for n in sc.noise)  # the stability check sees the hole
 
 
 def test_a_short_pause_passes_and_a_clean_run_has_no_stall(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_a_short_pause_passes_and_a_clean_run_has_no_stall(tmp_path: Path) -> No
     assert v is not None and v.status == "pass" and v.value == pytest.approx(3.0, abs=1e-6)
     v, sc = _verdict(_run(tmp_path / "b", None))
     assert v is not None and v.status == "pass" and v.value is not None and v.value < 0.3
-    assert all(p["rps"] > 0 for p in sc["timeseries"])
+    assert all(p.rps > 0 for p in sc.timeseries)
 
 
 def test_only_the_load_window_counts(tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def test_only_the_load_window_counts(tmp_path: Path) -> None:
     # ... nor is the time after the planned end, but a stall running into the planned end is
     v, sc = _verdict(_run(tmp_path / "end", (50.0, 66.0)))
     assert v is not None and v.status == "fail"
-    assert sc["stall"]["to_s"] == PLANNED_S and v.value == pytest.approx(10.0, abs=1e-6)
+    assert sc.stall is not None and sc.stall.to_s == PLANNED_S and v.value == pytest.approx(10.0, abs=1e-6)
     assert v.detail == "no request completed for 10.0 s at 00:50-01:00"
 
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -19,6 +18,7 @@ from bookbench.analysis.judge import Judgement, judge
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.manifest import read as read_manifest
 from bookbench.artifacts.run_files import read_checks
+from bookbench.artifacts.summary import Summary
 from bookbench.checks.base import CheckResult, not_applicable
 from bookbench.checks.report import print_table
 from bookbench.checks.runner import REFERENCE_ONLY
@@ -83,7 +83,7 @@ def _render(console: Console, renderable: Callable[[Console], None]) -> str:
     return captured.get()
 
 
-def _demo_run() -> tuple[dict[str, Any], Judgement]:
+def _demo_run() -> tuple[Summary, Judgement]:
     """A real run of `make demo` (its first compare run, at 1M appointments): figures up to 1,849.9 ms and
     endpoint names that a table drawn at 80 columns cut to "1,518…" and "lookupUpcomingAppointme…"."""
     run = DATA / "demo_run"
@@ -91,10 +91,10 @@ def _demo_run() -> tuple[dict[str, Any], Judgement]:
     return summary, judge(read_manifest(run), summary, read_checks(run / "checks.json"), None)
 
 
-def _assert_whole(text: str, summary: dict[str, Any], j: Judgement) -> None:
+def _assert_whole(text: str, summary: Summary, j: Judgement) -> None:
     assert "\u2026" not in text, text
     rows = text.splitlines()
-    for name, sc in summary["scenarios"].items():
+    for name, sc in summary.model_dump()["scenarios"].items():  # the figures as summary.json writes them
         at = next(i for i, ln in enumerate(rows) if ln.split()[:1] == [name])
         row = rows[at]
         lat = sc["latency_ms"]
@@ -115,7 +115,7 @@ def test_end_table_piped_keeps_every_figure_whole_and_a_terminal_its_width() -> 
     piped = _render(_log_console(), lambda c: c.print(summary_table(summary, j)))
     _assert_whole(piped, summary, j)
     # one line per scenario and per endpoint, plus title, blank, header, rule, blank
-    assert len(piped.splitlines()) == 5 + sum(1 + len(sc["endpoints"]) for sc in summary["scenarios"].values())
+    assert len(piped.splitlines()) == 5 + sum(1 + len(sc.endpoints) for sc in summary.scenarios.values())
     assert max(len(line) for line in piped.splitlines()) > 80  # sized to its content, not to rich's 80
     console, close = _tty_console(80)
     try:
@@ -125,11 +125,11 @@ def test_end_table_piped_keeps_every_figure_whole_and_a_terminal_its_width() -> 
     assert max(len(line) for line in on_terminal.splitlines()) <= 80
     # too narrow for this table (85 columns): a long endpoint name folds onto a second line, no figure is cut
     assert "\u2026" not in on_terminal
-    for sc in summary["scenarios"].values():
-        for e in (sc, *sc["endpoints"].values()):
-            lat = e["latency_ms"]
-            assert f" {e['requests']:,} " in on_terminal and f" {lat['p95']:,.1f} " in on_terminal
-            assert f" {lat['p99']:,.1f} " in on_terminal and f" {e['throughput_rps']:,.1f} " in on_terminal
+    for sc in summary.scenarios.values():
+        for e in (sc, *sc.endpoints.values()):
+            lat = e.latency_ms
+            assert f" {e.requests:,} " in on_terminal and f" {lat.p95:,.1f} " in on_terminal
+            assert f" {lat.p99:,.1f} " in on_terminal and f" {e.throughput_rps:,.1f} " in on_terminal
 
 
 def test_bookbench_report_piped_prints_the_known_runs_end_table_whole(tmp_path: Path) -> None:
