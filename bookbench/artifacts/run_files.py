@@ -1,5 +1,5 @@
-"""Small run-folder files: checks.json, pg_stat snapshots, per-scenario Locust config, acknowledged booking ids
-and Locust's own JSON totals (the load side writes the ids; the pipeline reads them back)."""
+"""Small run-folder files: checks.json, pg_stat snapshots, acknowledged booking ids and Locust's own JSON totals
+(the load side writes the ids; the pipeline reads them back). The per-scenario Locust config is run_config's."""
 
 from __future__ import annotations
 
@@ -30,14 +30,6 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return list(read_json(path))
-
-
-def write_config(path: Path, config: dict[str, Any]) -> None:
-    write_json(path, config)
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    return dict(read_json(path))
 
 
 def read_acknowledged_times(path: Path) -> dict[int, float | None]:

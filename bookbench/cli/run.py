@@ -88,6 +88,7 @@ def run(
 ) -> None:
     """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
     from bookbench.cli.report import render_and_print
+    from bookbench.pipeline.narration import narrate_to
     from bookbench.pipeline.run import RunOptions, execute
 
     if (remote_workers or master_bind not in ("127.0.0.1", "::1", "localhost")) and not allow_remote:
@@ -108,7 +109,7 @@ def run(
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup, target=target,
     )
     stop_on_signals()
-    outcome = execute(opts, console)
+    outcome = execute(opts, narrate_to(console))
     go = True
     # the judge decides the exit code with or without the page: --no-report only skips the HTML
     try:

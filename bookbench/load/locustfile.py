@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
 import random
@@ -27,6 +26,8 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
+from bookbench.artifacts import run_config
+from bookbench.artifacts.run_config import RunConfig
 from bookbench.artifacts.samples import (
     WRITER_FAILED_EXIT,
     Sample,
@@ -35,10 +36,11 @@ from bookbench.artifacts.samples import (
     prepare_failure_note,
     write_failure_note,
 )
+from bookbench.errors import ArtifactError
 from bookbench.load import remote
 from bookbench.load.live import LiveStats
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, Scenario, TaskMix, load_scenarios
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.spec.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.target import pools as target_pools
 from bookbench.target import profile as target_profile
@@ -59,14 +61,17 @@ REQUEST_TIMEOUT_S = 10.0
 MASTER_HEARTBEAT_TIMEOUT_S = 10
 
 
-def _load_config() -> dict[str, Any]:
+def _load_config() -> RunConfig:
     path = os.environ.get("BOOKBENCH_RUN_CONFIG")
     if path:
-        config = dict(json.loads(Path(path).read_text()))
-        if config.get("remote"):
+        try:
+            config = run_config.read(Path(path))
+        except ArtifactError as exc:  # one line naming the file and the field, not a traceback
+            raise SystemExit(f"bookbench: {exc}") from None
+        if config.remote is not None:
             # started by `bookbench worker` for one scenario's plan: connect only while that plan's master is the
             # one listening (the next scenario's master comes on the same port)
-            remote.confirm_master(config["remote"])
+            remote.confirm_master(config.remote)
         return config
     if "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER"):
         # a worker started by hand would load this machine's scenarios.yaml, not the plan of the run it joins
@@ -75,8 +80,7 @@ def _load_config() -> dict[str, Any]:
     # exploratory use: scenarios.yaml's task mix and dataset
     spec = load_scenarios(SHIPPED_SCENARIOS)
     name = os.environ.get("BOOKBENCH_SCENARIO")
-    return {"task_mix": spec.task_mix.model_dump(), "dataset": spec.dataset.model_dump(),
-            "scenario": spec.scenarios[name].model_dump() if name else None}
+    return RunConfig(task_mix=spec.task_mix, dataset=spec.dataset, scenario=spec.scenarios[name] if name else None)
 
 
 def exception_text(exc: BaseException) -> str:
@@ -105,24 +109,22 @@ def failure_text(resp: Any) -> str:
 
 
 CONFIG = _load_config()
-MIX = TaskMix.model_validate(CONFIG["task_mix"])
-SCENARIO = Scenario.model_validate(CONFIG["scenario"]) if CONFIG.get("scenario") else None
+MIX = CONFIG.task_mix
+SCENARIO = CONFIG.scenario
 OPEN_MODEL = SCENARIO is not None and SCENARIO.open_model
 # Locust processes that generate load (1, or the workers): each takes its share of an open model's rate
-PROCESSES = max(1, int(CONFIG.get("processes", 1)))
-LAYOUT = DatasetParams(**{k: v for k, v in CONFIG["dataset"].items()
-                          if k in ("orgs", "providers_per_org", "contacts", "appointments", "seed")})
+PROCESSES = CONFIG.processes
+LAYOUT = DatasetParams(**CONFIG.dataset.model_dump())
 SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
 
 
 def _target() -> Target:
     """The profile this run talks through (the reference service's REST or Vapi profile unless the run names
     one), with the tenants the orchestrator resolved (a pool read by SQL) or resolved here."""
-    spec = CONFIG.get("target") or {}
-    prof = target_profile.load(spec.get("profile") or ("reference-vapi" if MIX.protocol == "vapi"
-                                                       else "reference-rest"))
-    if spec.get("tenants"):
-        tenants = [Tenant(t["id"], tuple(t["contacts"]), tuple(t["providers"])) for t in spec["tenants"]]
+    spec = CONFIG.target
+    prof = target_profile.load(spec.profile or ("reference-vapi" if MIX.protocol == "vapi" else "reference-rest"))
+    if spec.tenants:
+        tenants = [Tenant(t.id, tuple(t.contacts), tuple(t.providers)) for t in spec.tenants]
     else:
         tenants = target_pools.tenants(prof.pools, LAYOUT)
     return Target(prof, tenants, target_pools.credentials(prof.auth.credentials, [t.id for t in tenants], SECRET))
@@ -232,20 +234,19 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
         environment.events.report_to_master.add_listener(ship)
         return
-    samples = CONFIG.get("samples_path")
-    if samples:
-        RECORDER.writer = SampleWriter(Path(samples))
-    if CONFIG.get("failure_path"):
-        RECORDER.failure_path = Path(CONFIG["failure_path"])
+    if CONFIG.samples_path:
+        RECORDER.writer = SampleWriter(Path(CONFIG.samples_path))
+    if CONFIG.failure_path:
+        RECORDER.failure_path = Path(CONFIG.failure_path)
         prepare_failure_note(RECORDER.failure_path)
     # a master hears from its workers every few seconds (Locust's stats report interval), so its window lags
     RECORDER.live = LiveStats(lag_s=4.0 if isinstance(runner, MasterRunner) else 0.0)
-    if CONFIG.get("bookings_path"):
-        RECORDER.bookings_path = Path(CONFIG["bookings_path"])
-    if CONFIG.get("dropped_path"):
-        RECORDER.dropped_path = Path(CONFIG["dropped_path"])
-    if CONFIG.get("attempts_path"):
-        RECORDER.attempts_path = Path(CONFIG["attempts_path"])
+    if CONFIG.bookings_path:
+        RECORDER.bookings_path = Path(CONFIG.bookings_path)
+    if CONFIG.dropped_path:
+        RECORDER.dropped_path = Path(CONFIG.dropped_path)
+    if CONFIG.attempts_path:
+        RECORDER.attempts_path = Path(CONFIG.attempts_path)
     if isinstance(runner, MasterRunner):
         def receive(client_id: str, data: dict[str, Any]) -> None:
             # msgpack turns tuples into lists on the way from a worker
@@ -309,7 +310,7 @@ if os.environ.get("BOOKBENCH_MASTER_PID"):  # set by bookbench for the local wor
     # from import on: a worker connects to its master before Locust's init event, and may wait there for a master
     # that is already gone
     gevent.spawn(_exit_without_master, int(os.environ["BOOKBENCH_MASTER_PID"]))
-if os.environ.get("BOOKBENCH_MASTER_PID") or CONFIG.get("remote"):
+if os.environ.get("BOOKBENCH_MASTER_PID") or CONFIG.remote is not None:
     # a master stopped (SIGSTOP) or gone (a remote worker cannot see its pid) sends no heartbeat: the worker quits
     # instead of loading the target unrecorded for a minute
     locust_runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_HEARTBEAT_TIMEOUT_S
@@ -317,7 +318,7 @@ if os.environ.get("BOOKBENCH_MASTER_PID") or CONFIG.get("remote"):
 
 def _background(environment: Environment) -> None:
     """Once a second: write what was recorded and an exact progress snapshot for the orchestrator's display."""
-    progress = CONFIG.get("progress_path")
+    progress = CONFIG.progress_path
     while True:
         gevent.sleep(1.0)
         try:
@@ -343,7 +344,7 @@ def _writer_failed(environment: Environment, exc: WriteFailed, quitting: bool = 
     """A run file could not be written (a full disk): the recording is no longer complete, so the load stops now
     rather than run on unrecorded. The reason reaches bookbench three ways: the note prepared at start (written in
     place, so it needs no new room on the disk), the log, and exit code WRITER_FAILED_EXIT."""
-    samples = CONFIG.get("samples_path")
+    samples = CONFIG.samples_path
     reason = exc.describe(Path(samples).parents[1] if samples else None)
     RECORDER.failed = reason
     logging.error("bookbench: %s; recording stopped, Locust quits (exit code %d)", reason, WRITER_FAILED_EXIT)

@@ -28,8 +28,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bookbench.errors import UsageError
-from bookbench.spec.scenarios import Scenario, TaskMix
+from bookbench.artifacts import run_config
+from bookbench.artifacts.run_config import RemoteJoin, RunConfig, TargetRef, TenantIds
+from bookbench.errors import ArtifactError, UsageError
 
 PLAN_FORMAT = "bookbench-plan"
 PLAN_VERSION = 1
@@ -57,7 +58,7 @@ class Plan:
     scenario: str
     index: int  # 1-based place of this scenario in the run
     total: int  # scenarios the run has: a worker that served the last one is done
-    config: dict[str, Any]  # the locustfile's run config, without the master's paths
+    config: RunConfig  # the locustfile's run config, without the master's paths
     profile_text: str  # the target profile file, verbatim
     bookbench: str  # the master's bookbench version
     target_url: str  # where the load goes (Locust's --host): the worker judges it by the loopback rule
@@ -69,29 +70,30 @@ class Plan:
     def to_json(self) -> str:
         return json.dumps({"format": PLAN_FORMAT, "version": PLAN_VERSION, "bookbench": self.bookbench,
                            "run_id": self.run_id, "scenario": self.scenario, "index": self.index,
-                           "total": self.total, "config": self.config, "profile_text": self.profile_text,
+                           "total": self.total, "config": self.config.model_dump(mode="json"),
+                           "profile_text": self.profile_text,
                            "target_url": self.target_url},
                           sort_keys=True)
 
 
-def plan_for(config: dict[str, Any], target_url: str, run_id: str, index: int, total: int) -> Plan:
+def plan_for(config: RunConfig, target_url: str, run_id: str, index: int, total: int) -> Plan:
     """The plan of one scenario from the run config the master's locustfile reads (config/<scenario>.json)."""
     from bookbench.target import pools as target_pools
     from bookbench.target import profile as target_profile
 
-    public = {k: v for k, v in config.items() if not k.endswith("_path")}  # the master's files: not the worker's
-    target = dict(public.get("target") or {})
-    profile_path = Path(str(target.get("profile")))
-    if "tenants" not in target:
+    profile_path = Path(str(config.target.profile))
+    tenants = config.target.tenants
+    if tenants is None:
         prof = target_profile.load(str(profile_path))
         if prof.pools.source == "csv":
             # the CSV lives beside the master's profile; the worker gets the tenants it lists, not a path
-            target["tenants"] = [{"id": t.id, "contacts": list(t.contacts), "providers": list(t.providers)}
-                                 for t in target_pools.tenants(prof.pools, None)]
-    target["profile"] = profile_path.name  # its text travels below; the master's path means nothing there
-    public["target"] = target
-    return Plan(run_id, str(config.get("scenario_name", "")), index, total, public, profile_path.read_text(),
-                bookbench_version(), target_url)
+            tenants = [TenantIds(id=t.id, contacts=list(t.contacts), providers=list(t.providers))
+                       for t in target_pools.tenants(prof.pools, None)]
+    # the profile's text travels beside it (profile_text); the master's path means nothing there
+    public = config.without_paths().model_copy(update={"target": TargetRef(profile=profile_path.name,
+                                                                           tenants=tenants)})
+    return Plan(run_id, config.scenario_name, index, total, public, profile_path.read_text(), bookbench_version(),
+                target_url)
 
 
 def module_text(plan: Plan) -> str:
@@ -149,14 +151,12 @@ def parse_plan(raw: Any, where: str) -> Plan:
         raise PlanError(f"the master at {where} runs bookbench {raw.get('bookbench')}, this worker {mine}: the "
                         "samples they exchange must have one format, install the same version on both")
     try:
-        config = dict(raw["config"])
-        Scenario.model_validate(config["scenario"])
-        TaskMix.model_validate(config["task_mix"])
-        if not isinstance(config.get("dataset"), dict) or not isinstance(config.get("target"), dict):
-            raise KeyError("dataset or target")
+        config = run_config.parse(raw["config"], "its run config")
+        if config.scenario is None:
+            raise ValueError("its run config has no scenario")
         plan = Plan(str(raw["run_id"]), str(raw["scenario"]), int(raw["index"]), int(raw["total"]), config,
                     str(raw["profile_text"]), str(raw["bookbench"]), str(raw["target_url"]))
-    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+    except (KeyError, TypeError, ValueError, ArtifactError) as exc:
         raise PlanError(f"the plan from {where} is incomplete or invalid: {' '.join(str(exc).split())[:300]}") \
             from None
     if not 1 <= plan.index <= plan.total:
@@ -212,11 +212,11 @@ def ask(host: str, port: int, wait_s: float, seen: str) -> Plan | None:
             return None
 
 
-def confirm_master(spec: dict[str, Any]) -> None:
+def confirm_master(spec: RemoteJoin) -> None:
     """In a remote Locust worker, before it connects: exit MISSED unless the master listening is still the one
     whose plan it was started for. Without this check a worker that got its plan in a scenario's last moments could
     join the next scenario's master, on the same port, with the wrong plan."""
-    host, port, key = str(spec["master_host"]), int(spec["master_port"]), str(spec["plan_key"])
+    host, port, key = spec.master_host, spec.master_port, spec.plan_key
     files = _ask_once(host, port)
     try:
         plan = read_plan(files, f"{host}:{port}") if files is not None else None

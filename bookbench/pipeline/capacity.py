@@ -24,6 +24,7 @@ from bookbench.artifacts.files import write_json
 from bookbench.pipeline import interrupts
 from bookbench.pipeline.analyse import report
 from bookbench.pipeline.compare import report_runs
+from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
@@ -148,7 +149,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                     scenarios_path=_step_file(plan, rate), scenarios=[SCENARIO], index_set=set_name,
                     dataset_overrides=plan.dataset_overrides, out=plan.folder / "runs", dsn=url, anchor=anchor,
                     allow_remote=plan.allow_remote, checks=False, notifications=False, argv=plan.argv,
-                    own_database=dsn is None, target=plan.target, target_url=plan.target_url), console)
+                    own_database=dsn is None, target=plan.target, target_url=plan.target_url), narrate_to(console))
                 if outcome.status != "completed":
                     report_runs([outcome.run_dir], console)
                     raise _Stopped({"status": outcome.status, "reason": outcome.reason, "at": where,

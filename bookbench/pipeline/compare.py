@@ -21,6 +21,7 @@ from bookbench.db.embedded import default_data_dir
 from bookbench.errors import log_exception
 from bookbench.pipeline import interrupts
 from bookbench.pipeline.analyse import ensure_analysed, report, review_page
+from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.schedule import Order, round_order
 from bookbench.pipeline.stack import database
@@ -237,7 +238,7 @@ def _measure_rounds(plan: Plan, dsn: str | None, data_dir: Path | None, console:
                     cleanup=plan.cleanup,
                     workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
-                    argv=plan.argv), console)
+                    argv=plan.argv), narrate_to(console))
                 measured.made.append((label, outcome.run_dir))
                 if outcome.status == "completed":
                     measured.variants[label].append(outcome.run_dir)

@@ -1,10 +1,9 @@
-"""Locust as subprocesses (one local runner, or a master and N workers) with a progress display: one redrawn line
-on a terminal, plain lines every few seconds when piped."""
+"""Locust as subprocesses (one local runner, or a master and N workers), and the wait for them that narrates their
+progress line (rendered as one redrawn line on a terminal, plain lines every few seconds when piped)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -15,14 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
+from bookbench.artifacts import run_config
 from bookbench.db.embedded import free_port
 from bookbench.errors import LoadGeneratorError
 from bookbench.load import remote
 from bookbench.load.live import Snapshot
+from bookbench.pipeline.narration import Event, Narrator
 from bookbench.pipeline.probes import Progress
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "load" / "locustfile.py"
@@ -105,7 +102,7 @@ class LocustJob:
     def _write_plan(self) -> Path:
         if self.run_place is None:
             raise ValueError("a job with remote workers needs run_place (run id, place, scenarios)")
-        plan = remote.plan_for(json.loads(self.config_path.read_text()), self.host, *self.run_place)
+        plan = remote.plan_for(run_config.read(self.config_path), self.host, *self.run_place)
         return remote.write_module(plan, self.config_path.with_name(f"{self.config_path.stem}_plan.py"))
 
     def connected_workers(self) -> int:
@@ -247,38 +244,24 @@ def progress_line(name: str, planned_s: float, snap: Snapshot | None, now: float
     return f"{name} {clock} · {users} · {window}all: {overall}errors {snap.failures:,} of {snap.requests:,}{rate}"
 
 
-# a line every this many seconds when the output is not a terminal (CI logs, pipes)
-PLAIN_EVERY_S = 5.0
-
-
-def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Console,
+def watch(job: LocustJob, planned_s: float, progress_path: Path, narrate: Narrator,
           abort: Callable[[], str | None]) -> str | None:
-    """Wait for the job while showing progress; returns why it was aborted (by `abort()`, asked twice a second,
-    which must not block: the watchdog's probes run in threads of their own), or None.
-
-    On a terminal one line is redrawn twice a second; otherwise (piped, CI) a plain line is printed every
-    PLAIN_EVERY_S seconds and once at the end, each a whole line of its own."""
-    live = Live(Text(progress_line(job.name, planned_s, None)), console=console, refresh_per_second=2,
-                transient=False) if console.is_terminal else None
+    """Wait for the job while narrating its progress line twice a second (the renderer decides what a terminal
+    and a pipe show: pipeline.narration); returns why it was aborted (by `abort()`, asked twice a second, which must
+    not block: the watchdog's probes run in threads of their own), or None."""
+    narrate(Event(progress_line(job.name, planned_s, None), "progress_start"))
     snap: Snapshot | None = None
-    last_plain, printed = time.monotonic(), ""
     reason: str | None = None
+    final = ""  # stays empty when an exception ends the wait: the display stops, nothing more is said
     # read by the watchdog (abort()): a progress file that stops moving is a stuck load generator, so this loop
     # never waits for ever on a stopped Locust
     job.progress = Progress(planned_s)
     try:
-        if live is not None:
-            live.start()
         while job.running():
             time.sleep(0.5)
             snap = Snapshot.read(progress_path) or snap
             job.progress.see(snap)
-            line = progress_line(job.name, planned_s, snap, time.time())
-            if live is not None:
-                live.update(Text(line, overflow="fold"))  # wraps onto a second line on a narrow terminal
-            elif time.monotonic() - last_plain >= PLAIN_EVERY_S and line != printed:
-                console.print(line, soft_wrap=True)
-                last_plain, printed = time.monotonic(), line
+            narrate(Event(progress_line(job.name, planned_s, snap, time.time()), "progress"))
             reason = abort()
             if reason:
                 job.stop()
@@ -287,12 +270,9 @@ def watch(job: LocustJob, planned_s: float, progress_path: Path, console: Consol
             # the master died (killed, crashed): named by abort() as a load generator fault; its workers go now
             reason = abort()
             job.stop()
+        final = progress_line(job.name, planned_s, Snapshot.read(progress_path) or snap)
     finally:
-        if live is not None:
-            live.stop()
-    final = progress_line(job.name, planned_s, Snapshot.read(progress_path) or snap)
-    if live is None and final != printed:
-        console.print(final, soft_wrap=True)
+        narrate(Event(final, "progress_end"))
     if reason is None:
         job.reap_workers()
     return reason

@@ -4,9 +4,7 @@ the rules that protect a database bookbench did not create (issue 21)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from bookbench.artifacts import run_files
 from bookbench.artifacts.folder import RunFolder
@@ -16,33 +14,39 @@ from bookbench.db.conn import run_with
 from bookbench.db.seed import database_state, seed, table_stats
 from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline import facts, interrupts
+from bookbench.pipeline.narration import Narrator, failure, say, warning
+from bookbench.pipeline.run_state import RunState
+from bookbench.spec.dataset import DatasetParams
 from bookbench.spec.dsn import mask_dsn
 
 if TYPE_CHECKING:
-    from bookbench.pipeline.run import RunPlan
+    from bookbench.pipeline.run_plan import RunPlan
     from bookbench.target.client import Target
 
 
 class RunDatabase:
-    """What Run provides: its plan, manifest, folder, console, the bound target and the ids it made."""
+    """What Run provides: its plan, manifest (and state, its one writer), folder, narrator, the bound target and the
+    ids it made."""
 
     plan: RunPlan
     manifest: Manifest
+    state: RunState
     folder: RunFolder
-    console: Console
+    narrate: Narrator
     target: Target
     own_ids: list[int]
     deleted_ids: set[int]
     rows_deleted: int
 
-    def save(self) -> None:
-        raise NotImplementedError  # Run writes the manifest
+    @property
+    def params(self) -> DatasetParams:
+        return self.plan.params
 
     def prepare_database(self, dsn: str) -> None:
         """Dataset and indexes under the rules for whose database it is (see _dataset_step); what the indexes were
         before and after, and what bookbench changed, goes into the manifest."""
         role = self._dataset_step(dsn)
-        self.manifest.database_role = role
+        self.state.database_chosen(role)  # the clean-up rule reads it, on every path out from here
         removed = 0
         if role == "embedded":
             # bookbench's own sandbox (under the database lease): every run starts from the generated dataset
@@ -53,24 +57,21 @@ class RunDatabase:
         if self.plan.apply_indexes:
             applied = run_with(dsn, lambda conn: indexes.apply(conn, self.plan.index_set))
             info.created, info.dropped = applied.created, applied.dropped
-            self.console.print(f"index set {self.plan.index_set}: +{len(applied.created)} -{len(applied.dropped)}"
-                               + (f" ({removed} bookings of earlier runs removed)" if removed else ""))
+            self.narrate(say(f"index set {self.plan.index_set}: +{len(applied.created)} -{len(applied.dropped)}"
+                             + (f" ({removed} bookings of earlier runs removed)" if removed else "")))
         else:
-            self.console.print(f"indexes left as found ({len(before)}: {', '.join(before) or 'none'}); name "
-                               "--index-set to change them")
+            self.narrate(say(f"indexes left as found ({len(before)}: {', '.join(before) or 'none'}); name "
+                             "--index-set to change them"))
         status = run_with(dsn, indexes.status)
         info.after = [s.name for s in status]
         if info.created or info.dropped:
-            self.console.print(f"  bookbench changed this database's indexes: before {', '.join(before) or 'none'}"
-                               f"; after {', '.join(info.after) or 'none'}")
+            self.narrate(say(f"  bookbench changed this database's indexes: before {', '.join(before) or 'none'}"
+                             f"; after {', '.join(info.after) or 'none'}"))
         counts, sizes = run_with(dsn, table_stats)
-        ds = self.manifest.dataset
-        ds.row_counts, ds.table_bytes = counts, sizes
         info.indexes = [
             IndexInfo(name=s.name, table=s.table, size_bytes=s.size_bytes, definition=s.definition) for s in status]
         info.all_indexes = run_with(dsn, indexes.definitions)
-        self.manifest.postgres = run_with(dsn, facts.postgres_facts)
-        self.save()
+        self.state.database_prepared(info, counts, sizes, run_with(dsn, facts.postgres_facts))
 
     def _dataset_step(self, dsn: str) -> str:
         """Seed only what bookbench may: its own database; an empty --dsn database; a --dsn database that holds
@@ -84,12 +85,12 @@ class RunDatabase:
                 raise UsageError(f"--dsn {where} has no appointments table: bookbench audits a deployment's "
                                  "database only when it has the reference schema")
             if not same:
-                self.console.print("[yellow]the deployment's database does not hold bookbench's dataset with these "
-                                   "parameters: ids the load uses may not exist there (nothing was seeded)[/]")
+                self.narrate(warning("the deployment's database does not hold bookbench's dataset with these "
+                                     "parameters: ids the load uses may not exist there (nothing was seeded)"))
             return "deployment"
         if not self.plan.own_database and state.has_rows and not same:
             if state.dataset is not None and opts.reseed:
-                self.console.print(f"[yellow]replacing the bookbench dataset in {where}[/]")
+                self.narrate(warning(f"replacing the bookbench dataset in {where}"))
             elif state.dataset is not None:
                 raise UsageError(
                     f"--dsn {where} holds another bookbench dataset ({state.dataset.get('params')}); a run never "
@@ -100,9 +101,9 @@ class RunDatabase:
                                  "it (to load your own service on it, add --target-url; otherwise give an empty "
                                  "database)")
         params = self.plan.params
-        self.console.print(f"dataset: {params.appointments:,} appointments (seed {params.seed}) ...")
+        self.narrate(say(f"dataset: {params.appointments:,} appointments (seed {params.seed}) ..."))
         report = run_with(dsn, lambda conn: seed(conn, self.plan.params))
-        self.console.print(f"  {'reused' if report.reused else 'generated'} in {report.seconds:.1f} s")
+        self.narrate(say(f"  {'reused' if report.reused else 'generated'} in {report.seconds:.1f} s"))
         self.manifest.dataset.reused = report.reused
         self.manifest.dataset.seed_seconds = round(report.seconds, 3)
         if self.plan.own_database:
@@ -136,19 +137,20 @@ class RunDatabase:
         except DatabaseError as exc:
             rule.why += f"; not done: {exc}"
         rule.deleted = self.rows_deleted
-        self.manifest.cleanup = rule
-        self.save()
+        self.state.cleaned_up(rule)
         if rule.own_rows:
             done = f"{rule.deleted:,} deleted" if rule.allowed else "left in place"
-            self.console.print(f"clean-up: {rule.own_rows:,} bookings made by this run, {done} ({rule.why})")
+            self.narrate(say(f"clean-up: {rule.own_rows:,} bookings made by this run, {done} ({rule.why})"))
 
     def _integrity(self, name: str, entry: ScenarioEntry, dsn: str, id_before: int) -> None:
         """The audit and the reconciliation, on every path out of a scenario; when they cannot run, the entry
         says why and the decision is NO-GO (a run whose bookings were not checked is not a GO)."""
+        checked: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+        skipped: str | None = None
         if interrupts.skip_integrity():
-            entry.integrity_skipped = "skipped at the user's request (Ctrl-C pressed three times)"
+            skipped = "skipped at the user's request (Ctrl-C pressed three times)"
         elif entry.fault == "database":
-            entry.integrity_skipped = "the database stopped answering"
+            skipped = "the database stopped answering"
         else:
             try:
                 answered = run_files.read_acknowledged_text(self.folder.acknowledged(name))
@@ -156,16 +158,17 @@ class RunDatabase:
                 attempts = run_files.read_attempts(self.folder.attempts(name))
                 self.own_ids.extend(acked)
                 cols = self.target.audit_columns()
-                entry.audit = run_with(dsn, lambda c: audit.audit(c, cols))
+                found = run_with(dsn, lambda c: audit.audit(c, cols))
+                checked = (found, None)  # recorded even when the reconciliation then fails
                 recon = run_with(dsn, lambda c: audit.reconcile(c, acked, id_before, attempts, cols))
                 if len(acked) < len(answered):
                     recon["unreadable_ids"] = len(answered) - len(acked)
                     recon["ok"] = False  # an acknowledged booking bookbench cannot find is not reconciled
                 self.own_ids.extend(recon.pop("phantom_all"))
-                entry.reconciliation = recon
+                checked = (found, recon)
                 run_files.write_rows(self.folder.index_stats(name), run_with(dsn, audit.index_stats))
             except DatabaseError as exc:
-                entry.integrity_skipped = f"could not run: {exc}"
-        if entry.integrity_skipped:
-            self.console.print(f"[red]  {name}: audit and reconciliation not run: {entry.integrity_skipped}[/]")
-        self.save()
+                skipped = f"could not run: {exc}"
+        self.state.scenario_checked(name, *checked, skipped)
+        if skipped:
+            self.narrate(failure(f"  {name}: audit and reconciliation not run: {skipped}"))

@@ -16,6 +16,7 @@ from bookbench.artifacts.files import write_json
 from bookbench.pipeline import interrupts
 from bookbench.pipeline.analyse import report
 from bookbench.pipeline.compare import calibration_path, load_store, record_place, report_runs
+from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.schedule import round_order
 from bookbench.pipeline.stack import database
@@ -66,7 +67,7 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         duration_factor=plan.duration_factor, out=plan.folder / "runs", dsn=url, notifications=False,
                         allow_remote=plan.allow_remote, anchor=anchor, checks=False, argv=plan.argv,
                         # a sweep re-seeds each size; on a --dsn database only over a dataset bookbench wrote
-                        own_database=dsn is None, reseed=True), console)
+                        own_database=dsn is None, reseed=True), narrate_to(console))
                     record_place(outcome.run_dir, size_no + 1, position)
                     if outcome.status != "completed":
                         report_runs([outcome.run_dir], console)

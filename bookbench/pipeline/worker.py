@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookbench.artifacts import run_config
+from bookbench.artifacts.run_config import RemoteJoin
 from bookbench.errors import EnvironmentFailure
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
@@ -95,14 +97,15 @@ def _materialise(plan: remote.Plan, opts: WorkerOptions) -> Path:
         raise remote.PlanError(f"the run's profile {prof.name} reads its credentials from a file beside the master "
                                f"({prof.auth.credentials.file}), which a remote worker does not have: use "
                                "credentials source env or dataset for a distributed run")
-    if prof.pools.source == "csv" and not plan.config["target"].get("tenants"):
+    if prof.pools.source == "csv" and not plan.config.target.tenants:
         raise remote.PlanError(f"the run's profile {prof.name} lists its tenants in a CSV file the master did not "
                                "send")
-    config = {**plan.config, "target": {**plan.config["target"], "profile": str(profile_path)},
-              # the Locust worker checks at start that this plan's master is still the one listening
-              "remote": {"plan_key": plan.key, "master_host": opts.master_host, "master_port": opts.master_port}}
+    config = plan.config.model_copy(update={
+        "target": plan.config.target.model_copy(update={"profile": str(profile_path)}),
+        # the Locust worker checks at start that this plan's master is still the one listening
+        "remote": RemoteJoin(plan_key=plan.key, master_host=opts.master_host, master_port=opts.master_port)})
     config_path = opts.work_dir / f"{name}.json"
-    config_path.write_text(json.dumps(config))
+    run_config.write(config_path, config)
     return config_path
 
 

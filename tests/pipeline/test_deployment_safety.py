@@ -23,10 +23,11 @@ from bookbench.artifacts import manifest as manifest_file
 from bookbench.cli.app import app
 from bookbench.db import audit, indexes
 from bookbench.db.lease import DatabaseBusy, database_lease
+from bookbench.load.warmup import warm_up
 from bookbench.pipeline import analyse
+from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.pipeline.warmup import warm_up
 from bookbench.spec.scenarios import TaskMix
 from bookbench.target.bind import bind
 from tests.conftest import SMALL, fetch, run_sql, seeded
@@ -76,7 +77,7 @@ def _run(tmp_path: Path, **kwargs: object) -> tuple[manifest_file.Manifest, str,
     out = io.StringIO()
     opts = RunOptions(scenarios_path=TINY, scenarios=["steady"], quick=True, checks=False, notifications=False,
                       out=tmp_path / "out", **kwargs)  # type: ignore[arg-type]
-    outcome = execute(opts, Console(file=out, width=200))
+    outcome = execute(opts, narrate_to(Console(file=out, width=200)))
     return manifest_file.read(outcome.run_dir), outcome.status + ": " + str(outcome.reason), out.getvalue()
 
 

@@ -25,6 +25,7 @@ from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts.manifest import Manifest, ScenarioEntry
 from bookbench.cli.terminal import generator_lines
 from bookbench.pipeline import interference as itf
+from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
@@ -223,7 +224,7 @@ def test_a_run_records_interference_and_generator_cpu_per_scenario(new_db: Calla
     printed = io.StringIO()
     opts = RunOptions(scenarios_path=TINY, scenarios=["steady"], quick=True, checks=False, notifications=False,
                       out=tmp_path / "out", dsn=new_db(), own_database=True)
-    outcome = execute(opts, Console(file=printed, width=200))
+    outcome = execute(opts, narrate_to(Console(file=printed, width=200)))
     assert outcome.status == "completed", outcome.reason
     entry = manifest_file.read(outcome.run_dir).scenarios["steady"]
     assert entry.interference is not None and entry.interference["samples"] >= 1

@@ -15,13 +15,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bookbench.artifacts import run_config
+from bookbench.artifacts.run_config import RemoteJoin, RunConfig
 from bookbench.artifacts.samples import read_rows
 from bookbench.db.embedded import free_port
 from bookbench.errors import UsageError
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
 from bookbench.pipeline.worker import Asker, WorkerOptions, _serve
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
+from bookbench.spec.scenarios import SHIPPED_SCENARIOS, TaskMix, load_scenarios
 from tests.pipeline.test_run import SECRET
 
 REMOTE = Path(__file__).resolve().parents[1] / "data" / "scenarios_remote.yaml"
@@ -128,8 +130,8 @@ def test_a_worker_and_a_locust_worker_refuse_a_master_without_a_plan(tmp_path: P
         out, _ = worker.communicate(timeout=60)
         # a Locust worker started for a plan checks, before it connects, that the master listening is that plan's
         config = tmp_path / "late.json"
-        config.write_text(json.dumps({"remote": {"plan_key": "run-1:1", "master_host": "127.0.0.1",
-                                                 "master_port": port}}))
+        run_config.write(config, RunConfig(task_mix=TaskMix(weights={"checkAvailability": 1}), remote=RemoteJoin(
+            plan_key="run-1:1", master_host="127.0.0.1", master_port=port)))
         late = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port",
                                str(port)], capture_output=True, text=True, timeout=60,
                               env={**os.environ, "BOOKBENCH_RUN_CONFIG": str(config)})
@@ -153,8 +155,9 @@ def test_a_hand_started_locust_worker_refuses_to_run_without_a_plan() -> None:
 
 
 def _plan() -> remote.Plan:
-    config = {"scenario_name": "s", "scenario": {"stages": [{"duration_s": 3, "users": 2}]},
-              "task_mix": {"weights": {"checkAvailability": 1}}, "dataset": {"orgs": 3}, "target": {"profile": "x"}}
+    config = RunConfig.model_validate(
+        {"scenario_name": "s", "scenario": {"stages": [{"duration_s": 3, "users": 2}]},
+         "task_mix": {"weights": {"checkAvailability": 1}}, "dataset": {"orgs": 3}, "target": {"profile": "x"}})
     return remote.Plan("run-1", "s", 1, 2, config, "version: 1\n", remote.bookbench_version(),
                        "http://127.0.0.1:8000")
 
@@ -169,8 +172,10 @@ def test_a_plan_from_another_version_or_incomplete_is_refused() -> None:
     raw = json.loads(_plan().to_json())
     with pytest.raises(remote.PlanError, match="install the same version"):
         remote.parse_plan({**raw, "bookbench": "0.0.0-other"}, "h:1")
-    with pytest.raises(remote.PlanError, match="incomplete or invalid"):
+    with pytest.raises(remote.PlanError, match=r"incomplete or invalid.*scenario\.stages"):
         remote.parse_plan({**raw, "config": {**raw["config"], "scenario": {"stages": "many"}}}, "h:1")
+    with pytest.raises(remote.PlanError, match=r"incomplete or invalid.*samples_path"):
+        remote.parse_plan({**raw, "config": {**raw["config"], "samples_path": 7}}, "h:1")
     with pytest.raises(remote.PlanError, match="sent no bookbench plan"):
         remote.read_plan([{"filename": "locustfile.py", "contents": "BOOKBENCH_PLAN = compute()\n"}], "h:1")
 
