@@ -60,8 +60,12 @@ class Distribution(_Strict):
     hist: Histogram
 
 
-class Batch(Counts):
+class _BatchNumber(_Strict):
     batch: int
+
+
+class Batch(Counts, _BatchNumber):
+    """One batch of the steady window; its number first, as summary.json has always written it."""
 
 
 class Trend(_Strict):
