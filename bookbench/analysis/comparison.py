@@ -1,22 +1,29 @@
 """Before/after comparison of index sets from their run folders: per scenario and metric, each set's figures as
 its run reports state them, and candidate/baseline ratios with run-to-run intervals (bookbench.analysis.inference) and
-verdicts; query plans side by side, index findings -> compare.json."""
+verdicts; query plans side by side, index findings -> the Comparison that compare.json holds."""
 
 from __future__ import annotations
 
 import datetime as dt
-import statistics
-from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bookbench.analysis import calibration, findings, inference, machine, stats, wording
+from bookbench.analysis import calibration, findings, inference, machine, run_order, stats, wording
 from bookbench.analysis import summarize as analysis
+from bookbench.analysis.run_order import Figures
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
-from bookbench.artifacts.comparison import COMPARE_FORMAT_VERSION
+from bookbench.artifacts.comparison import (
+    Adjusted,
+    CalibrationStore,
+    Cell,
+    Comparison,
+    Interval,
+    NotCompared,
+    Order,
+    Row,
+)
 from bookbench.artifacts.manifest import Manifest
 from bookbench.errors import UsageError
 
@@ -83,72 +90,74 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
 def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:
     """One run's figures per metric exactly as its report states them (summary.json), each with its within-run
     spread from the block bootstrap; a metric that cannot be compared maps to the reason."""
-    sc = summary_file.read(run_dir)["scenarios"].get(scenario)
-    if not sc or not sc["requests"]:
+    sc = summary_file.read(run_dir).scenarios.get(scenario)
+    if not sc or not sc.requests:
         return dict.fromkeys(stats.METRICS, f"{run_dir.name}: no samples in {scenario}")
     blocks = series(run_dir, scenario)
     out: dict[str, inference.RunFigure | str] = {}
     for metric in stats.METRICS:
-        value = sc["throughput_rps"] if metric == "throughput" else sc["latency_ms"][metric]
+        value = sc.throughput_rps if metric == "throughput" else getattr(sc.latency_ms, metric)
         try:
             within = stats.within_run_log_variance(blocks, metric, n_boot=n_boot)
         except ValueError as exc:
             out[metric] = f"{run_dir.name}: {exc}"
             continue
-        out[metric] = inference.RunFigure(value=float(value), within_var=within, requests=int(sc["requests"]),
+        out[metric] = inference.RunFigure(value=float(value), within_var=within, requests=sc.requests,
                                           blocks=blocks.blocks)
     return out
 
 
-def _said(label: str, ci: dict[str, Any]) -> str:
+def _said(label: str, ci: Cell) -> str:
     """A compared figure as a sentence of its own: "Improved: P95 20x lower, 95 % CI from 15x to 27x lower"."""
     words = wording.result(label, ci)
     return words[:1].upper() + words[1:]
 
 
-def _headline(result: dict[str, Any], baseline: str, best: str | None) -> str:
+def _headline(result: Comparison, best: str | None) -> str:
     """Sentences from the data: the best set against the baseline on the headline scenario, each figure verdict
     first with its interval (bookbench.analysis.wording), then the same set against every other candidate."""
+    baseline = result.baseline
     if best is None:
-        if len(result["sets"]) < 2:
+        if len(result.sets) < 2:
             return "Only the baseline was measured: nothing to compare."
-        if _best(result, baseline) is None:  # not one P95 ratio: the reason is in the table, said once per row
+        if _best(result) is None:  # not one P95 ratio: the reason is in the table, said once per row
             return f"No scenario had enough samples to compare any candidate with {baseline} (see the table)."
         return f"No candidate is named the best against {baseline}."
-    usable = [s for s, sets in result["scenarios"].items()
-              if all("ratio" in sets[best]["vs_baseline"].get(m, {}) for m in ("p95", "throughput"))]
+    usable = [s for s, sets in result.scenarios.items()
+              if all(isinstance(sets[best].vs_baseline.get(m), Interval) for m in ("p95", "throughput"))]
     if not usable:
         return f"No scenario had enough samples to compare {best} with {baseline} (see the table)."
     scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
-    row = result["scenarios"][scenario][best]
-    p95, tput = row["vs_baseline"]["p95"], row["vs_baseline"]["throughput"]
-    rounds = f"over {p95['rounds']} round(s)" if p95["paired"] else "in unpaired runs"
-    text = (f"Against {baseline}, {best} on {scenario} {rounds}, n={row['requests']:,}. "
-            f"{_said('P95', p95)} ({p95['baseline']:,.0f} ms -> {p95['candidate']:,.0f} ms). "
-            f"{_said('throughput', tput)} ({tput['baseline']:,.1f} -> {tput['candidate']:,.1f} req/s).")
-    others = [(other, row["vs"][other]["p95"]) for other in row.get("vs", {})
-              if other != baseline and "ratio" in row["vs"][other].get("p95", {})]
-    others += [(other, _flip(result["scenarios"][scenario][other]["vs"][best]["p95"]))
-               for other in result["sets"] if best in result["scenarios"][scenario][other].get("vs", {})
-               and "ratio" in result["scenarios"][scenario][other]["vs"][best].get("p95", {})]
+    rows = result.scenarios[scenario]
+    row = rows[best]
+    p95, tput = row.vs_baseline["p95"], row.vs_baseline["throughput"]
+    assert isinstance(p95, Interval) and isinstance(tput, Interval)  # usable says so
+    rounds = f"over {p95.rounds} round(s)" if p95.paired else "in unpaired runs"
+    text = (f"Against {baseline}, {best} on {scenario} {rounds}, n={row.requests:,}. "
+            f"{_said('P95', p95)} ({p95.baseline:,.0f} ms -> {p95.candidate:,.0f} ms). "
+            f"{_said('throughput', tput)} ({tput.baseline:,.1f} -> {tput.candidate:,.1f} req/s).")
+    others = [(other, cis["p95"]) for other, cis in row.vs.items()
+              if other != baseline and isinstance(cis.get("p95"), Interval)]
+    others += [(other, _flip(ci)) for other in result.sets
+               if isinstance(ci := rows[other].vs.get(best, {}).get("p95"), Interval)]
     for other, ci in others:
         text += f" Against {other}, {wording.result('P95', ci)}."
-    if result["repeat"] < 2:
+    if result.repeat < 2:
         text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
                  "called improved or regressed.")
     return text
 
 
-def _flip(ci: dict[str, Any]) -> dict[str, Any]:
+def _flip(ci: Interval) -> Interval:
     """An interval of b/a read as a/b: ratio and bounds inverted, the verdict mirrored."""
-    mirrored = {"improved": "regressed", "regressed": "improved"}.get(ci["verdict"], ci["verdict"])
+    mirrored = {"improved": "regressed", "regressed": "improved"}.get(ci.verdict, ci.verdict)
     # for P95 lower is better; for throughput the verdict is mirrored the same way
-    return {**ci, "ratio": 1 / ci["ratio"], "low": 1 / ci["high"], "high": 1 / ci["low"], "verdict": mirrored,
-            "baseline": ci["candidate"], "candidate": ci["baseline"]}
+    return ci.model_copy(update={"ratio": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low, "verdict": mirrored,
+                                 "baseline": ci.candidate, "candidate": ci.baseline})
 
 
 def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
-          calibration_store: dict[str, Any] | None = None, n_boot: int = 500) -> dict[str, Any]:
+          calibration_store: CalibrationStore | None = None, n_boot: int = 500) -> Comparison:
     """Compare every variant against the first one (the baseline); variants map a label (the index set, or
     `set#2` for the same set measured again) to its run folders in round order."""
     if len(variants) < 2:
@@ -164,83 +173,78 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
     first = _manifest(all_runs[0])
     fingerprint = first.dataset.fingerprint
     rounds = {len(r) for r in variants.values()}
-    result: dict[str, Any] = {
-        "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
-        "baseline": baseline, "sets": list(variants),
-        "index_sets": {label: _manifest(runs[0]).index_set.name for label, runs in variants.items()},
-        "repeat": min(rounds), "paired": len(rounds) == 1,
-        "noise_threshold": noise, "forced_despite": unfinished + problems,
-        "runs": {s: [str(d) for d in runs] for s, runs in variants.items()},
-        "run_status": {s: [status_words(m.status, m.reason) for m in map(_manifest, runs)]
-                       for s, runs in variants.items()},
-        "scenarios": {},
-        "priors": {}, "position_effect": {},
-    }
-    positions = placements(variants)
-    result["order"] = {"design": design(positions), "positions": positions or {}, "notes": []}
+    positions = run_order.placements(variants)
+    result = Comparison(
+        created=dt.datetime.now(dt.UTC).isoformat(), baseline=baseline, sets=list(variants),
+        index_sets={label: _manifest(runs[0]).index_set.name for label, runs in variants.items()},
+        repeat=min(rounds), paired=len(rounds) == 1, noise_threshold=noise, forced_despite=unfinished + problems,
+        runs={s: [str(d) for d in runs] for s, runs in variants.items()},
+        run_status={s: [status_words(m.status, m.reason) for m in map(_manifest, runs)]
+                    for s, runs in variants.items()},
+        scenarios={}, priors={}, findings={}, best=None, headline="",
+        order=Order(design=run_order.design(positions), positions=positions or {}, notes=[]), position_effect={})
     for name, entry in first.scenarios.items():
         definition = entry.definition
         figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
-        per_set: dict[str, Any] = {}
-        result["priors"][name] = {}
-        effects = {m: _position_effect(figures, positions, m, calibration.prior(
+        result.priors[name] = {}
+        effects = {m: run_order.position_effect(figures, positions, m, calibration.prior(
             calibration_store, definition, fingerprint, m)) for m in stats.METRICS}
-        result["position_effect"][name] = {m: asdict(e) for m, e in effects.items() if e is not None}
+        result.position_effect[name] = {m: e for m, e in effects.items() if e is not None}
         moved = {m: e for m, e in effects.items() if e is not None and e.detectable}
+        per_set: dict[str, Row] = {}
         for label, runs in figures.items():
             requests = sum(f.requests for f in (r.get("p50") for r in runs) if isinstance(f, inference.RunFigure))
             # vs: this set against every set listed before it other than the baseline (candidates against each
             # other, e.g. recommended against seed); vs_baseline against the baseline
-            row: dict[str, Any] = {"requests": requests, "runs": len(runs), "vs_baseline": {}, "vs": {}}
-            row.update(_open_model(variants[label], name))
+            row = Row(requests=requests, runs=len(runs), vs_baseline={}, vs={})
+            _open_model(row, variants[label], name)
             earlier = list(figures)[1:list(figures).index(label)] if label != baseline else []
             for metric in stats.METRICS:
                 mine = [r[metric] for r in runs]
                 ok_mine = [v for v in mine if isinstance(v, inference.RunFigure)]
                 if len(ok_mine) == len(mine):
-                    row[metric] = float(np.exp(np.mean(np.log([v.value for v in ok_mine]))))
+                    setattr(row, metric, float(np.exp(np.mean(np.log([v.value for v in ok_mine])))))
                 if label == baseline:
                     continue
                 prior = calibration.prior(calibration_store, definition, fingerprint, metric)
-                result["priors"][name][metric] = (prior or inference.default_prior()).source
+                result.priors[name][metric] = (prior or inference.default_prior()).source
                 shift = (moved.get(metric), positions)
-                row["vs_baseline"][metric] = _interval(figures, baseline, label, metric, noise, prior, shift)
+                row.vs_baseline[metric] = _interval(figures, baseline, label, metric, noise, prior, shift)
                 for other in earlier:
-                    row["vs"].setdefault(other, {})[metric] = _interval(figures, other, label, metric, noise, prior,
-                                                                      shift)
+                    row.vs.setdefault(other, {})[metric] = _interval(figures, other, label, metric, noise, prior,
+                                                                     shift)
             per_set[label] = row
-        result["scenarios"][name] = per_set
+        result.scenarios[name] = per_set
         if moved:
-            result["order"]["notes"].append(position_words(name, moved, len(variants)))
-    if result["order"]["design"] == "fixed":
-        result["order"]["notes"].insert(0, (
+            result.order.notes.append(run_order.position_words(name, moved, len(variants)))
+    if result.order.design == "fixed":
+        result.order.notes.insert(0, (
             "Every round ran the sets in the same order, so an effect of a run's place in its round (what the "
             "previous run left behind, a trend inside the round, a neighbour in step with the schedule) cannot be "
             "told from a set effect and is not measured; --order balanced (the default) alternates the order."))
-    result["interference"] = interference(variants, calibration.interference_of(
-        calibration_store, fingerprint))
-    result["findings"] = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
-    lowest = _best(result, baseline)
+    result.interference = machine.interference(
+        {label: [_manifest(d) for d in dirs] for label, dirs in variants.items()},
+        calibration.interference_of(calibration_store, fingerprint))
+    result.findings = {s: findings.index_findings(runs[0]) for s, runs in variants.items()}
+    lowest = _best(result)
     # a set resting on a run that did not complete is never the best; every ratio rests on the baseline's runs
-    result["best"] = None if _unfinished_in(result, baseline) else _best(
-        result, baseline, exclude=_unfinished_in(result, *result["sets"]))
-    result["headline"] = _headline(result, baseline, result["best"]) + _order_sentence(result) + _unfinished_sentence(
-        result, baseline, lowest)
+    result.best = None if _unfinished_in(result, baseline) else _best(
+        result, exclude=_unfinished_in(result, *result.sets))
+    result.headline = _headline(result, result.best) + _order_sentence(result) + _unfinished_sentence(
+        result, lowest)
     return result
 
 
-def nothing_compared(index_sets: dict[str, str], noise: float) -> dict[str, Any]:
-    """compare.json of a compare stopped before any round was complete: its plan (labels and their index sets)
+def nothing_compared(index_sets: dict[str, str], noise: float) -> Comparison:
+    """The Comparison of a compare stopped before any round was complete: its plan (labels and their index sets)
     and no figures, so that what it did is still on file and on the page."""
     labels = list(index_sets)
-    return {
-        "format_version": COMPARE_FORMAT_VERSION, "created": dt.datetime.now(dt.UTC).isoformat(),
-        "baseline": labels[0], "sets": labels, "index_sets": index_sets, "repeat": 0, "paired": False,
-        "noise_threshold": noise, "forced_despite": [], "runs": {label: [] for label in labels},
-        "run_status": {label: [] for label in labels}, "scenarios": {}, "priors": {}, "findings": {}, "best": None,
-        "headline": "What each run measured is in its own report.",
-        "order": {"design": "unpaired", "positions": {}, "notes": []}, "position_effect": {},
-    }
+    return Comparison(
+        created=dt.datetime.now(dt.UTC).isoformat(), baseline=labels[0], sets=labels, index_sets=index_sets,
+        repeat=0, paired=False, noise_threshold=noise, forced_despite=[], runs={label: [] for label in labels},
+        run_status={label: [] for label in labels}, scenarios={}, priors={}, findings={}, best=None,
+        headline="What each run measured is in its own report.",
+        order=Order(design="unpaired", positions={}, notes=[]), position_effect={})
 
 
 def unfinished_message(unfinished: list[str]) -> str:
@@ -248,174 +252,75 @@ def unfinished_message(unfinished: list[str]) -> str:
             "them and never names a set resting on one the best):\n  " + "\n  ".join(unfinished))
 
 
-def _unfinished_in(result: dict[str, Any], *labels: str) -> list[str]:
+def _unfinished_in(result: Comparison, *labels: str) -> list[str]:
     """The labels among these whose runs include one that did not complete."""
-    return [label for label in labels if any(s != "completed" for s in result["run_status"][label])]
+    return [label for label in labels if any(s != "completed" for s in result.run_status[label])]
 
 
-def _unfinished_sentence(result: dict[str, Any], baseline: str, lowest: str | None) -> str:
+def _unfinished_sentence(result: Comparison, lowest: str | None) -> str:
     """With --force over runs that did not complete: which sets rest on one, and that the set with the lowest P95
     was not named the best when it (or the baseline every ratio is taken against) does."""
-    marked = _unfinished_in(result, *result["sets"])
+    marked = _unfinished_in(result, *result.sets)
     if not marked:
         return ""
     text = f" Compared with --force although runs of {', '.join(marked)} did not complete (see the table)"
-    if _unfinished_in(result, baseline):
-        text += f"; no set is named the best, as every ratio is taken against the baseline {baseline}"
-    elif lowest is not None and lowest != result["best"]:
+    if _unfinished_in(result, result.baseline):
+        text += f"; no set is named the best, as every ratio is taken against the baseline {result.baseline}"
+    elif lowest is not None and lowest != result.best:
         text += f"; {lowest} had the lowest P95 but is not named the best set, as that rests on such a run"
     return text + "."
 
 
-def interference(variants: dict[str, list[Path]], calibrated: dict[str, Any] | None) -> dict[str, Any]:
-    """How busy the machine was during each run (other processes' cores), the rounds whose runs stood out, and
-    this comparison against the interference its calibration was measured under."""
-    runs = {label: [machine.interference_summary(_manifest(d)) for d in dirs] for label, dirs in variants.items()}
-    out: dict[str, Any] = {"runs": runs, "flagged_rounds": [], "notes": []}
-    placed = [(i, label, s["outside_cores"]) for label, per in runs.items() for i, s in enumerate(per)
-              if s.get("measured")]
-    if not placed:
-        out["notes"].append("interference was not measured (runs from before the sampler)")
-        return out
-    flags = machine.differs_strongly([cores for _, _, cores in placed])
-    median = statistics.median(cores for _, _, cores in placed)
-    for (i, label, cores), flagged in zip(placed, flags, strict=True):
-        if flagged and i + 1 not in out["flagged_rounds"]:
-            out["flagged_rounds"].append(i + 1)
-            out["notes"].append(f"round {i + 1}: the {label} run ran under strongly more interference than the "
-                                f"others (other processes used {cores:.2f} cores against a median of {median:.2f}); "
-                                "its figures measure the machine as much as the set")
-    mean = statistics.fmean(cores for _, _, cores in placed)
-    out["outside_cores"] = round(mean, 4)
-    if calibrated is not None:
-        cal = float(calibrated["outside_cores"])
-        out["calibration"] = calibrated
-        if machine.much_more(mean, cal):
-            cpus = float(calibrated.get("cpus") or 1)
-            free_now, free_then = max(cpus - mean, 0.1), max(cpus - cal, 0.1)
-            out["notes"].append(
-                f"this comparison ran under much more interference ({mean:.2f} cores used by other processes) than "
-                f"its calibration {calibrated['id']} ({cal:.2f}): the run-to-run spread the verdicts assume was "
-                f"measured with {free_then:.1f} free cores, these runs had {free_now:.1f}, so its verdicts are "
-                f"weaker than their intervals say (about {free_then / free_now:.1f}x less CPU to spare)")
-    return out
-
-
-def placements(variants: dict[str, list[Path]]) -> dict[str, list[int]] | None:
-    """Each run's position inside its round (0 = first), from the manifests' recorded positions or, for runs from
-    before schedules were recorded, the order in which the round's runs started; None when runs are unpaired."""
-    if len({len(runs) for runs in variants.values()}) != 1:
-        return None
-    manifests = {label: [_manifest(d) for d in runs] for label, runs in variants.items()}
-    out: dict[str, list[int]] = {label: [] for label in variants}
-    for i in range(len(next(iter(variants.values())))):
-        ms = {label: manifests[label][i] for label in variants}
-        recorded = all(m.position is not None for m in ms.values())
-        order = sorted(ms, key=lambda lb: (ms[lb].position or 0, ms[lb].started_at) if recorded
-                       else (0, ms[lb].started_at))
-        for label in variants:
-            out[label].append(order.index(label))
-    return out
-
-
-def design(positions: dict[str, list[int]] | None) -> str:
-    """"balanced" (every variant equally often at every position), "fixed" (every variant always at one
-    position), "unbalanced", "single round" or "unpaired"."""
-    if positions is None:
-        return "unpaired"
-    k, rounds = len(positions), len(next(iter(positions.values())))
-    if rounds < 2:
-        return "single round"
-    if all(len(set(p)) == 1 for p in positions.values()):
-        return "fixed"
-    counts = {p.count(pos) for p in positions.values() for pos in range(k)}
-    return "balanced" if len(counts) == 1 else "unbalanced"
-
-
-def _position_effect(figures: dict[str, list[dict[str, inference.RunFigure | str]]],
-                     positions: dict[str, list[int]] | None, metric: str,
-                     prior: inference.NoisePrior | None) -> inference.PositionEffect | None:
-    """The later-vs-first effect of one metric over every variant's runs; None when it cannot be estimated."""
-    if positions is None:
-        return None
-    placed = []
-    for v, (label, runs) in enumerate(figures.items()):
-        for i, run in enumerate(runs):
-            f = run[metric]
-            if isinstance(f, str):
-                return None
-            placed.append(inference.PlacedFigure(v, i, positions[label][i], f))
-    return inference.position_effect(placed, metric, prior)
-
-
-def position_words(scenario: str, moved: dict[str, inference.PositionEffect], k: int) -> str:
-    """"burst: the second run of a round was slower, whichever set ran: P50 38 % higher, 95 % CI from 20 % to
-    58 % higher; throughput 22 % lower, ..."."""
-    slower = [(e.ratio > 1) == (m != "throughput") for m, e in moved.items()]
-    how = "slower" if all(slower) else ("faster" if not any(slower) else "different")
-    which = "the second run of a round" if k == 2 else "a run later in its round than first"
-    parts = [wording.estimate(wording.metric(m), e.ratio, e.low, e.high) for m, e in moved.items()]
-    return (f"{scenario}: {which} was {how}, whichever set ran: {'; '.join(parts)}. Verdicts whose class or "
-            "direction depends on it are downgraded to within noise.")
-
-
-def _order_sentence(result: dict[str, Any]) -> str:
+def _order_sentence(result: Comparison) -> str:
     """The headline's note on run order: a measured position effect and the verdicts it downgraded."""
-    moved = [s for s, per in result["position_effect"].items() if any(e["detectable"] for e in per.values())]
+    moved = [s for s, per in result.position_effect.items() if any(e.detectable for e in per.values())]
     if not moved:
         return ""
-    downgraded = sum(1 for sets in result["scenarios"].values() for row in sets.values()
-                     for ci in [*row["vs_baseline"].values(), *(c for cis in row["vs"].values() for c in cis.values())]
-                     if ci.get("downgraded"))
+    downgraded = sum(1 for sets in result.scenarios.values() for row in sets.values()
+                     for ci in [*row.vs_baseline.values(), *(c for cis in row.vs.values() for c in cis.values())]
+                     if isinstance(ci, Interval) and ci.downgraded)
     rested = (f"{downgraded} verdict(s) that rested on it downgraded to within noise" if downgraded
               else "no verdict rested on it")
     return f" A run's place in its round changed its figures ({', '.join(moved)}; see Run order): {rested}."
 
 
-def _open_model(runs: list[Path], scenario: str) -> dict[str, Any]:
-    """An open-model scenario's other two figures for a set: P95 from the intended send time (geometric mean over
-    its runs) and the arrivals dropped (summed); nothing for a closed-model scenario."""
-    found = [sc["open_model"] for sc in (summary_file.read(d)["scenarios"].get(scenario) for d in runs)
-             if sc and sc.get("open_model")]
-    p95s = [om["latency_from_intended_ms"]["p95"] for om in found if om["latency_from_intended_ms"]["p95"]]
+def _open_model(row: Row, runs: list[Path], scenario: str) -> None:
+    """An open-model scenario's other two figures for a set, set on its row: P95 from the intended send time
+    (geometric mean over its runs) and the arrivals dropped (summed); nothing for a closed-model scenario."""
+    found = [sc.open_model for sc in (summary_file.read(d).scenarios.get(scenario) for d in runs)
+             if sc and sc.open_model]
     if not found:
-        return {}
-    return {"p95_from_intended": float(np.exp(np.mean(np.log(p95s)))) if p95s else None,
-            "dropped": sum(int(om["dropped"]) for om in found)}
+        return
+    p95s = [p for p in (om.latency_from_intended_ms.p95 for om in found) if p]
+    row.p95_from_intended = float(np.exp(np.mean(np.log(p95s)))) if p95s else None
+    row.dropped = sum(om.dropped for om in found)
 
 
-Shift = tuple[inference.PositionEffect | None, dict[str, list[int]] | None]
-
-
-def _interval(figures: dict[str, list[dict[str, inference.RunFigure | str]]], theirs: str, mine: str, metric: str,
-              noise: float, prior: inference.NoisePrior | None, shift: Shift) -> dict[str, Any]:
+def _interval(figures: Figures, theirs: str, mine: str, metric: str, noise: float,
+              prior: inference.NoisePrior | None, shift: run_order.Shift) -> Cell:
     """`mine` against `theirs` for one metric, or the reason it cannot be compared. With a detectable position
     effect the interval is also computed with that effect taken out of every later run; a verdict that would then
     change class or direction rests on the run order, not the set, and is downgraded to within noise."""
     a, b = [r[metric] for r in figures[theirs]], [r[metric] for r in figures[mine]]
     bad = [v for v in (*b, *a) if isinstance(v, str)]
     if bad:
-        return {"error": str(bad[0])}
+        return NotCompared(error=bad[0])
     ok_a = [v for v in a if isinstance(v, inference.RunFigure)]
     ok_b = [v for v in b if isinstance(v, inference.RunFigure)]
-    ci = asdict(inference.compare_rounds(ok_a, ok_b, metric, noise, prior))
+    ci = inference.compare_rounds(ok_a, ok_b, metric, noise, prior)
     effect, positions = shift
     if effect is None or positions is None:
         return ci
-
-    def without(runs: list[inference.RunFigure], label: str) -> list[inference.RunFigure]:
-        return [replace(f, value=f.value / effect.ratio) if positions[label][i] > 0 else f
-                for i, f in enumerate(runs)]
-
-    adj = inference.compare_rounds(without(ok_a, theirs), without(ok_b, mine), metric, noise, prior)
-    ci["position_adjusted"] = {"ratio": adj.ratio, "low": adj.low, "high": adj.high, "verdict": adj.verdict}
-    changed = adj.verdict != ci["verdict"] or _direction(adj.low, adj.high) != _direction(ci["low"], ci["high"])
-    if changed and ci["verdict"] in CLAIMS:
-        ci["downgraded"] = (
-            f"{wording.verdict(ci['verdict'], ci['ratio'])} only with the run-order effect in it (a later run of "
+    adj = inference.compare_rounds(run_order.without(effect, ok_a, positions[theirs]),
+                                   run_order.without(effect, ok_b, positions[mine]), metric, noise, prior)
+    ci.position_adjusted = Adjusted(ratio=adj.ratio, low=adj.low, high=adj.high, verdict=adj.verdict)
+    changed = adj.verdict != ci.verdict or _direction(adj.low, adj.high) != _direction(ci.low, ci.high)
+    if changed and ci.verdict in CLAIMS:
+        ci.downgraded = (
+            f"{wording.verdict(ci.verdict, ci.ratio)} only with the run-order effect in it (a later run of "
             f"a round has {wording.metric(metric)} {wording.change(effect.ratio)}); without that effect the result "
-            f"is {wording.result(wording.metric(metric), asdict(adj))}")
-        ci["verdict"] = "within noise"
+            f"is {wording.result(wording.metric(metric), adj)}")
+        ci.verdict = "within noise"
     return ci
 
 
@@ -424,15 +329,16 @@ def _direction(low: float, high: float) -> int:
     return 1 if low > 1 else (-1 if high < 1 else 0)
 
 
-def _best(result: dict[str, Any], baseline: str, exclude: tuple[str, ...] | list[str] = ()) -> str | None:
+def _best(result: Comparison, exclude: tuple[str, ...] | list[str] = ()) -> str | None:
     """The candidate (other than those excluded) with the lowest geometric mean of its P95 ratios over all
     scenarios."""
     scores = {}
-    for set_name in result["sets"]:
-        if set_name == baseline or set_name in exclude:
+    for set_name in result.sets:
+        if set_name == result.baseline or set_name in exclude:
             continue
-        ratios = [sc[set_name]["vs_baseline"]["p95"]["ratio"] for sc in result["scenarios"].values()
-                  if "ratio" in sc[set_name]["vs_baseline"].get("p95", {})]
+        ratios = [ci.ratio for sc in result.scenarios.values()
+                  if isinstance(ci := sc[set_name].vs_baseline.get("p95"), Interval)]
         if ratios:
             scores[set_name] = float(np.exp(np.mean(np.log(ratios))))
     return min(scores, key=lambda k: scores[k]) if scores else None
+

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bookbench.analysis.stats import METRICS, verdict
+from bookbench.artifacts.comparison import Interval, PositionEffect
 
 # Uncalibrated: assume one run's figure wanders by 10 % (sd of its log) between identical runs, as measured for an
 # 8-second burst here before any noise work, and trust that guess only as much as 2 degrees of freedom: t(2) = 4.3,
@@ -64,28 +65,6 @@ class RunFigure:
     blocks: int
 
 
-@dataclass(frozen=True)
-class RoundsCI:
-    metric: str
-    baseline: float  # geometric mean of the baseline runs' figures
-    candidate: float
-    ratio: float  # exp(mean paired log ratio) when paired, else ratio of the geometric means
-    low: float
-    high: float
-    verdict: str
-    noise_used: float  # the threshold the verdict used: max(configured, measured noise of this estimate)
-    rounds: int  # runs per side when paired, else min of the two
-    paired: bool
-    df: int  # degrees of freedom of the t interval
-    sd_pair: float  # sd of one pair's log ratio the interval used
-    variance_source: str  # which term set the variance: "rounds + <prior source>" or "within-run bootstrap"
-    run_ratios: list[float]  # per round candidate/baseline (paired), for the page
-    n_baseline: int
-    n_candidate: int
-    blocks_baseline: int
-    blocks_candidate: int
-
-
 def _check(runs: Sequence[RunFigure], side: str, metric: str) -> None:
     if not runs:
         raise ValueError(f"{side}: no runs")
@@ -95,7 +74,7 @@ def _check(runs: Sequence[RunFigure], side: str, metric: str) -> None:
 
 
 def compare_rounds(base: Sequence[RunFigure], cand: Sequence[RunFigure], metric: str, noise: float,
-                   prior: NoisePrior | None = None, confidence: float = 0.95) -> RoundsCI:
+                   prior: NoisePrior | None = None, confidence: float = 0.95) -> Interval:
     """Candidate/baseline ratio of `metric` with a t interval whose variance includes run-to-run spread.
 
     Runs are paired by position (round i of each side) when both sides have the same number of runs; otherwise
@@ -140,7 +119,7 @@ def compare_rounds(base: Sequence[RunFigure], cand: Sequence[RunFigure], metric:
     # the measured noise of this compare's own estimate (the calibrated run-to-run spread over these rounds) sets the
     # threshold when it is larger than the configured one: on a noisy machine 5 % is not a meaningful change
     noise_used = max(noise, math.exp(prior.sd * math.sqrt(scale)) - 1) if prior.measured else noise
-    return RoundsCI(
+    return Interval(
         metric=metric, baseline=float(np.exp(lb.mean())), candidate=float(np.exp(lc.mean())),
         ratio=math.exp(center), low=low, high=high, verdict=verdict(metric, low, high, noise_used),
         noise_used=noise_used, rounds=k, paired=paired, df=df, sd_pair=math.sqrt(2 * run_var),
@@ -169,22 +148,6 @@ class PlacedFigure:
     figure: RunFigure
 
 
-@dataclass(frozen=True)
-class PositionEffect:
-    """How much a run's figure moves when it runs later in its round than first, whichever variant it is:
-    exp(beta) of the "later" term, with a t interval. Not separable when every variant kept one position."""
-
-    metric: str
-    separable: bool
-    ratio: float  # later / first; 1.0 when not separable
-    low: float
-    high: float
-    detectable: bool  # the interval excludes 1
-    df: int
-    rounds: int  # rounds with at least two runs
-    variance_source: str
-
-
 def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePrior | None = None,
                     confidence: float = 0.95) -> PositionEffect:
     """Estimate the later-vs-first effect from counterbalanced rounds (see the module docstring).
@@ -202,7 +165,8 @@ def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePri
     usable = [p for p in usable if counts[p.round] > 1]  # a round of one run says nothing about position
     rounds = sorted({p.round for p in usable})
     variants = sorted({p.variant for p in usable})
-    unseparable = PositionEffect(metric, False, 1.0, 1.0, 1.0, False, 0, len(rounds), "")
+    unseparable = PositionEffect(metric=metric, separable=False, ratio=1.0, low=1.0, high=1.0, detectable=False,
+                                 df=0, rounds=len(rounds), variance_source="")
     if not usable:
         return unseparable
     x = np.zeros((len(usable), len(rounds) + len(variants)))
@@ -231,4 +195,5 @@ def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePri
     beta = float(coef[-1])
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(run_var * factor)
     low, high = math.exp(beta - half), math.exp(beta + half)
-    return PositionEffect(metric, True, math.exp(beta), low, high, low > 1 or high < 1, df, len(rounds), source)
+    return PositionEffect(metric=metric, separable=True, ratio=math.exp(beta), low=low, high=high,
+                          detectable=low > 1 or high < 1, df=df, rounds=len(rounds), variance_source=source)

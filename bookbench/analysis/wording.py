@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from bookbench.artifacts.comparison import Adjusted, Interval, NotCompared
+
 Notation = Literal["percent", "factor"]
 
 # the verdicts of bookbench.analysis.stats.verdict as the reader sees them; improved/regressed say the direction
@@ -92,10 +94,13 @@ def estimate(label: str, ratio: float, low: float, high: float) -> str:
     return f"{label + ' ' if label else ''}{said}, 95 % CI {interval(low, high)}"
 
 
-def result(label: str, ci: Mapping[str, Any]) -> str:
+def result(label: str, ci: Interval | Adjusted | NotCompared | Mapping[str, Any]) -> str:
     """One compared figure, verdict first: "improved: P95 20x lower, 95 % CI from 15x to 27x lower"; a figure that
-    could not be compared is its reason (ci["error"], e.g. too few samples)."""
-    if "error" in ci:
-        return str(ci["error"])
-    ratio, low, high = float(ci["ratio"]), float(ci["low"]), float(ci["high"])
-    return f"{verdict(str(ci['verdict']), ratio)}: {estimate(label, ratio, low, high)}"
+    could not be compared is its reason (NotCompared, e.g. too few samples). A plain mapping is such a cell as
+    sweep.json keeps it."""
+    if isinstance(ci, Mapping):
+        ci = NotCompared.model_validate(ci) if "error" in ci else Adjusted.model_validate(
+            {k: ci[k] for k in ("ratio", "low", "high", "verdict")})
+    if isinstance(ci, NotCompared):
+        return ci.error
+    return f"{verdict(ci.verdict, ci.ratio)}: {estimate(label, ci.ratio, ci.low, ci.high)}"

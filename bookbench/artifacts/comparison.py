@@ -1,29 +1,253 @@
-"""compare.json (a comparison folder) and the calibration store: the files `compare` and `calibrate` leave."""
+"""compare.json (a comparison folder) and the calibration store: the files `compare` and `calibrate` leave, as the
+models the compare stage builds and its page reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-from bookbench.artifacts.files import check_version, read_json, read_model, write_json, write_model
+from bookbench.artifacts.files import check_version, read_json, read_model, write_model
 
 # 2: rounds, paired run-to-run intervals, labels; 3: run order and position effect; 4: run_status, stopped
 COMPARE_FORMAT_VERSION = 4
 CALIBRATION_FORMAT_VERSION = 1
 
+# a variant's own figures in a row of compare.json, as named by analysis.stats.METRICS
+FIGURES = ("p50", "p95", "p99", "throughput")
 
-class Comparison(BaseModel):
-    """compare.json; `scenarios[name][label]` holds each variant's figures and its interval against the baseline
-    (see analysis/comparison.py for the row layout)."""
+
+class _Model(BaseModel):
+    """Unknown keys are refused. A field named in `sparse` is written only when it was given (built or read), never
+    as null: those keys have always been absent from the files when they do not apply."""
 
     model_config = ConfigDict(extra="forbid")
+    sparse: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for name in self.sparse - self.model_fields_set:
+            data.pop(name, None)
+        return data
+
+
+class Adjusted(_Model):
+    """An interval recomputed with the measured run-order effect taken out of every later run of a round."""
+
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+
+
+class Interval(_Model):
+    """Candidate/baseline ratio of one metric over rounds of runs with its t interval and verdict
+    (analysis.inference.compare_rounds); with a measured position effect also the interval without it and, when
+    the verdict rested on that effect, why it was downgraded to within noise."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({"position_adjusted", "downgraded"})
+    metric: str
+    baseline: float  # geometric mean of the baseline runs' figures
+    candidate: float
+    ratio: float  # exp(mean paired log ratio) when paired, else ratio of the geometric means
+    low: float
+    high: float
+    verdict: str
+    noise_used: float  # the threshold the verdict used: max(configured, measured noise of this estimate)
+    rounds: int  # runs per side when paired, else min of the two
+    paired: bool
+    df: int  # degrees of freedom of the t interval
+    sd_pair: float  # sd of one pair's log ratio the interval used
+    variance_source: str  # which term set the variance: "rounds + <prior source>" or "within-run bootstrap"
+    run_ratios: list[float]  # per round candidate/baseline (paired), for the page
+    n_baseline: int
+    n_candidate: int
+    blocks_baseline: int
+    blocks_candidate: int
+    position_adjusted: Adjusted | None = None
+    downgraded: str | None = None
+
+
+class NotCompared(_Model):
+    """A figure that could not be compared, and why: "<run folder>: too few samples to compare (...)"."""
+
+    error: str
+
+
+Cell = Interval | NotCompared
+
+
+class Row(_Model):
+    """One variant in one scenario: its own figures (each the geometric mean over its runs of what their reports
+    state; absent when a run has none) and its intervals against the baseline and every earlier candidate."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({"p95_from_intended", "dropped", *FIGURES})
+    requests: int  # after the warm-up, summed over runs
+    runs: int
+    vs_baseline: dict[str, Cell]  # metric -> interval; empty for the baseline itself
+    vs: dict[str, dict[str, Cell]]  # earlier candidate -> metric -> interval (e.g. recommended against seed)
+    # open-model scenarios only: P95 from the intended send time (geometric mean, None when no run had one) and the
+    # arrivals dropped, summed over runs
+    p95_from_intended: float | None = None
+    dropped: int | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    throughput: float | None = None
+
+    def figure(self, metric: str) -> float | None:
+        """The variant's own figure for one of FIGURES, None when a run had none."""
+        if metric not in FIGURES:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {FIGURES}")
+        value: float | None = getattr(self, metric)
+        return value
+
+    def has_figures(self) -> bool:
+        return any(self.figure(m) is not None for m in FIGURES)
+
+    def open_model(self) -> bool:
+        return self.dropped is not None
+
+
+Design = Literal["balanced", "fixed", "unbalanced", "single round", "unpaired"]
+
+
+class Order(_Model):
+    """The rounds' run order: its design, each variant's position in rounds 1, 2, ... and notes in words."""
+
+    design: Design
+    positions: dict[str, list[int]]
+    notes: list[str]
+
+
+class PositionEffect(_Model):
+    """How much a run's figure moves when it runs later in its round than first, whichever variant it is:
+    exp(beta) of the "later" term, with a t interval. Not separable when every variant kept one position."""
+
+    metric: str
+    separable: bool
+    ratio: float  # later / first; 1.0 when not separable
+    low: float
+    high: float
+    detectable: bool  # the interval excludes 1
+    df: int
+    rounds: int  # rounds with at least two runs
+    variance_source: str
+
+
+class RunInterference(_Model):
+    """One run's interference over its scenarios (analysis.machine.interference_summary); only `measured` for a
+    run from before the sampler."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({
+        "samples", "cpus", "outside_cores", "outside_cpu_share", "outside_cpu_s", "steal_share", "load_avg_mean",
+        "load_avg_max", "mem_pressure_avg10_max", "available_mb_min"})
+    measured: bool
+    samples: int | None = None
+    cpus: int | None = None
+    outside_cores: float | None = None  # other processes' mean cores while the run ran
+    outside_cpu_share: float | None = None
+    outside_cpu_s: float | None = None
+    steal_share: float | None = None
+    load_avg_mean: float | None = None
+    load_avg_max: float | None = None
+    mem_pressure_avg10_max: float | None = None
+    available_mb_min: int | None = None
+
+
+class CalibratedInterference(_Model):
+    """The interference a calibration's spread was measured under; `id` names that calibration in compare.json."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({"id"})
+    outside_cores: float
+    cpus: int
+    runs: int
+    id: str | None = None
+
+
+class Interference(_Model):
+    """How busy the machine was during each run, the rounds whose runs stood out, and this comparison against the
+    interference its calibration was measured under (notes in words)."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({"outside_cores", "calibration"})
+    runs: dict[str, list[RunInterference]]
+    flagged_rounds: list[int]
+    notes: list[str]
+    outside_cores: float | None = None  # mean over the measured runs; absent when none was measured
+    calibration: CalibratedInterference | None = None
+
+
+class StrayRun(_Model):
+    """A run a stopped compare made outside its complete rounds: not compared, but on the page with its report."""
+
+    label: str
+    run: str
+    status: str
+
+
+class Stopped(_Model):
+    """How a compare that ended before its last round stopped; `summary` is the sentence the page and the
+    terminal say ("interrupted in round 2: rounds 1-1 compared")."""
+
+    status: str
+    round: int | None
+    rounds_planned: int
+    rounds_compared: int
+    reason: str | None
+    summary: str
+    not_compared: list[StrayRun]
+
+
+class MetricNoise(_Model):
+    """One scenario metric's run-to-run spread from A/A pairs: sd of one run's log figure and what it lets a
+    compare of 1, 3, 5 or 10 rounds detect."""
+
+    sd_log: float
+    df: int
+    run_to_run_pct: float
+    pair_ratios: list[float]
+    detectable_pct: dict[str, float]  # rounds (as text) -> smallest change called about half the time, in %
+
+
+class CalibratedScenario(_Model):
+    definition_digest: str  # analysis.calibration.definition_digest of `definition`
+    definition: dict[str, Any]  # the scenario as it ran (manifest ScenarioEntry.definition)
+    metrics: dict[str, MetricNoise]
+
+
+class Calibration(_Model):
+    """One calibration (a calibrate folder's calibration.json, an entry of the store, compare.json's
+    `calibration`): the spread its A/A rounds measured per scenario definition, on one dataset."""
+
+    sparse: ClassVar[frozenset[str]] = frozenset({"interference"})
+    format_version: int = CALIBRATION_FORMAT_VERSION
+    id: str
+    created: str
+    index_set: str
+    dataset_fingerprint: str
+    machine: dict[str, Any]  # the manifest's machine of its first run
+    rounds: int
+    scenarios: dict[str, CalibratedScenario]
+    interference: CalibratedInterference | None = None  # absent in calibrations from before the sampler
+
+
+class CalibrationStore(_Model):
+    """Every calibration kept, oldest first: one entry per scenario definition and dataset, the newest wins."""
+
+    format_version: int = CALIBRATION_FORMAT_VERSION
+    entries: list[Calibration]
+
+
+class Comparison(_Model):
+    """compare.json: `scenarios[name][label]` is each variant's Row."""
+
     format_version: int = COMPARE_FORMAT_VERSION
     created: str
     baseline: str
-    sets: list[str]
-    index_sets: dict[str, str]
+    sets: list[str]  # variant labels in order, the baseline first
+    index_sets: dict[str, str]  # label -> index set
     repeat: int
     paired: bool
     noise_threshold: float
@@ -32,42 +256,32 @@ class Comparison(BaseModel):
     # each compared run's status in words beside `runs` ("completed", "interrupted (stopped by SIGTERM)"); a run
     # that did not complete is compared only with --force and never makes its set the best
     run_status: dict[str, list[str]]
-    scenarios: dict[str, dict[str, Any]]
-    priors: dict[str, dict[str, str]]
-    findings: dict[str, Any]
+    scenarios: dict[str, dict[str, Row]]
+    priors: dict[str, dict[str, str]]  # scenario -> metric -> the noise prior's source
+    findings: dict[str, Any]  # label -> analysis.findings.index_findings of its first run
     best: str | None
     headline: str
-    # the rounds' run order (design, each run's position) and notes in words; position_effect[scenario][metric]:
-    # the later-vs-first ratio with its interval (analysis.inference.PositionEffect)
-    order: dict[str, Any]
-    position_effect: dict[str, dict[str, Any]]
-    calibration: dict[str, Any] | None = None  # calibrate only: the spread its A/A rounds measured
-    # other processes' cores per run, the rounds that stood out, and against the calibration's (notes in words)
-    interference: dict[str, Any] | None = None
-    # a compare that stopped before its last round (interrupted or a run failed): status, round, rounds_compared,
-    # reason, summary ("interrupted in round 2: rounds 1-1 compared") and the runs it made but did not compare
-    stopped: dict[str, Any] | None = None
+    order: Order
+    position_effect: dict[str, dict[str, PositionEffect]]  # scenario -> metric
+    calibration: Calibration | None = None  # calibrate only: the spread its A/A rounds measured
+    interference: Interference | None = None
+    stopped: Stopped | None = None  # a compare that stopped before its last round (interrupted or a run failed)
 
 
-def write_comparison(folder: Path, result: dict[str, Any]) -> Path:
+def write_comparison(folder: Path, result: Comparison) -> Path:
     path = folder / "compare.json"
-    write_model(path, Comparison.model_validate(result))
+    write_model(path, result)
     return path
 
 
-def read_comparison(folder: Path) -> dict[str, Any]:
-    return read_model(folder / "compare.json", Comparison, COMPARE_FORMAT_VERSION).model_dump()
-
-
-def write_calibration_file(path: Path, data: dict[str, Any]) -> None:
+def write_calibration_file(path: Path, data: Calibration | CalibrationStore) -> None:
     """One calibration (a calibrate folder's calibration.json) or the whole store."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, data)
+    write_model(path, data)
 
 
-def read_calibration_file(path: Path) -> dict[str, Any]:
-    """The store (format_version, entries); a single calibration.json is read as a store of one entry."""
-    data = check_version(path, read_json(path), CALIBRATION_FORMAT_VERSION)
-    if "entries" not in data:
-        data = {"format_version": CALIBRATION_FORMAT_VERSION, "entries": [data]}
-    return data
+def read_calibration_file(path: Path) -> CalibrationStore:
+    """The store; a single calibration.json is read as a store of one entry."""
+    if "entries" in check_version(path, read_json(path), CALIBRATION_FORMAT_VERSION):
+        return read_model(path, CalibrationStore, CALIBRATION_FORMAT_VERSION)
+    return CalibrationStore(entries=[read_model(path, Calibration, CALIBRATION_FORMAT_VERSION)])

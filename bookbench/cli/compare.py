@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,6 +33,9 @@ from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.pipeline.schedule import Order
 from bookbench.spec.dataset import DEFAULT_KEY_SECRET
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
+
+if TYPE_CHECKING:
+    from bookbench.artifacts.comparison import Calibration
 
 QUICK_SCENARIOS = ["burst"]
 DEFAULT_SETS = "none,seed,recommended"
@@ -236,10 +239,10 @@ def calibrate(
     _exit_for(status, reason)
 
 
-def _print_calibration(result: dict[str, Any]) -> None:
-    console.print(f"run-to-run noise over {result['rounds']} A/A round(s) of {result['index_set']}:")
-    for name, sc in result["scenarios"].items():
-        for metric, m in sc["metrics"].items():
-            det = m["detectable_pct"]
-            console.print(f"  {name:10} {metric:10} one run wanders {m['run_to_run_pct']:5.1f} %; with 3 rounds "
+def _print_calibration(result: Calibration) -> None:
+    console.print(f"run-to-run noise over {result.rounds} A/A round(s) of {result.index_set}:")
+    for name, sc in result.scenarios.items():
+        for metric, m in sc.metrics.items():
+            det = m.detectable_pct
+            console.print(f"  {name:10} {metric:10} one run wanders {m.run_to_run_pct:5.1f} %; with 3 rounds "
                           f"compare detects changes > {det['3']:.0f} % (5 rounds: > {det['5']:.0f} %)")

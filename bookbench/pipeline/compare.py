@@ -4,17 +4,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from bookbench.analysis import calibration, comparison, wording
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
-from bookbench.artifacts.comparison import write_calibration_file, write_comparison
+from bookbench.artifacts.comparison import (
+    Calibration,
+    CalibrationStore,
+    Comparison,
+    Stopped,
+    StrayRun,
+    write_calibration_file,
+    write_comparison,
+)
 from bookbench.artifacts.folder import RunFolder, existing_run
 from bookbench.artifacts.manifest import RunStatus
 from bookbench.db.embedded import default_data_dir
@@ -32,7 +38,7 @@ def calibration_path(explicit: Path | None) -> Path:
     return explicit or default_data_dir().parent / "calibration.json"
 
 
-def load_store(path: Path) -> dict[str, Any] | None:
+def load_store(path: Path) -> CalibrationStore | None:
     """The calibration store, or None before the first `bookbench calibrate`."""
     return calibration.read(path) if path.exists() else None
 
@@ -65,8 +71,8 @@ def variants_from_runs(run_dirs: list[Path], force: bool = False) -> dict[str, l
 
 
 def finish(folder: Path, variants: dict[str, list[Path]], noise: float, force: bool,
-           store: dict[str, Any] | None, console: Console, measured: dict[str, Any] | None = None,
-           stopped: dict[str, Any] | None = None) -> dict[str, Any]:
+           store: CalibrationStore | None, console: Console, measured: Calibration | None = None,
+           stopped: Stopped | None = None) -> Comparison:
     """Analyse every run, compare, write compare.json and compare.html. Runs that cannot be compared raise
     NotComparable (a usage error): a compare never ends quietly without a comparison. `stopped`: how a compare
     that ended early stopped (Measured.stopped), said in its headline, compare.json and on the page."""
@@ -75,38 +81,36 @@ def finish(folder: Path, variants: dict[str, list[Path]], noise: float, force: b
             ensure_analysed(d)
     result = comparison.build(variants, noise, force=force, calibration_store=store)
     if measured is not None:
-        result["calibration"] = measured  # calibrate: the spread these A/A rounds measured, shown on the page
+        result.calibration = measured  # calibrate: the spread these A/A rounds measured, shown on the page
     return publish(folder, result, {label: runs[0] for label, runs in variants.items()}, console, stopped)
 
 
-def publish(folder: Path, result: dict[str, Any], first_runs: dict[str, Path], console: Console,
-            stopped: dict[str, Any] | None = None) -> dict[str, Any]:
+def publish(folder: Path, result: Comparison, first_runs: dict[str, Path], console: Console,
+            stopped: Stopped | None = None) -> Comparison:
     """compare.json, the best set's review and compare.html from a built comparison."""
-    result["stopped"] = stopped
+    result.stopped = stopped
     if stopped is not None:
-        result["headline"] = f"This compare was {stopped['summary']}. {result['headline']}"
+        result.headline = f"This compare was {stopped.summary}. {result.headline}"
     write_comparison(folder, result)
     review = None
-    if result.get("best"):
-        path, rv = review_page(first_runs[result["best"]], first_runs[result["baseline"]])
-        review = {"decision": rv.decision, "caveats": rv.caveats, "headline": rv.headline,
-                  "recommendation": rv.recommendation, "link": os.path.relpath(path, folder)}
+    if result.best:
+        path, rv = review_page(first_runs[result.best], first_runs[result.baseline])
+        review = render_compare.ReviewBrief.of(rv, path, folder)
     page = render_compare.compare_page(folder, result, {s: summary_file.read(d) for s, d in first_runs.items()},
                                        review)
-    console.print(f"[bold]{result['headline']}[/]")
+    console.print(f"[bold]{result.headline}[/]")
     for line in p95_lines(result):
         console.print(line, markup=False, highlight=False)
     console.print(f"comparison: {page}")
     return result
 
 
-def p95_lines(result: dict[str, Any]) -> list[str]:
+def p95_lines(result: Comparison) -> list[str]:
     """Per scenario, each candidate's P95 against the baseline by the one wording rule, for a CI log that has no
     page: "  burst: recommended against none, improved: P95 33x lower, 95 % CI from 28x to 40x lower"."""
-    baseline = result.get("baseline")
-    return [f"  {name}: {label} against {baseline}, {wording.result('P95', row['vs_baseline']['p95'])}"
-            for name, sets in result.get("scenarios", {}).items() for label, row in sets.items()
-            if label != baseline and "p95" in row["vs_baseline"]]
+    return [f"  {name}: {label} against {result.baseline}, {wording.result('P95', row.vs_baseline['p95'])}"
+            for name, sets in result.scenarios.items() for label, row in sets.items()
+            if label != result.baseline and "p95" in row.vs_baseline]
 
 
 @dataclass
@@ -175,15 +179,14 @@ class Measured:
         kept = {d for runs in self.compared().values() for d in runs}
         return [(label, d) for label, d in self.made if d not in kept]
 
-    def stopped(self) -> dict[str, Any]:
+    def stopped(self) -> Stopped:
         """The stop as compare.json keeps it; `summary` is the sentence the page and the terminal say."""
         n = self.complete_rounds()
         compared = f"rounds 1-{n} compared" if n else "no round was complete, nothing compared"
-        return {"status": self.status, "round": self.stopped_in, "rounds_planned": self.rounds,
-                "rounds_compared": n, "reason": self.reason,
-                "summary": f"{self.status} in round {self.stopped_in}: {compared}",
-                "not_compared": [{"label": label, "run": str(d), "status": _status_of(d)}
-                                 for label, d in self.not_compared()]}
+        return Stopped(status=self.status, round=self.stopped_in, rounds_planned=self.rounds, rounds_compared=n,
+                       reason=self.reason, summary=f"{self.status} in round {self.stopped_in}: {compared}",
+                       not_compared=[StrayRun(label=label, run=str(d), status=_status_of(d))
+                                     for label, d in self.not_compared()])
 
 
 def _status_of(run_dir: Path) -> str:
@@ -248,8 +251,8 @@ def _measure_rounds(plan: Plan, dsn: str | None, data_dir: Path | None, console:
                     return
 
 
-def conclude(folder: Path, measured: Measured, noise: float, force: bool, store: dict[str, Any] | None,
-             console: Console) -> dict[str, Any]:
+def conclude(folder: Path, measured: Measured, noise: float, force: bool, store: CalibrationStore | None,
+             console: Console) -> Comparison:
     """A compare's end, however it ended. Stopped early, it keeps what it measured: the complete rounds are
     compared, every run it made has its report (the stopped run too, as `bookbench run` writes one), and
     compare.json and compare.html say where it stopped."""
@@ -257,7 +260,7 @@ def conclude(folder: Path, measured: Measured, noise: float, force: bool, store:
         return finish(folder, measured.variants, noise, force, store, console)
     report_runs([d for _, d in measured.not_compared()], console)
     stopped = measured.stopped()
-    console.print(f"[yellow]compare {stopped['summary']}[/]" + (f" ({measured.reason})" if measured.reason else ""))
+    console.print(f"[yellow]compare {stopped.summary}[/]" + (f" ({measured.reason})" if measured.reason else ""))
     if measured.complete_rounds() == 0:
         return publish(folder, comparison.nothing_compared(measured.index_sets, noise), {}, console, stopped)
     return finish(folder, measured.compared(), noise, force, store, console, stopped=stopped)
@@ -278,7 +281,7 @@ def report_runs(run_dirs: list[Path], console: Console) -> None:
 
 
 def calibrate_from(folder: Path, variants: dict[str, list[Path]], noise: float, store_path: Path,
-                   previous: dict[str, Any] | None, console: Console) -> dict[str, Any]:
+                   previous: CalibrationStore | None, console: Console) -> Calibration:
     """The spread of A/A rounds, stored; the A/A is also compared as compare would have judged it before this
     calibration, so false verdicts show up on the page."""
     for group in variants.values():

@@ -3,34 +3,53 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bookbench.analysis import judge, wording
+from bookbench.analysis.review import Review
 from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts.comparison import FIGURES, Cell, Comparison, NotCompared
+from bookbench.artifacts.summary import Summary
 from bookbench.report import charts, render
 
 
-def compare_page(folder: Path, result: dict[str, Any], summaries: dict[str, dict[str, Any]],
-                 review: dict[str, Any] | None) -> Path:
+@dataclass(frozen=True)
+class ReviewBrief:
+    """The best variant's review as the compare page shows it, and the link to the review page to sign."""
+
+    decision: str
+    headline: str
+    caveats: list[str]
+    recommendation: list[str]
+    link: str
+
+    @classmethod
+    def of(cls, rv: Review, page: Path, folder: Path) -> ReviewBrief:
+        return cls(decision=rv.decision, headline=rv.headline, caveats=rv.caveats,
+                   recommendation=rv.recommendation, link=os.path.relpath(page, folder))
+
+
+def compare_page(folder: Path, result: Comparison, summaries: dict[str, Summary],
+                 review: ReviewBrief | None) -> Path:
     """compare.html: headline, per-scenario ratios with intervals, overlaid charts, plans, index findings.
     `summaries`: the first run of each variant; `review`: the best variant's review in brief, with its link."""
     figures: dict[str, dict[str, str]] = {"cdf": {}, "p95": {}}
-    for name in result["scenarios"]:  # none when a compare stopped before any round was complete
-        thresholds = judge.rules(manifest_file.read(Path(result["runs"][result["baseline"]][0])))[0]
+    for name in result.scenarios:  # none when a compare stopped before any round was complete
+        thresholds = judge.rules(manifest_file.read(Path(result.runs[result.baseline][0])))[0]
         figures["cdf"][name] = charts.overlaid_cdfs(
-            {s: summ["scenarios"][name]["distribution"]["cdf"] for s, summ in summaries.items()},
+            {s: summ.scenarios[name].distribution.cdf for s, summ in summaries.items()},
             f"{name}: latency CDF per index set (first run of each)",
-            {s: summ["scenarios"][name]["latency_ms"]["p95"] for s, summ in summaries.items()})
+            {s: summ.scenarios[name].latency_ms.p95 for s, summ in summaries.items()})
         figures["p95"][name] = charts.overlaid_p95(
-            {s: summ["scenarios"][name]["timeseries"] for s, summ in summaries.items()},
+            {s: summ.scenarios[name].timeseries for s, summ in summaries.items()},
             f"{name}: P95 per second (first run of each)", judge.effective_limits(thresholds, name).get("p95_ms"))
-    links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result["runs"].items()}
-    stopped = result.get("stopped") or {}
-    stray_links = [os.path.relpath(Path(r["run"]) / "report.html", folder) for r in stopped.get("not_compared", [])]
+    links = {s: [os.path.relpath(Path(d) / "report.html", folder) for d in runs] for s, runs in result.runs.items()}
+    strays = result.stopped.not_compared if result.stopped else []
+    stray_links = [os.path.relpath(Path(r.run) / "report.html", folder) for r in strays]
     html = render.jinja().get_template("compare.html.j2").render(
         r=result, figures=figures, review=review, links=links, stray_links=stray_links, generated=render.now(),
-        notes={name: row_notes(result, name) for name in result["scenarios"]},
+        notes={name: row_notes(result, name) for name in result.scenarios}, figure_names=FIGURES,
         words=wording,
         method="paired rounds: Student-t interval of the mean log ratio, variance from the rounds pooled with this "
                "machine's calibration, never below the within-run 1-second block bootstrap")
@@ -49,25 +68,24 @@ def _owner(error: str, runs: dict[str, list[str]]) -> tuple[str, str] | None:
     return None
 
 
-def row_notes(result: dict[str, Any], scenario: str) -> dict[str, str]:
+def row_notes(result: Comparison, scenario: str) -> dict[str, str]:
     """The one sentence a row of a scenario table says instead of its cells, keyed by set or "set|other" for the
     row of one candidate against another. A row gets one when every comparison in it fails for the same reason
     (the reason is then said once, spanning the row, not in each metric's cell) or, for a set with no figure of
     its own, the reason its runs could not be measured, which the other rows' errors carry."""
-    metrics = ("p50", "p95", "p99", "throughput")
-    runs: dict[str, list[str]] = result["runs"]
-    sets: dict[str, Any] = result["scenarios"][scenario]
-    cells = {label: row["vs_baseline"] for label, row in sets.items() if row.get("vs_baseline")}
-    cells |= {f"{label}|{other}": cis for label, row in sets.items() for other, cis in (row.get("vs") or {}).items()}
+    runs = result.runs
+    sets = result.scenarios[scenario]
+    cells: dict[str, dict[str, Cell]] = {label: row.vs_baseline for label, row in sets.items() if row.vs_baseline}
+    cells |= {f"{label}|{other}": cis for label, row in sets.items() for other, cis in row.vs.items()}
     own: dict[str, str] = {}  # a set's own reason, from any error that names one of its runs
     notes: dict[str, str] = {}
     for key, cis in cells.items():
-        errors = [str(cis[m]["error"]) for m in metrics if m in cis and "error" in cis[m]]
+        errors = [c.error for c in (cis.get(m) for m in FIGURES) if isinstance(c, NotCompared)]
         for error in errors:
             found = _owner(error, runs)
             if found:
                 own.setdefault(*found)
-        if len(errors) == len(metrics) and len(set(errors)) == 1:
+        if len(errors) == len(FIGURES) and len(set(errors)) == 1:
             found = _owner(errors[0], runs)
             mine = key.split("|")[0]
             if found and found[0] != mine:  # the other side's runs: that set's own row says why
@@ -75,6 +93,6 @@ def row_notes(result: dict[str, Any], scenario: str) -> dict[str, str]:
             else:
                 notes[key] = f"not compared: {found[1] if found else errors[0]}"
     for label, row in sets.items():
-        if not any(m in row for m in metrics):
+        if not row.has_figures():
             notes[label] = f"no figures: {own.get(label, 'its runs have none in this scenario')}"
     return notes

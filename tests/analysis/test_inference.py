@@ -11,6 +11,7 @@ import pytest
 from bookbench.analysis import calibration, stats
 from bookbench.analysis.inference import NoisePrior, RunFigure, compare_rounds, default_prior, detectable_change
 from bookbench.analysis.stats import RunSeries
+from bookbench.artifacts.comparison import CalibrationStore
 
 SETS = 200
 ROUNDS = 3
@@ -65,7 +66,7 @@ class Machine:
                                 for x, y in zip(a, b, strict=True)]}}
         cal = calibration.from_pairs(pairs, calibration_id="synthetic", index_set="x", dataset_fingerprint="d",
                                      definitions={"s": {}}, machine={}, noise=0.05)
-        found = calibration.prior({"format_version": 1, "entries": [cal]}, {}, "d", metric)
+        found = calibration.prior(CalibrationStore(entries=[cal]), {}, "d", metric)
         assert found is not None and found.measured
         return found
 

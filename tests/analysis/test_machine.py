@@ -6,7 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from bookbench.analysis import comparison
+from bookbench.analysis import machine
+from bookbench.artifacts import manifest as manifest_file
+from bookbench.artifacts.comparison import CalibratedInterference, Interference
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 
@@ -25,24 +27,29 @@ def _run(tmp: Path, name: str, outside_cores: float | None) -> Path:
     return run
 
 
+def interference(variants: dict[str, list[Path]], calibrated: CalibratedInterference | None) -> Interference:
+    return machine.interference({label: [manifest_file.read(d) for d in runs] for label, runs in variants.items()},
+                                calibrated)
+
+
 def test_a_round_under_strongly_more_interference_is_flagged(tmp_path: Path) -> None:
     variants = {"a": [_run(tmp_path, f"a{i}", c) for i, c in enumerate((0.05, 0.04, 0.06, 0.05))],
                 "b": [_run(tmp_path, f"b{i}", c) for i, c in enumerate((0.05, 1.6, 0.05, 0.04))]}
-    out = comparison.interference(variants, None)
-    assert out["flagged_rounds"] == [2] and "round 2: the b run" in out["notes"][0]
-    assert out["runs"]["b"][1]["outside_cores"] == 1.6
+    out = interference(variants, None)
+    assert out.flagged_rounds == [2] and "round 2: the b run" in out.notes[0]
+    assert out.runs["b"][1].outside_cores == 1.6
 
 
 def test_more_interference_than_the_calibration_weakens_the_verdicts_in_words(tmp_path: Path) -> None:
     variants = {"a": [_run(tmp_path, f"a{i}", 0.9) for i in range(2)],
                 "b": [_run(tmp_path, f"b{i}", 1.0) for i in range(2)]}
-    out = comparison.interference(variants, {"outside_cores": 0.05, "cpus": 2, "id": "cal-1", "runs": 8})
-    assert out["flagged_rounds"] == []
-    assert any("much more interference" in n and "cal-1" in n for n in out["notes"]), out["notes"]
-    quiet = comparison.interference(variants, {"outside_cores": 0.9, "cpus": 2, "id": "cal-2", "runs": 8})
-    assert not any("much more interference" in n for n in quiet["notes"])
+    out = interference(variants, CalibratedInterference(outside_cores=0.05, cpus=2, id="cal-1", runs=8))
+    assert out.flagged_rounds == []
+    assert any("much more interference" in n and "cal-1" in n for n in out.notes), out.notes
+    quiet = interference(variants, CalibratedInterference(outside_cores=0.9, cpus=2, id="cal-2", runs=8))
+    assert not any("much more interference" in n for n in quiet.notes)
 
 
 def test_runs_from_before_the_sampler_say_not_measured(tmp_path: Path) -> None:
-    out = comparison.interference({"a": [_run(tmp_path, "a", None)], "b": [_run(tmp_path, "b", None)]}, None)
-    assert out["notes"] == ["interference was not measured (runs from before the sampler)"]
+    out = interference({"a": [_run(tmp_path, "a", None)], "b": [_run(tmp_path, "b", None)]}, None)
+    assert out.notes == ["interference was not measured (runs from before the sampler)"]

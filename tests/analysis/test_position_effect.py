@@ -19,6 +19,14 @@ from bookbench.analysis import calibration, comparison
 from bookbench.analysis import summarize as analysis
 from bookbench.analysis.inference import PlacedFigure, RunFigure, position_effect
 from bookbench.artifacts import summary as summary_file
+from bookbench.artifacts.comparison import (
+    CalibratedScenario,
+    Calibration,
+    CalibrationStore,
+    Comparison,
+    Interval,
+    MetricNoise,
+)
 from bookbench.pipeline.schedule import schedule
 from bookbench.report import render_compare
 
@@ -69,9 +77,9 @@ def _aa(root: Path, rounds: int, order: Literal["fixed", "balanced", "custom"], 
     return variants
 
 
-def _verdicts(result: dict[str, Any]) -> dict[str, str]:
-    row = result["scenarios"]["known"]["recommended#2"]["vs_baseline"]
-    return {m: ci["verdict"] for m, ci in row.items()}
+def _verdicts(result: Comparison) -> dict[str, str]:
+    row = result.scenarios["known"]["recommended#2"].vs_baseline
+    return {m: ci.verdict for m, ci in row.items() if isinstance(ci, Interval)}
 
 
 def test_fixed_order_turns_the_position_effect_into_a_false_verdict(tmp_path: Path) -> None:
@@ -79,24 +87,24 @@ def test_fixed_order_turns_the_position_effect_into_a_false_verdict(tmp_path: Pa
     verdicts = _verdicts(result)
     # the identical set "regressed": the slower second run is attributed to the set that always ran second
     assert verdicts["p50"] == verdicts["p95"] == verdicts["throughput"] == "regressed"
-    assert result["order"]["design"] == "fixed" and "same order" in result["order"]["notes"][0]
-    assert not any(e["separable"] for e in result["position_effect"]["known"].values())
+    assert result.order.design == "fixed" and "same order" in result.order.notes[0]
+    assert not any(e.separable for e in result.position_effect["known"].values())
 
 
 def test_balanced_order_and_the_position_analysis_give_no_false_verdict(tmp_path: Path) -> None:
     result = comparison.build(_aa(tmp_path, 4, "balanced"), 0.05, n_boot=100)
-    assert result["order"]["design"] == "balanced"
+    assert result.order.design == "balanced"
     assert not [m for m, v in _verdicts(result).items() if v in CLAIMS], _verdicts(result)
-    effect = result["position_effect"]["known"]
+    effect = result.position_effect["known"]
     for metric in ("p50", "p95"):
-        assert effect[metric]["detectable"] and 1.2 < effect[metric]["ratio"] < 1.4, effect[metric]
-        assert effect[metric]["low"] <= SLOWER <= effect[metric]["high"]
-    assert effect["throughput"]["detectable"] and 1 / 1.4 < effect["throughput"]["ratio"] < 1 / 1.2
-    note = " ".join(result["order"]["notes"])
+        assert effect[metric].detectable and 1.2 < effect[metric].ratio < 1.4, effect[metric]
+        assert effect[metric].low <= SLOWER <= effect[metric].high
+    assert effect["throughput"].detectable and 1 / 1.4 < effect["throughput"].ratio < 1 / 1.2
+    note = " ".join(result.order.notes)
     assert "the second run of a round was slower, whichever set ran" in note and "P50 3" in note
-    assert "run's place in its round" in result["headline"]
+    assert "run's place in its round" in result.headline
     page = render_compare.compare_page(tmp_path, result, {
-        label: summary_file.read(Path(runs[0])) for label, runs in result["runs"].items()}, None)
+        label: summary_file.read(Path(runs[0])) for label, runs in result.runs.items()}, None)
     html = page.read_text()
     assert "the second run of a round was slower, whichever set ran" in html and "counterbalanced" in html
     assert "without the\nrun-order effect" in html
@@ -107,19 +115,22 @@ def test_a_verdict_that_rests_on_the_position_effect_is_downgraded(tmp_path: Pat
     regressed; with the measured position effect taken out it contains 1, so the verdict is within noise."""
     variants = _aa(tmp_path, 4, "custom")
     first = json.loads((variants["recommended"][0] / "manifest.json").read_text())
-    metrics = {m: {"sd_log": RUN_SD, "df": 200} for m in ("p50", "p95", "p99", "throughput")}
-    digest = calibration.definition_digest(first["scenarios"]["known"]["definition"])
-    store = {"format_version": 1, "entries": [{"id": "tight", "dataset_fingerprint": first["dataset"]["fingerprint"],
-                                                "scenarios": {"known": {"definition_digest": digest,
-                                                                        "metrics": metrics}}}]}
-    result = comparison.build(variants, 0.05, calibration_store=store, n_boot=100)
-    ci = result["scenarios"]["known"]["recommended#2"]["vs_baseline"]["p50"]
-    assert ci["verdict"] == "within noise" and ci["downgraded"].startswith("regressed only with the run-order")
-    assert "without that effect the result is no detectable change: P50 " in ci["downgraded"] or \
-        "without that effect the result is within noise: P50 " in ci["downgraded"], ci["downgraded"]
-    assert ci["position_adjusted"]["verdict"] in ("no change", "within noise")
-    assert "verdict(s) that rested on it downgraded to within noise" in result["headline"]
-    assert result["order"]["design"] == "unbalanced"
+    definition = first["scenarios"]["known"]["definition"]
+    noise = MetricNoise(sd_log=RUN_SD, df=200, run_to_run_pct=100 * (math.exp(RUN_SD) - 1), pair_ratios=[],
+                        detectable_pct={})
+    tight = Calibration(id="tight", created="", index_set="recommended", machine={}, rounds=200,
+                        dataset_fingerprint=first["dataset"]["fingerprint"], scenarios={"known": CalibratedScenario(
+                            definition_digest=calibration.definition_digest(definition), definition=definition,
+                            metrics=dict.fromkeys(("p50", "p95", "p99", "throughput"), noise))})
+    result = comparison.build(variants, 0.05, calibration_store=CalibrationStore(entries=[tight]), n_boot=100)
+    ci = result.scenarios["known"]["recommended#2"].vs_baseline["p50"]
+    assert isinstance(ci, Interval) and ci.downgraded is not None and ci.position_adjusted is not None
+    assert ci.verdict == "within noise" and ci.downgraded.startswith("regressed only with the run-order")
+    assert "without that effect the result is no detectable change: P50 " in ci.downgraded or \
+        "without that effect the result is within noise: P50 " in ci.downgraded, ci.downgraded
+    assert ci.position_adjusted.verdict in ("no change", "within noise")
+    assert "verdict(s) that rested on it downgraded to within noise" in result.headline
+    assert result.order.design == "unbalanced"
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])

@@ -3,15 +3,30 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from bookbench.analysis import wording
+from bookbench.analysis import comparison, wording
+from bookbench.artifacts.comparison import Adjusted, Cell, Comparison, Interval, NotCompared, Row
 
 
-def _ci(ratio: float, low: float, high: float, verdict: str) -> dict[str, object]:
-    return {"ratio": ratio, "low": low, "high": high, "verdict": verdict}
+def _ci(ratio: float, low: float, high: float, verdict: str) -> Adjusted:
+    return Adjusted(ratio=ratio, low=low, high=high, verdict=verdict)
+
+
+def _interval(ratio: float, low: float, high: float, verdict: str) -> Interval:
+    """A compared P95 as compare.json holds it; only the ratio, its interval and the verdict matter here."""
+    return Interval(metric="p95", baseline=1.0, candidate=ratio, ratio=ratio, low=low, high=high, verdict=verdict,
+                    noise_used=0.05, rounds=1, paired=True, df=2, sd_pair=0.1, variance_source="test",
+                    run_ratios=[ratio], n_baseline=100, n_candidate=100, blocks_baseline=10, blocks_candidate=10)
+
+
+def _comparison(scenarios: dict[str, dict[str, dict[str, Cell]]]) -> Comparison:
+    """A comparison of none (the baseline) against seed and recommended with these P95 cells per scenario."""
+    rows = {name: {label: Row(requests=0, runs=1, vs_baseline=cells, vs={}) for label, cells in sets.items()}
+            for name, sets in scenarios.items()}
+    sets = list(next(iter(scenarios.values())))
+    plan = comparison.nothing_compared({label: label for label in sets}, 0.05)
+    return plan.model_copy(update={"scenarios": rows, "repeat": 1})
 
 
 def test_an_improvement_beyond_2x_reads_in_factors_smaller_change_first() -> None:
@@ -42,7 +57,11 @@ def test_no_change_and_the_other_states_keep_their_meaning() -> None:
     assert wording.result("P95", _ci(0.97, 0.95, 0.99, "within noise")) == \
         "within noise: P95 3 % lower, 95 % CI from 1 % to 5 % lower"
     reason = "seed#1: too few samples (18 requests, minimum 20)"
+    assert wording.result("P95", NotCompared(error=reason)) == reason
+    # a cell as sweep.json keeps it reads the same
     assert wording.result("P95", {"error": reason}) == reason
+    assert wording.result("P95", _interval(0.97, 0.95, 0.99, "within noise").model_dump()) == \
+        "within noise: P95 3 % lower, 95 % CI from 1 % to 5 % lower"
 
 
 def test_bounds_exactly_at_one() -> None:
@@ -72,26 +91,22 @@ def test_rounding_never_hides_or_inflates_a_change() -> None:
 
 
 def test_the_compare_headline_says_when_no_candidate_could_be_compared() -> None:
-    from bookbench.analysis import comparison
+    def result(p95: Cell) -> Comparison:
+        return _comparison({"single": {"none": {}, "recommended": {"p95": p95}}})
 
-    def result(p95: dict[str, object]) -> dict[str, Any]:
-        return {"sets": ["none", "recommended"], "scenarios": {"single": {
-            "none": {"vs_baseline": {}, "vs": {}}, "recommended": {"vs_baseline": {"p95": p95}, "vs": {}}}}}
-
-    assert comparison._headline(result({"error": "none: too few samples to compare"}), "none", None) == \
+    assert comparison._headline(result(NotCompared(error="none: too few samples to compare")), None) == \
         "No scenario had enough samples to compare any candidate with none (see the table)."
-    assert comparison._headline(result(_ci(0.5, 0.4, 0.6, "improved")), "none", None) == \
+    assert comparison._headline(result(_interval(0.5, 0.4, 0.6, "improved")), None) == \
         "No candidate is named the best against none."
 
 
 def test_the_compare_terminal_says_every_p95_by_the_same_rule() -> None:
     from bookbench.pipeline.compare import p95_lines
 
-    result = {"baseline": "none", "scenarios": {
-        "burst": {"none": {"vs_baseline": {}}, "seed": {"vs_baseline": {"p95": _ci(0.68, 0.3, 1.5, "no change")}},
-                  "recommended": {"vs_baseline": {"p95": _ci(1 / 33, 1 / 40, 1 / 28, "improved")}}},
-        "single": {"none": {"vs_baseline": {}}, "seed": {"vs_baseline": {"p95": {"error": "none: too few samples"}}},
-                   "recommended": {"vs_baseline": {}}}}}
+    result = _comparison({
+        "burst": {"none": {}, "seed": {"p95": _interval(0.68, 0.3, 1.5, "no change")},
+                  "recommended": {"p95": _interval(1 / 33, 1 / 40, 1 / 28, "improved")}},
+        "single": {"none": {}, "seed": {"p95": NotCompared(error="none: too few samples")}, "recommended": {}}})
     assert p95_lines(result) == [
         "  burst: seed against none, no detectable change: P95 1.5x lower, 95 % CI from 3.3x lower to 1.5x higher",
         "  burst: recommended against none, improved: P95 33x lower, 95 % CI from 28x to 40x lower",

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from bookbench.analysis import comparison
+from bookbench.artifacts.comparison import Interval
 from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.evidence import explain_all, plan_summary
@@ -52,8 +53,8 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     with pytest.raises(comparison.NotComparable, match="--force"):
         comparison.build({"none": [base], "seed": [other_data]}, 0.05)
     forced = comparison.build({"none": [base], "seed": [other_data]}, 0.05, force=True, n_boot=200)
-    assert forced["forced_despite"] and forced["scenarios"]["known"]["seed"]["vs_baseline"]["p95"]["verdict"] == (
-        "no change")
+    p95 = forced.scenarios["known"]["seed"].vs_baseline["p95"]
+    assert forced.forced_despite and isinstance(p95, Interval) and p95.verdict == "no change"
     done = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", f"{base},{other_data}",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not comparable" in done.stderr

@@ -155,7 +155,8 @@ def test_a_compare_stopped_before_any_round_completed_says_so(tmp_path: Path) ->
     result = conclude(tmp_path, measured, 0.05, False, None, Console(file=None, quiet=True))
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["stopped"]["summary"] == "interrupted in round 1: no round was complete, nothing compared"
-    assert saved["scenarios"] == {} and saved["best"] is None and result["stopped"] == saved["stopped"]
+    assert saved["scenarios"] == {} and saved["best"] is None
+    assert result.stopped is not None and result.stopped.model_dump() == saved["stopped"]
     assert [x["run"] for x in saved["stopped"]["not_compared"]] == [str(done), str(stopped)]
     html = (tmp_path / "compare.html").read_text()
     assert "interrupted in round 1: no round was complete, nothing compared" in html
