@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from bookbench.spec.notifications import ProviderFaults
 from target_service.notify.providers import IDEMPOTENCY_HEADER
@@ -124,8 +125,14 @@ class Answered:
 def _admin(app: FastAPI, state: FaultState, rec: Recorder, extra: dict[str, Any],
            on_faults: Callable[[ProviderFaults], None] | None = None) -> None:
     @app.put("/_bookbench/faults")
-    async def set_faults(request: Request) -> dict[str, Any]:
-        state.set(ProviderFaults.model_validate(await request.json()))
+    async def set_faults(request: Request) -> Any:
+        try:
+            faults = ProviderFaults.model_validate_json(await request.body())
+        except ValidationError as exc:  # bad JSON or a bad field: say which, and keep the faults in force
+            return JSONResponse({"error": "invalid_faults", "detail": exc.errors(include_url=False,
+                                                                                include_input=False)},
+                                status_code=422)
+        state.set(faults)
         if on_faults is not None:
             on_faults(state.faults)
         return {"ok": True}

@@ -4,6 +4,7 @@ token refreshed from a refresh token. Each call returns an Outcome; nothing here
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -83,13 +84,15 @@ class Sms:
     def __init__(self, s: NotifySettings) -> None:
         self.s = s
         self.url = f"{s.sms_base_url.rstrip('/')}/2010-04-01/Accounts/{quote(s.twilio_account_sid)}/Messages.json"
+        # HTTP Basic built here: aiohttp 3.14 deprecates its `auth=BasicAuth(...)` argument (warnings are errors)
+        token = base64.b64encode(f"{s.twilio_account_sid}:{s.twilio_auth_token}".encode()).decode()
+        self.authorization = f"Basic {token}"
 
     async def send(self, client: aiohttp.ClientSession, payload: dict[str, Any], key: str) -> Outcome:
         try:
             resp = await request(client, "POST", self.url, data={"To": payload["to"], "From": self.s.twilio_from,
                                                                  "Body": payload["body"]},
-                                 auth=aiohttp.BasicAuth(self.s.twilio_account_sid, self.s.twilio_auth_token),
-                                 headers={IDEMPOTENCY_HEADER: key})
+                                 headers={"Authorization": self.authorization, IDEMPOTENCY_HEADER: key})
         except TRANSPORT_ERRORS as exc:
             return transport_failure(exc)
         return Outcome(True) if resp.status in (200, 201) else classify(resp)

@@ -21,13 +21,7 @@ from bookbench.db.embedded import free_port
 from target_service.notify.providers import Calendar, Outcome, Sms
 from target_service.notify.settings import NotifySettings
 
-pytestmark = [
-    pytest.mark.integration,  # two uvicorn processes, no database
-    # the dispatcher's Sms passes auth=aiohttp.BasicAuth(...), deprecated in aiohttp 3.14 (a warning in the
-    # dispatcher's own process; an error under this suite's filterwarnings)
-    pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:The 'auth' parameter is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.integration  # two uvicorn processes, no database
 
 T = TypeVar("T")
 # not the defaults: the fakes must read them from the environment, as the dispatcher does
