@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
-
 from bookbench.artifacts.manifest import AS_FOUND, Manifest, ScenarioEntry, notifications_off
 from bookbench.artifacts.summary import ScenarioSummary, Summary
 from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
@@ -192,9 +190,7 @@ def format_value(metric: str, value: float | None) -> str:
 def metric_value(scenario: ScenarioSummary, metric: str) -> float | None:
     node: Any = scenario
     for key in METRICS[metric][0]:
-        # attributes of the summary's models; Path B's figures are a plain mapping inside it
-        node = getattr(node, key, None) if isinstance(node, BaseModel) else \
-            node.get(key) if isinstance(node, dict) else None
+        node = getattr(node, key, None)
     return None if node is None else float(node)
 
 
@@ -243,7 +239,7 @@ def _notification_limit(kind: str, scenario: str, metric: str, sc: ScenarioSumma
     notes = sc.notifications if sc else None
     if not sc or not notes:
         return Verdict(kind, scenario, metric, None, limit, "not run", 0)  # judge() words the reason
-    n = int(notes["sms"]["delay_s"]["n"]) if metric == "sms_p95_s" else int(notes["queued"])
+    n = notes.sms.delay_s.n if metric == "sms_p95_s" else notes.queued
     value = metric_value(sc, metric)
     if value is None:
         return Verdict(kind, scenario, metric, None, limit, "not run", n, "no booking acknowledged")
@@ -384,9 +380,9 @@ def path_b(j: Judgement, summary: Summary) -> tuple[str, str, list[Row]]:
     lost = [v for v in mine if v.metric == "notifications_lost"]
     check = [v for v in mine if v.metric == "notifications"]
     worst_sms = max((v for v in sms if v.value is not None), key=lambda v: v.value or 0, default=None)
-    cal_expected = sum(n["calendar"]["expected"] for n in notes.values())
-    cal_delivered = sum(n["calendar"]["delivered"] for n in notes.values())
-    conflicts = sum(n["conflicts_flagged"] for n in notes.values())
+    cal_expected = sum(n.calendar.expected for n in notes.values())
+    cal_delivered = sum(n.calendar.delivered for n in notes.values())
+    conflicts = sum(n.conflicts_flagged for n in notes.values())
     rows = [
         Row("All booking tests pass", "pass" if booking_ok else "fail",
             "every booking verdict holds" if booking_ok

@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 
 from bookbench.artifacts.notifications import NotificationFacts
+from bookbench.artifacts.summary import (
+    Backlog,
+    BookingInOutages,
+    Breaker,
+    CalendarChannel,
+    Channel,
+    Delays,
+    Notifications,
+)
 
 CHANNELS = ("sms", "calendar")
 # outbox kind -> (its channel, whether its delay runs from the booking's acknowledgement)
@@ -26,12 +35,12 @@ KINDS = {"confirm": ("sms", True), "insert": ("calendar", True),
          "cancel": ("sms", False), "delete": ("calendar", False)}
 
 
-def _delays(values: list[float]) -> dict[str, Any]:
+def _delays(values: list[float]) -> Delays:
     if not values:
-        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+        return Delays(n=0, p50=None, p95=None, p99=None, max=None)
     arr = np.asarray(values, dtype=float)
     p50, p95, p99 = (float(x) for x in np.percentile(arr, [50, 95, 99]))
-    return {"n": int(arr.size), "p50": p50, "p95": p95, "p99": p99, "max": float(arr.max())}
+    return Delays(n=int(arr.size), p50=p50, p95=p95, p99=p99, max=float(arr.max()))
 
 
 def _open_spans(facts: NotificationFacts, provider: str, until: float) -> list[tuple[float, float]]:
@@ -51,7 +60,7 @@ def _open_spans(facts: NotificationFacts, provider: str, until: float) -> list[t
 
 
 def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
-              acknowledged: dict[int, float | None]) -> dict[str, Any]:
+              acknowledged: dict[int, float | None]) -> Notifications:
     deadline = facts.load_end + facts.drain_timeout_s
     rows = {row.dedup_key: row for row in facts.outbox}
     first_seen: dict[str, float] = {}
@@ -71,7 +80,7 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
         copies[key] = copies.get(key, 0) + 1
         first_seen[key] = min(first_seen.get(key, r["t"]), r["t"])
     queued = {row.appointment_id for row in facts.outbox if row.kind in ("confirm", "insert")}
-    per_channel: dict[str, dict[str, Any]] = {}
+    per_channel: dict[str, Channel] = {}
     lost_total = 0
     for channel in CHANNELS:
         keys = [k for k, row in rows.items() if row.channel == channel]
@@ -93,38 +102,36 @@ def summarize(facts: NotificationFacts, received: list[dict[str, Any]],
             else:
                 cancel_delays.append(seen - row.created_at)
         lost_total += lost
-        per_channel[channel] = {
-            "expected": len(keys), "delivered": delivered, "lost": lost, "duplicates": duplicates,
-            "dead": sum(1 for k in keys if rows[k].status == "dead"),
-            "retried": sum(1 for k in keys if rows[k].attempts > 1),
-            "redelivered": sum(redelivered.get(k, 0) for k in keys),
-            "delay_s": _delays(delays), "cancel_delay_s": _delays(cancel_delays),
-        }
-    per_channel["calendar"]["duplicate_inserts_refused"] = refused_inserts
+        per_channel[channel] = Channel(
+            expected=len(keys), delivered=delivered, lost=lost, duplicates=duplicates,
+            dead=sum(1 for k in keys if rows[k].status == "dead"),
+            retried=sum(1 for k in keys if rows[k].attempts > 1),
+            redelivered=sum(redelivered.get(k, 0) for k in keys),
+            delay_s=_delays(delays), cancel_delay_s=_delays(cancel_delays))
+    calendar = CalendarChannel(**dict(per_channel["calendar"]), duplicate_inserts_refused=refused_inserts)
     peak = max((b for _, b in facts.backlog), default=0)
     end = facts.drained_at if facts.drained_at is not None else deadline
     breaker = {}
     for provider in CHANNELS:
         spans = _open_spans(facts, provider, end)
-        breaker[provider] = {"open_s": sum(b - a for a, b in spans), "openings": len(spans),
-                             "spans": [[a - facts.load_start, b - facts.load_start] for a, b in spans]}
-    return {
-        "acknowledged_bookings": len(acknowledged),
+        breaker[provider] = Breaker(open_s=sum(b - a for a, b in spans), openings=len(spans),
+                                    spans=[(a - facts.load_start, b - facts.load_start) for a, b in spans])
+    return Notifications(
+        acknowledged_bookings=len(acknowledged),
         # the outbox guarantee, checked: every acknowledged booking queued its SMS and its event
-        "bookings_without_outbox_rows": len(set(acknowledged) - queued),
-        "queued": len(facts.outbox), "lost": lost_total,
-        "dead": sum(c["dead"] for c in per_channel.values()),
-        "redelivered": sum(c["redelivered"] for c in per_channel.values()),
-        "duplicates": sum(c["duplicates"] for c in per_channel.values()),
-        "conflicts_flagged": sum(1 for row in facts.outbox if row.conflict),
-        "sms": per_channel["sms"], "calendar": per_channel["calendar"],
-        "backlog": {"peak": peak, "series": [[round(t - facts.load_start, 3), n] for t, n in facts.backlog]},
-        "drain_s": None if facts.drained_at is None else max(0.0, facts.drained_at - facts.load_end),
-        "drain_timeout_s": facts.drain_timeout_s, "drain_stopped": facts.drain_stopped,
-        "exited": facts.exited, "breaker": breaker, "dispatchers": facts.dispatchers,
-        "faults": facts.faults, "window_s": facts.load_end - facts.load_start,
-        "delivered_per_s": _rate(facts, first_seen),
-    }
+        bookings_without_outbox_rows=len(set(acknowledged) - queued),
+        queued=len(facts.outbox), lost=lost_total,
+        dead=sum(c.dead for c in per_channel.values()),
+        redelivered=sum(c.redelivered for c in per_channel.values()),
+        duplicates=sum(c.duplicates for c in per_channel.values()),
+        conflicts_flagged=sum(1 for row in facts.outbox if row.conflict),
+        sms=per_channel["sms"], calendar=calendar,
+        backlog=Backlog(peak=peak, series=[(round(t - facts.load_start, 3), n) for t, n in facts.backlog]),
+        drain_s=None if facts.drained_at is None else max(0.0, facts.drained_at - facts.load_end),
+        drain_timeout_s=facts.drain_timeout_s, drain_stopped=facts.drain_stopped,
+        exited=facts.exited, breaker=breaker, dispatchers=facts.dispatchers,
+        faults=facts.faults, window_s=facts.load_end - facts.load_start,
+        delivered_per_s=_rate(facts, first_seen))
 
 
 def outage_windows(facts: NotificationFacts) -> list[tuple[float, float]]:
@@ -138,7 +145,7 @@ def outage_windows(facts: NotificationFacts) -> list[tuple[float, float]]:
 
 
 def booking_latency_in_outages(facts: NotificationFacts, starts: np.ndarray, latencies: np.ndarray
-                               ) -> dict[str, Any] | None:
+                               ) -> BookingInOutages | None:
     """Booking P95 during the provider outages against the rest of the steady load: the outbox must keep the
     booking path unaffected. None when no outage was injected."""
     windows = outage_windows(facts)
@@ -151,8 +158,8 @@ def booking_latency_in_outages(facts: NotificationFacts, starts: np.ndarray, lat
     def p95(values: np.ndarray) -> float | None:
         return float(np.percentile(values, 95)) if values.size else None
 
-    return {"during_p95_ms": p95(latencies[inside]), "during_n": int(inside.sum()),
-            "outside_p95_ms": p95(latencies[~inside]), "outside_n": int((~inside).sum())}
+    return BookingInOutages(during_p95_ms=p95(latencies[inside]), during_n=int(inside.sum()),
+                            outside_p95_ms=p95(latencies[~inside]), outside_n=int((~inside).sum()))
 
 
 def _rate(facts: NotificationFacts, first_seen: dict[str, float]) -> float | None:

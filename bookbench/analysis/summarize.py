@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bookbench.analysis import notifications as notify
+from bookbench.analysis.error_groups import errors_by_message
 from bookbench.artifacts import manifest, summary
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
@@ -33,17 +33,6 @@ MIN_SAMPLES = {"p95": 20, "p99": 100, "p999": 1000}
 CDF_POINTS = 200
 HIST_BINS = 60
 DRIFT_RELATIVE_SLOPE = 0.05  # a batch-to-batch trend above 5 % of the mean per batch is a drift
-ERROR_GROUPS = 20
-# What differs between errors of one kind (`appointment 123 not found`, `127.0.0.1:5432`), replaced by a placeholder
-# so that they group together: uuids, IPv4 addresses, hex (0x..., or a run of 6+ hex digits holding a digit and a
-# letter), then any number not glued to a word (utf8, h2 stay). An HTTP status or an errno names the kind: kept.
-_VARIABLE = re.compile(
-    r"(?P<uuid>\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)"
-    r"|(?P<ip>\b\d{1,3}(?:\.\d{1,3}){3}\b)"
-    r"|(?P<hex>\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b)"
-    r"|(?P<n>(?<!\w)(?<!HTTP )(?<!Errno )\d+(?:\.\d+)?)",
-    re.IGNORECASE,
-)
 
 
 def load_samples(path: Path) -> pd.DataFrame:
@@ -254,7 +243,7 @@ def _figures(df: pd.DataFrame, warmup_s: float, batches: int | None, load_end_s:
     return {
         **stats, "samples_total": len(df), "warmup_excluded": len(df) - len(steady), "window_s": window,
         "endpoints": {name: _counts(group, window) for name, group in steady.groupby("name")},
-        **errors_by_message(steady[steady["ok"] == 0]),
+        **errors_by_message(steady[steady["ok"] == 0]),  # errors_by_message, error_examples
         "timeseries": series, "warmup_s": warmup_s,
         "distribution": _distribution(steady["latency_ms"].to_numpy(dtype=float)),
         "noise": _noise(stats, series),
@@ -263,41 +252,6 @@ def _figures(df: pd.DataFrame, warmup_s: float, batches: int | None, load_end_s:
         "open_model": open_model(steady, window) if _is_open(steady) else None,
         "stall": stalls(df, t0, warmup_s, load_end_s),
     }
-
-
-def normalise_error(message: str) -> tuple[str, list[str]]:
-    """The message with its variable parts replaced by placeholders, and those parts in order:
-    `HTTP 404: appointment 123 not found` -> (`HTTP 404: appointment <n> not found`, [`123`])."""
-    values: list[str] = []
-
-    def placeholder(found: re.Match[str]) -> str:
-        values.append(found.group())
-        return f"<{found.lastgroup}>"
-
-    return _VARIABLE.sub(placeholder, message), values
-
-
-def _error_text(error: str, status: int) -> str:
-    """A failure's message; older samples files left it empty for a request that got no HTTP answer."""
-    return error.strip() or (f"HTTP {status}" if status else "no HTTP response (client-side error, not recorded)")
-
-
-def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> dict[str, dict[str, Any]]:
-    """`errors_by_message`: failed requests counted per normalised message (`HTTP 404: appointment <n> not found`),
-    the `top` largest groups first; `error_examples`: for each group that had variable parts, its most frequent
-    real message."""
-    counts: dict[str, int] = {}
-    examples: dict[str, str] = {}
-    texts = [_error_text(str(e), int(s)) for e, s in zip(failed["error"], failed["status"], strict=True)]
-    # value_counts: each distinct message normalised once, the most frequent first (it becomes the example)
-    for text, n in pd.Series(texts, dtype=str).value_counts().items():
-        pattern, values = normalise_error(str(text))
-        counts[pattern] = counts.get(pattern, 0) + int(n)
-        if values:
-            examples.setdefault(pattern, str(text))
-    ranked = sorted(counts, key=lambda p: (-counts[p], p))[:top]
-    return {"errors_by_message": {p: counts[p] for p in ranked},
-            "error_examples": {p: examples[p] for p in ranked if p in examples}}
 
 
 def _is_open(df: pd.DataFrame) -> bool:
@@ -417,7 +371,7 @@ def analyse_run(run_dir: Path) -> Summary:
             notes = notify.summarize(facts, received, read_acknowledged_times(folder.acknowledged(name)))
             steady = _steady(df, float(definition.get("warmup_s", 0)))
             booking = steady[steady["name"] == "bookClinicAppointment"]
-            notes["booking_in_outages"] = notify.booking_latency_in_outages(
+            notes.booking_in_outages = notify.booking_latency_in_outages(
                 facts, booking["ts"].to_numpy(dtype=float), booking["latency_ms"].to_numpy(dtype=float))
             scenarios[name]["notifications"] = notes
     return summary.validated({

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bookbench.artifacts.files import read_model, write_model
 
@@ -138,6 +138,84 @@ class Stall(_Strict):
     gaps: list[Gap] = Field(default_factory=list)  # every gap of 1 s or more, the longest first
 
 
+class Delays(_Strict):
+    """Seconds from a booking's acknowledgement (or the outbox commit) to the provider's receipt."""
+    n: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+class Channel(_Strict):
+    """One notification channel's messages: expected, delivered before the drain deadline, lost, repeated."""
+    expected: int
+    delivered: int
+    lost: int
+    duplicates: int
+    dead: int
+    retried: int
+    redelivered: int = 0  # summaries written before dispatcher deaths were measured do not have it
+    delay_s: Delays
+    cancel_delay_s: Delays
+
+
+class CalendarChannel(Channel):
+    duplicate_inserts_refused: int  # second inserts of an event refused by its client-chosen id (prevented)
+
+
+class Backlog(_Strict):
+    peak: int
+    series: list[tuple[float, int]]  # (seconds since the load's start, pending notifications)
+
+
+class Breaker(_Strict):
+    open_s: float
+    openings: int
+    spans: list[tuple[float, float]]  # (opened, closed) in seconds since the load's start
+
+
+class BookingInOutages(_Strict):
+    """Booking P95 during the injected provider outages against the rest of the steady load."""
+    during_p95_ms: float | None
+    during_n: int
+    outside_p95_ms: float | None
+    outside_n: int
+
+
+class Notifications(_Strict):
+    """Path B figures of one scenario (analysis/notifications.py)."""
+    acknowledged_bookings: int
+    bookings_without_outbox_rows: int  # the outbox guarantee, checked: must be 0
+    queued: int
+    lost: int
+    dead: int
+    redelivered: int = 0
+    duplicates: int
+    conflicts_flagged: int
+    sms: Channel
+    calendar: CalendarChannel
+    backlog: Backlog
+    drain_s: float | None  # None: the outbox was still not empty at the drain deadline
+    drain_timeout_s: float
+    drain_stopped: str | None = None
+    exited: dict[str, int] = Field(default_factory=dict)  # dispatcher -> exit code, for one killed mid-load
+    breaker: dict[str, Breaker]
+    dispatchers: int
+    faults: dict[str, Any]  # the injected faults as scenarios.yaml named them (spec.notifications)
+    window_s: float
+    delivered_per_s: float | None
+    booking_in_outages: BookingInOutages | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _total_duplicates(cls, data: Any) -> Any:
+        """Summaries from before the total was written: it is the channels' sum."""
+        if isinstance(data, dict) and "duplicates" not in data:
+            data = {**data, "duplicates": sum(int(data.get(c, {}).get("duplicates", 0)) for c in ("sms", "calendar"))}
+        return data
+
+
 class ScenarioSummary(Counts):
     samples_total: int = Field(ge=0)
     warmup_excluded: int = Field(ge=0)
@@ -151,9 +229,8 @@ class ScenarioSummary(Counts):
     distribution: Distribution
     noise: list[str]
     batches: Batches | None
-    # Path B (analysis/notifications.py); absent when the run did not measure notifications. Left loose: its
-    # channels differ in keys (only calendar counts refused inserts), and the pages read it as it was written
-    notifications: dict[str, Any] | None = None
+    # Path B (analysis/notifications.py); absent when the run did not measure notifications
+    notifications: Notifications | None = None
     # open-model scenarios (arrival_rate stages): latency from the intended send time, lateness, dropped arrivals
     open_model: OpenModel | None = None
     # the load generator's own CPU per Locust process and open-model send lateness (analysis/summarize.py), and

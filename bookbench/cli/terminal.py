@@ -56,14 +56,14 @@ def notification_lines(summary: Summary) -> list[str]:
         nt = sc.notifications
         if not nt:
             continue
-        p95 = nt["sms"]["delay_s"]["p95"]
-        drained = f"drained {nt['drain_s']:.1f} s after the load" if nt["drain_s"] is not None else "NOT drained"
-        opened = sum(b["openings"] for b in nt["breaker"].values())
-        out.append(f"  {name} notifications: SMS P95 {'-' if p95 is None else f'{p95:.1f} s'} · lost {nt['lost']} of "
-                   f"{nt['queued']:,} · duplicates {nt['sms']['duplicates'] + nt['calendar']['duplicates']}"
+        p95 = nt.sms.delay_s.p95
+        drained = f"drained {nt.drain_s:.1f} s after the load" if nt.drain_s is not None else "NOT drained"
+        opened = sum(b.openings for b in nt.breaker.values())
+        out.append(f"  {name} notifications: SMS P95 {'-' if p95 is None else f'{p95:.1f} s'} · lost {nt.lost} of "
+                   f"{nt.queued:,} · duplicates {nt.sms.duplicates + nt.calendar.duplicates}"
                    # a delivery repeated after a dispatcher died, answered by its idempotency key (not a duplicate)
-                   + (f" · redelivered {nt['redelivered']}" if nt.get("redelivered") else "")
-                   + f" · dead {nt['dead']} · peak backlog {nt['backlog']['peak']:,}, {drained}"
+                   + (f" · redelivered {nt.redelivered}" if nt.redelivered else "")
+                   + f" · dead {nt.dead} · peak backlog {nt.backlog.peak:,}, {drained}"
                    + (f" · breaker opened {opened}x" if opened else ""))
     return out
 

@@ -21,7 +21,7 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from bookbench.artifacts.summary import Counts, Distribution, TimePoint
+from bookbench.artifacts.summary import Counts, Distribution, Notifications, TimePoint
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.fonttype": "none", "figure.dpi": 96})
@@ -241,21 +241,21 @@ def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str, li
     return _svg(fig)
 
 
-def backlog_over_time(notes: dict[str, Any], title: str) -> str:
+def backlog_over_time(notes: Notifications, title: str) -> str:
     """The outbox backlog after each booking burst: injected outages shaded, breaker-open spans drawn above."""
     fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
-    series = notes["backlog"]["series"]
+    series = notes.backlog.series
     ax.plot([p[0] for p in series], [p[1] for p in series], color=COLORS["rps"], linewidth=1.4,
             label="pending notifications")
-    for i, w in enumerate(w for p in ("sms", "calendar") for w in notes["faults"][p]["outages"]):
+    for i, w in enumerate(w for p in ("sms", "calendar") for w in notes.faults[p]["outages"]):
         ax.axvspan(w["start_s"], w["start_s"] + w["length_s"], color="#ffe3e3",
                    label="provider outage (injected)" if i == 0 else None)
     top = max([p[1] for p in series], default=1) or 1
     for level, (provider, color) in enumerate((("sms", COLORS["p99"]), ("calendar", COLORS["p95"]))):
-        for j, (a, b) in enumerate(notes["breaker"][provider]["spans"]):
+        for j, (a, b) in enumerate(notes.breaker[provider].spans):
             ax.plot([a, b], [top * (1.08 + 0.05 * level)] * 2, color=color, linewidth=4, solid_capstyle="butt",
                     label=f"{provider} breaker open" if j == 0 else None)
-    ax.axvline(notes["window_s"], color=COLORS["limit"], linestyle=":", linewidth=1.2, label="load ends")
+    ax.axvline(notes.window_s, color=COLORS["limit"], linestyle=":", linewidth=1.2, label="load ends")
     ax.set_xlabel("seconds since the load started")
     ax.set_ylabel("pending")
     ax.set_ylim(bottom=0, top=top * 1.2)

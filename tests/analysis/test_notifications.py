@@ -11,7 +11,7 @@ import pytest
 from bookbench.analysis.judge import Judgement, Verdict, path_b
 from bookbench.analysis.notifications import booking_latency_in_outages, summarize
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
-from bookbench.artifacts.summary import ScenarioSummary, Summary
+from bookbench.artifacts.summary import CalendarChannel, Notifications, ScenarioSummary, Summary
 
 T0 = 1_000_000.0
 
@@ -45,28 +45,29 @@ def test_delays_lost_duplicates_and_breaker_spans() -> None:
         {"t": T0 + 1.0, "key": "sms-confirm-99"},  # another scenario's
     ]
     out = summarize(_facts(), received, acked)
-    sms, cal = out["sms"], out["calendar"]
-    assert (sms["expected"], sms["delivered"], sms["lost"], sms["duplicates"]) == (3, 2, 1, 1)
-    assert sms["delay_s"]["n"] == 2 and sms["delay_s"]["p50"] == pytest.approx(np.percentile([1.0, 4.0], 50))
-    assert (cal["delivered"], cal["lost"], cal["duplicate_inserts_refused"]) == (3, 0, 1)
-    assert cal["delay_s"]["p95"] == pytest.approx(float(np.percentile([0.5, 0.5, 0.5], 95)))
-    assert out["lost"] == 1 and out["conflicts_flagged"] == 2 and out["bookings_without_outbox_rows"] == 0
-    assert out["breaker"]["sms"] == {"open_s": pytest.approx(2.5), "openings": 1, "spans": [[3.0, 5.5]]}
-    assert out["backlog"]["peak"] == 6 and out["drain_s"] == pytest.approx(2.0)
+    sms, cal = out.sms, out.calendar
+    assert (sms.expected, sms.delivered, sms.lost, sms.duplicates) == (3, 2, 1, 1)
+    assert sms.delay_s.n == 2 and sms.delay_s.p50 == pytest.approx(np.percentile([1.0, 4.0], 50))
+    assert (cal.delivered, cal.lost, cal.duplicate_inserts_refused) == (3, 0, 1)
+    assert cal.delay_s.p95 == pytest.approx(float(np.percentile([0.5, 0.5, 0.5], 95)))
+    assert out.lost == 1 and out.conflicts_flagged == 2 and out.bookings_without_outbox_rows == 0
+    breaker = out.breaker["sms"]
+    assert breaker.open_s == pytest.approx(2.5) and breaker.openings == 1 and breaker.spans == [(3.0, 5.5)]
+    assert out.backlog.peak == 6 and out.drain_s == pytest.approx(2.0)
 
 
 def test_a_booking_without_outbox_rows_is_reported() -> None:
     acked: dict[int, float | None] = {1: T0, 2: T0, 3: T0, 4: T0}
     out = summarize(_facts(), [], acked)
-    assert out["bookings_without_outbox_rows"] == 1
+    assert out.bookings_without_outbox_rows == 1
 
 
 def test_booking_latency_split_by_the_outage_window() -> None:
     starts = np.array([T0 + 1, T0 + 2.5, T0 + 3, T0 + 6])
     lat = np.array([10.0, 200.0, 300.0, 20.0])
     split = booking_latency_in_outages(_facts(), starts, lat)
-    assert split is not None and split["during_n"] == 2 and split["outside_n"] == 2
-    assert split["during_p95_ms"] == pytest.approx(float(np.percentile([200.0, 300.0], 95)))
+    assert split is not None and split.during_n == 2 and split.outside_n == 2
+    assert split.during_p95_ms == pytest.approx(float(np.percentile([200.0, 300.0], 95)))
 
 
 def _j(*verdicts: Verdict) -> Judgement:
@@ -79,8 +80,9 @@ def test_path_b_needs_every_criterion_measured() -> None:
     lost = Verdict("notification", "burst", "notifications_lost", 0.0, 0.0, "pass", 100)
     check = Verdict("notification", "checks", "notifications", 0, 0, "pass", 5, "5/5 passed")
     # path_b reads only the Path B figures: a summary built around them alone
-    summary = Summary.model_construct(scenarios={"burst": ScenarioSummary.model_construct(notifications={
-        "calendar": {"expected": 10, "delivered": 10}, "conflicts_flagged": 1})})
+    notes = Notifications.model_construct(calendar=CalendarChannel.model_construct(expected=10, delivered=10),
+                                          conflicts_flagged=1)
+    summary = Summary.model_construct(scenarios={"burst": ScenarioSummary.model_construct(notifications=notes)})
     path, text, rows = path_b(_j(booking, sms, lost, check), summary)
     assert path == "B" and "Path B" in text and all(r.status == "pass" for r in rows)
     not_measured = Verdict("notification", "checks", "notifications", None, 0, "not run", 0, "not run")

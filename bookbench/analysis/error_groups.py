@@ -1,0 +1,56 @@
+"""Failed requests grouped by message: what differs between errors of one kind (ids, numbers, addresses) replaced
+by a placeholder, so that `appointment 123 not found` and `appointment 456 not found` count as one group."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+ERROR_GROUPS = 20
+# What differs between errors of one kind (`appointment 123 not found`, `127.0.0.1:5432`), replaced by a placeholder
+# so that they group together: uuids, IPv4 addresses, hex (0x..., or a run of 6+ hex digits holding a digit and a
+# letter), then any number not glued to a word (utf8, h2 stay). An HTTP status or an errno names the kind: kept.
+_VARIABLE = re.compile(
+    r"(?P<uuid>\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)"
+    r"|(?P<ip>\b\d{1,3}(?:\.\d{1,3}){3}\b)"
+    r"|(?P<hex>\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b)"
+    r"|(?P<n>(?<!\w)(?<!HTTP )(?<!Errno )\d+(?:\.\d+)?)",
+    re.IGNORECASE,
+)
+
+
+def normalise_error(message: str) -> tuple[str, list[str]]:
+    """The message with its variable parts replaced by placeholders, and those parts in order:
+    `HTTP 404: appointment 123 not found` -> (`HTTP 404: appointment <n> not found`, [`123`])."""
+    values: list[str] = []
+
+    def placeholder(found: re.Match[str]) -> str:
+        values.append(found.group())
+        return f"<{found.lastgroup}>"
+
+    return _VARIABLE.sub(placeholder, message), values
+
+
+def _error_text(error: str, status: int) -> str:
+    """A failure's message; older samples files left it empty for a request that got no HTTP answer."""
+    return error.strip() or (f"HTTP {status}" if status else "no HTTP response (client-side error, not recorded)")
+
+
+def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> dict[str, dict[str, Any]]:
+    """`errors_by_message`: failed requests counted per normalised message (`HTTP 404: appointment <n> not found`),
+    the `top` largest groups first; `error_examples`: for each group that had variable parts, its most frequent
+    real message."""
+    counts: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    texts = [_error_text(str(e), int(s)) for e, s in zip(failed["error"], failed["status"], strict=True)]
+    # value_counts: each distinct message normalised once, the most frequent first (it becomes the example)
+    for text, n in pd.Series(texts, dtype=str).value_counts().items():
+        pattern, values = normalise_error(str(text))
+        counts[pattern] = counts.get(pattern, 0) + int(n)
+        if values:
+            examples.setdefault(pattern, str(text))
+    ranked = sorted(counts, key=lambda p: (-counts[p], p))[:top]
+    return {"errors_by_message": {p: counts[p] for p in ranked},
+            "error_examples": {p: examples[p] for p in ranked if p in examples}}
