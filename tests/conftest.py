@@ -22,6 +22,7 @@ from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.seed import seed
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.spec.dataset import DatasetParams
+from tests.budget import budget, slowness
 
 T = TypeVar("T")
 
@@ -104,6 +105,20 @@ def tmp(tmp_path: Path) -> Path:
     return tmp_path
 
 
+# -- the hang guard -------------------------------------------------------------------------------------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-timeout's bound (pyproject: 300 s, what the slowest test needs on an idle machine with room to spare)
+    only catches hangs: stretched here by how busy the machine is, at least twice, so a slow machine is never
+    mistaken for a hang (tests/budget.py). A test's own `timeout` marker is left as it is."""
+    idle_s = float(config.getini("timeout") or 0)
+    if not idle_s:
+        return
+    guard = pytest.mark.timeout(idle_s * max(2.0, slowness()))
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(guard)
+
+
 # -- tests that name a non-loopback address ------------------------------------------------------------------------
 IN_NETNS = "BOOKBENCH_IN_NETNS"
 
@@ -122,7 +137,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     try:
         run = run_isolated([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                             "--basetemp", str(work / "tmp"), pyfuncitem.nodeid], work,
-                           env={**os.environ, IN_NETNS: "1"}, cwd=Path(__file__).resolve().parents[1], timeout=240)
+                           env={**os.environ, IN_NETNS: "1"}, cwd=Path(__file__).resolve().parents[1],
+                           timeout=budget(240))
         out = run.proc.stdout[-3000:] + run.proc.stderr[-2000:]
         assert run.proc.returncode == 0, f"inside the network namespace:\n{out}"
         assert "1 passed" in run.proc.stdout, out

@@ -12,6 +12,7 @@ import pytest
 
 from bookbench.db.conn import connect
 from bookbench.pipeline.stack import ServiceProcess
+from tests.budget import budget
 from tests.conftest import SMALL, seeded, service_on_own_cluster
 from tests.service.test_service_api import auth, body
 
@@ -55,7 +56,7 @@ def test_deadline_gives_504_and_cancels_the_query(new_db: Callable[[], str], tmp
     try:
         status, seconds = asyncio.run(hold_lock_and_book())
         assert status == 504
-        assert seconds < 3
+        assert seconds < budget(3)  # the deadline is 0.5 s here: the 504 comes at it, not at the lock wait
         # the service is healthy afterwards and the cancelled query left no waiting backend behind
         with httpx.Client(base_url=proc.base_url, timeout=10) as client:
             assert client.post("/api/v1/appointments", json=body(providerId=provider), headers=auth(1)
