@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bookbench.artifacts.files import read_json, write_model
 from bookbench.errors import ArtifactError
+from bookbench.spec.dataset import DatasetParams
 from bookbench.spec.scenarios import DatasetSpec, Scenario, TaskMix
 
 RUN_CONFIG_FORMAT_VERSION = 1
@@ -23,6 +24,20 @@ _PATH_FIELDS = ("samples_path", "progress_path", "bookings_path", "dropped_path"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunDataset(DatasetSpec):
+    """The dataset's layout, which the load draws its ids from, and its calendar as the manifest records it (the
+    Locust process reads only the layout)."""
+
+    past_days: int | None = None
+    future_days: int | None = None
+    anchor: str | None = None  # ISO date
+
+    def layout(self) -> DatasetParams:
+        """The layout as DatasetParams (its calendar left at the defaults: the load needs only the ids)."""
+        return DatasetParams(orgs=self.orgs, providers_per_org=self.providers_per_org, contacts=self.contacts,
+                             appointments=self.appointments, seed=self.seed)
 
 
 class TenantIds(_Strict):
@@ -57,7 +72,7 @@ class RunConfig(_Strict):
     scenario_name: str = ""
     scenario: Scenario | None = None  # None: Locust's own -u/-r/-t drive the users (exploration)
     task_mix: TaskMix
-    dataset: DatasetSpec = DatasetSpec()  # the layout the ids are drawn from
+    dataset: RunDataset = RunDataset()
     target: TargetRef = TargetRef()
     # Locust processes that generate load (1, or the workers): an open model's rate is shared between them
     processes: int = Field(default=1, ge=1)

@@ -27,7 +27,7 @@ from locust.exception import CatchResponseError
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 from bookbench.artifacts import run_config
-from bookbench.artifacts.run_config import RunConfig
+from bookbench.artifacts.run_config import RunConfig, RunDataset
 from bookbench.artifacts.samples import (
     WRITER_FAILED_EXIT,
     Sample,
@@ -39,7 +39,7 @@ from bookbench.artifacts.samples import (
 from bookbench.errors import ArtifactError
 from bookbench.load import remote
 from bookbench.load.live import LiveStats
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
+from bookbench.spec.dataset import DEFAULT_KEY_SECRET
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.spec.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.target import pools as target_pools
@@ -80,7 +80,8 @@ def _load_config() -> RunConfig:
     # exploratory use: scenarios.yaml's task mix and dataset
     spec = load_scenarios(SHIPPED_SCENARIOS)
     name = os.environ.get("BOOKBENCH_SCENARIO")
-    return RunConfig(task_mix=spec.task_mix, dataset=spec.dataset, scenario=spec.scenarios[name] if name else None)
+    return RunConfig(task_mix=spec.task_mix, dataset=RunDataset(**spec.dataset.model_dump()),
+                     scenario=spec.scenarios[name] if name else None)
 
 
 def exception_text(exc: BaseException) -> str:
@@ -114,7 +115,7 @@ SCENARIO = CONFIG.scenario
 OPEN_MODEL = SCENARIO is not None and SCENARIO.open_model
 # Locust processes that generate load (1, or the workers): each takes its share of an open model's rate
 PROCESSES = CONFIG.processes
-LAYOUT = DatasetParams(**CONFIG.dataset.model_dump())
+LAYOUT = CONFIG.dataset.layout()
 SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
 
 

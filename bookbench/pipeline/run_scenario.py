@@ -10,7 +10,7 @@ from pathlib import Path
 from bookbench.artifacts import run_config, run_files
 from bookbench.artifacts import samples as samples_file
 from bookbench.artifacts.manifest import Counts, ScenarioEntry, ScenarioStatus, now_iso
-from bookbench.artifacts.run_config import RunConfig, TargetRef
+from bookbench.artifacts.run_config import RunConfig, RunDataset, TargetRef
 from bookbench.db import audit
 from bookbench.db.conn import run_with
 from bookbench.db.settle import settle
@@ -22,7 +22,7 @@ from bookbench.pipeline.notify import BacklogSampler, NotifyStack, drain, record
 from bookbench.pipeline.run_database import RunDatabase
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.pipeline.watchdog import Fault, StackWatch
-from bookbench.spec.scenarios import DatasetSpec, Scenario
+from bookbench.spec.scenarios import Scenario
 from bookbench.target.bind import default_profile, for_locust
 
 
@@ -38,7 +38,7 @@ class RunScenario(RunDatabase):
         f, opts, spec = self.folder, self.plan.opts, self.plan.spec
         return RunConfig(
             scenario_name=name, scenario=scenario, task_mix=spec.task_mix,
-            dataset=DatasetSpec.model_validate({k: getattr(self.params, k) for k in DatasetSpec.model_fields}),
+            dataset=RunDataset.model_validate({k: v for k, v in self.params.public().items() if k != "key_secret"}),
             samples_path=str(f.samples(name)), progress_path=str(f.progress(name)),
             bookings_path=str(f.acknowledged(name)), dropped_path=str(f.dropped(name)),
             attempts_path=str(f.attempts(name)), failure_path=str(f.writer_failure(name)),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bookbench.artifacts import run_config
-from bookbench.artifacts.run_config import RUN_CONFIG_FORMAT_VERSION, RunConfig, TargetRef, TenantIds
+from bookbench.artifacts.run_config import RUN_CONFIG_FORMAT_VERSION, RunConfig, RunDataset, TargetRef, TenantIds
 from bookbench.errors import ArtifactError
 from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
@@ -18,7 +18,8 @@ def _config(tmp_path: Path) -> RunConfig:
     spec = load_scenarios(SHIPPED_SCENARIOS)
     name = next(iter(spec.scenarios))
     return RunConfig(scenario_name=name, scenario=spec.scenarios[name], task_mix=spec.task_mix,
-                     dataset=spec.dataset, processes=3, samples_path=str(tmp_path / "samples.csv.gz"),
+                     dataset=RunDataset(**spec.dataset.model_dump(), past_days=365, anchor="2026-01-05"),
+                     processes=3, samples_path=str(tmp_path / "samples.csv.gz"),
                      target=TargetRef(profile="reference-rest",
                                       tenants=[TenantIds(id=1, contacts=[1, "c-2"], providers=[5])]))
 
