@@ -4,7 +4,7 @@ by a placeholder, so that `appointment 123 not found` and `appointment 456 not f
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -38,10 +38,16 @@ def _error_text(error: str, status: int) -> str:
     return error.strip() or (f"HTTP {status}" if status else "no HTTP response (client-side error, not recorded)")
 
 
-def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> dict[str, dict[str, Any]]:
-    """`errors_by_message`: failed requests counted per normalised message (`HTTP 404: appointment <n> not found`),
-    the `top` largest groups first; `error_examples`: for each group that had variable parts, its most frequent
-    real message."""
+@dataclass(frozen=True)
+class ErrorGroups:
+    """The summary's `errors_by_message` (counts) and `error_examples` (examples)."""
+    counts: dict[str, int]  # failed requests per normalised message, the largest groups first
+    examples: dict[str, str]  # for each group that had variable parts, its most frequent real message
+
+
+def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> ErrorGroups:
+    """Failed requests counted per normalised message (`HTTP 404: appointment <n> not found`), the `top` largest
+    groups first, each with an example when its messages had variable parts."""
     counts: dict[str, int] = {}
     examples: dict[str, str] = {}
     texts = [_error_text(str(e), int(s)) for e, s in zip(failed["error"], failed["status"], strict=True)]
@@ -52,5 +58,4 @@ def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> dict[str
         if values:
             examples.setdefault(pattern, str(text))
     ranked = sorted(counts, key=lambda p: (-counts[p], p))[:top]
-    return {"errors_by_message": {p: counts[p] for p in ranked},
-            "error_examples": {p: examples[p] for p in ranked if p in examples}}
+    return ErrorGroups({p: counts[p] for p in ranked}, {p: examples[p] for p in ranked if p in examples})

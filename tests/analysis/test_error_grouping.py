@@ -69,7 +69,7 @@ def test_errors_group_by_pattern_with_one_example_and_status_0_is_named() -> Non
 def test_only_the_largest_groups_are_kept() -> None:
     df = samples(*[(500, f"HTTP 500: kind {chr(97 + i)}") for i in range(5)], (409, "HTTP 409: taken"),
                  (409, "HTTP 409: taken"))
-    groups = error_groups.errors_by_message(df[df["ok"] == 0], top=2)["errors_by_message"]
+    groups = error_groups.errors_by_message(df[df["ok"] == 0], top=2).counts
     assert groups == {"HTTP 409: taken": 2, "HTTP 500: kind a": 1}
 
 
@@ -128,4 +128,4 @@ def test_a_request_without_an_http_answer_records_the_client_error(tmp_path: Pat
     assert len(df) > 0 and set(df["status"]) == {0} and set(df["ok"]) == {0}
     assert all(error.startswith(names) for error in df["error"]), set(df["error"])
     # and the summary groups them under that text
-    assert all(key.startswith(names) for key in error_groups.errors_by_message(df)["errors_by_message"])
+    assert all(key.startswith(names) for key in error_groups.errors_by_message(df).counts)

@@ -61,7 +61,7 @@ def test_batches_and_no_drift(summary: Summary) -> None:
 
 def test_drift_is_flagged_when_latency_climbs() -> None:
     trend = analysis._trend(np.array([100, 110, 125, 140, 160, 180, 200, 230, 260, 300], dtype=float))
-    assert trend["flagged"] and trend["relative_slope"] > 0.05
+    assert trend.flagged and trend.relative_slope is not None and trend.relative_slope > 0.05
 
 
 def test_per_endpoint_and_errors_by_message(summary: Summary) -> None:
