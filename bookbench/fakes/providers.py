@@ -48,6 +48,9 @@ class FaultState:
         self.faults = ProviderFaults()
         self.t0 = time.time()
         self.rng = random.Random(7)
+        # when each injected 429 was answered: a client's retry can be held to its Retry-After from the provider's
+        # own clock, whenever the client's attempts happened to land
+        self.rate_limited_at: list[float] = []
 
     def set(self, faults: ProviderFaults) -> None:
         self.faults, self.t0 = faults, time.time()
@@ -66,6 +69,7 @@ class FaultState:
             return JSONResponse({"message": "service unavailable (injected outage)"}, status_code=503)
         burst = self._in(f.rate_limits)
         if burst is not None:
+            self.rate_limited_at.append(time.time())
             return JSONResponse({"message": "too many requests (injected)"}, status_code=429,
                                 headers={"Retry-After": f"{burst.retry_after_s:g}"})
         if f.error_rate and self.rng.random() < f.error_rate:
@@ -139,7 +143,7 @@ def _admin(app: FastAPI, state: FaultState, rec: Recorder, extra: dict[str, Any]
 
     @app.get("/_bookbench/state")
     async def get_state() -> dict[str, Any]:
-        return {"faults": state.faults.model_dump(), **extra}
+        return {"faults": state.faults.model_dump(), "rate_limited_at": state.rate_limited_at, **extra}
 
     @app.get("/_bookbench/received")
     async def received(key: str) -> list[dict[str, Any]]:
