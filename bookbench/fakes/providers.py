@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from bookbench.artifacts.files import append_text
 from bookbench.spec.notifications import ProviderFaults
 from target_service.notify.providers import IDEMPOTENCY_HEADER
 
@@ -88,8 +89,7 @@ class Recorder:
         entry = {"t": time.time(), **record}
         self.by_key.setdefault(str(record["key"]), []).append(entry)
         if self.path is not None:
-            with self.path.open("a") as fh:
-                fh.write(json.dumps(entry) + "\n")
+            append_text(self.path, json.dumps(entry) + "\n")
 
 
 class Answered:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bookbench.artifacts import run_config
+from bookbench.artifacts.files import replace_atomically
 from bookbench.artifacts.run_config import RemoteJoin, RunConfig, TargetRef, TenantIds
 from bookbench.errors import ArtifactError, UsageError
 
@@ -105,7 +106,7 @@ def module_text(plan: Plan) -> str:
 
 
 def write_module(plan: Plan, path: Path) -> Path:
-    path.write_text(module_text(plan))
+    replace_atomically(path, module_text(plan))
     return path
 
 

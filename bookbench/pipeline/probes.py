@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from bookbench.artifacts.files import append_text
 from bookbench.load.live import Snapshot
 
 # a part (service, database, Locust) silent this long is named as hung: the bound a hang is detected within
@@ -35,8 +36,8 @@ class ProbeLog:
         if self.path is None:
             return
         line = f"{started:.3f} {took_s:.3f} {part} {problem or 'ok'}\n"
-        with self._lock, self.path.open("a") as fh:
-            fh.write(line)
+        with self._lock:
+            append_text(self.path, line)
 
 
 class Probe:
