@@ -10,10 +10,6 @@ import typer
 from bookbench.cli.common import EXIT_FAILED, console, handle_errors
 from bookbench.cli.terminal import DECISION_STYLE, render_and_print
 
-# render_and_print lives in cli.terminal (a shared helper, not a command); named here only until the callers that
-# still import it from this command module (cli/run.py, tests/pipeline/test_teardown.py) import it from there
-__all__ = ["render_and_print", "report", "review"]
-
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run folder (results/<run-id>)")]
 BaselineOpt = Annotated[Path | None, typer.Option(
     "--baseline", help="an earlier run folder: enables the throughput-drop alert and before/after figures")]

@@ -87,7 +87,7 @@ def run(
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Run load scenarios in Locust and record every request; prints the run folder as its last line."""
-    from bookbench.cli.report import render_and_print
+    from bookbench.cli.terminal import render_and_print
     from bookbench.pipeline.narration import narrate_to
     from bookbench.pipeline.run import RunOptions, execute
 

@@ -27,6 +27,7 @@ from locust.exception import CatchResponseError
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 from bookbench.artifacts import run_config
+from bookbench.artifacts.files import append_text
 from bookbench.artifacts.run_config import RunConfig, RunDataset
 from bookbench.artifacts.samples import (
     WRITER_FAILED_EXIT,
@@ -208,8 +209,7 @@ class Recorder:
 
 def _append(path: Path, text: str) -> None:
     try:
-        with path.open("a") as fh:
-            fh.write(text)
+        append_text(path, text)
     except OSError as exc:
         raise WriteFailed(path, exc) from exc
 
@@ -337,8 +337,7 @@ def _background(environment: Environment) -> None:
                            if SCENARIO is not None and OPEN_MODEL and elapsed is not None else None)
                 RECORDER.live.snapshot(time.time(), runner.user_count, elapsed, offered).write(Path(progress))
             except OSError:
-                # the display's file only: no temp file left behind; a full disk is named by the next flush
-                Path(progress).with_suffix(".tmp").unlink(missing_ok=True)
+                pass  # the display's file only (its writer leaves no temp file); a full disk is named by the next flush
 
 
 def _writer_failed(environment: Environment, exc: WriteFailed, quitting: bool = False) -> None:

@@ -156,7 +156,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                                     "run": str(outcome.run_dir)})
                 run_dir = outcome.run_dir
                 report(run_dir)
-                sc = summary_file.read(run_dir)["scenarios"][SCENARIO]
+                sc = summary_file.read(run_dir).model_dump()["scenarios"][SCENARIO]
                 ok, why = _holds(sc, lim)
                 om = sc.get("open_model") or {}
                 steps.append({"rate": rate, "ok": ok, "why": why, "requests": sc["requests"],
@@ -166,7 +166,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                               "run": str(outcome.run_dir),
                               # the machine around the step: a capacity found under other work is that machine's
                               "outside_cores": machine.interference_summary(
-                                  manifest_file.read(outcome.run_dir)).get("outside_cores"),
+                                  manifest_file.read(outcome.run_dir)).outside_cores,
                               "generator_saturated": bool(sc.get("generator_saturated"))})
                 console.print(f"  {set_name} at {rate:g}/s: {'holds' if ok else 'BREAKS'} ({why})")
                 return ok

@@ -40,8 +40,8 @@ class SweepPlan:
 
 
 def _point(run_dir: Path, scenario: str) -> dict[str, Any]:
-    sc = summary_file.read(run_dir)["scenarios"][scenario]
-    return {"p95_ms": sc["latency_ms"]["p95"], "throughput_rps": sc["throughput_rps"], "requests": sc["requests"],
+    sc = summary_file.read(run_dir).scenarios[scenario]
+    return {"p95_ms": sc.latency_ms.p95, "throughput_rps": sc.throughput_rps, "requests": sc.requests,
             "run": str(run_dir)}
 
 
@@ -101,7 +101,7 @@ def compare_sizes(plan: SweepPlan, points: dict[str, list[dict[str, Any]]]) -> d
         if len(variants) < 2:
             continue
         result = comparison.build(variants, noise, calibration_store=store)
-        out[str(size)] = result["scenarios"][plan.scenario]
+        out[str(size)] = {label: row.model_dump(mode="json") for label, row in result.scenarios[plan.scenario].items()}
     return out
 
 

@@ -20,9 +20,10 @@ import pytest
 from rich.console import Console
 
 from bookbench.analysis import machine
-from bookbench.analysis.summarize import LATENESS_P95_BOUND_MS, analyse_run, generator_figures
+from bookbench.analysis.summarize import LATENESS_P95_BOUND_MS, analyse_run, analyse_scenario, generator_figures
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts.manifest import Manifest, ScenarioEntry
+from bookbench.artifacts.summary import Summary
 from bookbench.cli.terminal import generator_lines
 from bookbench.pipeline import interference as itf
 from bookbench.pipeline.narration import narrate_to
@@ -80,11 +81,11 @@ def test_interference_summary_weights_scenarios_by_samples() -> None:
     man = Manifest.model_construct(scenarios={"a": entry(1.0, 3), "b": entry(0.0, 1), "c": ScenarioEntry(
         definition={}, planned_s=1)})
     out = machine.interference_summary(man)
-    assert out["measured"] and out["samples"] == 4
-    assert out["outside_cores"] == pytest.approx(0.75)
-    assert out["outside_cpu_share"] == pytest.approx(0.375)
-    assert out["outside_cpu_s"] == pytest.approx(3.0)
-    assert machine.interference_summary(Manifest.model_construct(scenarios={}))["measured"] is False
+    assert out.measured and out.samples == 4
+    assert out.outside_cores == pytest.approx(0.75)
+    assert out.outside_cpu_share == pytest.approx(0.375)
+    assert out.outside_cpu_s == pytest.approx(3.0)
+    assert machine.interference_summary(Manifest.model_construct(scenarios={})).measured is False
 
 
 def test_pressure_reads_psi_and_tolerates_its_absence(tmp_path: Path) -> None:
@@ -177,6 +178,12 @@ def _cpu_series(shares: list[float], t0: float = 1000.0) -> dict[str, Any]:
                                              "master": [[t0 + 1 + i, 0.05] for i in range(len(shares))]}}
 
 
+def _summary(df: pd.DataFrame, figures: dict[str, Any]) -> Summary:
+    """A run summary of one scenario "steady" with these generator figures (what the terminal lines read)."""
+    steady = analyse_scenario(df.iloc[:0], 1.0, None).model_copy(update=figures)  # its figures: not read here
+    return Summary(run_id="t", method="m", scenarios={"steady": steady})
+
+
 def test_a_generator_pegged_for_most_of_the_steady_window_is_saturated() -> None:
     df = _samples(200, None)  # 10 s, closed model
     out = generator_figures(_cpu_series([0.5, 0.97, 0.99, 0.95, 0.98, 0.96, 0.4, 0.99, 0.97, 0.98]), df, 1.0)
@@ -184,7 +191,7 @@ def test_a_generator_pegged_for_most_of_the_steady_window_is_saturated() -> None
     assert "Locust worker 1" in out["generator_saturated_reason"]
     assert out["generator"]["lateness_ms"] is None
     assert out["generator"]["cpu"]["master"]["busy_fraction"] == 0.0
-    lines = generator_lines({"scenarios": {"steady": out}})
+    lines = generator_lines(_summary(df, out))
     assert len(lines) == 1 and "the load generator was the bottleneck" in lines[0]
 
 
@@ -192,7 +199,7 @@ def test_a_generator_busy_only_briefly_is_not_saturated() -> None:
     df = _samples(200, None)
     out = generator_figures(_cpu_series([0.99, 0.99, 0.3, 0.4, 0.5, 0.3, 0.2, 0.99, 0.3, 0.4]), df, 1.0)
     assert out["generator_saturated"] is False and out["generator_saturated_reason"] is None
-    assert generator_lines({"scenarios": {"steady": out}}) == []
+    assert generator_lines(_summary(df, out)) == []
 
 
 def test_late_open_model_sends_beyond_the_bound_are_saturation() -> None:
@@ -233,5 +240,5 @@ def test_a_run_records_interference_and_generator_cpu_per_scenario(new_db: Calla
         assert entry.interference[key] is not None
     assert entry.generator_cpu is not None and "locust" in entry.generator_cpu["processes"]
     assert "steady machine: other processes used" in printed.getvalue()
-    summary = analyse_run(outcome.run_dir)["scenarios"]["steady"]
-    assert "generator_saturated" in summary and summary["generator"] is not None
+    summary = analyse_run(outcome.run_dir).scenarios["steady"]
+    assert summary.generator is not None

@@ -300,7 +300,7 @@ def test_a_shutdown_that_hangs_is_forced_and_said_in_one_line(tmp_path: Path) ->
 
 
 def test_the_report_shows_a_clean_up_problem_beside_the_reason(tmp_path: Path) -> None:
-    from bookbench.cli.report import render_and_print
+    from bookbench.cli.terminal import render_and_print
 
     run_dir = tmp_path / "run"
     shutil.copytree(Path(__file__).parents[1] / "data" / "known_run", run_dir)
