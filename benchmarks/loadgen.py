@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookbench.config.dataset import DatasetParams, api_key
 from bookbench.db.embedded import bin_dir
-from bookbench.spec.dataset import DatasetParams, api_key
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_booking.lua"

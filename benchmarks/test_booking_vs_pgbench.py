@@ -13,11 +13,11 @@ import pytest
 
 from benchmarks.goals import goal
 from benchmarks.loadgen import Draw, LoadResult, busy_cores, run_pgbench, run_wrk, wrk_script
+from bookbench.config.dataset import DatasetParams
 from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.seed import seed
 from bookbench.pipeline.stack import ServiceProcess, database
-from bookbench.spec.dataset import DatasetParams
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
 

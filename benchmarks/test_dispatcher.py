@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from bookbench.config.notifications import NotificationSpec
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
 from bookbench.pipeline.notify import NotifyStack
 from bookbench.pipeline.stack import database
-from bookbench.spec.notifications import NotificationSpec
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
 N = 1500  # appointments: one SMS and one calendar event each

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.goals import goal
+from bookbench.config.dataset import DatasetParams, api_key
 from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.seed import seed
 from bookbench.pipeline.locust_proc import LOCUSTFILE
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.dataset import DatasetParams, api_key
 
 USERS = 30
 SECONDS = 15

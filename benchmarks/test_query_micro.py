@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bookbench.config.dataset import DatasetParams
 from bookbench.db import indexes
 from bookbench.db.conn import connect, run_with
 from bookbench.db.seed import seed
 from bookbench.pipeline.stack import database
-from bookbench.spec.dataset import DatasetParams
 from target_service import queries
 
 BENCH_DB = "bookbench_bench"

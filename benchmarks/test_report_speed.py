@@ -45,7 +45,7 @@ def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_report_of_one_million_samples(benchmark: Any, big_run: Path) -> None:
-    result = benchmark.pedantic(analyse.report, args=(big_run,), rounds=3, iterations=1)
+    result = benchmark.pedantic(analyse.analyse_and_render, args=(big_run,), rounds=3, iterations=1)
     seconds = benchmark.stats.stats.median
     samples = result.summary.scenarios["known"].samples_total
     print(f"\nreport for {samples:,} samples: median {seconds:.2f} s over 3 rounds")

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.goals import goal
+from bookbench.config.dataset import DatasetParams
 from bookbench.pipeline.locust_proc import LOCUSTFILE
-from bookbench.spec.dataset import DatasetParams
 from bookbench.target import pools, profile
 from bookbench.target.client import Target
 

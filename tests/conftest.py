@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
+from bookbench.config.dataset import DatasetParams
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.seed import seed
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.dataset import DatasetParams
 from tests.budget import budget, slowness
 
 T = TypeVar("T")

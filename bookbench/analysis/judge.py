@@ -19,7 +19,7 @@ from typing import Any
 from bookbench.artifacts.manifest import AS_FOUND, Manifest, ScenarioEntry, notifications_off
 from bookbench.artifacts.summary import ScenarioSummary, Summary
 from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
-from bookbench.spec.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
+from bookbench.config.scenarios import AlertRules, Limits, ReviewTargets, Thresholds
 
 STATUSES = ("pass", "fail", "no data", "not run", "exempt")
 BLOCKING = frozenset({"fail", "no data"})

@@ -41,7 +41,7 @@ from bookbench.artifacts.summary import (
     TimePoint,
     Trend,
 )
-from bookbench.spec.shape import batch_edges
+from bookbench.config.shape import batch_edges
 
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 # pyperf-style noise rules: a percentile needs enough samples beyond it to mean anything

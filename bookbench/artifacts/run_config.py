@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bookbench.artifacts.files import read_json, write_model
+from bookbench.config.dataset import DatasetParams
+from bookbench.config.scenarios import DatasetSpec, Scenario, TaskMix
 from bookbench.errors import ArtifactError
-from bookbench.spec.dataset import DatasetParams
-from bookbench.spec.scenarios import DatasetSpec, Scenario, TaskMix
 
 RUN_CONFIG_FORMAT_VERSION = 1
 # the master's own files: a remote worker's plan carries none of them

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
-from bookbench.spec.dataset import DatasetParams
+from bookbench.config.dataset import DatasetParams
 from bookbench.target.answers import Outcome
 from bookbench.target.bind import bind
 from bookbench.target.client import AsyncCaller, Target

@@ -8,9 +8,9 @@ import asyncpg
 
 from bookbench.checks.base import CheckResult, CheckTarget, Timer, not_applicable
 from bookbench.checks.functional import isolation
+from bookbench.config.dsn import mask_dsn
 from bookbench.db import audit
 from bookbench.db.conn import connect
-from bookbench.spec.dsn import mask_dsn
 
 BOOKING_FUNCTION = "book_appointment_atomic"
 

@@ -20,8 +20,8 @@ import orjson
 from bookbench.checks.base import CheckResult
 from bookbench.checks.hostile_ids import MAX_ID, Absent
 from bookbench.checks.hostile_inputs import Layout
+from bookbench.config.dataset import DatasetParams, api_key
 from bookbench.db.conn import run_with
-from bookbench.spec.dataset import DatasetParams, api_key
 
 CANDIDATES = 3  # ids tried per kind
 SAMPLE_CONTACTS = 10  # per key's org: their upcoming appointment is re-read when there is no --dsn

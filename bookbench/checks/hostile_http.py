@@ -23,7 +23,7 @@ import orjson
 from bookbench.checks.base import CheckResult
 from bookbench.checks.hostile_ids import unsafe_ids
 from bookbench.checks.hostile_inputs import Layout
-from bookbench.spec.dataset import api_key
+from bookbench.config.dataset import api_key
 
 # The service's documented request timeout (BOOKBENCH_REQUEST_TIMEOUT_S, default 5 s): a stalled body must be
 # answered by then; the margin absorbs a busy machine and a deployment's own slack.

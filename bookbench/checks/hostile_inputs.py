@@ -18,7 +18,7 @@ from urllib.parse import quote
 from hypothesis import strategies as st
 
 from bookbench.checks.hostile_ids import MAX_ID, NONE_PROVEN, Absent, plausible_id
-from bookbench.spec.dataset import DatasetParams, api_key
+from bookbench.config.dataset import DatasetParams, api_key
 
 __all__ = ["ENDPOINTS", "MAX_ID", "TOOLS", "Absent", "Layout", "Probe", "corpus", "plausible_id", "strategy"]
 TOOLS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")

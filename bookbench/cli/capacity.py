@@ -21,8 +21,8 @@ from bookbench.cli.common import (
     stop_on_signals,
 )
 from bookbench.cli.index_sets import deployment_url, sets_to_apply
+from bookbench.config.scenarios import SHIPPED_SCENARIOS
 from bookbench.errors import EnvironmentFailure, UsageError
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 
 @handle_errors
@@ -47,9 +47,9 @@ def capacity(
 ) -> None:
     """Double the offered rate per index set until P95 or errors break the limit, then bisect: capacity.html."""
     from bookbench.artifacts.folder import new_folder
+    from bookbench.config.scenarios import load_scenarios
     from bookbench.db import indexes
     from bookbench.pipeline import capacity as stage
-    from bookbench.spec.scenarios import load_scenarios
 
     names = sets_to_apply(sets, "none,seed,recommended", dsn)
     if not names:

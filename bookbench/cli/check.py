@@ -17,7 +17,7 @@ import typer
 
 from bookbench.artifacts.junit import check_writable
 from bookbench.checks.base import CheckResult, CheckTarget
-from bookbench.checks.report import failed, print_table, write_junit
+from bookbench.checks.outcome import failed, print_table, write_junit
 from bookbench.checks.runner import HOSTILE_EXAMPLES, SUITES, run_suites
 from bookbench.cli.common import (
     EXIT_FAILED,
@@ -33,13 +33,13 @@ from bookbench.cli.common import (
     handle_errors,
     stop_on_signals,
 )
+from bookbench.config.dataset import DEFAULT_KEY_SECRET, DatasetParams
+from bookbench.config.dsn import mask_dsn
+from bookbench.config.targets import pin_loopback
 from bookbench.db.conn import run_with
 from bookbench.db.seed import current_dataset, seed
 from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline.stack import database, service
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
-from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.targets import pin_loopback
 from bookbench.target import profile
 from bookbench.target.bind import bind
 

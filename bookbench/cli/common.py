@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bookbench.config.dataset import DatasetParams
+from bookbench.config.dsn import mask_dsn, resolve_hosts, to_url
+from bookbench.config.targets import pin_loopback
 from bookbench.errors import (
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
@@ -25,9 +28,6 @@ from bookbench.errors import (
     UsageError,
     log_exception,
 )
-from bookbench.spec.dataset import DatasetParams
-from bookbench.spec.dsn import mask_dsn, resolve_hosts, to_url
-from bookbench.spec.targets import pin_loopback
 
 # soft_wrap: a long line is left whole for the terminal (or a CI log) to wrap, never cut into two at 80 columns
 console = Console(highlight=False, soft_wrap=True)

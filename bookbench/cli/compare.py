@@ -29,10 +29,10 @@ from bookbench.cli.common import (
     stop_on_signals,
 )
 from bookbench.cli.index_sets import deployment_url, sets_to_apply
+from bookbench.config.dataset import DEFAULT_KEY_SECRET
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.errors import EnvironmentFailure, UsageError
 from bookbench.pipeline.schedule import Order
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
 if TYPE_CHECKING:
     from bookbench.artifacts.comparison import Calibration

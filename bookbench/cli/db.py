@@ -24,9 +24,9 @@ from bookbench.cli.common import (
     handle_errors,
     mb,
 )
+from bookbench.config.dataset import DEFAULT_KEY_SECRET, DatasetParams
+from bookbench.config.dsn import mask_dsn
 from bookbench.errors import UsageError
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, DatasetParams
-from bookbench.spec.dsn import mask_dsn
 
 db_app = typer.Typer(help="The database: embedded server lifecycle, schema and dataset.", no_args_is_help=True)
 _defaults = DatasetParams()

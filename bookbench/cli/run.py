@@ -26,9 +26,9 @@ from bookbench.cli.common import (
     split_list,
     stop_on_signals,
 )
+from bookbench.config.dataset import DEFAULT_KEY_SECRET
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, CommandLineLoad, parse_duration, parse_mix
 from bookbench.errors import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, UsageError
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, CommandLineLoad, parse_duration, parse_mix
 
 
 @handle_errors

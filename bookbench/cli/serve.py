@@ -20,7 +20,7 @@ from bookbench.cli.common import (
     handle_errors,
     stop_on_signals,
 )
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, api_key
+from bookbench.config.dataset import DEFAULT_KEY_SECRET, api_key
 
 if TYPE_CHECKING:
     import asyncpg

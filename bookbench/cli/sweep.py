@@ -20,8 +20,8 @@ from bookbench.cli.common import (
     stop_on_signals,
 )
 from bookbench.cli.index_sets import sets_to_apply
+from bookbench.config.scenarios import SHIPPED_SCENARIOS
 from bookbench.errors import EnvironmentFailure, UsageError
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 

@@ -27,9 +27,9 @@ from bookbench.cli.common import (
     guard_dsn,
     handle_errors,
 )
+from bookbench.config.dataset import DEFAULT_KEY_SECRET
+from bookbench.config.scenarios import SHIPPED_SCENARIOS
 from bookbench.errors import UsageError
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 
 target_app = typer.Typer(help="Target profiles: which booking API bookbench talks to, and how.",
                          no_args_is_help=True)
@@ -59,9 +59,9 @@ def check(
     profile key on a problem, 3 when the target cannot be reached."""
     import httpx
 
-    from bookbench.spec.dataset import DatasetParams
-    from bookbench.spec.scenarios import load_scenarios
-    from bookbench.spec.targets import pin_loopback
+    from bookbench.config.dataset import DatasetParams
+    from bookbench.config.scenarios import load_scenarios
+    from bookbench.config.targets import pin_loopback
     from bookbench.target import profile
     from bookbench.target.bind import resolve as resolve_pools
     from bookbench.target.client import Request, Target

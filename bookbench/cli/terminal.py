@@ -95,7 +95,7 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
     False on NO-GO."""
     from bookbench.pipeline import analyse  # the analysis stage, loaded when a command asks for it
 
-    out = analyse.report(run_dir, baseline, html=html)
+    out = analyse.analyse_and_render(run_dir, baseline, html=html)
     if out.summary.scenarios:
         console.print(summary_table(out.summary, out.judgement))
         for line in open_model_lines(out.summary) + notification_lines(out.summary) + generator_lines(out.summary):
@@ -106,6 +106,6 @@ def render_and_print(run_dir: Path, baseline: Path | None, html: bool = True) ->
         console.print(f"  [red]{first.status.upper()}[/] {what}")
     for caveat in out.judgement.caveats:
         console.print(f"  [yellow]not complete:[/] {caveat}")
-    page = out.report if out.report is not None else "not written (--no-report)"
+    page = out.page if out.page is not None else "not written (--no-report)"
     console.print(f"decision: {DECISION_STYLE[out.judgement.decision]} · report: {page}")
     return bool(out.judgement.decision != "NO-GO")

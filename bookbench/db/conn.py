@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import asyncpg
 
+from bookbench.config.dsn import mask_dsn
 from bookbench.errors import DatabaseError
-from bookbench.spec.dsn import mask_dsn
 
 T = TypeVar("T")
 

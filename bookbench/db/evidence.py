@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from bookbench.artifacts import explain as explain_file
-from bookbench.spec.dataset import DatasetParams
+from bookbench.config.dataset import DatasetParams
 from target_service import queries
 
 # The conflict check as book_appointment_atomic runs it: the schema's one definition (sql/schema/002_booking.sql),

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 import asyncpg
 
+from bookbench.config.dsn import mask_dsn
 from bookbench.db.conn import connect
 from bookbench.errors import DatabaseError, EnvironmentFailure
-from bookbench.spec.dsn import mask_dsn
 
 # advisory locks are scoped to one database: two databases of one cluster never wait for each other
 LEASE_KEY = 7426010

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from bookbench.config.dataset import DatasetParams
 from bookbench.db.schema import apply_schema
-from bookbench.spec.dataset import DatasetParams
 
 _APPOINTMENT_FKS = {
     "appointments_org_id_fkey": "FOREIGN KEY (org_id) REFERENCES organizations (id)",

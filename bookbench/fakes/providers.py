@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bookbench.artifacts.files import append_text
-from bookbench.spec.notifications import ProviderFaults
+from bookbench.config.notifications import ProviderFaults
 from target_service.notify.providers import IDEMPOTENCY_HEADER
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile

@@ -37,12 +37,12 @@ from bookbench.artifacts.samples import (
     prepare_failure_note,
     write_failure_note,
 )
+from bookbench.config.dataset import DEFAULT_KEY_SECRET
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
+from bookbench.config.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.errors import ArtifactError
 from bookbench.load import remote
 from bookbench.load.live import LiveStats
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
-from bookbench.spec.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.target import pools as target_pools
 from bookbench.target import profile as target_profile
 from bookbench.target.answers import Outcome

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bookbench.config.scenarios import TaskMix
 from bookbench.errors import ServiceError
-from bookbench.spec.scenarios import TaskMix
 from bookbench.target.answers import Outcome
 from bookbench.target.client import AsyncCaller, Target
 from bookbench.target.profile import OPERATIONS

@@ -22,7 +22,7 @@ class Analysed:
     run_dir: Path
     summary: Summary
     judgement: judge.Judgement
-    report: Path | None  # None when the page was not asked for (`run --no-report`)
+    page: Path | None  # report.html; None when the page was not asked for (`run --no-report`)
 
 
 def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, Summary, judge.Judgement]:
@@ -34,7 +34,7 @@ def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, S
     return man, summary, judge.judge(man, summary, checks, baseline)
 
 
-def report(run_dir: Path, baseline_dir: Path | None = None, html: bool = True) -> Analysed:
+def analyse_and_render(run_dir: Path, baseline_dir: Path | None = None, html: bool = True) -> Analysed:
     """Analyse the samples, judge them, and write summary.json, verdicts.* and (unless html=False) report.html.
     The decision never depends on html: `run --no-report` exits on the same judgement as `run`."""
     summary_file.write(run_dir, analysis.analyse_run(run_dir))
@@ -49,7 +49,7 @@ def report(run_dir: Path, baseline_dir: Path | None = None, html: bool = True) -
 def ensure_analysed(run_dir: Path) -> None:
     """A baseline or compared run analysed once: its summary.json is what every later page reads."""
     if not RunFolder(run_dir).summary.exists():
-        report(run_dir)
+        analyse_and_render(run_dir)
 
 
 def review_page(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Path, review.Review]:

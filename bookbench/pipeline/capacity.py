@@ -21,14 +21,14 @@ from bookbench.artifacts import capacity_steps
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
+from bookbench.config.scenarios import load_scenarios
 from bookbench.pipeline import interrupts
-from bookbench.pipeline.analyse import report
+from bookbench.pipeline.analyse import analyse_and_render
 from bookbench.pipeline.compare import report_runs
 from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
-from bookbench.spec.scenarios import load_scenarios
 
 CAPACITY_FORMAT_VERSION = 2  # 2: `stopped` (null for a whole measurement), a set's `incomplete`
 SCENARIO = "capacity"
@@ -155,7 +155,7 @@ def measure(plan: CapacityPlan, dsn: str | None, data_dir: Path | None, console:
                     raise _Stopped({"status": outcome.status, "reason": outcome.reason, "at": where,
                                     "run": str(outcome.run_dir)})
                 run_dir = outcome.run_dir
-                report(run_dir)
+                analyse_and_render(run_dir)
                 sc = summary_file.read(run_dir).model_dump()["scenarios"][SCENARIO]
                 ok, why = _holds(sc, lim)
                 om = sc.get("open_model") or {}

@@ -26,7 +26,7 @@ from bookbench.artifacts.manifest import RunStatus
 from bookbench.db.embedded import default_data_dir
 from bookbench.errors import log_exception
 from bookbench.pipeline import interrupts
-from bookbench.pipeline.analyse import ensure_analysed, report, review_page
+from bookbench.pipeline.analyse import analyse_and_render, ensure_analysed, review_page
 from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.schedule import Order, round_order
@@ -273,7 +273,7 @@ def report_runs(run_dirs: list[Path], console: Console) -> None:
         if not manifest_file.path_in(d).exists():
             continue
         try:
-            report(d)
+            analyse_and_render(d)
         except Exception as exc:  # any failure of one run's analysis: named here, its traceback in its own log
             log = RunFolder(d).log
             log_exception(log)

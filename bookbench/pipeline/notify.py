@@ -19,12 +19,12 @@ import httpx
 
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
+from bookbench.config.notifications import Faults
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import BIND_ATTEMPTS, address_in_use, free_port
 from bookbench.errors import DatabaseError, ServiceError
 from bookbench.pipeline.stack import stop_group
-from bookbench.spec.notifications import Faults
 
 # the credentials the fakes check and the dispatcher sends: fixed test values, never real secrets
 FAKE_CREDENTIALS = {

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from bookbench.artifacts import run_files
 from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import Cleanup, IndexInfo, Manifest, ScenarioEntry
+from bookbench.config.dataset import DatasetParams
+from bookbench.config.dsn import mask_dsn
 from bookbench.db import audit, indexes
 from bookbench.db.conn import run_with
 from bookbench.db.seed import database_state, seed, table_stats
@@ -16,8 +18,6 @@ from bookbench.errors import DatabaseError, UsageError
 from bookbench.pipeline import facts, interrupts
 from bookbench.pipeline.narration import Narrator, failure, say, warning
 from bookbench.pipeline.run_state import RunState
-from bookbench.spec.dataset import DatasetParams
-from bookbench.spec.dsn import mask_dsn
 
 if TYPE_CHECKING:
     from bookbench.pipeline.run_plan import RunPlan

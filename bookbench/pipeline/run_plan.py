@@ -21,12 +21,9 @@ from bookbench.artifacts.manifest import (
 )
 from bookbench.artifacts.manifest import Dataset as ManifestDataset
 from bookbench.artifacts.samples import SAMPLES_FORMAT_VERSION
-from bookbench.db import indexes
-from bookbench.errors import UsageError
-from bookbench.pipeline import facts
-from bookbench.spec.dataset import DatasetParams
-from bookbench.spec.dsn import mask_dsn
-from bookbench.spec.scenarios import (
+from bookbench.config.dataset import DatasetParams
+from bookbench.config.dsn import mask_dsn
+from bookbench.config.scenarios import (
     CommandLineLoad,
     Scenario,
     ScenarioFile,
@@ -34,7 +31,10 @@ from bookbench.spec.scenarios import (
     load_scenarios,
     with_command_line,
 )
-from bookbench.spec.targets import pin_loopback
+from bookbench.config.targets import pin_loopback
+from bookbench.db import indexes
+from bookbench.errors import UsageError
+from bookbench.pipeline import facts
 from bookbench.target import profile as target_profile
 from bookbench.target.bind import default_profile
 from bookbench.target.profile import Profile

@@ -11,6 +11,7 @@ from bookbench.artifacts import run_config, run_files
 from bookbench.artifacts import samples as samples_file
 from bookbench.artifacts.manifest import Counts, ScenarioEntry, ScenarioStatus, now_iso
 from bookbench.artifacts.run_config import RunConfig, RunDataset, TargetRef
+from bookbench.config.scenarios import Scenario
 from bookbench.db import audit
 from bookbench.db.conn import run_with
 from bookbench.db.settle import settle
@@ -22,7 +23,6 @@ from bookbench.pipeline.notify import BacklogSampler, NotifyStack, drain, record
 from bookbench.pipeline.run_database import RunDatabase
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.pipeline.watchdog import Fault, StackWatch
-from bookbench.spec.scenarios import Scenario
 from bookbench.target.bind import default_profile, for_locust
 
 

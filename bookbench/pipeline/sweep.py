@@ -13,15 +13,15 @@ from rich.console import Console
 from bookbench.analysis import comparison, judge, wording
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.files import write_json
+from bookbench.config.scenarios import load_scenarios
 from bookbench.pipeline import interrupts
-from bookbench.pipeline.analyse import report
+from bookbench.pipeline.analyse import analyse_and_render
 from bookbench.pipeline.compare import calibration_path, load_store, record_place, report_runs
 from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.schedule import round_order
 from bookbench.pipeline.stack import database
 from bookbench.report import charts, render
-from bookbench.spec.scenarios import load_scenarios
 
 SWEEP_FORMAT_VERSION = 3  # 2: per-size comparisons and the headline; 3: `stopped` (null for a whole sweep)
 
@@ -73,7 +73,7 @@ def measure(plan: SweepPlan, dsn: str | None, data_dir: Path | None,
                         report_runs([outcome.run_dir], console)
                         return points, {"status": outcome.status, "reason": outcome.reason, "at": where,
                                         "run": str(outcome.run_dir)}
-                    report(outcome.run_dir)
+                    analyse_and_render(outcome.run_dir)
                     points[name].append({"appointments": size, "position": position,
                                          **_point(outcome.run_dir, plan.scenario)})
         except KeyboardInterrupt:  # between two runs (a run's own Ctrl-C ends it as `interrupted`, above)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from bookbench.artifacts import run_config
 from bookbench.artifacts.run_config import RemoteJoin
+from bookbench.config.targets import is_loopback, pin_loopback
 from bookbench.errors import EnvironmentFailure
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
-from bookbench.spec.targets import is_loopback, pin_loopback
 from bookbench.target import profile as target_profile
 
 

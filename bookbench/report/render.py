@@ -13,8 +13,8 @@ from bookbench.analysis.inference import DEFAULT_RUN_SD
 from bookbench.artifacts import pages
 from bookbench.artifacts.manifest import Manifest
 from bookbench.artifacts.summary import Summary
+from bookbench.config.scenarios import Thresholds
 from bookbench.report import charts
-from bookbench.spec.scenarios import Thresholds
 
 TEMPLATES = Path(__file__).with_name("templates")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bookbench.config.dataset import DatasetParams
 from bookbench.errors import UsageError
-from bookbench.spec.dataset import DatasetParams
 from bookbench.target import pools, profile
 from bookbench.target.client import Target
 from bookbench.target.pools import Id, Tenant
@@ -28,7 +28,7 @@ def _api_url(prof: Profile, base_url: str | None) -> str:
     if not prof.base_url:
         raise UsageError("pools.source call needs the API's address: base_url in the profile, or "
                                "--target-url")
-    from bookbench.spec.targets import pin_loopback
+    from bookbench.config.targets import pin_loopback
 
     # the caller gates the address it was given; the profile's own is gated here (a remote one needs the caller
     # to pass it, after --allow-remote)

@@ -55,7 +55,7 @@ def parse_headers(values: list[str]) -> dict[str, str]:
 
 def fetch(source: str, headers: dict[str, str], allow_remote: bool) -> dict[str, Any]:
     """The document from a file, or from a URL on loopback (the loopback rule applies; redirects not followed)."""
-    from bookbench.spec.targets import is_http_url, pin_loopback
+    from bookbench.config.targets import is_http_url, pin_loopback
 
     if is_http_url(source):
         import httpx

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bookbench.config.dataset import DatasetParams, api_key
 from bookbench.errors import UsageError
-from bookbench.spec.dataset import DatasetParams, api_key
 from bookbench.target.poolspec import IdList, Pools
 from bookbench.target.profile import Credentials
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bookbench.config.yamlfile import key_marks, read_mapping
 from bookbench.errors import UsageError
-from bookbench.spec.yamlfile import key_marks, read_mapping
 from bookbench.target.fields import Strict, known, placeholders_in
 from bookbench.target.poolspec import Pools
 

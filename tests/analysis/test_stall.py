@@ -17,7 +17,7 @@ from bookbench.artifacts import samples
 from bookbench.artifacts.manifest import Manifest
 from bookbench.artifacts.samples import Sample, SampleWriter
 from bookbench.artifacts.summary import ScenarioSummary
-from bookbench.spec.scenarios import Thresholds
+from bookbench.config.scenarios import Thresholds
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 T0 = 1_700_000_000.0

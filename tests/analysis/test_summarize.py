@@ -15,8 +15,8 @@ from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 from bookbench.artifacts.samples import read_rows
 from bookbench.artifacts.summary import Summary
+from bookbench.config.scenarios import Thresholds
 from bookbench.errors import ArtifactError
-from bookbench.spec.scenarios import Thresholds
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 

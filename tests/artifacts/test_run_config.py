@@ -10,8 +10,8 @@ import pytest
 
 from bookbench.artifacts import run_config
 from bookbench.artifacts.run_config import RUN_CONFIG_FORMAT_VERSION, RunConfig, RunDataset, TargetRef, TenantIds
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.errors import ArtifactError
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, load_scenarios
 
 
 def _config(tmp_path: Path) -> RunConfig:

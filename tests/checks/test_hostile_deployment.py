@@ -14,8 +14,8 @@ from bookbench.checks import hostile
 from bookbench.checks.base import CheckResult, CheckTarget
 from bookbench.checks.hostile_inputs import MAX_ID, Probe
 from bookbench.checks.runner import run_suites
+from bookbench.config.dataset import api_key
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.dataset import api_key
 from tests.conftest import SMALL, fetch, run_async, run_sql, seeded
 
 pytestmark = pytest.mark.integration

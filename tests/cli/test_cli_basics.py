@@ -22,10 +22,8 @@ from typer.testing import CliRunner
 
 from bookbench.cli.app import app
 from bookbench.cli.serve import Orgs, key_line
-from bookbench.db.embedded import free_port
-from bookbench.pipeline.run import RunOptions, new_manifest, plan
-from bookbench.spec.dataset import DEFAULT_KEY_SECRET, api_key
-from bookbench.spec.scenarios import (
+from bookbench.config.dataset import DEFAULT_KEY_SECRET, api_key
+from bookbench.config.scenarios import (
     ADHOC,
     SHIPPED_SCENARIOS,
     CommandLineLoad,
@@ -33,6 +31,8 @@ from bookbench.spec.scenarios import (
     parse_duration,
     parse_mix,
 )
+from bookbench.db.embedded import free_port
+from bookbench.pipeline.run import RunOptions, new_manifest, plan
 
 ADHOC_FILE = Path(__file__).resolve().parents[1] / "data" / "scenarios_adhoc.yaml"
 CODES = ("0 done / GO", "1 NO-GO", "2 bad input", "3 the environment failed", "130 interrupted")

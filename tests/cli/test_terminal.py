@@ -20,7 +20,7 @@ from bookbench.artifacts.manifest import read as read_manifest
 from bookbench.artifacts.run_files import read_checks
 from bookbench.artifacts.summary import Summary
 from bookbench.checks.base import CheckResult, not_applicable
-from bookbench.checks.report import print_table
+from bookbench.checks.outcome import print_table
 from bookbench.checks.runner import REFERENCE_ONLY
 from bookbench.cli.terminal import summary_table
 from bookbench.db import indexes

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
+from bookbench.config.dataset import api_key
 from bookbench.db import indexes
 from bookbench.db.conn import connect, run_with
 from bookbench.db.seed import seed
-from bookbench.spec.dataset import api_key
 from tests.conftest import SMALL, fetch, params_with, seeded
 
 pytestmark = pytest.mark.integration

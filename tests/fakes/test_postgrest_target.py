@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bookbench.config.dataset import api_key
 from bookbench.fakes.postgrest import DEFAULT_ANON_KEY, DEFAULT_JWT_SECRET, jwt
 from bookbench.fakes.postgrest.process import PostgrestProcess
-from bookbench.spec.dataset import api_key
 from tests.conftest import SMALL, fetch
 
 pytestmark = pytest.mark.integration

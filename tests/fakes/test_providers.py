@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from bookbench.config.notifications import ProviderFaults
 from bookbench.fakes.providers import calendar_app, sms_app
-from bookbench.spec.notifications import ProviderFaults
 from target_service.notify.providers import IDEMPOTENCY_HEADER
 
 T = TypeVar("T")

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
+from bookbench.config.scenarios import Stage
+from bookbench.config.shape import arrival_rate_at
 from bookbench.load.live import LiveStats, Snapshot, exact_percentile
 from bookbench.pipeline.locust_proc import progress_line
-from bookbench.spec.scenarios import Stage
-from bookbench.spec.shape import arrival_rate_at
 
 
 def test_percentile_matches_numpy_linear() -> None:

@@ -47,7 +47,7 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     other_data = _copy(tmp_path, "b", index_set="seed", fingerprint="other")
     other_load = _copy(tmp_path, "c", index_set="recommended", users=50)
     for run in (base, other_data, other_load):
-        analyse.report(run)
+        analyse.analyse_and_render(run)
     problems = comparison.comparability_problems([base, other_data, other_load])
     assert any("dataset" in p for p in problems) and any("scenario definitions" in p for p in problems)
     with pytest.raises(comparison.NotComparable, match="--force"):

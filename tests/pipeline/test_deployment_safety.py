@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.cli.app import app
+from bookbench.config.scenarios import TaskMix
 from bookbench.db import audit, indexes
 from bookbench.db.lease import DatabaseBusy, database_lease
 from bookbench.load.warmup import warm_up
@@ -28,7 +29,6 @@ from bookbench.pipeline import analyse
 from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.scenarios import TaskMix
 from bookbench.target.bind import bind
 from tests.conftest import SMALL, fetch, run_sql, seeded
 
@@ -127,7 +127,7 @@ def test_naming_a_set_on_the_command_line_applies_it_and_records_the_change(
     assert set(man.index_set.dropped) == set(before_idx) - set(man.index_set.after)
     assert "bookbench changed this database's indexes" in printed
     (run_dir,) = (tmp_path / "out").iterdir()
-    page = analyse.report(run_dir).report
+    page = analyse.analyse_and_render(run_dir).page
     assert page is not None and "bookbench changed this deployment's indexes" in page.read_text()
 
 

@@ -23,12 +23,12 @@ import psutil
 import pytest
 
 from bookbench.artifacts.samples import read_rows
+from bookbench.config.scenarios import load_scenarios
 from bookbench.db.embedded import free_port
 from bookbench.load.live import LiveStats, Snapshot
 from bookbench.pipeline.locust_proc import LOCUSTFILE, progress_line
 from bookbench.pipeline.probes import END_GRACE_S, HANG_S, STARTUP_S, Probe, ProbeLog, Progress
 from bookbench.pipeline.watchdog import exit_text
-from bookbench.spec.scenarios import load_scenarios
 from tests.budget import budget
 from tests.pipeline.test_run import SECRET, _postgres_of
 

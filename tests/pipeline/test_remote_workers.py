@@ -18,12 +18,12 @@ import pytest
 from bookbench.artifacts import run_config
 from bookbench.artifacts.run_config import RemoteJoin, RunConfig
 from bookbench.artifacts.samples import read_rows
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, TaskMix, load_scenarios
 from bookbench.db.embedded import free_port
 from bookbench.errors import UsageError
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
 from bookbench.pipeline.worker import Asker, WorkerOptions, _serve
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, TaskMix, load_scenarios
 from tests.pipeline.test_run import SECRET
 
 REMOTE = Path(__file__).resolve().parents[1] / "data" / "scenarios_remote.yaml"

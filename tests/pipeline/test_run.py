@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from bookbench.artifacts.samples import read_rows
-from bookbench.spec.dataset import api_key
+from bookbench.config.dataset import api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -199,9 +199,10 @@ def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -
 
 
 @pytest.mark.serial  # the knee it finds depends on the cores it has
-def test_capacity_steps_up_and_bisects(tmp_path: Path) -> None:
-    """Two open-model steps on the tiny dataset: 100/s holds, 200/s is past --max so the search stops there;
-    capacity.json and capacity.html carry the steps, the answer and links to each step's run."""
+def test_capacity_on_the_real_stack_stops_at_max_and_links_each_step(tmp_path: Path) -> None:
+    """One open-model step on the tiny dataset: 100/s holds and the next (200/s) is past --max, so the search stops
+    there without bisecting (the step-up and bisection order is tests/pipeline/test_capacity_search.py's);
+    capacity.json and capacity.html carry the step, the answer and a link to the step's run."""
     done = subprocess.run(
         [sys.executable, "-m", "bookbench", "capacity", "--sets", "recommended", "--scenario-file", str(TINY),
          "--start", "100", "--max", "150", "--step-s", "2", "--out", str(tmp_path / "out"), "--data-dir",

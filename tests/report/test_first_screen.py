@@ -30,7 +30,7 @@ def _run(tmp_path: Path, checks: tuple[str, ...] = ("smoke", "uat", "stress"), *
     (run / "manifest.json").write_text(json.dumps(manifest))
     (run / "checks.json").write_text(json.dumps({"format_version": 1, "results": [
         {"suite": s, "name": f"{s} check", "passed": True, "detail": "ok", "seconds": 0.1} for s in checks]}))
-    analyse.report(run)
+    analyse.analyse_and_render(run)
     return run
 
 

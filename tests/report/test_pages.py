@@ -20,11 +20,11 @@ import pytest
 from rich.console import Console
 
 from bookbench.artifacts.samples import COLUMNS, read_rows
+from bookbench.config.scenarios import SHIPPED_SCENARIOS
 from bookbench.pipeline import analyse
 from bookbench.pipeline import capacity as capacity_stage
 from bookbench.pipeline import compare as compare_stage
 from bookbench.pipeline import sweep as sweep_stage
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS
 from tests.report.browser import CHROMIUM, Browser, Page
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
@@ -51,7 +51,7 @@ def _scaled_run(dest: Path, factor: float, every: int = 1) -> Path:
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("pages")
     run = _scaled_run(tmp / "run", 1.0)
-    analyse.report(run)
+    analyse.analyse_and_render(run)
     analyse.review_page(run)
     # three interleaved rounds per set, each round a little noisier than the last
     variants = {name: [_scaled_run(tmp / f"{name}-{i}", speed * (1 + 0.03 * ((i % 2) - 0.5))) for i in range(3)]
@@ -66,7 +66,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for name in points:
             factor = 1.0 if name == "none" else (share if share < 1 else SPEED[name])
             d = _scaled_run(sweep_folder / "runs" / f"{name}-{size}", factor)
-            analyse.report(d)
+            analyse.analyse_and_render(d)
             points[name].append({"appointments": size, **sweep_stage._point(d, "known")})
     plan = sweep_stage.SweepPlan(sizes=list(sizes), sets=list(points), scenario="known", quick=False,
                                  duration_factor=1.0, scenario_file=SHIPPED_SCENARIOS, folder=sweep_folder,

@@ -62,7 +62,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run / "checks.json").write_text(json.dumps({"format_version": 1, "results": [
         {"suite": s, "name": "x", "passed": True, "detail": "ok", "seconds": 0.1}
         for s in ("smoke", "uat", "stress")]}))
-    analyse.report(run)
+    analyse.analyse_and_render(run)
     analyse.review_page(run)
     return run
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from bookbench.config.dataset import api_key
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.dataset import api_key
 from target_service.auth import KeyCache
 from tests.conftest import SMALL, fetch, run_sql, seeded
 from tests.service.test_service_api import auth, body, envelope

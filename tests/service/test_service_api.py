@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bookbench.config.dataset import api_key
 from bookbench.pipeline.stack import ServiceProcess
-from bookbench.spec.dataset import api_key
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bookbench.spec.scenarios import SHIPPED_SCENARIOS, ScenarioFileError, load_scenarios
+from bookbench.config.scenarios import SHIPPED_SCENARIOS, ScenarioFileError, load_scenarios
 
 SHIPPED = SHIPPED_SCENARIOS
 
@@ -37,7 +37,7 @@ def test_scenario_faults_scale_with_quick_mode_and_keep_the_default_latency() ->
 
 def test_quick_mode_keeps_the_ramp_shape() -> None:
     """A shortened ramp_up still reaches 5 users at the end of its first stage, not 1 user and then a jump."""
-    from bookbench.spec.shape import users_at
+    from bookbench.config.shape import users_at
 
     full = load_scenarios(SHIPPED).scenarios["ramp_up"]
     quick = full.scaled(0.2)

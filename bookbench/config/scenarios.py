@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bookbench.config.notifications import Faults, NotificationSpec
+from bookbench.config.yamlfile import read_mapping
 from bookbench.errors import UsageError
-from bookbench.spec.notifications import Faults, NotificationSpec
-from bookbench.spec.yamlfile import read_mapping
 
 TASKS = ("checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment", "cancelAppointment")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
-from bookbench.spec.scenarios import Stage
+from bookbench.config.scenarios import Stage
 
 
 def users_at(stages: Sequence[Stage], elapsed_s: float, processes: int = 1) -> tuple[int, float] | None:

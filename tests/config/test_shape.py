@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from bookbench.spec.scenarios import Stage
-from bookbench.spec.shape import batch_edges, users_at
+from bookbench.config.scenarios import Stage
+from bookbench.config.shape import batch_edges, users_at
 
 RAMP = [Stage(duration_s=20, users=5, spawn_rate=0.25), Stage(duration_s=25, users=5)]
 
@@ -37,7 +37,7 @@ def test_batches_split_the_window_evenly() -> None:
 def test_open_model_stages_are_validated() -> None:
     from pydantic import ValidationError
 
-    from bookbench.spec.scenarios import Scenario
+    from bookbench.config.scenarios import Scenario
 
     with pytest.raises(ValidationError, match="either users"):
         Stage(duration_s=1, users=2, arrival_rate=5)
@@ -52,7 +52,7 @@ def test_open_model_stages_are_validated() -> None:
 def test_arrival_times_follow_the_rate_and_the_spacing() -> None:
     import random
 
-    from bookbench.spec.shape import arrival_times
+    from bookbench.config.shape import arrival_times
 
     stages = [Stage(duration_s=10, arrival_rate=50), Stage(duration_s=10, arrival_rate=200)]
     uniform = list(arrival_times(stages, "uniform", random.Random(1)))

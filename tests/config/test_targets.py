@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from bookbench.config.dsn import mask_dsn, resolve_hosts, to_url
+from bookbench.config.targets import RemoteTargetRefused, is_loopback, require_loopback
 from bookbench.errors import UsageError
-from bookbench.spec.dsn import mask_dsn, resolve_hosts, to_url
-from bookbench.spec.targets import RemoteTargetRefused, is_loopback, require_loopback
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bookbench.config.targets import pin_loopback
 from bookbench.errors import UsageError
-from bookbench.spec.targets import pin_loopback
 from tests.netns import FAR_ADDRESS, run_isolated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def inside(workdir: str) -> None:
 
 
 def _run_inside(tmp_path: Path, hosts: str) -> dict[str, object]:
-    code = f"from tests.spec.test_guards_netns import inside; inside({str(tmp_path)!r})"
+    code = f"from tests.config.test_guards_netns import inside; inside({str(tmp_path)!r})"
     run = run_isolated([sys.executable, "-c", code], tmp_path, hosts=hosts, cwd=ROOT)
     assert run.proc.returncode == 0, run.proc.stderr[-2000:]
     assert run.tried(FAR_ADDRESS) == [], run.tried(FAR_ADDRESS)

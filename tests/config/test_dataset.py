@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 
+from bookbench.config.dataset import DatasetParams, api_key
 from bookbench.errors import UsageError
-from bookbench.spec.dataset import DatasetParams, api_key
 
 
 def test_layout_deals_ids_round_robin() -> None:

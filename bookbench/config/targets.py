@@ -10,8 +10,8 @@ import ipaddress
 import socket
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from bookbench.config.dsn import mask_dsn, resolve_addrs, to_url
 from bookbench.errors import UsageError
-from bookbench.spec.dsn import mask_dsn, resolve_addrs, to_url
 
 _URL_SCHEMES = ("http", "https")
 _DSN_SCHEMES = ("postgresql", "postgres")

@@ -1,0 +1,92 @@
+"""The package's layering, held: every `bookbench.*` import (module level or inside a function) goes from a stage to
+one below it, so the order in the README's "Where each stage lives" is a fact, not a wish."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "bookbench"
+
+# a stage may import only stages of a lower rank (the README's order, top first:
+# cli -> pipeline -> load | db | checks | report -> analysis -> artifacts -> config -> errors)
+RANK = {
+    "errors": 0,
+    "config": 1, "tables": 1,
+    "artifacts": 2,
+    "analysis": 3,
+    "report": 4, "db": 4,
+    "target": 5,  # the client layer: reads a pool of ids from a database only when asked (lazy import of db)
+    "load": 6, "checks": 6,
+    "pipeline": 7,
+    "cli": 8, "fakes": 8,  # fakes: stand-in providers and targets, started as processes by tests and runs
+    "__main__": 9,
+}
+# what the design forbids outright, even where ranks would allow it
+FORBIDDEN = {("load", "db"), ("load", "pipeline"), ("analysis", "load"), ("report", "load"), ("report", "pipeline")}
+
+
+def _stage(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.stem != "__init__" else "__init__"
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported stage) of every import of another bookbench stage in `path`."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[0] != "bookbench":
+                continue
+            stages = [parts[1]] if len(parts) > 1 else [alias.name for alias in node.names]
+            found += [(node.lineno, s) for s in stages]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name.split(".")[1]) for a in node.names if a.name.startswith("bookbench.")]
+    return found
+
+
+def _violations() -> list[str]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = _stage(path)
+        if me == "__init__":
+            continue
+        for line, other in _imports(path):
+            if other == me:
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{line} imports bookbench.{other}"
+            if me not in RANK or other not in RANK:
+                out.append(f"{where}: a stage missing from RANK (add it where it belongs)")
+            elif RANK[other] >= RANK[me]:
+                out.append(f"{where}: {other} is not below {me}")
+            elif (me, other) in FORBIDDEN:
+                out.append(f"{where}: {me} never imports {other}")
+    return out
+
+
+def test_every_import_goes_down_the_stages() -> None:
+    assert _violations() == []
+
+
+def test_every_stage_has_a_rank() -> None:
+    stages = {_stage(p) for p in PACKAGE.rglob("*.py")} - {"__init__"}
+    assert stages <= set(RANK), stages - set(RANK)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("from bookbench.pipeline import run\n", "pipeline is not below analysis"),
+    ("def f():\n    from bookbench.cli.common import console\n", "cli is not below analysis"),
+])
+def test_an_upward_import_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
+                                    expected: str) -> None:
+    """Negative control: the checker does see an import against the order, at module level or inside a function."""
+    fake = tmp_path / "bookbench"
+    (fake / "analysis").mkdir(parents=True)
+    (fake / "analysis" / "bad.py").write_text(source)
+    monkeypatch.setattr(f"{__name__}.PACKAGE", fake)
+    problems = _violations()
+    assert len(problems) == 1 and "bookbench/analysis/bad.py" in problems[0], problems
+    assert expected in problems[0], problems
