@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from bookbench.analysis.stats import METRICS, verdict
 from bookbench.artifacts.comparison import Interval, PositionEffect
@@ -38,6 +37,14 @@ from bookbench.artifacts.comparison import Interval, PositionEffect
 # 8-second burst here before any noise work, and trust that guess only as much as 2 degrees of freedom: t(2) = 4.3,
 # so one pair must differ by more than ~1.8x to be called changed.
 DEFAULT_RUN_SD = 0.10
+
+
+def _t_quantile(p: float, df: float) -> float:
+    """Student's t quantile. scipy.stats is imported here, not at the top: it costs ~0.6 s of CPU, and every
+    process that only renders a run report (each `bookbench run`) imports this module without comparing."""
+    from scipy import stats
+
+    return float(stats.t.ppf(p, df))
 DEFAULT_PRIOR_DF = 2
 
 
@@ -114,7 +121,7 @@ def compare_rounds(base: Sequence[RunFigure], cand: Sequence[RunFigure], metric:
     run_var = max(pooled, within)
     source = (f"{k} round(s) + {prior.source}" if pooled >= within
               else "within-run bootstrap (larger than the run-to-run estimate)")
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(run_var * scale)
+    half = _t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * scale)
     low, high = math.exp(center - half), math.exp(center + half)
     # the measured noise of this compare's own estimate (the calibrated run-to-run spread over these rounds) sets the
     # threshold when it is larger than the configured one: on a noisy machine 5 % is not a meaningful change
@@ -133,7 +140,7 @@ def detectable_change(prior: NoisePrior, rounds: int, noise: float, confidence: 
     the time: its interval's half-width beyond the noise threshold the verdict uses."""
     df = prior.df + rounds - 1
     se = prior.sd * math.sqrt(2.0 / rounds)
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    half = _t_quantile(0.5 + confidence / 2, df) * se
     threshold = max(noise, math.exp(se) - 1) if prior.measured else noise
     return math.exp(half + math.log1p(threshold)) - 1
 
@@ -193,7 +200,7 @@ def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePri
     # var(beta) = run variance * [(X'X)^-]_beta,beta; a generalised inverse is valid for an estimable beta
     factor = float(np.linalg.pinv(x.T @ x)[-1, -1])
     beta = float(coef[-1])
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(run_var * factor)
+    half = _t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * factor)
     low, high = math.exp(beta - half), math.exp(beta + half)
     return PositionEffect(metric=metric, separable=True, ratio=math.exp(beta), low=low, high=high,
                           detectable=low > 1 or high < 1, df=df, rounds=len(rounds), variance_source=source)

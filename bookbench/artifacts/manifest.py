@@ -173,6 +173,8 @@ def notifications_off(target_run: bool, command: list[str], turned_off: bool, en
     if target_run:
         return ("not measured: a --target-url run (bookbench's notification dispatchers and fake SMS and calendar "
                 "providers run only beside the reference service it starts)")
+    if turned_off and "--no-notifications" in command:
+        return "not measured: the run was started with --no-notifications"
     if turned_off:
         who = f"`bookbench {command[1]}`" if len(command) > 1 and not command[1].startswith("-") else "its command"
         return (f"not measured: {who} turns notifications off (it measures index sets; dispatchers "

@@ -76,6 +76,9 @@ def run(
         "naming how many connected")] = 300.0,
     skip_checks: Annotated[bool, typer.Option(
         "--skip-checks", help="do not run smoke/uat/stress/preflight before the load")] = False,
+    no_notifications: Annotated[bool, typer.Option(
+        "--no-notifications", help="leave Path B out: no dispatchers, no fake SMS/calendar providers (the report "
+        "says notifications were not measured, and why)")] = False,
     web_ui: Annotated[bool, typer.Option(
         "--web-ui", help="watch live in Locust's web UI on 127.0.0.1 (charts, per-endpoint table)")] = False,
     web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535, help="port of --web-ui")] = 8089,
@@ -104,7 +107,7 @@ def run(
         command_line=command_line, dataset_overrides=overrides, quick=quick, out=out,
         target_url=target_url, dsn=dsn, data_dir=data_dir, allow_remote=allow_remote, workers=workers,
         remote_workers=remote_workers, master_bind=master_bind, master_port=master_port, worker_wait=worker_wait,
-        checks=not skip_checks,
+        checks=not skip_checks, notifications=not no_notifications,
         web_port=web_port if web_ui else None,
         key_secret=key_secret, argv=["bookbench", *sys.argv[1:]], cleanup=cleanup, target=target,
     )

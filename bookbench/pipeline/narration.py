@@ -34,8 +34,8 @@ def say(text: str, soft_wrap: bool = False) -> Event:
     return Event(text, soft_wrap=soft_wrap)
 
 
-def warning(text: str, markup: bool = True) -> Event:
-    return Event(text, "warning", "yellow", markup)
+def warning(text: str, markup: bool = True, soft_wrap: bool = False) -> Event:
+    return Event(text, "warning", "yellow", markup, soft_wrap)
 
 
 def failure(text: str) -> Event:

@@ -20,10 +20,12 @@ from tests.pipeline.test_run import SECRET, TINY, _postgres_of
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _start(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
-    """A run of the 60 s scenario `long`, returned once it records requests."""
+def _start(tmp: Path, *args: str, notifications: bool = False) -> tuple[subprocess.Popen[str], Path]:
+    """A run of the 60 s scenario `long`, returned once it records requests. Path B (two dispatchers, two fake
+    providers: ~3 s of CPU per run) only where the test is about the processes it adds."""
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp / "out"),
-           "--data-dir", str(tmp / "pg"), "--key-secret", SECRET, "--skip-checks", *args]
+           "--data-dir", str(tmp / "pg"), "--key-secret", SECRET, "--skip-checks",
+           *([] if notifications else ["--no-notifications"]), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -58,7 +60,7 @@ def _finish(proc: subprocess.Popen[str], run_dir: Path, code: int) -> tuple[str,
 
 
 def test_sigterm_then_an_impatient_ctrl_c_still_checks_and_reports(tmp_path: Path) -> None:
-    proc, run_dir = _start(tmp_path, "--scenarios", "long,steady")
+    proc, run_dir = _start(tmp_path, "--scenarios", "long,steady", notifications=True)  # and Path B's processes
     children = _descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
@@ -114,7 +116,7 @@ def test_a_dead_locust_worker_is_a_load_generator_fault(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_is_found_cleaned_and_marked_by_the_next(tmp_path: Path) -> None:
-    proc, run_dir = _start(tmp_path, "--scenarios", "long")
+    proc, run_dir = _start(tmp_path, "--scenarios", "long", notifications=True)  # dispatchers and fakes orphaned too
     children = _descendants(proc.pid)
     assert any("uvicorn" in " ".join(c.cmdline()) for c in children)
     proc.kill()  # SIGKILL: no clean-up of any kind
@@ -123,7 +125,8 @@ def test_a_killed_run_is_found_cleaned_and_marked_by_the_next(tmp_path: Path) ->
     assert any(c.is_running() for c in children)  # the orphans
     nxt = subprocess.run(
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
-         "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--scenarios", "steady"],
+         "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--no-notifications",
+         "--scenarios", "steady"],
         capture_output=True, text=True, timeout=240)
     assert nxt.returncode == 0, nxt.stdout[-3000:] + nxt.stderr[-2000:]
     assert f"{run_dir}: run killed earlier" in " ".join(nxt.stdout.split()), nxt.stdout[:2000]

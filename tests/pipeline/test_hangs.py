@@ -45,7 +45,8 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _start(tmp: Path, pg: Path, scenario: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
     """A run of `scenario`, returned once it records requests."""
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(HANGS), "--out", str(tmp / "out"),
-           "--data-dir", str(pg), "--key-secret", SECRET, "--skip-checks", "--scenarios", scenario, *args]
+           "--data-dir", str(pg), "--key-secret", SECRET, "--skip-checks", "--no-notifications", "--scenarios",
+           scenario, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -113,7 +113,8 @@ def _take_terminal() -> None:
 def test_a_closed_terminal_stops_the_run_and_the_clean_up_survives_writes_to_it(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
-           "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--scenarios", "long"]
+           "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--no-notifications",
+           "--scenarios", "long"]
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                             preexec_fn=_take_terminal)
     os.close(slave)
