@@ -16,7 +16,8 @@ def main(n: int = 200_000) -> float:
     folder = Path(tempfile.mkdtemp())
     cfg = folder / "config.json"
     cfg.write_text(json.dumps({
-        "scenario": None, "task_mix": {"protocol": "rest", "weights": {"lookupUpcomingAppointment": 1}},
+        "format_version": 1, "scenario": None,
+        "task_mix": {"protocol": "rest", "weights": {"lookupUpcomingAppointment": 1}},
         "dataset": {"orgs": 3, "providers_per_org": 3, "contacts": 300, "appointments": 3000, "seed": 7},
         "samples_path": str(folder / "s.csv.gz")}))
     os.environ["BOOKBENCH_RUN_CONFIG"] = str(cfg)

@@ -48,7 +48,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _locust_rps(url: str, tmp: Path, record: bool, workers: int = 0) -> float:
     """Requests per second over a fixed-length run of USERS users; recording on or off (plain Locust)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    config = {"scenario": {"stages": [{"duration_s": SECONDS, "users": USERS}]}, "task_mix": MIX,
+    config = {"format_version": 1,
+              "scenario": {"stages": [{"duration_s": SECONDS, "users": USERS}]}, "task_mix": MIX,
               "dataset": {k: v for k, v in PARAMS.public().items() if k != "key_secret"},
               "samples_path": str(tmp / "samples.csv.gz") if record else None}
     (tmp / "config.json").write_text(json.dumps(config))

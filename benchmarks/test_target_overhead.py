@@ -116,7 +116,8 @@ def _locust_us(url: str, tmp: Path) -> float:
     included) against the canned server: what a run's req/s is made of."""
     tmp.mkdir(parents=True, exist_ok=True)
     mix = {"protocol": "rest", "weights": {"bookClinicAppointment": 1}, "think_time_s": {"min": 0, "max": 0}}
-    config = {"scenario": {"stages": [{"duration_s": GEN_SECONDS, "users": GEN_GREENLETS}]}, "task_mix": mix,
+    config = {"format_version": 1,
+              "scenario": {"stages": [{"duration_s": GEN_SECONDS, "users": GEN_GREENLETS}]}, "task_mix": mix,
               "dataset": {k: v for k, v in PARAMS.public().items() if k != "key_secret"},
               "samples_path": str(tmp / "samples.csv.gz")}
     (tmp / "config.json").write_text(json.dumps(config))

@@ -91,7 +91,9 @@ class RunConfig(_Strict):
 
 def parse(data: Any, where: str) -> RunConfig:
     """A RunConfig from decoded JSON; ArtifactError naming `where` and the first bad field otherwise."""
-    if isinstance(data, dict) and data.get("format_version", RUN_CONFIG_FORMAT_VERSION) != RUN_CONFIG_FORMAT_VERSION:
+    if isinstance(data, dict) and "format_version" not in data:
+        raise ArtifactError(f"{where}: format_version: missing (a run config written by bookbench always has one)")
+    if isinstance(data, dict) and data["format_version"] != RUN_CONFIG_FORMAT_VERSION:
         raise ArtifactError(f"{where} has format_version {data.get('format_version')!r}; this bookbench reads "
                             f"version {RUN_CONFIG_FORMAT_VERSION} (the run and its Locust processes must be one "
                             "bookbench version)")

@@ -99,7 +99,8 @@ def closes_every_connection() -> Iterator[int]:
 def run_locust(tmp_path: Path, protocol: str, port: int) -> pd.DataFrame:
     """Two seconds of the real locustfile, one caller, against 127.0.0.1:`port`; its samples."""
     path = tmp_path / "samples.csv.gz"
-    config = {"task_mix": {"protocol": protocol, "weights": {"lookupUpcomingAppointment": 1},
+    config = {"format_version": 1,
+              "task_mix": {"protocol": protocol, "weights": {"lookupUpcomingAppointment": 1},
                            "think_time_s": {"min": 0.1, "max": 0.1}},
               "dataset": {k: getattr(SMALL, k) for k in ("orgs", "providers_per_org", "contacts",
                                                                 "appointments", "seed")},

@@ -46,9 +46,13 @@ def test_another_version_or_a_bad_field_is_refused_naming_the_file_and_the_field
         run_config.read(path)
 
 
-def test_a_hand_written_config_without_a_version_reads_as_this_one(tmp_path: Path) -> None:
+def test_a_config_without_a_version_is_refused_and_a_minimal_one_with_it_reads(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"task_mix": {"weights": {"checkAvailability": 1}}, "scenario": None}))
+    minimal = {"task_mix": {"weights": {"checkAvailability": 1}}, "scenario": None}
+    path.write_text(json.dumps(minimal))
+    with pytest.raises(ArtifactError, match=r"s\.json: format_version: missing"):
+        run_config.read(path)
+    path.write_text(json.dumps({"format_version": RUN_CONFIG_FORMAT_VERSION, **minimal}))
     config = run_config.read(path)
     assert config.format_version == RUN_CONFIG_FORMAT_VERSION and config.scenario is None
 

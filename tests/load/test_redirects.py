@@ -54,7 +54,8 @@ def inside(workdir: str) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     samples = folder / "samples.csv.gz"
-    config = {"task_mix": {"protocol": "rest", "weights": {"checkAvailability": 1, "bookClinicAppointment": 1},
+    config = {"format_version": 1,
+              "task_mix": {"protocol": "rest", "weights": {"checkAvailability": 1, "bookClinicAppointment": 1},
                            "think_time_s": {"min": 0.05, "max": 0.05}},
               "dataset": {k: getattr(SMALL, k) for k in ("orgs", "providers_per_org", "contacts", "appointments",
                                                          "seed")},

@@ -117,7 +117,7 @@ def test_sigkill_of_a_dispatcher_still_measures_delivery_with_no_duplicate(tmp_p
     # the dispatchers' HTTP timeout sets their claim's lease (2 x timeout + 5 s): 9 s here instead of 15 s, so the
     # dead one's rows fall due well within the file's 20 s drain timeout (the fake providers answer in milliseconds)
     monkeypatch.setenv("BOOKBENCH_HTTP_TIMEOUT_S", "2")
-    proc, run_dir = _start(tmp_path)  # `long`: 60 s of 3 users, 2 dispatchers, notifications on
+    proc, run_dir = _start(tmp_path, notifications=True)  # `long`: 60 s of 3 users, 2 dispatchers
     time.sleep(2)  # bookings, and so deliveries, under way
     children = _descendants(proc.pid)
     victim = psutil.Process(_pid_of(run_dir, "dispatcher1"))

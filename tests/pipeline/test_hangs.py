@@ -246,8 +246,8 @@ def test_a_local_worker_exits_when_its_master_process_is_gone(tmp_path: Path) ->
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     spec = load_scenarios(HANGS)
     config = tmp_path / "config.json"  # what a worker of a run gets: the run's task mix and dataset
-    config.write_text(json.dumps({"task_mix": spec.task_mix.model_dump(), "dataset": spec.dataset.model_dump(),
-                                  "scenario": None}))
+    config.write_text(json.dumps({"format_version": 1, "task_mix": spec.task_mix.model_dump(),
+                                  "dataset": spec.dataset.model_dump(), "scenario": None}))
     env = {**os.environ, "BOOKBENCH_MASTER_PID": str(stand_in.pid), "BOOKBENCH_KEY_SECRET": SECRET,
            "BOOKBENCH_RUN_CONFIG": str(config)}
     # a master port nobody listens on: the worker keeps trying to connect while its watch runs
