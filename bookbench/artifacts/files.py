@@ -117,14 +117,18 @@ def check_version(path: Path, data: Any, supported: int) -> dict[str, Any]:
     return data
 
 
-def read_model(path: Path, model: type[M], supported: int) -> M:
-    data = check_version(path, read_json(path), supported)
+def validate(where: str, data: Any, model: type[M]) -> M:
+    """`data` as `model`, or an ArtifactError naming `where` (a file) and the first bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ArtifactError(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ArtifactError(f"{where}: {field}: {first['msg']} ({exc.error_count()} problem(s))") from None
+
+
+def read_model(path: Path, model: type[M], supported: int) -> M:
+    return validate(str(path), check_version(path, read_json(path), supported), model)
 
 
 def write_model(path: Path, model: BaseModel, reserve: Path | None = None) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bookbench.artifacts.files import read_json, write_model
+from bookbench.artifacts.files import read_json, validate, write_model
 from bookbench.config.dataset import DatasetParams
 from bookbench.config.scenarios import DatasetSpec, Scenario, TaskMix
 from bookbench.errors import ArtifactError
@@ -97,12 +97,7 @@ def parse(data: Any, where: str) -> RunConfig:
         raise ArtifactError(f"{where} has format_version {data.get('format_version')!r}; this bookbench reads "
                             f"version {RUN_CONFIG_FORMAT_VERSION} (the run and its Locust processes must be one "
                             "bookbench version)")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ArtifactError(f"{where}: {field}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    return validate(where, data, RunConfig)
 
 
 def read(path: Path) -> RunConfig:
