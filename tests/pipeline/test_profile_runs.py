@@ -69,7 +69,8 @@ def test_a_run_through_the_postgrest_profile(postgrest: tuple[str, str], tmp_pat
 def test_a_quick_compare_through_the_postgrest_profile(postgrest: tuple[str, str], tmp_path: Path) -> None:
     dsn, base = postgrest
     done = _bookbench("compare", "--quick", "--target", "postgrest", "--target-url", base, "--dsn", dsn,
-                      "--sets", "none,recommended", "--scenario-file", str(TINY), "--scenarios", "steady",
+                      "--sets", "none,recommended", "--rounds", "2", "--scenario-file", str(TINY), "--scenarios",
+                      "steady",
                       "--cleanup", "--out", str(tmp_path / "out"), timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     folder = Path(done.stdout.strip().splitlines()[-1])
