@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.budget import budget
+
 # never reachable from inside the namespace (no route but loopback), and TEST-NET-like outside it
 FAR_ADDRESS = "10.255.255.1"
 _CONNECT = re.compile(r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((\d+)\), '
@@ -35,7 +37,7 @@ def _namespaces() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     probe = subprocess.run(["unshare", "-r", "-n", "-m", "sh", "-c", "ip link set lo up && strace -o /dev/null true"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=budget(30))
     if probe.returncode != 0:
         return f"user/network/mount namespaces or ptrace are not allowed here: {probe.stderr.strip()[:200]}"
     return None

@@ -20,6 +20,7 @@ from bookbench.fakes.postgrest.process import PostgrestProcess
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.target.bind import bind
 from bookbench.target.profile import BUILTIN_DIR
+from tests.budget import budget
 from tests.conftest import SMALL, run_async, seeded
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,8 @@ def test_a_booking_rule_that_never_matches_fails_smoke_naming_the_operation(api:
 
 def _bookbench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, ENV_ANON_KEY: DEFAULT_ANON_KEY, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", "bookbench", *args],
+                          capture_output=True, text=True, timeout=budget(600),
                           env=env)
 
 

@@ -33,6 +33,7 @@ from bookbench.config.scenarios import (
 )
 from bookbench.db.embedded import free_port
 from bookbench.pipeline.run import RunOptions, new_manifest, plan
+from tests.budget import budget
 
 ADHOC_FILE = Path(__file__).resolve().parents[1] / "data" / "scenarios_adhoc.yaml"
 CODES = ("0 done / GO", "1 NO-GO", "2 bad input", "3 the environment failed", "130 interrupted")
@@ -96,7 +97,7 @@ def test_serve_prints_a_key_the_service_accepts(small_db: str) -> None:
     os.close(slave)
     text = ""
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + budget(60)
         while "API key" not in text.split("serving on")[-1] and time.monotonic() < deadline:
             if select.select([master], [], [], 0.5)[0]:
                 try:
@@ -111,7 +112,7 @@ def test_serve_prints_a_key_the_service_accepts(small_db: str) -> None:
         assert httpx.get(url, headers={"Authorization": "Bearer bk_1_wrong"}, timeout=10).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
+        code = proc.wait(timeout=budget(60))
         os.close(master)
     assert code == 130
 
@@ -179,7 +180,7 @@ def test_a_short_adhoc_run_is_judged_and_reported(small_db: str, tmp_path: Path)
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(ADHOC_FILE), "--dsn", small_db,
          "--out", str(tmp_path / "out"), "--skip-checks", "--index-set", "recommended",
          "--users", "2", "--duration", "3s", "--scenario-mix", "checkAvailability"],
-        capture_output=True, text=True, timeout=240)
+        capture_output=True, text=True, timeout=budget(240))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     run_dir = Path(out.stdout.strip().splitlines()[-1])
     manifest = json.loads((run_dir / "manifest.json").read_text())

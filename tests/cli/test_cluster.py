@@ -17,6 +17,7 @@ import pytest
 
 from bookbench.db.cluster import live_leases
 from bookbench.db.embedded import EmbeddedPostgres, free_port
+from tests.budget import budget
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,10 +40,10 @@ def test_two_commands_share_one_cluster_and_the_last_stops_it(tmp_path: Path) ->
     # the second starts while the first holds the cluster, and ends first: it must not stop the server
     _wait(lambda: bool(live_leases(data)))
     second = _start("check", "smoke", "--data-dir", str(data))
-    out2, _ = second.communicate(timeout=180)
+    out2, _ = second.communicate(timeout=budget(180))
     assert second.returncode == 0, out2
     assert EmbeddedPostgres(data).state() is not None, "the second command stopped the server the first uses"
-    out1, _ = first.communicate(timeout=180)
+    out1, _ = first.communicate(timeout=budget(180))
     assert first.returncode == 0, out1
     assert "shutting down" not in out1
     assert EmbeddedPostgres(data).state() is None, "the last command out must stop the server it started"
@@ -83,7 +84,7 @@ def test_serve_stops_everything_on_sigterm(tmp_path: Path) -> None:
     postmaster = EmbeddedPostgres(data).state()
     assert children and postmaster is not None
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=budget(60))
     assert proc.returncode == 130, out
     assert "Traceback" not in out
     _gone, alive = psutil.wait_procs(children, timeout=10)

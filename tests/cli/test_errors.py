@@ -20,7 +20,8 @@ TINY = DATA / "scenarios_tiny.yaml"
 
 
 def bookbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "bookbench", *args],
+                          capture_output=True, text=True, timeout=budget(120),
                           cwd=cwd)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.budget import budget
 from tests.conftest import fetch, seeded
 
 pytestmark = [pytest.mark.integration]
@@ -17,7 +18,8 @@ pytestmark = [pytest.mark.integration]
 
 def _bookbench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "BOOKBENCH_INDEX_DIR"}
-    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "bookbench", *args],
+                          capture_output=True, text=True, timeout=budget(120),
                           env=env)
 
 

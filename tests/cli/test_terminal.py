@@ -25,13 +25,15 @@ from bookbench.checks.runner import REFERENCE_ONLY
 from bookbench.cli.terminal import summary_table
 from bookbench.db import indexes
 from bookbench.db.conn import run_with
+from tests.budget import budget
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
-    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "bookbench", *args],
+                          capture_output=True, text=True, timeout=budget(120),
                           env=env)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.budget import budget
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,6 +37,6 @@ def test_a_wheel_runs_check_all(tmp_path: Path) -> None:
     assert where.stdout.startswith(str(site)), where.stdout
     proc = subprocess.run([sys.executable, "-S", "-m", "bookbench", "check", "all", "--examples", "10",
                            "--data-dir", str(tmp_path / "pg")],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=budget(300))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "passed" in proc.stdout

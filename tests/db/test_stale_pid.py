@@ -19,6 +19,7 @@ import pytest
 from bookbench.db.conn import run_with
 from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.errors import DatabaseError
+from tests.budget import budget
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ def _write_pid(pg: EmbeddedPostgres, pid: int) -> None:
 
 def _cli(pg: EmbeddedPostgres, *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "bookbench", "db", *args, "--data-dir", str(pg.data_dir)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=budget(120))
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "Traceback" not in out

@@ -18,6 +18,7 @@ import pytest
 from bookbench.config.dataset import api_key
 from bookbench.fakes.postgrest import DEFAULT_ANON_KEY, DEFAULT_JWT_SECRET, jwt
 from bookbench.fakes.postgrest.process import PostgrestProcess
+from tests.budget import budget
 from tests.conftest import SMALL, fetch
 
 pytestmark = pytest.mark.integration
@@ -351,5 +352,5 @@ def test_an_expired_token_is_refused_and_a_fresh_login_works(small_db: str, tmp_
 @pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_cli_refuses_a_non_loopback_host() -> None:
     done = subprocess.run([sys.executable, "-m", "bookbench.fakes.postgrest", "--dsn", "postgresql://x/y",
-                           "--port", "1", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30)
+                           "--port", "1", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=budget(30))
     assert done.returncode == 2 and "loopback" in done.stderr

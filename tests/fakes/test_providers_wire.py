@@ -20,6 +20,7 @@ import pytest
 from bookbench.db.embedded import free_port
 from target_service.notify.providers import Calendar, Outcome, Sms
 from target_service.notify.settings import NotifySettings
+from tests.budget import budget
 
 pytestmark = pytest.mark.integration  # two uvicorn processes, no database
 
@@ -38,7 +39,7 @@ def _start(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([sys.executable, "-m", "bookbench.fakes", kind, "--port", str(port), "--record",
                              str(tmp / f"{kind}.jsonl")], env={**os.environ, **ENV})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + budget(30)
     while True:
         try:
             httpx.get(f"{url}/_bookbench/state", timeout=1)

@@ -35,6 +35,7 @@ import yaml
 
 from bookbench.artifacts.samples import read_rows
 from bookbench.db.embedded import free_port
+from tests.budget import budget
 from tests.load.stall_target import PERIOD_S, SERVICE_MS, STALL_S, expected_latency_ms
 
 # serial: the tolerance is calibrated a few seconds before the measurement; other tests starting in between would
@@ -53,7 +54,7 @@ def stall_target(*args: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, str(HERE / "stall_target.py"), str(port), *args])
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + budget(20)
         while True:
             try:
                 httpx.get(url, timeout=2)
@@ -70,7 +71,7 @@ def stall_target(*args: str) -> Iterator[str]:
 def bookbench_run(scenario_file: Path, scenarios: str, url: str, out: Path) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(scenario_file), "--scenarios", scenarios,
-         "--target-url", url, "--skip-checks", "--out", str(out)], capture_output=True, text=True, timeout=300)
+         "--target-url", url, "--skip-checks", "--out", str(out)], capture_output=True, text=True, timeout=budget(300))
     # 1: the run completed and its alert rules said NO-GO (the stall breaks the P95 limit, as it should)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     return Path(done.stdout.strip().splitlines()[-1])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.budget import budget
 from tests.netns import FAR_ADDRESS, run_isolated
 
 pytestmark = pytest.mark.integration
@@ -64,10 +65,10 @@ def inside(workdir: str) -> None:
     subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "2", "-r", "2",
                     "-t", "2s", "--host", base, "--loglevel", "WARNING", "--exit-code-on-error", "0"],
                    env={**os.environ, "BOOKBENCH_RUN_CONFIG": str(folder / "config.json")},
-                   check=True, capture_output=True, timeout=60)
+                   check=True, capture_output=True, timeout=budget(60))
     df = load_samples(samples)
     check = subprocess.run([sys.executable, "-m", "bookbench", "check", "smoke", "--base-url", base],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=budget(60))
     server.shutdown()
     (folder / "result.json").write_text(json.dumps({
         "answered": _Redirect.answered, "statuses": sorted({int(s) for s in df["status"]}),

@@ -19,6 +19,7 @@ from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.evidence import explain_all, plan_summary
 from bookbench.pipeline import analyse
+from tests.budget import budget
 from tests.conftest import SMALL, seeded
 
 # serial: the A/A case judges noise, which a second test process on the same 2 cores would add
@@ -56,7 +57,7 @@ def test_mismatched_runs_are_refused_unless_forced(tmp_path: Path) -> None:
     p95 = forced.scenarios["known"]["seed"].vs_baseline["p95"]
     assert forced.forced_despite and isinstance(p95, Interval) and p95.verdict == "no change"
     done = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", f"{base},{other_data}",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=budget(120))
     assert done.returncode == 2 and "not comparable" in done.stderr
 
 
@@ -93,7 +94,7 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
         [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2",
          "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
-         "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=300)
+         "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=budget(300))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     folder = Path(done.stdout.strip().splitlines()[-1])
     result = json.loads((folder / "compare.json").read_text())
@@ -121,7 +122,7 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     # A/A through the CLI: two runs of one set are two variants, labelled set and set#2, and get a comparison
     same = ",".join(result["runs"]["recommended"])
     aa = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", same, "--out",
-                         str(tmp_path / "aa")], capture_output=True, text=True, timeout=120)
+                         str(tmp_path / "aa")], capture_output=True, text=True, timeout=budget(120))
     assert aa.returncode == 0, aa.stderr
     aa_result = json.loads((Path(aa.stdout.strip().splitlines()[-1]) / "compare.json").read_text())
     assert aa_result["sets"] == ["recommended", "recommended#2"]
@@ -129,5 +130,5 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
         "no change", "within noise")
     # a compare that cannot compare is an error, never exit 0 with nothing written
     one = subprocess.run([sys.executable, "-m", "bookbench", "compare", "--runs", result["runs"]["none"][0],
-                          "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=120)
+                          "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=budget(120))
     assert one.returncode == 2 and "at least two variants" in one.stderr

@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from bookbench.pipeline.compare import Measured, conclude
+from tests.budget import budget
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -28,7 +29,8 @@ STOPPED = "interrupted in round 2: rounds 1-1 compared"
 
 
 def _bookbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bookbench", *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "bookbench", *args],
+                          capture_output=True, text=True, timeout=budget(180))
 
 
 def _third_run_recording(runs: Path, seen: list[Path]) -> bool:
@@ -57,7 +59,7 @@ def test_ctrl_c_in_round_2_compares_round_1_and_reports_every_run(tmp_path: Path
              "--scenario-file", str(SHORT), "--out", str(out), "--data-dir", str(tmp_path / "pg"),
              "--key-secret", SECRET], stdout=sink, stderr=subprocess.STDOUT, text=True)
         seen: list[Path] = []
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + budget(150)
         while proc.poll() is None and time.monotonic() < deadline:
             if any(_third_run_recording(f / "runs", seen) for f in out.glob("compare-*")):
                 break
@@ -67,7 +69,7 @@ def test_ctrl_c_in_round_2_compares_round_1_and_reports_every_run(tmp_path: Path
             raise AssertionError(f"round 2 never started recording: {log.read_text()[-3000:]}")
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=150)
+        proc.wait(timeout=budget(150))
     text = log.read_text()
     assert proc.returncode == 130, text[-3000:]
     assert "Traceback" not in text, text[-3000:]

@@ -30,6 +30,7 @@ from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import ServiceProcess
 from bookbench.target.bind import bind
+from tests.budget import budget
 from tests.conftest import SMALL, fetch, run_sql, seeded
 
 pytestmark = [pytest.mark.integration]
@@ -220,7 +221,7 @@ def test_no_report_still_exits_on_the_judgement(tmp_path: Path) -> None:
             [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--scenarios", "steady",
              "--quick", "--skip-checks", "--no-report", "--out", str(tmp_path),
              "--target-url", f"http://127.0.0.1:{server.server_address[1]}"],
-            capture_output=True, text=True, timeout=180)
+            capture_output=True, text=True, timeout=budget(180))
     finally:
         server.shutdown()
         server.server_close()

@@ -27,7 +27,7 @@ def _start(tmp: Path, *args: str, notifications: bool = False) -> tuple[subproce
            "--data-dir", str(tmp / "pg"), "--key-secret", SECRET, "--skip-checks",
            *([] if notifications else ["--no-notifications"]), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + budget(120)
     while time.monotonic() < deadline:
         found = [p for p in (tmp / "out").glob("*/samples/long.csv.gz") if p.stat().st_size > 200]
         if found:
@@ -36,7 +36,7 @@ def _start(tmp: Path, *args: str, notifications: bool = False) -> tuple[subproce
             break
         time.sleep(0.3)
     proc.kill()
-    raise AssertionError(f"the run never started recording: {proc.communicate(timeout=30)[0][-2000:]}")
+    raise AssertionError(f"the run never started recording: {proc.communicate(timeout=budget(30))[0][-2000:]}")
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -51,7 +51,7 @@ def _none_alive(procs: list[psutil.Process], tmp: Path) -> None:
 
 
 def _finish(proc: subprocess.Popen[str], run_dir: Path, code: int) -> tuple[str, dict]:  # type: ignore[type-arg]
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=budget(120))
     assert proc.returncode == code, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     assert out.strip().splitlines()[-1] == str(run_dir), out[-500:]
@@ -127,7 +127,7 @@ def test_a_killed_run_is_found_cleaned_and_marked_by_the_next(tmp_path: Path) ->
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--skip-checks", "--no-notifications",
          "--scenarios", "steady"],
-        capture_output=True, text=True, timeout=240)
+        capture_output=True, text=True, timeout=budget(240))
     assert nxt.returncode == 0, nxt.stdout[-3000:] + nxt.stderr[-2000:]
     assert f"{run_dir}: run killed earlier" in " ".join(nxt.stdout.split()), nxt.stdout[:2000]
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -48,7 +48,7 @@ def _start(tmp: Path, pg: Path, scenario: str, *args: str) -> tuple[subprocess.P
            "--data-dir", str(pg), "--key-secret", SECRET, "--skip-checks", "--no-notifications", "--scenarios",
            scenario, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + budget(120)
     while time.monotonic() < deadline:
         found = [p for p in (tmp / "out").glob(f"*/samples/{scenario}.csv.gz") if p.stat().st_size > 200]
         if found:
@@ -57,7 +57,7 @@ def _start(tmp: Path, pg: Path, scenario: str, *args: str) -> tuple[subprocess.P
             break
         time.sleep(0.2)
     proc.kill()
-    raise AssertionError(f"the run never started recording: {proc.communicate(timeout=30)[0][-2000:]}")
+    raise AssertionError(f"the run never started recording: {proc.communicate(timeout=budget(30))[0][-2000:]}")
 
 
 def _child(proc: subprocess.Popen[str], *words: str) -> psutil.Process:
@@ -79,7 +79,7 @@ def _none_alive(procs: list[psutil.Process], pg: Path) -> None:
 
 
 def _finish(proc: subprocess.Popen[str], run_dir: Path, codes: tuple[int, ...]) -> tuple[str, dict]:  # type: ignore[type-arg]
-    out, _ = proc.communicate(timeout=180)
+    out, _ = proc.communicate(timeout=budget(180))
     assert proc.returncode in codes, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     assert out.strip().splitlines()[-1] == str(run_dir), out[-500:]
@@ -258,7 +258,7 @@ def test_a_local_worker_exits_when_its_master_process_is_gone(tmp_path: Path) ->
                                   stdout=fh, stderr=subprocess.STDOUT)
     try:
         # Locust logs its start after importing the locustfile: the watch runs, the worker waits for its master
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + budget(60)
         while "Starting Locust" not in log.read_text() and time.monotonic() < deadline:
             assert worker.poll() is None, log.read_text()[-2000:]
             time.sleep(0.1)

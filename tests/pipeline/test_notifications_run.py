@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.budget import budget
 from tests.pipeline.test_run import SECRET, bookbench_run
 
 # serial: the outage, breaker and drain timings are measured on the real stack
@@ -43,7 +44,7 @@ def test_check_notifications_passes(tmp_path: Path) -> None:
     junit = tmp_path / "n.xml"
     done = subprocess.run([sys.executable, "-m", "bookbench", "check", "notifications", "--data-dir",
                            str(tmp_path / "pg"), "--key-secret", SECRET, "--junit", str(junit)],
-                          capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=budget(240), env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5/5 passed (notifications 5/5)" in done.stdout
     assert 'tests="5"' in junit.read_text() and 'failures="0"' in junit.read_text()

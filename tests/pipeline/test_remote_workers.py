@@ -24,6 +24,7 @@ from bookbench.errors import UsageError
 from bookbench.load import remote
 from bookbench.pipeline.locust_proc import LOCUSTFILE
 from bookbench.pipeline.worker import Asker, WorkerOptions, _serve
+from tests.budget import budget
 from tests.pipeline.test_run import SECRET
 
 REMOTE = Path(__file__).resolve().parents[1] / "data" / "scenarios_remote.yaml"
@@ -40,7 +41,7 @@ def _run(tmp: Path, data_dir: Path, port: int, *args: str) -> tuple[subprocess.C
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(REMOTE), "--out", str(tmp / "out"),
          "--data-dir", str(data_dir), "--key-secret", SECRET, "--skip-checks", "--remote-workers", "1",
          "--allow-remote", "--master-port", str(port), *args],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=budget(300))
     assert "Traceback" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
     return done, Path(done.stdout.strip().splitlines()[-1])
 
@@ -74,7 +75,7 @@ def test_one_worker_serves_every_scenario_with_the_masters_plan(tmp_path: Path, 
     worker = _worker(tmp_path, port, wait_s=120)  # started first: it waits for the run's first master
     try:
         done, run_dir = _run(tmp_path, data_dir, port)
-        out, _ = worker.communicate(timeout=60)  # it leaves by itself after the last scenario
+        out, _ = worker.communicate(timeout=budget(60))  # it leaves by itself after the last scenario
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -127,13 +128,13 @@ def test_a_worker_and_a_locust_worker_refuse_a_master_without_a_plan(tmp_path: P
          "--host", "http://127.0.0.1:9"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         worker = _worker(tmp_path, port, wait_s=30)
-        out, _ = worker.communicate(timeout=60)
+        out, _ = worker.communicate(timeout=budget(60))
         # a Locust worker started for a plan checks, before it connects, that the master listening is that plan's
         config = tmp_path / "late.json"
         run_config.write(config, RunConfig(task_mix=TaskMix(weights={"checkAvailability": 1}), remote=RemoteJoin(
             plan_key="run-1:1", master_host="127.0.0.1", master_port=port)))
         late = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port",
-                               str(port)], capture_output=True, text=True, timeout=60,
+                               str(port)], capture_output=True, text=True, timeout=budget(60),
                               env={**os.environ, "BOOKBENCH_RUN_CONFIG": str(config)})
     finally:
         master.kill()
@@ -149,7 +150,7 @@ def test_a_worker_and_a_locust_worker_refuse_a_master_without_a_plan(tmp_path: P
 def test_a_hand_started_locust_worker_refuses_to_run_without_a_plan() -> None:
     env = {k: v for k, v in os.environ.items() if k != "BOOKBENCH_RUN_CONFIG"}
     done = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port",
-                           str(free_port())], capture_output=True, text=True, timeout=60, env=env)
+                           str(free_port())], capture_output=True, text=True, timeout=budget(60), env=env)
     assert done.returncode != 0
     assert "bookbench worker --master-host" in done.stderr, done.stderr[-2000:]
 

@@ -14,6 +14,7 @@ import pytest
 
 from bookbench.artifacts.samples import read_rows
 from bookbench.config.dataset import api_key
+from tests.budget import budget
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -135,7 +136,7 @@ def test_web_ui_shows_the_run_live_on_loopback_and_closes_after(tmp_path: Path) 
            "--skip-checks", "--web-ui", "--web-port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[dict] = []  # type: ignore[type-arg]
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + budget(120)
     while proc.poll() is None and time.monotonic() < deadline:
         try:
             stats = httpx.get(f"http://127.0.0.1:{port}/stats/requests", timeout=2).json()
@@ -145,7 +146,7 @@ def test_web_ui_shows_the_run_live_on_loopback_and_closes_after(tmp_path: Path) 
         if stats.get("state") == "running" and stats.get("user_count"):
             seen.append(stats)
         time.sleep(1)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=budget(120))
     assert proc.returncode in (0, 1), out  # 1: the tiny quick run may be NO-GO; never a crash
     assert seen, f"the web UI never showed a running test\n{out}"
     assert f"live view: Locust's web UI at http://127.0.0.1:{port}" in out
@@ -159,7 +160,7 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
            "--data-dir", str(tmp_path / "pg"), "--scenarios", "long", "--skip-checks"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + budget(120)
     samples = None
     while time.monotonic() < deadline and samples is None:
         time.sleep(0.5)
@@ -172,7 +173,7 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     assert service
     for child in service:
         child.kill()
-    out, _ = proc.communicate(timeout=90)
+    out, _ = proc.communicate(timeout=budget(90))
     assert proc.returncode == 3, out
     manifest = json.loads((samples.parent.parent / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "service exited" in manifest["reason"]
@@ -206,7 +207,7 @@ def test_capacity_on_the_real_stack_stops_at_max_and_links_each_step(tmp_path: P
     done = subprocess.run(
         [sys.executable, "-m", "bookbench", "capacity", "--sets", "recommended", "--scenario-file", str(TINY),
          "--start", "100", "--max", "150", "--step-s", "2", "--out", str(tmp_path / "out"), "--data-dir",
-         str(tmp_path / "pg")], capture_output=True, text=True, timeout=300,
+         str(tmp_path / "pg")], capture_output=True, text=True, timeout=budget(300),
         env={**os.environ, "BOOKBENCH_KEY_SECRET": SECRET})
     assert done.returncode == 0, done.stdout + done.stderr
     folder = Path(done.stdout.strip().splitlines()[-1])

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.budget import budget
 from tests.pipeline.test_compare_interrupted import SHORT, _left_behind
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,7 +30,7 @@ def _interrupt_when(cmd: list[str], log: Path, ready: Callable[[], bool]) -> tup
     """Start `cmd`, send SIGINT once `ready()`, wait: (exit code, output, the children it had)."""
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 200
+        deadline = time.monotonic() + budget(200)
         while proc.poll() is None and time.monotonic() < deadline and not ready():
             time.sleep(0.2)
         if proc.poll() is not None or not ready():
@@ -37,7 +38,7 @@ def _interrupt_when(cmd: list[str], log: Path, ready: Callable[[], bool]) -> tup
             raise AssertionError(f"the run to interrupt never started recording: {log.read_text()[-3000:]}")
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=150)
+        proc.wait(timeout=budget(150))
     return proc.returncode, log.read_text(), children
 
 

@@ -120,7 +120,7 @@ def test_a_closed_terminal_stops_the_run_and_the_clean_up_survives_writes_to_it(
                             preexec_fn=_take_terminal)
     os.close(slave)
     seen = b""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + budget(120)
     samples: list[Path] = []
     while time.monotonic() < deadline and not samples and proc.poll() is None:
         if select.select([master], [], [], 0.3)[0]:
@@ -133,7 +133,7 @@ def test_a_closed_terminal_stops_the_run_and_the_clean_up_survives_writes_to_it(
     run_dir = samples[0].parent.parent
     children = _descendants(proc.pid)
     os.close(master)  # the terminal goes away: bookbench gets SIGHUP and every later write to it fails (EIO)
-    assert proc.wait(timeout=150) == 130
+    assert proc.wait(timeout=budget(150)) == 130
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and "SIGHUP" in manifest["reason"], manifest["reason"]
     long = manifest["scenarios"]["long"]
@@ -184,7 +184,7 @@ def test_stop_group_continues_a_stopped_process_so_that_it_ends_by_its_own_term_
     assert proc.stdout is not None
     proc.stdout.close()
     os.kill(proc.pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + budget(10)
     while psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
         time.sleep(0.01)
     assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED

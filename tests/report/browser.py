@@ -14,6 +14,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from tests.budget import budget
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -28,7 +30,7 @@ class Browser:
              f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + budget(60)
         url = None
         while url is None and time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -64,7 +66,7 @@ class Browser:
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
         self.events.clear()
         self.send("Page.navigate", {"url": url}, session=session)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + budget(60)
         while not any(e.get("method") == "Page.loadEventFired" and e.get("sessionId") == session
                       for e in self.events):
             assert time.monotonic() < deadline, f"{url} did not finish loading"

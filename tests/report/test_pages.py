@@ -25,6 +25,7 @@ from bookbench.pipeline import analyse
 from bookbench.pipeline import capacity as capacity_stage
 from bookbench.pipeline import compare as compare_stage
 from bookbench.pipeline import sweep as sweep_stage
+from tests.budget import budget
 from tests.report.browser import CHROMIUM, Browser, Page
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
@@ -179,7 +180,7 @@ def quick_compare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "bookbench", "compare", "--quick", "--sets", "none,recommended", "--rounds", "1",
          "--scenario-file", str(KNOWN.parent / "scenarios_compare_stop.yaml"), "--out", str(tmp / "out"),
-         "--data-dir", str(tmp / "pg")], capture_output=True, text=True, timeout=300)
+         "--data-dir", str(tmp / "pg")], capture_output=True, text=True, timeout=budget(300))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return Path(done.stdout.strip().splitlines()[-1])
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bookbench.pipeline import analyse
+from tests.budget import budget
 
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -103,10 +104,10 @@ def test_review_fills_targets_gates_and_recommendation(run_dir: Path) -> None:
 
 def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bookbench", "report", str(run_dir)], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=budget(120))
     assert done.returncode == 1 and "NO-GO" in done.stdout
     missing = subprocess.run([sys.executable, "-m", "bookbench", "review", str(tmp_path)], capture_output=True,
-                             text=True, timeout=60)
+                             text=True, timeout=budget(60))
     assert missing.returncode == 2 and "not a run folder" in missing.stderr
 
 
@@ -121,7 +122,7 @@ def test_real_browser_renders_without_console_errors(run_dir: Path, page: str, t
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1200,1800",
          f"--screenshot={shot}", (run_dir / page).as_uri()],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=budget(120))
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     pixels = mpimg.imread(shot)

@@ -20,6 +20,7 @@ import pytest
 from bookbench.config.dataset import api_key
 from bookbench.pipeline.stack import ServiceProcess
 from target_service.auth import KeyCache
+from tests.budget import budget
 from tests.conftest import SMALL, fetch, run_sql, seeded
 from tests.service.test_service_api import auth, body, envelope
 
@@ -67,7 +68,7 @@ def _new_org(dsn: str, key: str) -> tuple[int, int]:
 
 
 def _wait_for_listener(client: httpx.Client) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + budget(30)
     while client.get("/stats").json().get("auth_cache") != "listening":
         assert time.monotonic() < deadline, "the service's key-change listener never connected"
         time.sleep(0.1)
