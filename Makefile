@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # two processes, one test file each at a time (module fixtures stay in one process), then the tests that measure
-# timing or noise on the real stack alone (marker `serial`): 529 s + 160 s measured on this 2-core machine
+# timing or noise on the real stack alone (marker `serial`): 453 s + 167 s measured on this 2-core machine, idle
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not serial"
 	$(PY) -m pytest -q -m serial
