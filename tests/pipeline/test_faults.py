@@ -26,15 +26,20 @@ def _start(tmp: Path, *args: str, notifications: bool = False) -> tuple[subproce
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp / "out"),
            "--data-dir", str(tmp / "pg"), "--key-secret", SECRET, "--skip-checks",
            *([] if notifications else ["--no-notifications"]), *args]
+    return start_recording(cmd, tmp / "out", "long")
+
+
+def start_recording(cmd: list[str], out: Path, scenario: str) -> tuple[subprocess.Popen[str], Path]:
+    """Start a `bookbench run` command line; return it and its run folder once `scenario` records requests."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + budget(120)
     while time.monotonic() < deadline:
-        found = [p for p in (tmp / "out").glob("*/samples/long.csv.gz") if p.stat().st_size > 200]
+        found = [p for p in out.glob(f"*/samples/{scenario}.csv.gz") if p.stat().st_size > 200]
         if found:
             return proc, found[0].parent.parent
         if proc.poll() is not None:
             break
-        time.sleep(0.3)
+        time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"the run never started recording: {proc.communicate(timeout=budget(30))[0][-2000:]}")
 

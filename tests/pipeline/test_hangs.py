@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -30,6 +31,7 @@ from bookbench.pipeline.locust_proc import LOCUSTFILE, progress_line
 from bookbench.pipeline.probes import END_GRACE_S, HANG_S, STARTUP_S, Probe, ProbeLog, Progress
 from bookbench.pipeline.watchdog import exit_text
 from tests.budget import budget
+from tests.pipeline.test_faults import start_recording
 from tests.pipeline.test_run import SECRET, _postgres_of
 
 HANGS = Path(__file__).resolve().parents[1] / "data" / "scenarios_hangs.yaml"
@@ -47,17 +49,7 @@ def _start(tmp: Path, pg: Path, scenario: str, *args: str) -> tuple[subprocess.P
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(HANGS), "--out", str(tmp / "out"),
            "--data-dir", str(pg), "--key-secret", SECRET, "--skip-checks", "--no-notifications", "--scenarios",
            scenario, *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + budget(120)
-    while time.monotonic() < deadline:
-        found = [p for p in (tmp / "out").glob(f"*/samples/{scenario}.csv.gz") if p.stat().st_size > 200]
-        if found:
-            return proc, found[0].parent.parent
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"the run never started recording: {proc.communicate(timeout=budget(30))[0][-2000:]}")
+    return start_recording(cmd, tmp / "out", scenario)
 
 
 def _child(proc: subprocess.Popen[str], *words: str) -> psutil.Process:
@@ -65,6 +57,19 @@ def _child(proc: subprocess.Popen[str], *words: str) -> psutil.Process:
              if all(w in c.cmdline() for w in words)]
     assert len(found) == 1, [c.cmdline() for c in found]
     return found[0]
+
+
+def _stopped_for_good(tmp: Path, pg: Path, *words: str) -> tuple[psutil.Process, float, Path, str, dict[str, Any],
+                                                                    list[psutil.Process]]:
+    """A run of `stuck` whose child named by `words` is SIGSTOPped once it records and never continued, so that the
+    run must end it (exit 3): (that child, when it was stopped, run folder, output, manifest, the run's processes)."""
+    proc, run_dir = _start(tmp, pg, "stuck")
+    children = psutil.Process(proc.pid).children(recursive=True)
+    victim = _child(proc, *words)
+    stopped_at = time.time()
+    victim.suspend()
+    out, manifest = _finish(proc, run_dir, (3,))
+    return victim, stopped_at, run_dir, out, manifest, children
 
 
 def _postmaster(pg: Path) -> psutil.Process:
@@ -158,12 +163,7 @@ def test_a_service_a_postmaster_and_locust_stopped_for_seconds_delay_the_run_but
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_stopped_service_is_named_within_the_hang_bound(tmp_path: Path, pg: Path) -> None:
-    proc, run_dir = _start(tmp_path, pg, "stuck")
-    children = psutil.Process(proc.pid).children(recursive=True)
-    service = _child(proc, "uvicorn")
-    stopped_at = time.time()
-    service.suspend()  # and never continued: the run must end it
-    _out, manifest = _finish(proc, run_dir, (3,))
+    service, stopped_at, run_dir, _out, manifest, children = _stopped_for_good(tmp_path, pg, "uvicorn")
     entry = manifest["scenarios"]["stuck"]
     assert entry["fault"] == "service", entry
     reason = entry["aborted"]
@@ -187,12 +187,7 @@ def test_a_stopped_service_is_named_within_the_hang_bound(tmp_path: Path, pg: Pa
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_stopped_locust_runner_is_a_load_generator_fault(tmp_path: Path, pg: Path) -> None:
-    proc, run_dir = _start(tmp_path, pg, "stuck")
-    children = psutil.Process(proc.pid).children(recursive=True)
-    locust = _child(proc, "locust", "--headless")
-    stopped_at = time.time()
-    locust.suspend()
-    out, manifest = _finish(proc, run_dir, (3,))
+    locust, stopped_at, run_dir, out, manifest, children = _stopped_for_good(tmp_path, pg, "locust", "--headless")
     entry = manifest["scenarios"]["stuck"]
     assert entry["fault"] == "load generator", entry
     reason = entry["aborted"]
