@@ -24,7 +24,9 @@ class Event:
     kind: Kind = "say"
     style: str | None = None
     markup: bool = True
-    soft_wrap: bool = False  # one logical line, never wrapped by the renderer (a log reader greps it whole)
+    # one logical line, never wrapped whatever the console's setting (a log reader greps it whole); False: as the
+    # console does
+    soft_wrap: bool = False
 
 
 Narrator = Callable[[Event], None]
@@ -34,8 +36,8 @@ def say(text: str, soft_wrap: bool = False) -> Event:
     return Event(text, soft_wrap=soft_wrap)
 
 
-def warning(text: str, markup: bool = True, soft_wrap: bool = False) -> Event:
-    return Event(text, "warning", "yellow", markup, soft_wrap)
+def warning(text: str, markup: bool = True) -> Event:
+    return Event(text, "warning", "yellow", markup)
 
 
 def failure(text: str) -> Event:
@@ -65,7 +67,9 @@ class ConsoleNarrator:
         elif event.kind == "progress_end":
             self._end(event.text)
         else:
-            self.console.print(event.text, style=event.style, markup=event.markup, soft_wrap=event.soft_wrap)
+            # soft_wrap None: the console's own setting (the CLI's never cuts a line at 80 columns); False here would
+            # override it and fold a long run-folder path in two in a piped log
+            self.console.print(event.text, style=event.style, markup=event.markup, soft_wrap=event.soft_wrap or None)
 
     def _start(self, text: str) -> None:
         self.last_plain, self.printed = time.monotonic(), ""

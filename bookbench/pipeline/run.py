@@ -198,7 +198,7 @@ def execute(opts: RunOptions, narrate: Narrator, on_ready: Callable[[Run], None]
     always ends with a status, and an unexpected error is logged with its traceback in logs/bookbench.log."""
     p = plan(opts)
     for line in supervisor.reap(opts.out):
-        narrate(warning(line, markup=False, soft_wrap=True))  # names a run folder: one line a log reader can grep whole
+        narrate(warning(line, markup=False))  # a run folder's name is text, never markup
     folder = RunFolder(new_folder(opts.out, p.index_set, RUN_SUBFOLDERS))
     # room for the last manifest, given back when a write meets a full disk (and at the end)
     artifact_files.reserve_space(folder.root)
