@@ -100,6 +100,20 @@ class RunFolder:
         """pg_stat_user_indexes snapshot; `when` is "before" or a scenario name (after it)."""
         return self.root / "db" / f"{when}_pg_stat_user_indexes.json"
 
+    @property
+    def statements(self) -> Path:
+        """Per scenario, what each statement cost in the measured window (pg_stat_statements deltas)."""
+        return self.root / "db" / "statements.json"
+
+    @property
+    def waits(self) -> Path:
+        """Per scenario, the sampled wait events of the service's backends and the service's own timing."""
+        return self.root / "db" / "waits.json"
+
+    def auto_explain(self, scenario: str) -> Path:
+        """The plans auto_explain logged for statements slower than its threshold during the scenario."""
+        return self.root / "db" / f"{scenario}_auto_explain.jsonl"
+
     def locust_prefix(self, scenario: str) -> Path:
         return self.root / "locust" / scenario
 
