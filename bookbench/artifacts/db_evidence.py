@@ -80,6 +80,8 @@ class WaitShares(BaseModel):
     busy_backends_mean: float  # observations / instants: how many backends were busy on average
     counts: dict[str, int]  # WAIT_CATEGORIES -> observations
     shares: dict[str, float]  # WAIT_CATEGORIES -> share of observations (sums to 1 when observations > 0)
+    # why the window is not fully covered ("sampling ended 12.3 s into the window: ..."), empty when it is
+    note: str = ""
 
 
 class TimingBand(BaseModel):
