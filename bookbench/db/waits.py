@@ -81,6 +81,7 @@ class WaitSampler:
         self._times = array("d")
         self._counts = array("H")  # _WIDTH per instant, in WAIT_CATEGORIES order: 144k instants (2 h at 20 Hz) 2.6 MB
         self._query_s = 0.0  # the samples' round trips, summed: what one sample costs, seen from here
+        self._query_max_s = 0.0  # the longest: an instant's timestamp is within half of it of its snapshot
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._started = threading.Event()  # set once the first instant is stored, or sampling gave up
@@ -111,6 +112,13 @@ class WaitSampler:
         with self._lock:
             n = len(self._times)
             return 1000 * self._query_s / n if n else None
+
+    @property
+    def query_ms_max(self) -> float:
+        """The slowest sample's round trip (ms): an instant's timestamp (the middle of its round trip) is within
+        half of this of the moment pg_stat_activity was read."""
+        with self._lock:
+            return 1000 * self._query_max_s
 
     def shares(self, start: float, end: float) -> WaitShares | None:
         """The instants inside [start, end] (epoch s), or None when there is none (see not_measured / reason())."""
@@ -173,7 +181,11 @@ class WaitSampler:
             await self._loop(conn)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                 asyncpg.InternalClientError) as exc:
-            self._give_up(f"the wait-event sampler's query failed: {type(exc).__name__}: {exc}".rstrip(": "))
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if conn.is_closed():  # the server ended it while the sampler slept: its next query only finds it gone
+                self._give_up(f"the wait-event sampler's connection was closed by the server ({what})")
+            else:
+                self._give_up(f"the wait-event sampler's query failed: {what}")
         finally:
             try:
                 await asyncio.wait_for(conn.close(), 2)
@@ -207,6 +219,7 @@ class WaitSampler:
                 self._times.append(now + took / 2)  # the middle of the round trip: the best guess of the instant
                 self._counts.extend(counts)
                 self._query_s += took
+                self._query_max_s = max(self._query_max_s, took)
             self._started.set()
             # a fixed schedule; instants missed (a slow sample, a busy machine) are skipped, never made up in a burst
             due += period
