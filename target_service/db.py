@@ -13,6 +13,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, Request
 
+from target_service.timing import CURRENT
+
 log = logging.getLogger("target_service")
 
 # What the server answers when it cannot serve a connection right now: SQLSTATE class 08 (connection exception,
@@ -101,12 +103,21 @@ _BRIEF_WHEN_UNAVAILABLE = _BriefWhenUnavailable()
 async def acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection of `pool` for one unit of work. The database failing under it, at acquire or in use, raises
     DatabaseUnavailable; any other error, a bug, passes unchanged. A connection left unusable never goes back to
-    the pool, and a failure to reset it on release does not replace the work's own outcome."""
+    the pool, and a failure to reset it on release does not replace the work's own outcome.
+
+    Inside a counted request (timing.CURRENT set by GuardMiddleware) the wait for the connection and the time it
+    was held, release included, are added to the request's timing."""
+    timing = CURRENT.get()
+    asked = time.perf_counter()
     try:
         proxy = await pool.acquire()
     except (*CONNECTION_LOST, *_DRIVER_REFUSAL) as exc:
         # no caller's code ran yet: a refusal here is the pool itself closing (the service shutting down)
         raise DatabaseUnavailable(exc) from exc
+    finally:
+        got = time.perf_counter()
+        if timing is not None:
+            timing.pool_wait_s += got - asked
     # the pool hands out a proxy that behaves as a Connection
     conn = cast(asyncpg.Connection, proxy)
     try:
@@ -121,6 +132,8 @@ async def acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         raise
     finally:
         await _release(pool, proxy)
+        if timing is not None:
+            timing.held_s += time.perf_counter() - got
 
 
 async def _closes(conn: asyncpg.Connection) -> bool:

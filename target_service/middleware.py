@@ -1,5 +1,6 @@
 """ASGI middleware: body-size limit (413), per-request deadline (504, or 408 when the time went to waiting for the
-client's body), a count of handled requests, and the calibration-only delay (BOOKBENCH_CALIBRATION_DELAY_MS).
+client's body), a count of handled requests and their timing (target_service/timing.py), and the calibration-only
+delay (BOOKBENCH_CALIBRATION_DELAY_MS).
 
 Written as plain ASGI rather than BaseHTTPMiddleware: that one copies every body through a stream and costs
 measurable throughput, which is the thing this service exists to show honestly.
@@ -15,6 +16,8 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from target_service.timing import CURRENT, RequestTiming, TimingRing
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
@@ -33,15 +36,17 @@ def _spin(seconds: float) -> None:
         pass
 
 
-UNCOUNTED_PATHS = frozenset({"/stats", "/healthz", "/readyz"})
+UNCOUNTED_PATHS = frozenset({"/stats", "/stats/timing", "/healthz", "/readyz"})
 
 
 class GuardMiddleware:
-    """Refuses oversized bodies, enforces the deadline and counts responses by status code."""
+    """Refuses oversized bodies, enforces the deadline, counts responses by status code and files the timing of
+    each counted request in `timings` (None: not timed)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, counts: Counter[int],
-                 calibration_delay_s: float = 0.0) -> None:
+                 calibration_delay_s: float = 0.0, timings: TimingRing | None = None) -> None:
         self.app = app
+        self.timings = timings
         self.calibration_delay_s = calibration_delay_s
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
@@ -51,11 +56,21 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        entered = time.perf_counter()
+        # what the load sent, for reconciling with the load generator: the reconciler's own /stats and the
+        # liveness probes a run sends every second (bookbench's watchdog) are not load
+        counted = scope.get("path") not in UNCOUNTED_PATHS
+        timing: RequestTiming | None = None
+        if counted and self.timings is not None:
+            # seen by db.acquired() in this request's task and any it starts (they copy the context)
+            timing = RequestTiming()
+            CURRENT.set(timing)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 self.counts[413] += 1
                 await _send_json(send, 413, {"error": "body_too_large",
                                              "detail": f"request body exceeds {self.max_body_bytes} bytes"})
+                self._time(entered, timing)
                 return
 
         received = 0
@@ -105,7 +120,11 @@ class GuardMiddleware:
                     await _send_json(send, 504, {"error": "deadline_exceeded",
                                                  "detail": f"request took longer than {self.timeout_s:g} s"})
         finally:
-            # what the load sent, for reconciling with the load generator: the reconciler's own /stats and the
-            # liveness probes a run sends every second (bookbench's watchdog) are not load
-            if scope.get("path") not in UNCOUNTED_PATHS:
+            if counted:
                 self.counts[status] += 1
+                self._time(entered, timing)
+
+    def _time(self, entered: float, timing: RequestTiming | None) -> None:
+        # after the app returned: the response is sent and every connection the request took is back in the pool
+        if timing is not None and self.timings is not None:
+            self.timings.record(time.time(), time.perf_counter() - entered, timing)

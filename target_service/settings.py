@@ -24,3 +24,6 @@ class Settings(BaseSettings):
     # Calibration only, off by default: CPU work added to every API request, so that a benchmark can check that
     # `bookbench compare` finds a known slowdown on the real stack. Never set it on a deployment.
     calibration_delay_ms: float = Field(default=0.0, ge=0, le=1000)
+    # How many of the most recent counted requests GET /stats/timing can summarise (32 bytes each). 0 switches the
+    # per-request timing off: only for measuring what it costs (benchmarks/bench_service_timing.py).
+    timing_ring_size: int = Field(default=200_000, ge=0, le=10_000_000)

@@ -97,9 +97,10 @@ class ServiceTiming(BaseModel):
     """The reference service's per-request timing in the window (GET /stats/timing)."""
     model_config = ConfigDict(extra="forbid")
     requests: int
-    handler_ms_mean: float
-    pool_wait_ms_mean: float
-    db_ms_mean: float
+    # None (and bands empty) when no request ended in the window: nothing measured, never zero times
+    handler_ms_mean: float | None
+    pool_wait_ms_mean: float | None
+    db_ms_mean: float | None
     bands: dict[str, TimingBand]  # "p50", "p95"
     # True when the service's ring of recent requests no longer held the window's start: the figures cover less
     complete: bool = True
