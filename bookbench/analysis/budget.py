@@ -21,6 +21,7 @@ LOCK_CATEGORIES = ("Lock:advisory", "Lock:other")
 # row name, and the key of both the service's band and the client's percentile (summary latency_ms)
 ROWS = (("median", "p50"), ("P95", "p95"))
 TOP_STATEMENTS = 6
+MEASURING = "bookbench:"  # the label prefix of bookbench's own statements during the load (db/statements.py)
 QUERY_SHOWN = 90  # characters of a foreign statement's text shown beside its "other" label
 
 
@@ -134,16 +135,18 @@ def _from_service(summary: ScenarioSummary, service: ServiceTiming, lock: LockSh
 
 def _from_statements(summary: ScenarioSummary, statements: ScenarioStatements, service_reason: str,
                      lock: LockShare | str) -> LatencyBudget:
-    # nested statements (the conflict check inside the booking function) are inside their caller's time already
-    top = [s for s in statements.statements if s.toplevel is not False]
+    # nested statements (the conflict check inside the booking function) are inside their caller's time already;
+    # bookbench's own measuring (snapshots, the wait sampler) is no request's time
+    top = [s for s in statements.statements if s.toplevel is not False and not s.label.startswith(MEASURING)]
     total = sum(s.total_exec_ms for s in top)
     per_request = total / summary.requests
     rows = tuple(_row(name, _client(summary, key), None, per_request, lock) for name, key in ROWS)
     method = (f"The target reported no per-request timing ({service_reason}), so database execution per request is "
               f"the window's total execution time of its top-level statements ({total:,.1f} ms over "
-              f"{len(top):,} statements, pg_stat_statements) divided by the scenario's {summary.requests:,} "
-              f"requests: a mean, the same in both rows; it is {_lock_words(lock)}. Pool wait is not measured. The "
-              f"rest (service, network, client) is the client's P50 / P95 latency minus the database's time.")
+              f"{len(top):,} statements, pg_stat_statements; bookbench's own measuring left out) divided by the "
+              f"scenario's {summary.requests:,} requests: a mean, the same in both rows; it is {_lock_words(lock)}. "
+              f"Pool wait is not measured. The rest (service, network, client) is the client's P50 / P95 latency "
+              f"minus the database's time.")
     notes = _clamp_notes(rows, "the database's mean per request")
     if not top:
         notes += ("no statement ran in the measured window: the target may not use this database",)

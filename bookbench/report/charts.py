@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from bookbench.artifacts.summary import Counts, Distribution, Notifications, TimePoint
@@ -288,4 +289,45 @@ def capacity_curves(points: dict[str, list[tuple[float, float]]], knees: dict[st
     ax.grid(alpha=0.3)
     _legend_above(ax)
     ax.set_title("Capacity: P95 against offered load", loc="left", fontsize=10, pad=TITLE_PAD)
+    return _svg(fig)
+
+
+BUDGET_COLORS = {"pool wait": "#862e9c", "lock wait": "#c92a2a", "database execution": "#1864ab",
+                 "the rest": "#adb5bd"}
+
+
+def latency_budget(rows: Sequence[tuple[str, float, Mapping[str, float | None]]], title: str) -> str:
+    """Where a request's time goes: one stacked horizontal bar per row (name, client ms, part -> ms), each on its
+    own linear scale (a P95 tens of times the median would leave the median's parts unreadable on a shared one).
+    A part without a figure (None) is not drawn and its legend entry says so; the page says why."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(WIDTH, 0.75 + 0.65 * len(rows)), squeeze=False)
+    unmeasured = {part for _, _, parts in rows for part, ms in parts.items() if ms is None}
+    for ax, (name, client_ms, parts) in zip(axes[:, 0], rows, strict=True):
+        total = sum(ms for ms in parts.values() if ms is not None) or 1.0
+        left = 0.0
+        for part, color in BUDGET_COLORS.items():
+            ms = parts.get(part)
+            if ms is None:
+                continue
+            ax.barh([0], [ms], left=left, height=0.6, color=color, label=part)
+            if ms / total > 0.07:  # a label only where it fits inside its segment
+                ax.text(left + ms / 2, 0, human_ms(float(f"{ms:.3g}")), ha="center", va="center", fontsize=8,
+                        color="white" if part != "the rest" else "#212529")
+            left += ms
+        ax.set_yticks([0], [f"{name}\n{human_ms(float(f'{client_ms:.3g}'))}"])
+        ax.set_xlim(0, max(left, client_ms) * 1.02)
+        ax.set_ylim(-0.5, 0.5)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_ms(v) if v else "0"))
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)  # the grid behind the bars, not across them
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for part in BUDGET_COLORS:  # not measured: a legend entry drawn empty, so the gap is named, never a zero bar
+        if part in unmeasured:
+            handles.append(Patch(facecolor="white", edgecolor=BUDGET_COLORS[part], hatch="//"))
+            labels.append(f"{part}: not measured")
+    _legend_above(axes[0, 0], handles, labels)
+    axes[-1, 0].set_xlabel("time per request (each bar on its own scale; the label under the name is the client's "
+                           "latency)")
+    axes[0, 0].set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
+    fig.tight_layout()
     return _svg(fig)

@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from bookbench.analysis import judge, review
+from bookbench.analysis.budget import (
+    LatencyBudget,
+    NoBudget,
+    StatementRow,
+    latency_budget,
+    not_measured,
+    top_statements,
+)
 from bookbench.analysis.inference import DEFAULT_RUN_SD
 from bookbench.artifacts import pages
+from bookbench.artifacts.db_evidence import (
+    WAIT_CATEGORIES,
+    ServiceTiming,
+    StatementsFile,
+    WaitsFile,
+    WaitShares,
+    Window,
+    read_statements,
+    read_waits,
+)
+from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import Manifest
 from bookbench.artifacts.summary import Summary
 from bookbench.config.scenarios import Thresholds
+from bookbench.errors import ArtifactError
 from bookbench.report import charts
 
 TEMPLATES = Path(__file__).with_name("templates")
+# a statement's label (db/statements.json) -> its file in explain/ (the names of db/evidence.py's statements)
+EXPLAIN_NAMES = {"conflict check": "conflict_check", "availability": "availability", "upcoming lookup": "upcoming",
+                 "cancel": "cancel", "booking insert": "insert"}
 
 
 def jinja() -> Environment:
@@ -58,6 +82,92 @@ def _charts(summary: Summary, thresholds: Thresholds) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Evidence:
+    """One scenario's "Where the time goes": its latency budget and chart, its costliest statements with links to
+    their plans, the wait-event shares and the service's timing; each part that is missing says why."""
+    budget: LatencyBudget | NoBudget
+    chart: str | None = None
+    source: str | None = None  # how pg_stat_statements was read (StatementsFile.source)
+    window: Window | None = None
+    statements: list[StatementRow] = field(default_factory=list)
+    statements_reason: str | None = None
+    explain: dict[str, str] = field(default_factory=dict)  # label -> href of its EXPLAIN file
+    waits: WaitShares | None = None
+    waits_reason: str | None = None
+    categories: tuple[str, ...] = WAIT_CATEGORIES
+    service: ServiceTiming | None = None
+    service_reason: str | None = None
+    auto_explain: str | None = None  # href of the plans auto_explain logged during the scenario
+
+
+def _read_evidence(folder: RunFolder) -> tuple[StatementsFile | str | None, WaitsFile | str | None]:
+    """Each file, or why it could not be read (one line, never a traceback), or None when it was never written."""
+    out: list[StatementsFile | WaitsFile | str | None] = []
+    for path, reader in ((folder.statements, read_statements), (folder.waits, read_waits)):
+        try:
+            out.append(reader(path))
+        except ArtifactError as exc:
+            out.append(not_measured(str(exc), ""))
+    statements, waits = out
+    assert not isinstance(statements, WaitsFile) and not isinstance(waits, StatementsFile)
+    return statements, waits
+
+
+def evidence(run_dir: Path, summary: Summary) -> dict[str, Evidence] | None:
+    """Per scenario, the database evidence as the report shows it; None for a run folder without it (older runs)."""
+    folder = RunFolder(run_dir)
+    statements, waits = _read_evidence(folder)
+    if statements is None and waits is None:
+        return None
+    out = {}
+    for name, sc in summary.scenarios.items():
+        st = statements.scenarios.get(name) if isinstance(statements, StatementsFile) else None
+        wt = waits.scenarios.get(name) if isinstance(waits, WaitsFile) else None
+        ev = Evidence(budget=latency_budget(sc, st, wt))
+        if isinstance(ev.budget, LatencyBudget):
+            ev.chart = charts.latency_budget([(r.name, r.client_ms, r.parts()) for r in ev.budget.rows],
+                                             f"{name}: where a request's time goes (n={sc.requests:,})")
+        if st is not None and st.not_measured is None:
+            ev.statements, ev.window = top_statements(st), st.window
+            assert isinstance(statements, StatementsFile)
+            ev.source = statements.source
+        else:
+            ev.statements_reason = _missing(statements, st, "db/statements.json")
+        ev.explain = _explain_links(folder, ev.statements)
+        if wt is not None:
+            ev.waits, ev.service, ev.window = wt.waits, wt.service, ev.window or wt.window
+            ev.waits_reason = None if wt.waits else not_measured(wt.waits_not_measured, "wait events were not sampled")
+            ev.service_reason = None if wt.service else not_measured(wt.service_not_measured, "no service timing")
+        else:
+            ev.waits_reason = ev.service_reason = _missing(waits, wt, "db/waits.json")
+        if folder.auto_explain(name).exists():
+            ev.auto_explain = str(folder.auto_explain(name).relative_to(run_dir))
+        out[name] = ev
+    return out
+
+
+def _explain_links(folder: RunFolder, rows: list[StatementRow]) -> dict[str, str]:
+    """label -> explain/<name>.json, for the statements whose plan file exists ("conflict check #2", the same text
+    run by another role or inside a function, links to the one plan of its statement)."""
+    out = {}
+    for r in rows:
+        name = EXPLAIN_NAMES.get(r.label.split(" #")[0])
+        if name and (folder.explain_dir / f"{name}.json").exists():
+            out[r.label] = f"explain/{name}.json"
+    return out
+
+
+def _missing(file: object, entry: object, rel: str) -> str:
+    if isinstance(file, str):
+        return file  # the file could not be read: its reason
+    if file is None:
+        return f"not measured: this run folder has no {rel}"
+    if entry is None:
+        return f"not measured: {rel} has no entry for this scenario"
+    return not_measured(getattr(entry, "not_measured", None), "pg_stat_statements was not read")
+
+
 def report_page(run_dir: Path, manifest: Manifest, summary: Summary, j: judge.Judgement,
                 checks: list[dict[str, Any]] | None) -> Path:
     total = sum(sc.requests for sc in summary.scenarios.values())
@@ -65,7 +175,7 @@ def report_page(run_dir: Path, manifest: Manifest, summary: Summary, j: judge.Ju
         # the page lists each failed item under the banner: the banner's sentence only counts them
         manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary.scenarios), listed=0),
         fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=checks,
-        generated=now(), method=summary.method)
+        evidence=evidence(run_dir, summary), generated=now(), method=summary.method)
     return write_page(run_dir / "report.html", html)
 
 
