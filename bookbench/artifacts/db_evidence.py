@@ -62,6 +62,10 @@ class ScenarioStatements(BaseModel):
     window: Window | None
     statements: list[StatementDelta]  # by total_exec_ms, largest first
     not_measured: str | None = None  # why there are no statements ("not measured: pg_stat_statements is not ...")
+    # auto_explain's plans of statements slower than its threshold in the window, kept in
+    # db/<scenario>_auto_explain.jsonl (at most 200): None when auto_explain was not read (a --dsn database)
+    auto_explain_plans: int | None = None
+    auto_explain_found: int | None = None  # how many the server logged in the window (more than kept: capped)
 
 
 class StatementsFile(BaseModel):

@@ -59,6 +59,55 @@ SERVER_SETTINGS: dict[str, str] = {
     "log_min_messages": "warning",
 }
 
+# Where the time goes under load (issue 27), on the embedded server only (a --dsn server is never configured):
+# pg_stat_statements counts the statements run inside functions too (the booking function's conflict check, lock and
+# INSERT) and the planning time; auto_explain logs the plan of any statement slower than a threshold (JSON, nested
+# statements included, without ANALYZE: its timing would cost every statement, slow or not). auto_explain is a
+# session preload, not a shared one: a running server takes it for new sessions on a reload, never a restart. The log
+# line prefix names the database, the application and the epoch time, so that a run reads back its own plans.
+AUTO_EXPLAIN_ENV = "BOOKBENCH_AUTO_EXPLAIN_MS"
+AUTO_EXPLAIN_MS = 200
+LOG_LINE_PREFIX = "%m [%p] t=%n %qdb=%d,app=%a "
+
+
+def auto_explain_ms() -> int:
+    """The auto_explain threshold (ms): BOOKBENCH_AUTO_EXPLAIN_MS when set (0: every statement; -1: off), else 200."""
+    raw = os.environ.get(AUTO_EXPLAIN_ENV, "").strip()
+    try:
+        return int(raw) if raw else AUTO_EXPLAIN_MS
+    except ValueError as exc:
+        raise DatabaseError(f"{AUTO_EXPLAIN_ENV}={raw!r}: expected whole milliseconds (-1 turns it off)") from exc
+
+
+def evidence_settings() -> dict[str, str]:
+    return {
+        "pg_stat_statements.track": "'all'",
+        "pg_stat_statements.track_planning": "on",
+        "session_preload_libraries": "'auto_explain'",
+        "auto_explain.log_min_duration": str(auto_explain_ms()),
+        "auto_explain.log_format": "'json'",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_analyze": "off",
+        # the plans go into run folders: never the statements' parameter values (a patient's phone number)
+        "auto_explain.log_parameter_max_length": "0",
+        "log_line_prefix": f"'{LOG_LINE_PREFIX}'",
+    }
+
+
+def _conf_keys(path: Path) -> dict[str, str]:
+    """The settings postgresql.auto.conf holds (key -> value as written), the file ALTER SYSTEM writes."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, eq, value = line.partition("=")
+            if eq and not line.lstrip().startswith("#"):
+                found[key.strip()] = value.strip()
+    return found
+
+
+def _same_value(written: str, wanted: str) -> bool:
+    return written.strip("'") == wanted.strip("'")
+
 
 def bin_dir() -> Path:
     """The wheel's `bin/` folder (postgres, pg_ctl, initdb, pgbench, psql)."""
@@ -228,21 +277,61 @@ class EmbeddedPostgres:
         self._prepare_permissions()
         self._run(["initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
                    "--locale=C", "--no-instructions"])
-        conf = self.pgdata / "postgresql.auto.conf"
-        with conf.open("a") as fh:
-            for key, value in SERVER_SETTINGS.items():
+        with self._auto_conf().open("a") as fh:
+            for key, value in {**SERVER_SETTINGS, **evidence_settings()}.items():
                 fh.write(f"{key} = {value}\n")
+
+    def _auto_conf(self) -> Path:
+        return self.pgdata / "postgresql.auto.conf"
+
+    def _missing_settings(self) -> dict[str, str]:
+        """The evidence settings a cluster made before issue 27 lacks, and the auto_explain threshold when
+        BOOKBENCH_AUTO_EXPLAIN_MS asks for another one. A setting someone changed by hand is left as it is."""
+        have = _conf_keys(self._auto_conf())
+        wanted = evidence_settings()
+        missing = {k: v for k, v in wanted.items() if k not in have}
+        threshold = "auto_explain.log_min_duration"
+        if os.environ.get(AUTO_EXPLAIN_ENV, "").strip() and not _same_value(have.get(threshold, ""), wanted[threshold]):
+            missing[threshold] = wanted[threshold]
+        if "shared_preload_libraries" not in have:
+            missing["shared_preload_libraries"] = SERVER_SETTINGS["shared_preload_libraries"]
+        return missing
+
+    def _settings_before_start(self) -> None:
+        """A stopped cluster gets what it lacks written into postgresql.auto.conf: the start reads it (a preload
+        library included), nothing else is disturbed."""
+        missing = self._missing_settings()
+        if missing:
+            with self._auto_conf().open("a") as fh:
+                for key, value in missing.items():
+                    fh.write(f"{key} = {value}\n")
+
+    def _settings_while_running(self, state: ServerState) -> None:
+        """A running cluster (started before issue 27, e.g. by `db up`) gets what it lacks by ALTER SYSTEM and a
+        reload: new sessions load auto_explain and every setting applies, with no restart. (A preload library that
+        was missing, which no cluster of bookbench's lacks, would wait for the next start.)"""
+        missing = self._missing_settings()
+        if not missing:
+            return
+        args = ["psql", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, "-d", "postgres", "-q",
+                "-v", "ON_ERROR_STOP=1"]
+        for key, value in missing.items():
+            args += ["-c", f"ALTER SYSTEM SET {key} = {value}"]
+        self._run([*args, "-c", "SELECT pg_reload_conf()"])
 
     def start(self) -> ServerState:
         """Start the server if needed and make sure the default database exists."""
         running = self.state()
         if running is not None:
+            self._settings_while_running(running)
             return running
         self.init()
         self._drop_stale_pid_file()
         settled = self._await_own_server()
         if settled is not None:
+            self._settings_while_running(settled)
             return settled
+        self._settings_before_start()
         self._prepare_permissions()
         for attempt in range(1, BIND_ATTEMPTS + 1):
             port = free_port()
@@ -284,6 +373,9 @@ class EmbeddedPostgres:
                          "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"])
         if out.stdout.strip() != "1":
             self._run(["createdb", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, name])
+        # every database of this cluster is bookbench's own: each run's statements can be read in it
+        self._run(["psql", "-h", "127.0.0.1", "-p", str(state.port), "-U", SUPERUSER, "-d", name, "-q",
+                   "-c", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"])
 
     def create_database(self, name: str) -> str:
         """Create `name` if missing and return its DSN (used to keep checks apart from benchmark data)."""
