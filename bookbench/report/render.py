@@ -22,6 +22,7 @@ from bookbench.analysis.inference import DEFAULT_RUN_SD
 from bookbench.artifacts import pages
 from bookbench.artifacts.db_evidence import (
     WAIT_CATEGORIES,
+    ScenarioStatements,
     ServiceTiming,
     StatementsFile,
     WaitsFile,
@@ -99,6 +100,7 @@ class Evidence:
     service: ServiceTiming | None = None
     service_reason: str | None = None
     auto_explain: str | None = None  # href of the plans auto_explain logged during the scenario
+    auto_explain_count: str | None = None  # "12 plans" or "200 plans of 340 logged"
 
 
 def _read_evidence(folder: RunFolder) -> tuple[StatementsFile | str | None, WaitsFile | str | None]:
@@ -143,6 +145,7 @@ def evidence(run_dir: Path, summary: Summary) -> dict[str, Evidence] | None:
             ev.waits_reason = ev.service_reason = _missing(waits, wt, "db/waits.json")
         if folder.auto_explain(name).exists():
             ev.auto_explain = str(folder.auto_explain(name).relative_to(run_dir))
+            ev.auto_explain_count = _plans(st)
         out[name] = ev
     return out
 
@@ -156,6 +159,14 @@ def _explain_links(folder: RunFolder, rows: list[StatementRow]) -> dict[str, str
         if name and (folder.explain_dir / f"{name}.json").exists():
             out[r.label] = f"explain/{name}.json"
     return out
+
+
+def _plans(st: ScenarioStatements | None) -> str | None:
+    # read by name: the counts are optional fields of the statements file (absent from older ones)
+    kept, found = getattr(st, "auto_explain_plans", None), getattr(st, "auto_explain_found", None)
+    if kept is None:
+        return None
+    return f"{kept:,} plans" + (f" of {found:,} logged" if found is not None and found > kept else "")
 
 
 def _missing(file: object, entry: object, rel: str) -> str:

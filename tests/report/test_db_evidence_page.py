@@ -23,6 +23,7 @@ from bookbench.artifacts.db_evidence import (
     WaitsFile,
     WaitShares,
     Window,
+    read_waits,
     write_statements,
     write_waits,
 )
@@ -142,6 +143,27 @@ def test_a_foreign_api_shows_pool_wait_as_not_measured(tmp_path: Path) -> None:
     assert ("Service timing (pool wait per request): not measured: the target has no /stats/timing (a foreign API)"
             in html)
     assert "<td>0.0</td>" not in html.split("<b>Statements")[0]  # nothing unmeasured drawn as zero
+
+
+def test_partial_sampling_an_empty_service_window_and_auto_explain_are_said(tmp_path: Path) -> None:
+    run = _run(tmp_path / "partial")
+    folder = RunFolder(run)
+    waits = read_waits(folder.waits)
+    assert waits is not None
+    known = waits.scenarios["known"]
+    assert known.waits is not None
+    known.waits.note = "sampling ended 12.3 s into the window: the connection closed"
+    known.service = ServiceTiming(requests=0, handler_ms_mean=None, pool_wait_ms_mean=None, db_ms_mean=None, bands={})
+    write_waits(folder.waits, waits)
+    folder.auto_explain("known").write_text("{}\n")
+    analyse.analyse_and_render(run)
+    html = _section(run)
+    assert "⚠ sampling ended 12.3 s into the window: the connection closed" in html
+    assert ("Service timing (pool wait per request): not measured: the service timed no request in the window."
+            in html)
+    assert '<a href="db/known_auto_explain.jsonl">db/known_auto_explain.jsonl</a>' in html
+    # no band: the budget falls back to the statements' mean, and says why
+    assert "Method: The target reported no per-request timing (not measured: the service timed no request" in html
 
 
 def test_a_run_from_before_the_evidence_renders_as_before_with_one_line(tmp_path: Path) -> None:
