@@ -122,7 +122,7 @@ def _from_service(summary: ScenarioSummary, service: ServiceTiming, lock: LockSh
               f"requests whose handler time lies in its 45th-55th percentile band "
               f"(n={service.bands['p50'].requests:,}), the P95 row the 94th-96th "
               f"(n={service.bands['p95'].requests:,}), as means. Pool wait is their wait for a pooled connection; the "
-              f"time they held a connection (the database's execution, lock waits and round trips) is "
+              f"time they held a connection (the database's execution and commit, lock waits, round trips) is "
               f"{_lock_words(lock)}. The rest (service, network, client) is the client's P50 / P95 latency "
               f"(n={summary.requests:,}) minus pool wait and connection-held time.")
     notes = _clamp_notes(rows, "the service's band")
