@@ -5,11 +5,21 @@ verdicts; query plans side by side, index findings -> the Comparison that compar
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import numpy as np
 
-from bookbench.analysis import calibration, findings, inference, machine, run_order, stats, wording
+from bookbench.analysis import (
+    calibration,
+    findings,
+    inference,
+    machine,
+    run_order,
+    statements_compare,
+    stats,
+    wording,
+)
 from bookbench.analysis import summarize as analysis
 from bookbench.analysis.run_order import Figures
 from bookbench.artifacts import manifest as manifest_file
@@ -21,6 +31,7 @@ from bookbench.artifacts.comparison import (
     Comparison,
     Interval,
     NotCompared,
+    OneRound,
     Order,
     Row,
 )
@@ -123,11 +134,9 @@ def _headline(result: Comparison, best: str | None) -> str:
         if _best(result) is None:  # not one P95 ratio: the reason is in the table, said once per row
             return f"No scenario had enough samples to compare any candidate with {baseline} (see the table)."
         return f"No candidate is named the best against {baseline}."
-    usable = [s for s, sets in result.scenarios.items()
-              if all(isinstance(sets[best].vs_baseline.get(m), Interval) for m in ("p95", "throughput"))]
-    if not usable:
+    scenario = _headline_scenario(result, best)
+    if scenario is None:
         return f"No scenario had enough samples to compare {best} with {baseline} (see the table)."
-    scenario = next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0])
     rows = result.scenarios[scenario]
     row = rows[best]
     p95, tput = row.vs_baseline["p95"], row.vs_baseline["throughput"]
@@ -142,10 +151,48 @@ def _headline(result: Comparison, best: str | None) -> str:
                if isinstance(ci := rows[other].vs.get(best, {}).get("p95"), Interval)]
     for other, ci in others:
         text += f" Against {other}, {wording.result('P95', ci)}."
+    text += _statement_sentence(result, scenario, best)
     if result.repeat < 2:
         text += (" One run per set: run-to-run noise is not measured here, so only an effect far beyond it is "
                  "called improved or regressed.")
     return text
+
+
+def _headline_scenario(result: Comparison, best: str) -> str | None:
+    """The scenario the headline speaks of: the first of HEADLINE_SCENARIOS where the best set's P95 and throughput
+    were compared with the baseline, else the first such scenario; None when there is none."""
+    usable = [s for s, sets in result.scenarios.items()
+              if all(isinstance(sets[best].vs_baseline.get(m), Interval) for m in ("p95", "throughput"))]
+    return next((s for s in HEADLINE_SCENARIOS if s in usable), usable[0]) if usable else None
+
+
+def _per_call_ms(v: float) -> str:
+    return f"{v:,.1f}" if v >= 10 else f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
+
+
+def _blocks(v: float) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def _statement_sentence(result: Comparison, scenario: str, best: str) -> str:
+    """The service's own statement whose mean execution time per call changed most (largest |log ratio|) between
+    the baseline and the best set on the headline scenario, with its figures; "" when none was compared."""
+    compared = (result.statements or {}).get(scenario)
+    if compared is None:
+        return ""
+    found = [(row, ci) for row in compared.statements if row.own and best in row.sets
+             if isinstance(ci := row.sets[best].vs_baseline.get("mean_exec_ms"), Interval | OneRound)]
+    if not found:
+        return ""
+    row, ci = max(found, key=lambda rc: abs(math.log(rc[1].ratio)))
+    said = (wording.result("", ci) if isinstance(ci, Interval)
+            else f"{wording.change(ci.ratio)}; one round, no interval")
+    text = (f" Per statement, the {row.label} changed most: from {_per_call_ms(ci.baseline)} ms to "
+            f"{_per_call_ms(ci.candidate)} ms per call ({said})")
+    mine, theirs = row.sets[best].blocks_per_call, row.sets[result.baseline].blocks_per_call
+    if mine is not None and theirs is not None:
+        text += f" and from {_blocks(theirs)} to {_blocks(mine)} shared blocks per call"
+    return text + "."
 
 
 def _flip(ci: Interval) -> Interval:
@@ -154,6 +201,14 @@ def _flip(ci: Interval) -> Interval:
     # for P95 lower is better; for throughput the verdict is mirrored the same way
     return ci.model_copy(update={"ratio": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low, "verdict": mirrored,
                                  "baseline": ci.candidate, "candidate": ci.baseline})
+
+
+def statement_cell(noise: float) -> statements_compare.CellOf:
+    """The per-statement figures' intervals: this comparison's own (_interval), with the default noise prior (no
+    calibration measures how a statement's figures wander) and no run-order adjustment."""
+    def cell(figures: Figures, theirs: str, mine: str, metric: str) -> Cell:
+        return _interval(figures, theirs, mine, metric, noise, None, (None, None))
+    return cell
 
 
 def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
@@ -183,6 +238,10 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
                     for s, runs in variants.items()},
         scenarios={}, priors={}, findings={}, best=None, headline="",
         order=Order(design=run_order.design(positions), positions=positions or {}, notes=[]), position_effect={})
+    statements = statements_compare.compare(variants, list(first.scenarios), statement_cell(noise),
+                                            inference.default_prior().source)
+    if statements is not None:
+        result.statements = statements
     for name, entry in first.scenarios.items():
         definition = entry.definition
         figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}

@@ -240,8 +240,78 @@ class CalibrationStore(_Model):
     entries: list[Calibration]
 
 
+class OneRound(_Model):
+    """A statement's figure compared over one round: the ratio alone. One run per side measures nothing of the
+    run-to-run noise of a statement's figures, so no interval is claimed (the latency metrics lean on a noise prior
+    instead; for statements none has been measured)."""
+
+    metric: str
+    baseline: float
+    candidate: float
+    ratio: float
+    note: str  # "one round: no interval"
+
+
+StatementCell = Interval | OneRound | NotCompared
+
+
+class StatementSet(_Model):
+    """One set's figures for one statement in one scenario (analysis.statements_compare): each the geometric mean
+    over the set's rounds (the arithmetic mean when a round has 0), None when a round has no such figure; and the
+    set against the baseline per metric (STATEMENT_METRICS there)."""
+
+    runs: int  # rounds whose db/statements.json has the statement
+    calls: int  # summed over those rounds
+    mean_exec_ms: float | None = None  # mean execution time per call
+    hit_per_call: float | None = None  # shared blocks found in shared buffers, per call
+    read_per_call: float | None = None  # shared blocks read from outside shared buffers (OS cache or disk), per call
+    blocks_per_call: float | None = None  # hit + read: every shared block the statement touched, per call
+    calls_per_s: float | None = None  # calls / the measured window's length
+    missing: str | None = None  # why this set has no figures for the statement ("no calls in run 2 of 3")
+    vs_baseline: dict[str, StatementCell] = {}
+    explain: list[str] = []  # the set's EXPLAIN files for this statement (explain/<name>.json), its first run's
+
+
+class StatementRow(_Model):
+    """One statement matched across runs: an own statement by its label, any other by its normalized text."""
+
+    key: str
+    label: str
+    own: bool
+    query: str  # the normalized text, as the first run that has it recorded it
+    sets: dict[str, StatementSet]  # label of the set -> its figures; every set of the compare
+
+
+class SetWaits(_Model):
+    """A set's sampled wait shares in one scenario (db/waits.json), means over its rounds that sampled, and the
+    service's own per-request pool wait and connection-held time when it reported them."""
+
+    runs: int  # rounds with samples
+    shares: dict[str, float]  # WAIT_CATEGORIES -> mean share of busy-backend observations
+    observations: int  # summed over rounds
+    busy_backends_mean: float | None = None
+    hz: float | None = None  # the lowest sampling rate achieved among the rounds
+    pool_wait_ms_mean: float | None = None
+    db_ms_mean: float | None = None
+    handler_ms_mean: float | None = None
+    not_measured: str | None = None  # why there are no shares ("not recorded for none: ...", a sampler's reason)
+    service_not_measured: str | None = None
+
+
+class ScenarioStatementsComparison(_Model):
+    """compare.json `statements[scenario]`: per statement each set against the baseline, and the wait shares."""
+
+    not_recorded: dict[str, str]  # set -> "not recorded for <set>: ...": nothing is compared for it
+    statements: list[StatementRow]  # own statements first (by the baseline's total time), then others
+    waits: dict[str, SetWaits]
+    prior: str  # the run-to-run noise prior of the statement intervals
+
+
 class Comparison(_Model):
     """compare.json: `scenarios[name][label]` is each variant's Row."""
+
+    # absent from compare.json written before issue 27 (per-statement evidence), and when no run recorded any
+    sparse: ClassVar[frozenset[str]] = frozenset({"statements"})
 
     format_version: int = COMPARE_FORMAT_VERSION
     created: str
@@ -266,6 +336,8 @@ class Comparison(_Model):
     calibration: Calibration | None = None  # calibrate only: the spread its A/A rounds measured
     interference: Interference | None = None
     stopped: Stopped | None = None  # a compare that stopped before its last round (interrupted or a run failed)
+    # scenario -> per statement each set against the baseline and the wait shares side by side (issue 27)
+    statements: dict[str, ScenarioStatementsComparison] | None = None
 
 
 def write_comparison(folder: Path, result: Comparison) -> Path:

@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bookbench.analysis import judge, wording
+from bookbench.analysis import judge, statements_compare, wording
 from bookbench.analysis.review import Review
 from bookbench.artifacts import manifest as manifest_file
-from bookbench.artifacts.comparison import FIGURES, Cell, Comparison, NotCompared
+from bookbench.artifacts.comparison import FIGURES, Cell, Comparison, NotCompared, StatementSet
+from bookbench.artifacts.db_evidence import WAIT_CATEGORIES
 from bookbench.artifacts.summary import Summary
 from bookbench.report import charts, render
 
@@ -50,10 +51,38 @@ def compare_page(folder: Path, result: Comparison, summaries: dict[str, Summary]
     html = render.jinja().get_template("compare.html.j2").render(
         r=result, figures=figures, review=review, links=links, stray_links=stray_links, generated=render.now(),
         notes={name: row_notes(result, name) for name in result.scenarios}, figure_names=FIGURES,
-        words=wording,
+        words=wording, rel=lambda path: os.path.relpath(path, folder), wait_rows=wait_rows(result),
+        other_top=statements_compare.OTHER_TOP, minor=minor_statements(result), minor_share=MINOR_SHARE,
         method="paired rounds: Student-t interval of the mean log ratio, variance from the rounds pooled with this "
                "machine's calibration, never below the within-run 1-second block bootstrap")
     return render.write_page(folder / "compare.html", html)
+
+
+MINOR_SHARE = 0.01
+
+
+def _spent(s: StatementSet) -> float:
+    """A set's execution time in a statement, summed over its rounds (0 when a round has none)."""
+    return s.calls * s.mean_exec_ms if s.mean_exec_ms is not None else 0.0
+
+
+def minor_statements(result: Comparison) -> dict[str, list[str]]:
+    """Per scenario, the statements (keys) the page names in one line instead of a table block: under MINOR_SHARE
+    of the shown statements' execution time in every set that has figures for them (compare.json keeps them all)."""
+    out: dict[str, list[str]] = {}
+    for name, sc in (result.statements or {}).items():
+        totals = {label: sum(_spent(row.sets[label]) for row in sc.statements if label in row.sets)
+                  for label in result.sets}
+        out[name] = [row.key for row in sc.statements
+                     if all(_spent(s) < MINOR_SHARE * totals[label] for label, s in row.sets.items())]
+    return out
+
+
+def wait_rows(result: Comparison) -> dict[str, list[str]]:
+    """Per scenario, the wait categories some set spent a share of its busy time in (the others would be rows of
+    zeros), in WAIT_CATEGORIES order."""
+    return {name: [c for c in WAIT_CATEGORIES if any(w.shares.get(c, 0) > 0 for w in sc.waits.values())]
+            for name, sc in (result.statements or {}).items()}
 
 
 def _owner(error: str, runs: dict[str, list[str]]) -> tuple[str, str] | None:
