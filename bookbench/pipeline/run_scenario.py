@@ -14,9 +14,11 @@ from bookbench.artifacts.run_config import RunConfig, RunDataset, TargetRef
 from bookbench.config.scenarios import Scenario
 from bookbench.db import audit
 from bookbench.db.conn import run_with
+from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.settle import settle
 from bookbench.errors import DatabaseError, EnvironmentFailure, LoadGeneratorError
 from bookbench.pipeline import integrity, interference, interrupts, supervisor
+from bookbench.pipeline.db_evidence import DbEvidence, first_request_epoch
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.narration import say, warning
 from bookbench.pipeline.notify import BacklogSampler, NotifyStack, drain, record_facts
@@ -88,8 +90,13 @@ class RunScenario(RunDatabase):
         # what else the machine does meanwhile, and Locust's own CPU (issue 23): sampled in a thread during the load
         sampler = interference.for_scenario(dsn, opts.target_url, self.plan.own_database, opts.data_dir,
                                             lambda: [p.pid for p in job.procs])
+        # the database under this load (issue 27): pg_stat_statements snapshots and the wait-event sampler, each in
+        # a thread of its own; auto_explain's plans only from the embedded server's log (never on a --dsn server)
+        evidence = DbEvidence(f, name, dsn, base_url, self.narrate, scenario.warmup_s,
+                              embedded_log=EmbeddedPostgres(opts.data_dir).log_file if dsn and self.plan.own_database
+                              else None, same_role_as_service=not opts.target_url)
         try:
-            with sampler, backlog_sampler, stack:
+            with sampler, backlog_sampler, stack, evidence:
                 self._drive(job, name, scenario, entry, stack)
         except KeyboardInterrupt:
             # later signals no longer raise (see interrupts): what follows runs to its end
@@ -116,6 +123,9 @@ class RunScenario(RunDatabase):
         self.state.scenario_ended(name, ended, c, (f.samples_rel(name) if f.samples(name).exists() else None, digest),
                                   machine)
         load_end = time.time()
+        # the samples are sealed: the window starts at the first request (the samples file's first rows) plus the
+        # warm-up and ends when the load stopped
+        evidence.finish(first_request_epoch(f.samples(name)), scenario.warmup_s, evidence.load_end)
         if dsn and measurable:
             self._integrity(name, entry, dsn, id_before)
         if self.notify is not None and dsn:

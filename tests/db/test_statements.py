@@ -126,22 +126,32 @@ def test_a_role_without_pg_read_all_stats_reads_only_its_own_statements(new_db: 
         assert refused == (f"not measured: role {role} may not read other roles' statements in pg_stat_statements "
                            "(grant it pg_read_all_stats)")
 
-        async def own() -> list[StatementDelta]:
+        # statements of their own shape: a column alias is not part of a statement's identity, so "SELECT 1 AS x"
+        # would be counted under whichever "SELECT $1" came first
+        mine = "SELECT count(*) FROM pg_class WHERE relname = $1"
+        theirs = "SELECT count(*) FROM pg_am WHERE amname = $1"
+
+        async def own() -> tuple[list[str], list[str]]:
             conn = await asyncpg.connect(plain)
             su = await asyncpg.connect(dsn)
             try:
                 src, before = await _source_and_snapshot(conn, role)
+                all_src, all_before = await _source_and_snapshot(su)
                 assert src.userid is not None and "this role's statements only" in src.describe()
-                await conn.execute("SELECT 4201 AS mine")
-                await su.execute("SELECT 4202 AS theirs")
-                after = await statements.snapshot(conn, src)
-                return statements.delta(before, after, await statements.texts(conn, src))
+                assert all_src.userid is None
+                await conn.fetch(mine, "x")
+                await su.fetch(theirs, "y")
+                after, all_after = await statements.snapshot(conn, src), await statements.snapshot(su, all_src)
+                return ([s.query for s in statements.delta(before, after, await statements.texts(conn, src))],
+                        [s.query for s in statements.delta(all_before, all_after,
+                                                           await statements.texts(su, all_src))])
             finally:
                 await conn.close()
                 await su.close()
 
-        queries = [s.query for s in run_async(own())]
-        assert "SELECT $1 AS mine" in queries and "SELECT $1 AS theirs" not in queries, queries
+        seen, seen_by_all = run_async(own())
+        assert mine in seen and theirs not in seen, seen
+        assert mine in seen_by_all and theirs in seen_by_all  # the superuser reads both: the difference is the role
     finally:
         fetch(dsn, f"DROP OWNED BY {role}")
         fetch(dsn, f"DROP ROLE {role}")
@@ -234,17 +244,22 @@ def test_an_existing_cluster_gets_the_evidence_settings_stopped_or_running(
 
 def test_the_snapshot_reads_no_other_database(new_db: Callable[[], str]) -> None:
     mine, theirs = new_db(), new_db()
+    elsewhere = "SELECT count(*) FROM pg_tablespace WHERE spcname = $1"
 
-    async def main() -> list[str]:
+    async def main() -> tuple[list[str], list[str]]:
         conn = await asyncpg.connect(mine)
         other = await asyncpg.connect(theirs)
         try:
-            src, before = await _source_and_snapshot(conn)
-            await other.execute("SELECT 4303 AS elsewhere")
-            after = await statements.snapshot(conn, src)
-            return [s.query for s in statements.delta(before, after, await statements.texts(conn, src))]
+            (src, before), (other_src, other_before) = await _source_and_snapshot(conn), await _source_and_snapshot(
+                other)
+            await other.fetch(elsewhere, "x")
+            after, other_after = await statements.snapshot(conn, src), await statements.snapshot(other, other_src)
+            return ([s.query for s in statements.delta(before, after, await statements.texts(conn, src))],
+                    [s.query for s in statements.delta(other_before, other_after,
+                                                       await statements.texts(other, other_src))])
         finally:
             await conn.close()
             await other.close()
 
-    assert not [q for q in run_async(main()) if "elsewhere" in q]
+    here, there = run_async(main())
+    assert elsewhere in there and elsewhere not in here
