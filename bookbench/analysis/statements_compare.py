@@ -122,7 +122,8 @@ def _read(runs: list[Path], scenario: str, label: str) -> list[_Run] | str:
         if recorded is None:
             return f"not recorded for {label}: {which} has no {scenario} in db/statements.json"
         if recorded.not_measured:
-            return f"not measured for {label} ({which}): {recorded.not_measured.removeprefix('not measured: ')}"
+            where = "" if len(runs) == 1 else f" in {which}"
+            return f"not measured for {label}{where}: {recorded.not_measured.removeprefix('not measured: ')}"
         out.append(_run(d, recorded))
     return out
 
@@ -144,7 +145,7 @@ def _figure(run: _Run, key: str, label: str, scenario: str, metric: str) -> infe
     if value is None:
         return f"{run.name}: no measured window in {scenario}, so no calls per second"
     if not (math.isfinite(value) and value > 0):
-        return f"{run.name}: {METRIC_WORDS[metric]} is 0, and a ratio needs both sides above 0"
+        return f"{run.name}: 0 {METRIC_WORDS[metric]}, no ratio"
     # one snapshot difference per window: no within-run spread to bootstrap, the rounds carry the variance
     return inference.RunFigure(value=value, within_var=0.0, requests=t.calls, blocks=0)
 
@@ -241,7 +242,8 @@ def _waits(label: str, runs: list[Path], scenario: str) -> SetWaits:
         out.hz = min(s.hz for s in sampled)
     else:
         reasons = [w.waits_not_measured for w in found if w.waits_not_measured]
-        out.not_measured = reasons[0] if reasons else "not measured: no busy backend was sampled"
+        instants = sum(w.waits.instants for w in found if w.waits is not None)
+        out.not_measured = reasons[0] if reasons else f"not measured: no busy backend in {instants:,} sampling instants"
     if served:
         out.pool_wait_ms_mean = float(np.mean([s.pool_wait_ms_mean for s in served]))
         out.db_ms_mean = float(np.mean([s.db_ms_mean for s in served]))

@@ -161,7 +161,7 @@ def test_known_ratios_and_intervals_over_three_rounds(tmp_path: Path) -> None:
     assert blocks.low < 4 / 1430 < blocks.high
     # 0 blocks read per call by the candidate: no ratio of zero, the reason instead
     read = cand.vs_baseline["read_per_call"]
-    assert isinstance(read, NotCompared) and "shared blocks read per call is 0" in read.error
+    assert isinstance(read, NotCompared) and read.error == "recommended-0: 0 shared blocks read per call, no ratio"
     calls = cand.vs_baseline["calls_per_s"]
     assert isinstance(calls, Interval) and calls.ratio == pytest.approx(10.0) and calls.verdict == "improved"
     assert calls.low < 10 < calls.high
@@ -213,7 +213,7 @@ def test_not_measured_says_why(tmp_path: Path) -> None:
         window=None, statements=[], not_measured="not measured: pg_stat_statements is not installed")}))
     result = _compared(variants)
     assert result.not_recorded == {
-        "none": "not measured for none (none-0): pg_stat_statements is not installed"}
+        "none": "not measured for none: pg_stat_statements is not installed"}
     # the baseline has nothing: the candidate keeps its own figures, nothing is compared
     row = next(r for r in result.statements if r.key == "conflict check")
     assert row.sets["recommended"].mean_exec_ms == pytest.approx(0.10 * CAND[0]) and not row.sets[
@@ -241,3 +241,15 @@ def test_the_headline_names_the_statement_that_changed_most(built: Comparison) -
     assert again.statements is not None and again.statements == built.statements
     assert isinstance(again.statements[SCENARIO].statements[1].sets["recommended"].vs_baseline["mean_exec_ms"],
                       Interval)
+
+
+def test_waits_with_no_busy_backend_say_so(tmp_path: Path) -> None:
+    variants = statement_variants(tmp_path, rounds=1)
+    idle = WaitShares(hz=15.0, instants=34, observations=0, busy_backends_mean=0.0,
+                      counts=dict.fromkeys(WAIT_CATEGORIES, 0), shares=dict.fromkeys(WAIT_CATEGORIES, 0.0))
+    write_waits(RunFolder(variants["none"][0]).waits, WaitsFile(scenarios={SCENARIO: ScenarioWaits(
+        window=None, waits=idle, service=None, service_not_measured="not measured: the target does not report it")}))
+    waits = _compared(variants).waits["none"]
+    assert waits.shares == {} and waits.not_measured == "not measured: no busy backend in 34 sampling instants"
+    assert waits.service_not_measured == "not measured: the target does not report it"
+    assert waits.pool_wait_ms_mean is None

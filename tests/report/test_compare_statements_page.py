@@ -23,10 +23,11 @@ from tests.report.test_pages import _check_page
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("statements")
     out = {}
-    for kind, without in (("three rounds", ()), ("one not recorded", (("recommended", 1),))):
+    for kind, rounds, without in (("three rounds", 3, ()), ("one not recorded", 3, (("recommended", 1),)),
+                                  ("one round", 1, ())):
         folder = tmp / kind.replace(" ", "-")
         folder.mkdir()
-        compare_stage.finish(folder, statement_variants(folder, without=without), NOISE, False, None,
+        compare_stage.finish(folder, statement_variants(folder, rounds, without), NOISE, False, None,
                              Console(file=io.StringIO()))
         out[kind] = folder / "compare.html"
     return out
@@ -56,7 +57,7 @@ def test_the_page_shows_each_statement_against_the_baseline(pages: dict[str, Pat
     assert "recommended 9,000 calls 300.0/s improved 10x higher" in check, check
     assert "0.10 ms improved 125x lower 95 % CI from " in check and "4.0 (4.0 + 0.0) improved 357x lower" in check
     assert "3 paired round(s), df 4" in check
-    assert "shared blocks read per call is 0, and a ratio needs both sides above 0" in check
+    assert "0.0 0 shared blocks read per call, no ratio" in check and "recommended-0: 0" not in check
     # plan links relative to the compare folder, to the set's first run
     assert section.count('href="none-0/explain/conflict_check.json"') == 2  # the check and the booking function
     assert 'href="recommended-0/explain/insert.json"' in section
@@ -72,10 +73,22 @@ def test_a_set_without_the_files_is_said_not_recorded(pages: dict[str, Path]) ->
     text = _text(_section(pages["one not recorded"].read_text()))
     assert ("not recorded for recommended: run 2 of 3 (recommended-1) has no db/statements.json: nothing is compared "
             "for it.") in text
-    assert "recommended: not recorded for recommended: run 2 of 3 (recommended-1) has no db/waits.json" in text
+    assert "recommended, wait shares: not recorded for recommended: run 2 of 3 (recommended-1) has no db/waits.json" \
+        in text
     assert "recommended 9,000 calls" not in text and "125x" not in text
     result = json.loads((pages["one not recorded"].parent / "compare.json").read_text())
     assert "Per statement" not in result["headline"]
+
+
+def test_one_round_shows_the_ratio_alone_and_says_so_once(pages: dict[str, Path]) -> None:
+    text = _text(_section(pages["one round"].read_text()))
+    assert text.count("One round per set: each ratio below is the ratio alone, without an interval") == 1
+    check = text[text.index("conflict check"):text.index("availability")]
+    # round 1 alone: 0.10 ms x 1.05 against 12.5 ms x 1.0 (CAND[0], BASE[0]): 0.105 ms, 119x lower
+    assert "0.11 ms 119x lower ratio only" in check and "95 % CI" not in text, check
+    result = json.loads((pages["one round"].parent / "compare.json").read_text())
+    assert "the conflict check changed most: from 12.5 ms to 0.11 ms per call (119x lower; one round, no " \
+           "interval)" in result["headline"], result["headline"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
@@ -86,6 +99,6 @@ def test_the_statement_section_reads_at_1280_px(pages: dict[str, Path], tmp_path
             page = _check_page(browser, "compare", path)
             rows = page.evaluate("[...document.querySelectorAll('table.statements tr')].length")
             # a heading row, then per statement its own row and one per set that recorded statements
-            assert rows == 1 + 4 * (3 if kind == "three rounds" else 2), (kind, rows)
+            assert rows == 1 + 4 * (2 if kind == "one not recorded" else 3), (kind, rows)
     finally:
         browser.close()
