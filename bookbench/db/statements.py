@@ -161,6 +161,8 @@ def collapse(query: str) -> str:
     return " ".join(query.split())
 
 
+# a statement whose text was not read at the end: evicted since (pg_stat_statements.max), or the database stopped
+_NO_TEXT = "(text not read: evicted from pg_stat_statements, or the database stopped answering)"
 _ZERO = Counters(0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, None)
 
 
@@ -181,7 +183,7 @@ def delta(before: Snapshot, after: Snapshot, text: dict[Key, str]) -> list[State
         total = a.total_exec_ms - b.total_exec_ms
         out.append(StatementDelta(
             queryid=str(key[0]), label=name, own=own, toplevel=key[1],
-            query=query[:QUERY_CHARS] or "(text no longer held by pg_stat_statements)",
+            query=query[:QUERY_CHARS] or _NO_TEXT,
             calls=calls, total_exec_ms=round(total, 4), mean_exec_ms=round(total / calls, 4) if calls else 0.0,
             rows=a.rows - b.rows, shared_blks_hit=a.shared_blks_hit - b.shared_blks_hit,
             shared_blks_read=a.shared_blks_read - b.shared_blks_read,

@@ -220,7 +220,9 @@ class DbEvidence:
         if self.waits is not None:
             self.waits.__exit__(None, None, None)
         if self.snapshots is not None:
-            self.snapshots.stop(timeout=_QUERY_TIMEOUT_S * 2 + 2)
+            # the last snapshot and the texts, one query timeout at most: a database that stopped answering (a
+            # fault) must not hold the run up; the thread ends on its own and the file says what was missed
+            self.snapshots.stop(timeout=_QUERY_TIMEOUT_S + 1)
 
     # -- after the load -------------------------------------------------------------------------------------------
     def finish(self, first_request: float | None, warmup_s: float, load_end: float | None) -> None:
@@ -307,7 +309,7 @@ class DbEvidence:
     def _service_timing(self, window: Window) -> tuple[ServiceTiming | None, str | None]:
         try:
             resp = httpx.get(f"{self.base_url}/stats/timing", params={"since": window.start, "until": window.end},
-                             timeout=10, follow_redirects=False)
+                             timeout=5, follow_redirects=False)  # as /stats is asked: a stopped service is no wait
         except httpx.HTTPError as exc:
             return None, f"not measured: GET /stats/timing failed: {type(exc).__name__}: {exc}"
         if resp.status_code in (404, 405):
