@@ -77,28 +77,28 @@ class Snapshot:
         and never as zero times. `complete` is False when requests were evicted from the ring and its oldest one
         ended after `since`: the window's start is gone and the figures cover only its later part.
         """
-        rows = [i for i in range(self.n) if since <= self.end[i] < until]
+        rows = [(h, p, d) for e, h, p, d in zip(self.end, self.handler, self.pool_wait, self.held, strict=True)
+                if since <= e < until]
         complete = not (self.evicted and self.oldest is not None and self.oldest > since)
         if not rows:
             return {"requests": 0, "handler_ms_mean": None, "pool_wait_ms_mean": None, "db_ms_mean": None,
                     "bands": {}, "complete": complete}
-        handlers = sorted(self.handler[i] for i in rows)
+        handlers = sorted(row[0] for row in rows)
         bands: dict[str, dict[str, Any]] = {}
         for name, (lo_q, hi_q) in BANDS.items():
             # nearest-rank percentiles of the handler times; the band holds at least the request at the lower one
             lo, hi = _nearest_rank(handlers, lo_q), _nearest_rank(handlers, hi_q)
-            bands[name] = self._means([i for i in rows if lo <= self.handler[i] <= hi])
-        means = self._means(rows)
+            bands[name] = _means([row for row in rows if lo <= row[0] <= hi])
+        means = _means(rows)
         return {"requests": means["requests"], "handler_ms_mean": means["handler_ms"],
                 "pool_wait_ms_mean": means["pool_wait_ms"], "db_ms_mean": means["db_ms"], "bands": bands,
                 "complete": complete}
 
-    def _means(self, rows: list[int]) -> dict[str, Any]:
-        n = len(rows)
-        return {"requests": n,
-                "handler_ms": _ms(math.fsum(self.handler[i] for i in rows) / n),
-                "pool_wait_ms": _ms(math.fsum(self.pool_wait[i] for i in rows) / n),
-                "db_ms": _ms(math.fsum(self.held[i] for i in rows) / n)}
+
+def _means(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
+    n = len(rows)
+    return {"requests": n, "handler_ms": _ms(math.fsum(r[0] for r in rows) / n),
+            "pool_wait_ms": _ms(math.fsum(r[1] for r in rows) / n), "db_ms": _ms(math.fsum(r[2] for r in rows) / n)}
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float:
