@@ -234,12 +234,17 @@ def _waits(label: str, runs: list[Path], scenario: str) -> SetWaits:
                             not_measured=f"not recorded for {label}: {which} has no {where}")
         found.append(entry)
     sampled = [w.waits for w in found if w.waits is not None and w.waits.observations > 0]
-    served = [w.service for w in found if w.service is not None]
+    served = [w.service for w in found if w.service is not None and w.service.requests]
     out = SetWaits(runs=len(sampled), shares={}, observations=sum(s.observations for s in sampled))
     if sampled:
         out.shares = {c: float(np.mean([s.shares.get(c, 0.0) for s in sampled])) for c in WAIT_CATEGORIES}
         out.busy_backends_mean = float(np.mean([s.busy_backends_mean for s in sampled]))
         out.hz = min(s.hz for s in sampled)
+        events: dict[str, int] = {}
+        for sample in sampled:
+            for event, n in sample.events.items():
+                events[event] = events.get(event, 0) + n
+        out.events = {e: n / out.observations for e, n in sorted(events.items(), key=lambda kv: -kv[1])[:6]}
     else:
         reasons = [w.waits_not_measured for w in found if w.waits_not_measured]
         instants = sum(w.waits.instants for w in found if w.waits is not None)

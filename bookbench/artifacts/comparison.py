@@ -288,6 +288,8 @@ class SetWaits(_Model):
 
     runs: int  # rounds with samples
     shares: dict[str, float]  # WAIT_CATEGORIES -> mean share of busy-backend observations
+    # the raw wait events behind the categories: "type:event" -> share of all the rounds' observations (top 6)
+    events: dict[str, float] = {}
     observations: int  # summed over rounds
     busy_backends_mean: float | None = None
     hz: float | None = None  # the lowest sampling rate achieved among the rounds

@@ -84,6 +84,9 @@ class WaitShares(BaseModel):
     busy_backends_mean: float  # observations / instants: how many backends were busy on average
     counts: dict[str, int]  # WAIT_CATEGORIES -> observations
     shares: dict[str, float]  # WAIT_CATEGORIES -> share of observations (sums to 1 when observations > 0)
+    # the raw wait events behind the categories, "type:event" -> observations (the 12 most frequent; counted per whole
+    # second, so a window's edges are rounded to seconds): what "Lock:other" or "IO:other" actually was
+    events: dict[str, int] = {}
     # why the window is not fully covered ("sampling ended 12.3 s into the window: ..."), empty when it is
     note: str = ""
 

@@ -158,7 +158,13 @@ async def texts(conn: asyncpg.Connection, src: Source, timeout: float | None = N
 
 
 def collapse(query: str) -> str:
-    return " ".join(query.split())
+    """Whitespace collapsed, and a leading "PREPARE name AS" dropped: pg_stat_statements keeps the first text it saw
+    for a statement, which for the service's statements is often bookbench's own EXPLAIN set-up (db/evidence.py
+    prepares each one), while the service runs the same statement unnamed."""
+    return _PREPARED.sub("", " ".join(query.split()), count=1)
+
+
+_PREPARED = re.compile(r"^PREPARE \S+(?: \([^)]*\))? AS ", re.IGNORECASE)
 
 
 # a statement whose text was not read at the end: evicted since (pg_stat_statements.max), or the database stopped

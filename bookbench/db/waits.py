@@ -15,6 +15,7 @@ import bisect
 import threading
 import time
 from array import array
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -80,6 +81,10 @@ class WaitSampler:
         self.ended_at: float | None = None
         self._times = array("d")
         self._counts = array("H")  # _WIDTH per instant, in WAIT_CATEGORIES order: 144k instants (2 h at 20 Hz) 2.6 MB
+        self._present = array("H")  # per instant, the service's backends there at all (idle ones too)
+        # the raw wait events behind the categories ("Lock:transactionid", "IO:WALSync"), per whole epoch second:
+        # what "Lock:other" or "IO:other" was, at a 1-second resolution (a window's edges are rounded to seconds)
+        self._events: dict[int, Counter[str]] = {}
         self._query_s = 0.0  # the samples' round trips, summed: what one sample costs, seen from here
         self._query_max_s = 0.0  # the longest: an instant's timestamp is within half of it of its snapshot
         self._lock = threading.Lock()
@@ -129,6 +134,14 @@ class WaitSampler:
                 return None
             first, last = self._times[i], self._times[j - 1]
             totals = [sum(self._counts[i * _WIDTH + c:j * _WIDTH:_WIDTH]) for c in range(_WIDTH)]
+            present = sum(self._present[i:j])
+            events: Counter[str] = Counter()
+            lo, hi = int(start), int(end)
+            for second, seen in self._events.items():  # a few thousand seconds at most; a window may span ages
+                if lo <= second <= hi:
+                    events.update(seen)
+        if present == 0:
+            return None  # no connection of the service at all: reason() says so, never "0 % of everything"
         instants = j - i
         observations = sum(totals)
         counts = dict(zip(WAIT_CATEGORIES, totals, strict=True))
@@ -136,7 +149,7 @@ class WaitSampler:
         achieved = (instants - 1) / (last - first) if instants > 1 and last > first else self.hz
         return WaitShares(hz=round(achieved, 2), instants=instants, observations=observations,
                           busy_backends_mean=observations / instants, counts=counts, shares=shares,
-                          note=self.reason(start, end) or "")
+                          note=self.reason(start, end) or "", events=dict(events.most_common(12)))
 
     def reason(self, start: float, end: float) -> str | None:
         """Why the window [start, end] is not (fully) covered, in one line, or None when it is."""
@@ -150,6 +163,12 @@ class WaitSampler:
                 return f"sampling began {began}"
             if self._stop.is_set() and self._times[-1] < end - 2 / self.hz:
                 return f"sampling stopped {end - self._times[-1]:.1f} s before the window's end"
+            i = bisect.bisect_left(self._times, start)
+            j = bisect.bisect_right(self._times, end)
+            if j > i and sum(self._present[i:j]) == 0:
+                return (f"not measured: no connection named {self.application_name!r} in the run's database during "
+                        f"the window ({j - i} sampling instants): the target's backends cannot be told apart from "
+                        "others' (a service must set that application_name on its connections to be sampled)")
         return None
 
     # -- the sampling thread --------------------------------------------------------------------------------------
@@ -208,6 +227,7 @@ class WaitSampler:
             rows = await statement.fetch(datid, app, timeout=_QUERY_TIMEOUT_S)
             took = time.perf_counter() - began
             counts = [0] * _WIDTH
+            raw: list[str] = []
             for row in rows:
                 if row["hidden"]:
                     self._give_up(await self._hidden(conn, setup["me"]))
@@ -215,9 +235,15 @@ class WaitSampler:
                 category = classify(row["state"], row["wait_event_type"], row["wait_event"])
                 if category is not None:
                     counts[_INDEX[category]] += 1
+                    if row["wait_event_type"] is not None:
+                        raw.append(f"{row['wait_event_type']}:{row['wait_event']}")
+            instant = now + took / 2  # the middle of the round trip: the best guess of the instant
             with self._lock:
-                self._times.append(now + took / 2)  # the middle of the round trip: the best guess of the instant
+                self._times.append(instant)
                 self._counts.extend(counts)
+                self._present.append(min(len(rows), 65_535))
+                if raw:
+                    self._events.setdefault(int(instant), Counter()).update(raw)
                 self._query_s += took
                 self._query_max_s = max(self._query_max_s, took)
             self._started.set()

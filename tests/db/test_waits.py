@@ -147,7 +147,11 @@ async def _held_while_waiting(db: str, hold: str, wait: str, expected_wait: tupl
             await until(waiting, f"the service backend to wait on {expected_wait}")
             state, kind, event = await state_of(observer, pid)
             assert state == "active" and kind == expected_wait[0] and event in expected_wait[1], (state, kind, event)
-            only(await observe(sampler), category)  # the holder is not the service's: not counted
+            shares = await observe(sampler)
+            only(shares, category)  # the holder is not the service's: not counted
+            # the raw event behind the category, counted per whole second (so at least the instants inside it)
+            assert set(shares.events) <= {f"{expected_wait[0]}:{e}" for e in expected_wait[1]}, shares.events
+            assert sum(shares.events.values()) >= shares.instants, shares
             await holder.execute("ROLLBACK; SELECT pg_advisory_unlock_all()")
             await asyncio.wait_for(blocked, budget(5))
     finally:
@@ -228,11 +232,15 @@ def test_only_the_service_backends_of_this_database(db: str, new_db: Callable[[]
 
 def test_a_window_without_instants_has_no_shares_and_says_why(db: str) -> None:
     async def body() -> tuple[WaitSampler, float, float]:
-        async with sampling(db) as sampler:
-            began = time.time()
-            await observe(sampler)
-        stopped = time.time()
-        await asyncio.sleep(3 / HZ)
+        idle = await service_conn(db)  # the service is there, idle: its windows are measured (and empty)
+        try:
+            async with sampling(db) as sampler:
+                began = time.time()
+                await observe(sampler)
+            stopped = time.time()
+            await asyncio.sleep(3 / HZ)
+        finally:
+            await idle.close()
         return sampler, began, stopped
 
     sampler, began, stopped = run_async(body())
@@ -250,7 +258,7 @@ def test_an_error_ends_sampling_without_raising(db: str) -> None:
     instants before stay, and a window reaching past the end names the reason."""
 
     async def body() -> tuple[WaitSampler, float, float]:
-        observer = await asyncpg.connect(db)
+        observer, idle = await asyncpg.connect(db), await service_conn(db)
         try:
             async with sampling(db) as sampler:
                 began = time.time()
@@ -267,6 +275,7 @@ def test_an_error_ends_sampling_without_raising(db: str) -> None:
                 return sampler, began, time.time()
         finally:
             await observer.close()
+            await idle.close()
 
     sampler, began, after = run_async(body())
     assert sampler.not_measured is None
@@ -341,3 +350,25 @@ def test_a_role_that_cannot_see_the_service_backends_is_not_measured(db: str, pg
             await admin.close()
 
     run_async(body())
+
+
+def test_a_target_whose_connections_are_not_named_is_not_measured(db: str) -> None:
+    """No connection with the service's application_name at all (a foreign service, with --dsn): not "0 % of
+    everything" but not measured, naming the application_name the sampler looked for."""
+    async def body() -> tuple[WaitSampler, float, float]:
+        foreign = await service_conn(db, "their-api")
+        try:
+            await foreign.execute("BEGIN; SELECT 1")  # busy, but not recognisable as the service
+            async with sampling(db) as sampler:
+                began = time.time()
+                while sampler.instants < INSTANTS:
+                    await asyncio.sleep(1 / HZ)
+                ended = time.time()
+        finally:
+            await foreign.close()
+        return sampler, began, ended
+
+    sampler, began, ended = run_async(body())
+    assert sampler.shares(began, ended) is None
+    why = sampler.reason(began, ended)
+    assert why is not None and why.startswith("not measured: no connection named 'bookbench-service'"), why
