@@ -25,5 +25,5 @@ class Settings(BaseSettings):
     # `bookbench compare` finds a known slowdown on the real stack. Never set it on a deployment.
     calibration_delay_ms: float = Field(default=0.0, ge=0, le=1000)
     # How many of the most recent counted requests GET /stats/timing can summarise (32 bytes each). 0 switches the
-    # per-request timing off: only for measuring what it costs (benchmarks/bench_service_timing.py).
+    # per-request timing off: only for measuring what it costs (benchmarks/test_service_timing.py).
     timing_ring_size: int = Field(default=200_000, ge=0, le=10_000_000)

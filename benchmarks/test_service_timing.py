@@ -7,7 +7,7 @@ most) in interleaved A B B A blocks, so that this machine's drift from minute to
 requests/s of each run, the on/off ratio (the goal), the service's CPU time per request on and off (from /proc:
 steadier than throughput on a shared machine), and the added work alone timed in a loop against that CPU time.
 
-Run: python -m benchmarks.bench_service_timing   (or pytest -s benchmarks/bench_service_timing.py)
+Run: python -m benchmarks.test_service_timing   (or pytest -s benchmarks/test_service_timing.py)
 Environment: BOOKBENCH_BENCH_TIMING_REQUESTS (per run, default 5000), BOOKBENCH_BENCH_TIMING_BLOCKS (default 10).
 Short runs, many blocks: on the 2-core box throughput drifts by 5-10 % from one 10 s run to the next, so a block of
 four long runs holds that drift; short ones hold less of it, and the spread of the blocks' ratios shows what is left.
