@@ -89,6 +89,9 @@ class WaitSampler:
         self._query_max_s = 0.0  # the longest: an instant's timestamp is within half of it of its snapshot
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # set: the sampler skips its instants (its connection stays open). Only for measuring what sampling costs
+        # in one run, on and off in alternation (benchmarks/test_wait_sampler.py): a run never pauses it
+        self.paused = threading.Event()
         self._started = threading.Event()  # set once the first instant is stored, or sampling gave up
         self._thread = threading.Thread(target=self._run, name="bookbench-waits", daemon=True)
 
@@ -222,6 +225,10 @@ class WaitSampler:
         period = 1.0 / self.hz
         due = time.monotonic()
         while not self._stop.is_set():
+            if self.paused.is_set():
+                await asyncio.sleep(period)
+                due = time.monotonic()
+                continue
             now = time.time()
             began = time.perf_counter()
             rows = await statement.fetch(datid, app, timeout=_QUERY_TIMEOUT_S)
