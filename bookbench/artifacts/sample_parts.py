@@ -1,0 +1,286 @@
+"""Samples format 3: per scenario a folder of Parquet files, one series of parts per load process, sealed at the end.
+
+Each load process (the local runner, the master, each worker) writes its own parts,
+`samples/<scenario>/<process>-<seq>.parquet`, each a complete file written under `.tmp` and renamed: a part present
+under its final name is always whole, and a killed process loses only the rows it had not flushed yet. Once the
+scenario's processes exited, seal() merges each process's parts into `<process>.parquet` (streaming, one row group
+per ~1M rows) and the manifest records every final file with its rows and sha256. A folder never sealed (a killed
+run) still reads: files() takes every whole `*.parquet` in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from bookbench.artifacts.samples import COLUMNS, Sample, WriteFailed
+
+FORMAT = 3
+FORMAT_KEY = b"bookbench.samples_format"
+# the parts a sealed file was merged from: a kill between the merged file's rename and the parts' removal leaves
+# both on disk, and the readers must not count those rows twice
+MERGED_KEY = b"bookbench.merged_parts"
+_STR = pa.dictionary(pa.int32(), pa.utf8())
+SCHEMA = pa.schema([
+    pa.field("ts", pa.float64(), nullable=False),
+    pa.field("latency_ms", pa.float64(), nullable=False),
+    pa.field("name", _STR, nullable=False),
+    pa.field("method", _STR, nullable=False),
+    pa.field("status", pa.int32(), nullable=False),
+    pa.field("ok", pa.int8(), nullable=False),
+    pa.field("error", _STR, nullable=False),
+    pa.field("bytes", pa.int64(), nullable=False),
+    pa.field("users", pa.int32(), nullable=False),
+    pa.field("worker", _STR, nullable=False),
+    pa.field("intended", pa.float64(), nullable=True),
+], metadata={FORMAT_KEY: str(FORMAT).encode()})
+assert tuple(SCHEMA.names) == COLUMNS  # format 2's CSV columns, in their order: one vocabulary for every reader
+
+FLUSH_ROWS = 100_000  # a part holds at most this many rows (a flush comes sooner when this many are buffered)
+ROW_GROUP_ROWS = 1_000_000  # a sealed file's row groups: big enough for fast scans, small enough to stream
+# zstd level 1: several times smaller than CSV.gz at level 1 and as cheap to write; a part is written once a second
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 1
+_PART = re.compile(r"^(?P<process>[A-Za-z0-9_-]+)-(?P<seq>[0-9]{6})\.parquet$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_CHUNK = 1 << 20
+
+
+class SealedFile(BaseModel):
+    """One final file of a sealed samples folder, as the manifest records it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str  # relative to the run folder
+    rows: int = Field(ge=0)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+def process_name(raw: str) -> str:
+    """A process id usable in a file name: [A-Za-z0-9_-] only (Locust's worker ids hold a host name)."""
+    return _UNSAFE.sub("_", raw) or "process"
+
+
+def part_name(process: str, seq: int) -> str:
+    return f"{process}-{seq:06d}.parquet"
+
+
+def to_table(rows: list[Sample]) -> pa.Table:
+    """Rows (the hook's tuples) as one Arrow table of SCHEMA; strings dictionary-encoded."""
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+    arrays = [pa.array(col, type=field.type.value_type).dictionary_encode() if pa.types.is_dictionary(field.type)
+              else pa.array(col, type=field.type) for col, field in zip(cols, SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+class PartWriter:
+    """Buffers one process's rows and writes them as numbered parts, each whole on disk or absent."""
+
+    def __init__(self, folder: Path, process: str) -> None:
+        self.folder = folder
+        self.process = process_name(process)
+        folder.mkdir(parents=True, exist_ok=True)  # an empty folder is a scenario that recorded nothing, not a loss
+        self.rows: list[Sample] = []
+        self.written = 0
+        # after the parts already there or merged: a process started again under the same name never reuses a
+        # part's name (a sealed file names the parts it holds, and a reader skips those)
+        names = [p.name for p in folder.iterdir()]
+        final = folder / f"{self.process}.parquet"
+        if final.exists():
+            with contextlib.suppress(OSError, pa.ArrowException):
+                names += _merged_parts(final)
+        taken = [int(m["seq"]) for n in names if (m := _PART.match(n)) and m["process"] == self.process]
+        self.seq = max(taken, default=-1) + 1
+
+    def add(self, row: Sample) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def extend(self, rows: list[Sample]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered rows as one part; raises WriteFailed naming it when the disk refuses."""
+        if not self.rows:
+            return 0
+        rows, self.rows = self.rows, []
+        for start in range(0, len(rows), FLUSH_ROWS):
+            self._write(to_table(rows[start:start + FLUSH_ROWS]))
+        self.written += len(rows)
+        return len(rows)
+
+    def _write(self, table: pa.Table) -> None:
+        final = self.folder / part_name(self.process, self.seq)
+        tmp = final.with_name(final.name + ".tmp")
+        try:
+            pq.write_table(table, tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+            # no fsync: what must survive is a killed process, and the page cache outlives it; a machine crash
+            # loses the run anyway
+            os.replace(tmp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a cut part never takes the final name; its room goes back to the disk
+            raise WriteFailed(final, exc) from exc
+        self.seq += 1
+
+
+def _merged_parts(path: Path) -> set[str]:
+    meta = pq.read_schema(path).metadata or {}
+    return set(filter(None, meta.get(MERGED_KEY, b"").decode().split(",")))
+
+
+def files(folder: Path) -> list[Path]:
+    """Every complete samples file of the folder, sorted (a part already merged into a sealed file is left out)."""
+    if not folder.is_dir():
+        return []
+    found = sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and p.is_file())
+    merged: set[str] = set()
+    for p in found:
+        if not _PART.match(p.name):
+            with contextlib.suppress(OSError, pa.ArrowException):  # an unreadable file is verify()'s to name
+                merged |= _merged_parts(p)
+    return [p for p in found if p.name not in merged]
+
+
+def _by_process(folder: Path) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if m := _PART.match(p.name):
+            groups.setdefault(m["process"], []).append(p)
+    return groups
+
+
+def _batches(paths: list[Path]) -> Iterator[pa.Table]:
+    """The parts' rows in order, regrouped into tables of ROW_GROUP_ROWS (one part in memory at a time, plus one
+    row group's worth)."""
+    pending: list[pa.Table] = []
+    size = 0
+    for path in paths:
+        table = pq.read_table(path, schema=SCHEMA)
+        pending.append(table)
+        size += table.num_rows
+        while size >= ROW_GROUP_ROWS:
+            whole = pa.concat_tables(pending)
+            yield whole.slice(0, ROW_GROUP_ROWS)
+            rest = whole.slice(ROW_GROUP_ROWS)
+            pending, size = [rest], rest.num_rows
+    if size:
+        yield pa.concat_tables(pending)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        rows_in(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def _merge(process: str, folder: Path, parts: list[Path]) -> None:
+    final = folder / f"{process}.parquet"
+    done = _merged_parts(final) if final.exists() else set()
+    # an interrupted seal's merged parts only await removal; a part that does not read (never one this module
+    # wrote: it renames only whole files) stays where it is, for verify() to name
+    parts = [p for p in parts if p.name not in done and _readable(p)]
+    if parts:
+        sources = ([final] if final.exists() else []) + parts
+        names = sorted(done | {p.name for p in parts})
+        schema = SCHEMA.with_metadata({**(SCHEMA.metadata or {}), MERGED_KEY: ",".join(names).encode()})
+        tmp = final.with_name(final.name + ".tmp")
+        with pq.ParquetWriter(tmp, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL) as out:
+            for batch in _batches(sources):
+                out.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+        os.replace(tmp, final)
+    for p in folder.iterdir():
+        if p.name in done or p in parts:
+            p.unlink()
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rows_in(path: Path) -> int:
+    """The file's row count from its footer (raises for a file that is not whole Parquet)."""
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def seal(folder: Path, run_dir: Path | None = None) -> list[SealedFile]:
+    """Merge each process's parts into `<process>.parquet`, remove the parts and stray `.tmp` files, and return
+    every final file with its rows and sha256 (paths relative to `run_dir`, by default the folder's grandparent:
+    `<run>/samples/<scenario>`). Sealing again is harmless, and finishes a seal that was interrupted."""
+    run_dir = run_dir if run_dir is not None else folder.parents[1]
+    if not folder.is_dir():
+        return []
+    for process, parts in _by_process(folder).items():
+        _merge(process, folder, parts)
+    for p in folder.glob("*.tmp"):  # what killed writers left unfinished
+        p.unlink()
+    return [SealedFile(path=p.relative_to(run_dir).as_posix(), rows=rows_in(p), sha256=digest(p))
+            for p in files(folder) if _readable(p)]
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    return path.relative_to(run_dir).as_posix() if path.is_relative_to(run_dir) else str(path)
+
+
+def verify(run_dir: Path, rel_folder: str,
+           recorded: list[SealedFile] | None) -> tuple[list[Path], str, str, int]:
+    """(the whole files to read, status, detail, their rows), in the spirit of samples.check(): "verified" when every
+    file the manifest recorded is there with its rows and sha256 and nothing else is; "not verified" when nothing
+    was recorded (a killed run, never sealed) and every file reads; "damaged" naming the first file that does not."""
+    folder = run_dir / rel_folder
+    if not folder.is_dir():
+        return [], "damaged", f"{rel_folder} is missing", 0
+    present = files(folder)
+    readable: list[Path] = []
+    total = 0
+    problems: list[str] = []
+    for path in present:
+        try:
+            n = rows_in(path)
+        except (OSError, pa.ArrowException):
+            problems.append(f"{_rel(path, run_dir)} is not a readable Parquet file ({path.stat().st_size:,} bytes)")
+            continue
+        readable.append(path)
+        total += n
+    if recorded is None:
+        if problems:
+            return readable, "damaged", f"{problems[0]}; {total:,} rows readable in the other files", total
+        unfinished = len(list(folder.glob("*.tmp")))
+        left = (f"; {unfinished} part(s) a killed process had not finished were skipped" if unfinished else "")
+        return readable, "not verified", (f"{rel_folder}: {total:,} rows in {len(readable)} file(s), no row counts "
+                                          f"and checksums recorded to check them against (a killed run){left}"), total
+    by_rel = {_rel(p, run_dir): p for p in present}
+    for entry in recorded:
+        on_disk = by_rel.pop(entry.path) if entry.path in by_rel else None
+        if on_disk is None:
+            problems.append(f"{entry.path} is missing ({entry.rows:,} rows recorded)")
+        elif on_disk not in readable:
+            continue  # named above as unreadable
+        elif (n := rows_in(on_disk)) != entry.rows:
+            problems.append(f"{entry.path} holds {n:,} rows; {entry.rows:,} were written")
+        elif (found := digest(on_disk)) != entry.sha256:
+            problems.append(f"{entry.path} was changed after the run: its sha256 {found[:12]}... is not the "
+                            f"{entry.sha256[:12]}... recorded when it was sealed")
+    problems += [f"{rel} was not recorded when the folder was sealed" for rel in by_rel]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return readable, "damaged", f"{problems[0]}{more}; {total:,} rows readable", total
+    return readable, "verified", (f"{rel_folder}: {total:,} rows in {len(readable)} file(s), sha256 as recorded "
+                                  "when they were sealed"), total

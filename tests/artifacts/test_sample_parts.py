@@ -1,0 +1,158 @@
+"""Samples format 3 (artifacts/sample_parts.py): parts written whole or not at all, sealed into one file per process
+with the input rows unchanged, and verify() naming a file that is missing, cut, changed or unrecorded."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bookbench.artifacts import sample_parts
+from bookbench.artifacts.sample_parts import PartWriter, SealedFile, files, seal, verify
+from bookbench.artifacts.samples import Sample, WriteFailed
+
+REL = "samples/s1"
+
+
+def _rows(n: int, worker: str, t0: float = 1_700_000_000.0) -> list[Sample]:
+    return [(t0 + i * 0.01, 1.5 + i % 7 * 0.25, "book" if i % 3 else "lookup", "POST" if i % 3 else "GET",
+             200 if i % 5 else 409, int(i % 11 != 0), "" if i % 11 else "HTTP 500: boom", 120 + i % 4, 10 + i % 3,
+             worker, (t0 + i * 0.01 - 0.001) if i % 2 else None) for i in range(n)]
+
+
+def _read_all(paths: list[Path]) -> list[tuple[object, ...]]:
+    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    return sorted(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
+def _folder(tmp_path: Path) -> Path:
+    return tmp_path / "run" / REL
+
+
+def test_write_flush_seal_round_trip(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    local, w1 = PartWriter(folder, "local"), PartWriter(folder, "host:1/w")
+    expected = _rows(250, "local") + _rows(40, "w1", t0=1_700_000_100.0)
+    local.extend(expected[:100])
+    assert local.flush() == 100
+    for row in expected[100:250]:
+        local.add(row)
+    local.flush()
+    w1.extend(expected[250:])
+    w1.flush()
+    assert local.flush() == 0  # nothing buffered: no empty part
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["host_1_w-000000.parquet", "local-000000.parquet", "local-000001.parquet"]
+    assert _read_all(files(folder)) == sorted(expected)
+
+    sealed = seal(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["host_1_w.parquet", "local.parquet"]
+    assert [(s.path, s.rows) for s in sealed] == [(f"{REL}/host_1_w.parquet", 40), (f"{REL}/local.parquet", 250)]
+    assert _read_all(files(folder)) == sorted(expected)
+    assert seal(folder) == sealed  # sealing again changes nothing
+    paths, status, detail, rows = verify(tmp_path / "run", REL, sealed)
+    assert (status, rows, len(paths)) == ("verified", 290, 2), detail
+
+
+def test_strings_are_dictionary_encoded_and_format_is_tagged(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    writer = PartWriter(folder, "local")
+    writer.extend(_rows(30, "local"))
+    writer.flush()
+    (path,) = seal(folder)
+    parquet = pq.ParquetFile(tmp_path / "run" / path.path)
+    schema = parquet.schema_arrow
+    assert schema.names == list(sample_parts.SCHEMA.names)
+    for column in ("name", "method", "error", "worker"):
+        assert pa.types.is_dictionary(schema.field(column).type)
+        # the file itself stores the column dictionary-encoded, not only the Arrow schema saying so
+        encodings = parquet.metadata.row_group(0).column(schema.get_field_index(column)).encodings
+        assert any("DICTIONARY" in e for e in encodings), encodings
+    assert (schema.metadata or {})[b"bookbench.samples_format"] == b"3"
+    assert pq.read_table(tmp_path / "run" / path.path).column("intended").null_count == 15
+
+
+def test_a_killed_writer_leaves_whole_parts_readable_and_verify_names_a_cut_one(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    writer = PartWriter(folder, "w1")
+    for _ in range(3):
+        writer.extend(_rows(20, "w1"))
+        writer.flush()
+    # a kill during the fourth flush: its `.tmp` cut short never took a final name
+    whole = (folder / "w1-000000.parquet").read_bytes()
+    (folder / "w1-000003.parquet.tmp").write_bytes(whole[:len(whole) // 2])
+    paths, status, detail, rows = verify(tmp_path / "run", REL, None)
+    assert (status, rows, len(paths)) == ("not verified", 60, 3), detail
+    assert "1 part(s) a killed process had not finished" in detail
+    # a final part cut short (something outside bookbench did it: bookbench renames only whole files)
+    (folder / "w1-000001.parquet").write_bytes(whole[:100])
+    paths, status, detail, rows = verify(tmp_path / "run", REL, None)
+    assert status == "damaged" and rows == 40 and len(paths) == 2
+    assert "samples/s1/w1-000001.parquet is not a readable Parquet file (100 bytes)" in detail
+    # sealing keeps the rows that read, and the cut part for verify to name
+    sealed = seal(folder)
+    assert [s.rows for s in sealed] == [40]
+    assert not list(folder.glob("*.tmp"))
+    _, status, detail, rows = verify(tmp_path / "run", REL, sealed)
+    assert status == "damaged" and rows == 40
+    assert "w1-000001.parquet is not a readable Parquet file" in detail
+
+
+def test_verify_names_missing_changed_and_unrecorded_files(tmp_path: Path) -> None:
+    run, folder = tmp_path / "run", _folder(tmp_path)
+    for process in ("local", "w2"):
+        writer = PartWriter(folder, process)
+        writer.extend(_rows(10, process))
+        writer.flush()
+    sealed = seal(folder)
+    fake = SealedFile(path=f"{REL}/w9.parquet", rows=5, sha256="0" * 64)
+    assert verify(run, REL, [*sealed, fake])[1:3] == (
+        "damaged", f"{REL}/w9.parquet is missing (5 rows recorded); 20 rows readable")
+    wrong_rows = [sealed[0].model_copy(update={"rows": 11}), sealed[1]]
+    assert "local.parquet holds 10 rows; 11 were written" in verify(run, REL, wrong_rows)[2]
+    changed = [sealed[0].model_copy(update={"sha256": "f" * 64}), sealed[1]]
+    assert "local.parquet was changed after the run" in verify(run, REL, changed)[2]
+    assert "w2.parquet was not recorded when the folder was sealed" in verify(run, REL, sealed[:1])[2]
+    assert verify(run, "samples/nope", None)[1:3] == ("damaged", "samples/nope is missing")
+
+
+def test_an_interrupted_seal_is_never_counted_twice(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    writer = PartWriter(folder, "local")
+    for _ in range(2):
+        writer.extend(_rows(10, "local"))
+        writer.flush()
+    parts = sorted(folder.iterdir())
+    kept = {p.name: p.read_bytes() for p in parts}
+    seal(folder)
+    for name, data in kept.items():  # as if killed between the merged file's rename and the parts' removal
+        (folder / name).write_bytes(data)
+    assert sum(sample_parts.rows_in(p) for p in files(folder)) == 20
+    (sealed,) = seal(folder)
+    assert sealed.rows == 20 and [p.name for p in folder.iterdir()] == ["local.parquet"]
+    # a writer started again under the same name continues after the parts it finds, and a new seal appends
+    again = PartWriter(folder, "local")
+    again.extend(_rows(5, "local"))
+    again.flush()
+    (resealed,) = seal(folder)
+    assert resealed.rows == 25
+
+
+def test_a_refused_write_names_the_part_and_leaves_no_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _folder(tmp_path)
+    writer = PartWriter(folder, "local")
+    writer.extend(_rows(5, "local"))
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)  # the rename that would publish the part
+    with pytest.raises(WriteFailed) as failed:
+        writer.flush()
+    assert failed.value.describe(tmp_path / "run") == (
+        "disk full writing samples/s1/local-000000.parquet (No space left on device)")
+    assert list(folder.iterdir()) == []
