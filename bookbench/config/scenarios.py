@@ -57,6 +57,10 @@ class Scenario(Strict):
     # finds them all busy is dropped and counted)
     arrivals: Literal["poisson", "uniform"] = "poisson"
     max_in_flight: int = Field(default=200, ge=1, le=100_000)
+    # how often the soak probe (service RSS, connections, table growth, vacuum, outbox backlog: db/<name>_soak.jsonl)
+    # reads while this scenario runs; not scaled by --quick (a probe is a reading, not load), and not part of the
+    # digest (it does not shape the load: runs that differ only here still compare)
+    probe_every_s: float = Field(default=10.0, ge=0.2, le=3600)
 
     @property
     def open_model(self) -> bool:
@@ -137,6 +141,9 @@ class Limits(Strict):
 class Thresholds(Strict):
     global_: Limits = Field(default=Limits(), alias="global")
     per_scenario: dict[str, Limits] = Field(default_factory=dict)
+    # latency drift (analysis/drift.py): the P95's slope per hour as a share of its mean. Set, a scenario whose
+    # whole 95 % interval lies above it fails (NO-GO); unset, drift beyond DEFAULT_DRIFT_PER_HOUR is a finding only
+    p95_drift_per_hour: float | None = Field(default=None, gt=0, le=100)
 
     def stall_default(self, scenario: str, definition: dict[str, Any], think_max_s: float) -> float | None:
         """The stall limit of a scenario whose limit neither `global` nor its `per_scenario` entry names (a null
@@ -195,7 +202,7 @@ class ScenarioFile(Strict):
 
     def digest(self) -> str:
         """Hash of the definitions that shape the load; runs with different digests are not comparable."""
-        relevant = {"scenarios": {k: v.model_dump() for k, v in self.scenarios.items()},
+        relevant = {"scenarios": {k: v.model_dump(exclude={"probe_every_s"}) for k, v in self.scenarios.items()},
                     "task_mix": self.task_mix.model_dump()}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -29,6 +29,7 @@ import asyncpg
 import httpx
 from pydantic import ValidationError
 
+from bookbench.artifacts import run_config
 from bookbench.artifacts.db_evidence import (
     ScenarioStatements,
     ScenarioWaits,
@@ -43,11 +44,16 @@ from bookbench.artifacts.db_evidence import (
 )
 from bookbench.artifacts.files import write_file
 from bookbench.artifacts.folder import RunFolder
+from bookbench.artifacts.soak import soak_file
 from bookbench.config.dsn import mask_dsn
 from bookbench.db import statements
+from bookbench.db.soak_probe import SOAK_APPLICATION_NAME
 from bookbench.db.statements import Snapshot, Source
 from bookbench.db.waits import SAMPLER_APPLICATION_NAME, SERVICE_APPLICATION_NAME, WaitSampler
+from bookbench.errors import ArtifactError
+from bookbench.pipeline.interference import listener_pids, local_port
 from bookbench.pipeline.narration import Narrator, say
+from bookbench.pipeline.soak import SoakSampler, period
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +207,7 @@ class DbEvidence:
         self.same_role = same_role_as_service
         self.snapshots: _Snapshots | None = None
         self.waits: WaitSampler | None = None
+        self.soak: SoakSampler | None = None
         self.log_offset = 0
         self.load_end: float | None = None  # when the load stopped (set on leaving the `with`)
 
@@ -213,10 +220,31 @@ class DbEvidence:
             self.snapshots.start()
             self.waits = WaitSampler(self.dsn, SERVICE_APPLICATION_NAME, WAIT_HZ)
             self.waits.__enter__()
+        self.soak = self._soak_sampler()
+        self.soak.__enter__()
         return self
+
+    def _soak_sampler(self) -> SoakSampler:
+        """The soak probe (issue 28): every scenario's, at its scenarios.yaml period; the service's memory only when
+        the run started the service (found by the port it listens on), never a --target-url's."""
+        try:
+            scenario = run_config.read(self.folder.config(self.name)).scenario
+        except (ArtifactError, OSError):
+            scenario = None
+        every = period(scenario.probe_every_s if scenario is not None else 10.0)
+        pids: list[int] | None = None
+        why = "not measured: the service is not a process of this run (--target-url)"
+        if self.same_role:
+            port = local_port(self.base_url)
+            pids = listener_pids(port) if port is not None else []
+            if not pids:
+                pids, why = None, "not measured: the service's process was not found by its port"
+        return SoakSampler(soak_file(self.folder.root, self.name), self.dsn, pids, every, rss_why=why)
 
     def __exit__(self, *_: object) -> None:
         self.load_end = time.time()
+        if self.soak is not None:
+            self.soak.__exit__(None, None, None)
         if self.waits is not None:
             self.waits.__exit__(None, None, None)
         if self.snapshots is not None:
@@ -363,7 +391,7 @@ class DbEvidence:
 
 # -- auto_explain's plans in the embedded server's log ----------------------------------------------------------------
 # the evidence's own connections: their statements are not the load's
-OWN_APPLICATIONS = frozenset({APPLICATION_NAME, SAMPLER_APPLICATION_NAME})
+OWN_APPLICATIONS = frozenset({APPLICATION_NAME, SAMPLER_APPLICATION_NAME, SOAK_APPLICATION_NAME})
 # embedded.LOG_LINE_PREFIX ("%m [%p] t=%n %qdb=%d,app=%a ") then auto_explain's message; the plan follows on lines
 # that start with a tab
 _PLAN_HEAD = re.compile(r"^.*? \[(?P<pid>\d+)\] t=(?P<t>\d+(?:\.\d+)?) db=(?P<db>[^,]*),app=(?P<app>.*) "
