@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bookbench.analysis import drift
 from bookbench.artifacts.manifest import AS_FOUND, Manifest, ScenarioEntry, notifications_off
 from bookbench.artifacts.summary import ScenarioSummary, Summary
 from bookbench.artifacts.verdicts import VerdictRecord, VerdictsFile
@@ -83,6 +84,9 @@ class Judgement:
     # "not run" verdicts the run chose not to measure (notifications off, no --dsn, checks skipped), each with its
     # reason as detail: pages fold them into one line instead of a row each in the warning colour
     by_design: list[Verdict] = field(default_factory=list)
+    # what the run revealed that no rule of scenarios.yaml judges (a soak's latency drift with no drift threshold
+    # set), worded for the page: shown, never a reason for the decision
+    findings: list[str] = field(default_factory=list)
 
     @property
     def go(self) -> bool:
@@ -180,6 +184,8 @@ def format_value(metric: str, value: float | None) -> str:
         return f"{100 * value:.3g} %"
     if metric == "throughput_rps":
         return f"{value:.1f} req/s"
+    if metric.endswith("_per_hour"):
+        return f"{100 * value:+.1f} %/h"
     if metric.endswith("_ms"):
         return f"{value:.0f} ms"
     if metric.endswith("_s"):
@@ -312,6 +318,23 @@ def _scenario_verdicts(name: str, sc: ScenarioSummary | None, ran: bool, thresho
         status = "pass" if drop <= alerts.throughput_drop else "fail"
         out.append(Verdict("alert", name, "throughput_drop", drop, alerts.throughput_drop, status, sc.requests))
     return out
+
+
+def _drift(name: str, sc: ScenarioSummary | None, thresholds: Thresholds) -> tuple[list[Verdict], list[str]]:
+    """The P95's drift per hour (analysis/drift.py) of a scenario with drift.JUDGED_FROM_S of steady state: a
+    verdict when scenarios.yaml sets thresholds.p95_drift_per_hour (failed only when the whole interval lies above
+    it), else a finding when drift beyond the default threshold is shown."""
+    if sc is None:
+        return [], []
+    limit = thresholds.p95_drift_per_hour
+    found = drift.latency_drift(sc.timeseries, sc.warmup_s, limit or drift.DEFAULT_DRIFT_PER_HOUR)
+    rel = found.slope.relative() if found.slope else None
+    if rel is None or found.steady_s < drift.JUDGED_FROM_S:
+        return [], []
+    if limit is None:
+        return [], ([f"{name}: latency drift, {found.words()}"] if found.verdict == drift.DRIFT else [])
+    status = "fail" if found.verdict == drift.DRIFT else "pass"
+    return [Verdict("threshold", name, "p95_drift_per_hour", rel[0], limit, status, sc.requests, found.words())], []
 
 
 def _integrity(name: str, entry: ScenarioEntry, ran: bool, killed: bool = False) -> list[Verdict]:
@@ -492,6 +515,7 @@ def judge(manifest: Manifest, summary: Summary, checks: list[dict[str, Any]] | N
     """Every verdict on one run and the decision."""
     thresholds, targets, alerts = rules(manifest)
     verdicts: list[Verdict] = []
+    findings: list[str] = []
     turned_off = notifications_reason(manifest)
     off = turned_off or "not measured (notifications.enabled: false, or a run from before bookbench measured them)"
     for name, entry in manifest.scenarios.items():
@@ -505,6 +529,9 @@ def judge(manifest: Manifest, summary: Summary, checks: list[dict[str, Any]] | N
             mine = [dataclasses.replace(v, detail=why)
                     if v.metric in NOTIFICATION_METRICS and v.status == "not run" and not v.detail else v for v in mine]
         verdicts += mine
+        drifted, found = _drift(name, sc, thresholds) if ran else ([], [])
+        verdicts += drifted
+        findings += found
         verdicts += _integrity(name, entry, ran,
                                killed=manifest.status == "killed" and manifest.database_role is not None)
         verdicts += _samples_file(name, sc)
@@ -522,7 +549,7 @@ def judge(manifest: Manifest, summary: Summary, checks: list[dict[str, Any]] | N
         decision = "INCOMPLETE"
     else:
         decision = "GO"
-    return Judgement(verdicts, decision, caveats, by_design)
+    return Judgement(verdicts, decision, caveats, by_design, findings)
 
 
 def matrix(j: Judgement) -> list[Row]:

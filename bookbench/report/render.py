@@ -36,7 +36,7 @@ from bookbench.artifacts.manifest import Manifest
 from bookbench.artifacts.summary import Summary
 from bookbench.config.scenarios import Thresholds
 from bookbench.errors import ArtifactError
-from bookbench.report import charts
+from bookbench.report import charts, soak
 
 TEMPLATES = Path(__file__).with_name("templates")
 # a statement's label (db/statements.json) -> its file in explain/ (the names of db/evidence.py's statements)
@@ -186,7 +186,8 @@ def report_page(run_dir: Path, manifest: Manifest, summary: Summary, j: judge.Ju
         # the page lists each failed item under the banner: the banner's sentence only counts them
         manifest=manifest, summary=summary, j=j, headline=j.headline(total, len(summary.scenarios), listed=0),
         fmt=judge.format_value, charts=_charts(summary, judge.rules(manifest)[0]), checks=checks,
-        evidence=evidence(run_dir, summary), generated=now(), method=summary.method)
+        evidence=evidence(run_dir, summary), soak=soak.sections(run_dir, summary, judge.rules(manifest)[0]),
+        generated=now(), method=summary.method)
     return write_page(run_dir / "report.html", html)
 
 

@@ -1,0 +1,98 @@
+"""report.html's "Soak" section from the known run plus a synthetic db/known_soak.jsonl (known probes: the slopes
+are known), the judge's drift line from a long synthetic series, and the page in headless Chromium at 1280 px."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bookbench.analysis import judge
+from bookbench.artifacts import soak
+from bookbench.artifacts import summary as summary_file
+from bookbench.artifacts.soak import Probe, TableProbe
+from bookbench.artifacts.summary import TimePoint
+from bookbench.config.scenarios import Thresholds
+from bookbench.pipeline import analyse
+from tests.report.browser import CHROMIUM, Browser
+from tests.report.test_pages import _CHART_GEOMETRY, _check_page
+
+KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
+
+
+def _probe(i: int) -> Probe:
+    # every 10 s: RSS +1 MB, the appointments table +2 MB, 100 more dead tuples, one autovacuum at the 4th probe
+    return Probe(t=1_700_000_000.0 + 10 * i, rss_bytes=(100 + i) * 2**20, service_processes=1,
+                 connections={"active": 3, "idle": 7 + i % 2},
+                 tables={"appointments": TableProbe(total_bytes=(50 + 2 * i) * 2**20, table_bytes=(40 + 2 * i) * 2**20,
+                                                    index_bytes=10 * 2**20, n_live_tup=1000, n_dead_tup=100 * i,
+                                                    autovacuum_count=int(i >= 3), autoanalyze_count=0)},
+                 outbox_pending=5)
+
+
+def _run(dest: Path, probes: int) -> Path:
+    shutil.copytree(KNOWN, dest)
+    path = soak.soak_file(dest, "known")
+    path.parent.mkdir(exist_ok=True)
+    for i in range(probes):
+        soak.append(path, _probe(i))
+    with path.open("a") as fh:
+        fh.write('{"v": 1, "t": 17000')  # a last line cut by a kill: skipped
+    analyse.analyse_and_render(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(tmp_path_factory.mktemp("soak") / "run", probes=6)
+
+
+def _section(run: Path) -> str:
+    html = (run / "report.html").read_text()
+    start = html.index('<h3 id="soak-known">Soak</h3>')
+    return html[start:html.index("<h3>Errors</h3>", start)]
+
+
+def test_the_section_shows_the_known_slopes(run: Path) -> None:
+    html = _section(run)
+    assert "+360.00 MB per hour (95 % interval +360.00 to +360.00; 100.0 -&gt; 105.0 MB over 6 probes)" in html
+    assert "+720.00 MB per hour" in html  # table + index size
+    assert "+36,000.00 rows per hour" in html  # dead tuples
+    assert "1 during the scenario" in html  # autovacuum runs
+    assert "6 probes, one every 10 s (db/known_soak.jsonl)" in html
+    assert html.count("<svg") >= 2 and "Latency drift:" in html
+
+
+def test_one_probe_leaves_the_section_out(tmp_path: Path) -> None:
+    run = _run(tmp_path / "one", probes=1)
+    assert 'id="soak-known"' not in (run / "report.html").read_text()
+
+
+def test_the_judge_names_a_drift_as_a_finding_or_a_verdict_when_a_threshold_is_set(run: Path) -> None:
+    sc = summary_file.read(run).scenarios["known"]
+    # 20 minutes, P95 from 20 ms rising 20 ms per hour (100 % per hour)
+    series = [TimePoint(t=t, rps=10, errors=0, p50=10.0, p95=20.0 + 20.0 * t / 3600, p99=40.0, users=5)
+              for t in range(1200)]
+    long = sc.model_copy(update={"timeseries": series, "warmup_s": 10.0})
+    verdicts, findings = judge._drift("soak", long, Thresholds())
+    assert verdicts == [] and len(findings) == 1 and "latency drift" in findings[0] and ": drift" in findings[0]
+    verdicts, findings = judge._drift("soak", long, Thresholds(p95_drift_per_hour=0.5))
+    assert findings == [] and [v.status for v in verdicts] == ["fail"]
+    assert judge.format_value(verdicts[0].metric, verdicts[0].value).endswith("%/h")
+    verdicts, _ = judge._drift("soak", long, Thresholds(p95_drift_per_hour=5.0))
+    assert [v.status for v in verdicts] == ["pass"]
+    # a short scenario's slope is shown on its page, never judged
+    assert judge._drift("known", sc, Thresholds(p95_drift_per_hour=0.5)) == ([], [])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_section_reads_at_1280_px_in_a_real_browser(run: Path, tmp_path: Path) -> None:
+    browser = Browser(tmp_path / "profile")
+    try:
+        page = _check_page(browser, "report", run / "report.html")
+        charts = page.evaluate(_CHART_GEOMETRY)
+        assert charts["narrow"] == [] and charts["overlaps"] == [], charts
+        assert page.evaluate("document.querySelectorAll('#soak-known ~ .charts svg').length") >= 2
+    finally:
+        browser.close()
