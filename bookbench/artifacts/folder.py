@@ -62,7 +62,15 @@ class RunFolder:
         return self.root / "logs" / "bookbench.log"
 
     def samples(self, scenario: str) -> Path:
+        """Samples format 1/2: one CSV.gz file per scenario (runs before issue 28, and `bookbench export --csv`)."""
         return self.root / "samples" / f"{scenario}.csv.gz"
+
+    def sample_parts(self, scenario: str) -> Path:
+        """Samples format 3: the scenario's folder of Parquet files, one series per load process."""
+        return self.root / "samples" / scenario
+
+    def sample_parts_rel(self, scenario: str) -> str:
+        return f"samples/{scenario}"
 
     def dropped(self, scenario: str) -> Path:
         """Open model: intended send times of arrivals that found no free capacity, one per line."""

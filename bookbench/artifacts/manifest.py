@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bookbench.artifacts.files import read_model, write_model
+from bookbench.artifacts.sample_parts import SealedFile
 
 MANIFEST_FORMAT_VERSION = 2  # 2: typed model, status "killed", scenario "status"
 AS_FOUND = "as-found"  # the index set label of a run that left a user's indexes untouched
@@ -106,7 +107,10 @@ class ScenarioEntry(_Model):
     # database gone); None when it was measured, or notifications were off
     notifications_unmeasured: str | None = None
     counts: Counts | None = None
-    samples_file: str | None = None  # relative to the run folder, and inside it
+    # relative to the run folder, and inside it: format 1/2 the CSV.gz file, format 3 the folder samples/<scenario>
+    samples_file: str | None = None
+    # format 3: every sealed file of that folder with its rows and sha256; None for format 1/2 and a killed run
+    samples_files: list[SealedFile] | None = None
     # the samples file's digest when bookbench closed it (after Locust exited); None: runs before issue 24
     samples_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     settle: dict[str, Any] | None = None
@@ -120,12 +124,23 @@ class ScenarioEntry(_Model):
     @field_validator("samples_file")
     @classmethod
     def _inside_run_folder(cls, value: str | None) -> str | None:
-        # a manifest names files of its own folder: never one elsewhere on the machine for a reader to open
         if value is not None:
-            path = PurePosixPath(value)
-            if not value or path.is_absolute() or "\\" in value or ".." in path.parts or value.startswith("~"):
-                raise ValueError(f"{value!r} is not a path inside the run folder")
+            _check_inside(value)
         return value
+
+    @field_validator("samples_files")
+    @classmethod
+    def _files_inside_run_folder(cls, value: list[SealedFile] | None) -> list[SealedFile] | None:
+        for sealed in value or []:
+            _check_inside(sealed.path)
+        return value
+
+
+def _check_inside(value: str) -> None:
+    # a manifest names files of its own folder: never one elsewhere on the machine for a reader to open
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or "\\" in value or ".." in path.parts or value.startswith("~"):
+        raise ValueError(f"{value!r} is not a path inside the run folder")
 
 
 class Manifest(_Model):

@@ -19,7 +19,8 @@ from bookbench.errors import ArtifactError
 
 RUN_CONFIG_FORMAT_VERSION = 1
 # the master's own files: a remote worker's plan carries none of them
-_PATH_FIELDS = ("samples_path", "progress_path", "bookings_path", "dropped_path", "attempts_path", "failure_path")
+_PATH_FIELDS = ("samples_path", "samples_dir", "progress_path", "bookings_path", "dropped_path", "attempts_path",
+                "failure_path")
 
 
 class _Strict(BaseModel):
@@ -76,6 +77,10 @@ class RunConfig(_Strict):
     target: TargetRef = TargetRef()
     # Locust processes that generate load (1, or the workers): an open model's rate is shared between them
     processes: int = Field(default=1, ge=1)
+    # samples format 3: the folder where every load process writes its own parts (what bookbench writes); a
+    # hand-written config may name samples_path instead, a format-2 CSV.gz file (the recording-cost benchmark's
+    # "before")
+    samples_dir: str | None = None
     samples_path: str | None = None
     progress_path: str | None = None
     bookings_path: str | None = None

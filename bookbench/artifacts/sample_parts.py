@@ -198,10 +198,15 @@ def _merge(process: str, folder: Path, parts: list[Path]) -> None:
         names = sorted(done | {p.name for p in parts})
         schema = SCHEMA.with_metadata({**(SCHEMA.metadata or {}), MERGED_KEY: ",".join(names).encode()})
         tmp = final.with_name(final.name + ".tmp")
-        with pq.ParquetWriter(tmp, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL) as out:
-            for batch in _batches(sources):
-                out.write_table(batch, row_group_size=ROW_GROUP_ROWS)
-        os.replace(tmp, final)
+        try:
+            with pq.ParquetWriter(tmp, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL) as out:
+                for batch in _batches(sources):
+                    out.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # the parts stay as they were: still whole, still read
+            raise
     for p in folder.iterdir():
         if p.name in done or p in parts:
             p.unlink()
@@ -284,3 +289,17 @@ def verify(run_dir: Path, rel_folder: str,
         return readable, "damaged", f"{problems[0]}{more}; {total:,} rows readable", total
     return readable, "verified", (f"{rel_folder}: {total:,} rows in {len(readable)} file(s), sha256 as recorded "
                                   "when they were sealed"), total
+
+
+def first_ts(paths: list[Path]) -> float | None:
+    """The earliest request start (`ts`) in the files, from their footers' statistics (no row is read); None
+    when they hold no row."""
+    lows: list[float] = []
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        col = SCHEMA.get_field_index("ts")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(col).statistics
+            if stats is not None and stats.has_min_max:
+                lows.append(float(stats.min))
+    return min(lows, default=None)

@@ -29,6 +29,7 @@ from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 from bookbench.artifacts import run_config
 from bookbench.artifacts.files import append_text
 from bookbench.artifacts.run_config import RunConfig, RunDataset
+from bookbench.artifacts.sample_parts import PartWriter, process_name
 from bookbench.artifacts.samples import (
     WRITER_FAILED_EXIT,
     Sample,
@@ -42,14 +43,17 @@ from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.config.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.errors import ArtifactError
 from bookbench.load import remote
-from bookbench.load.live import LiveStats
+from bookbench.load.live import Digest, LiveStats, compact
 from bookbench.target import pools as target_pools
 from bookbench.target import profile as target_profile
 from bookbench.target.answers import Outcome
 from bookbench.target.client import Target
 from bookbench.target.pools import Tenant
 
-SAMPLES_KEY = "bookbench_samples"  # report_to_master key; never stats / stats_total / errors
+# report_to_master keys; never stats / stats_total / errors. A worker writes its samples itself (samples format 3):
+# its master gets only the live digest (load/live.py) and the short lists below
+LIVE_KEY = "bookbench_live"
+IN_FLIGHT_KEY = "bookbench_in_flight"
 BOOKINGS_KEY = "bookbench_bookings"
 DROPPED_KEY = "bookbench_dropped"
 ATTEMPTS_KEY = "bookbench_attempts"
@@ -137,10 +141,14 @@ RNG = random.Random()
 
 
 class Recorder:
-    """Collects every request unrounded; flushes to the samples file (local/master) or ships it to the master."""
+    """Collects every request unrounded and writes it to this process's own sample parts once a second; a worker
+    also keeps a digest of them, and the short lists, for its master."""
 
     def __init__(self) -> None:
-        self.writer: SampleWriter | None = None
+        self.writer: PartWriter | SampleWriter | None = None
+        self.is_worker = False
+        self.unsent: list[tuple[float, float, bool]] = []  # a worker's (start, latency, ok) since its last report
+        self.unsent_in_flight: tuple[float, int] | None = None  # open model: (end, in flight then), its latest
         self.bookings_path: Path | None = None
         self.pending: list[Sample] = []
         self.booked: list[tuple[int | str, float]] = []  # (appointment id, when its acknowledgement arrived)
@@ -155,7 +163,7 @@ class Recorder:
         self.env: Environment | None = None
         self.requests = 0
         self.failures = 0
-        self.live: LiveStats | None = None  # set where the samples file is written (local runner or master)
+        self.live: LiveStats | None = None  # set where the progress file is written (local runner or master)
         # why the recording stopped (a file could not be written), and where to say so: see _writer_failed
         self.failed: str | None = None
         self.failure_path: Path | None = None
@@ -176,29 +184,45 @@ class Recorder:
                              request_type, status, int(exception is None), error, int(response_length or 0),
                              users, self.worker, intended))
 
-    def take(self) -> tuple[list[Sample], list[tuple[int | str, float]], list[float], list[tuple[int, int, str]]]:
-        rows, self.pending = self.pending, []
+    def take_lists(self) -> tuple[list[tuple[int | str, float]], list[float], list[tuple[int, int, str]]]:
         booked, self.booked = self.booked, []
         dropped, self.dropped = self.dropped, []
         attempts, self.attempts = self.attempts, []
-        return rows, booked, dropped, attempts
+        return booked, dropped, attempts
+
+    def take_digest(self) -> tuple[Digest, tuple[float, int] | None]:
+        """A worker's live figures since its last report, compacted (load/live.py), and its latest in-flight count."""
+        rows, self.unsent = self.unsent, []
+        return compact(rows), self.unsent_in_flight
 
     def flush_local(self) -> None:
-        self.store(*self.take())
+        """Write this process's rows (and, on a local runner or master, the lists) to the run's files."""
+        rows, self.pending = self.pending, []
+        self.write_rows(rows)
+        if not self.is_worker:  # a worker's lists go to its master, which writes them
+            self.store(*self.take_lists())
 
-    def store(self, rows: list[Sample], booked: list[tuple[int | str, float]], dropped: list[float],
-              attempts: list[tuple[int, int, str]]) -> None:
-        """Append to the run's files; raises WriteFailed naming the file that could not be written."""
+    def write_rows(self, rows: list[Sample]) -> None:
+        """Raises WriteFailed naming the part that could not be written."""
         if self.failed is not None:
             return  # the recording already stopped: Locust is quitting with the reason
-        if self.live is not None:
-            for row in rows:
-                # the open model's users column holds the process's requests in flight (on_request)
+        for row in rows:
+            # the open model's users column holds the process's requests in flight (on_request)
+            if self.live is not None:
                 self.live.add(row[0], row[1], bool(row[5]), row[8] if OPEN_MODEL else None, row[9])
-        # the samples first: on a filling disk the record that matters is the one kept, and the one named
+            elif self.is_worker:
+                self.unsent.append((row[0], row[1], bool(row[5])))
+                if OPEN_MODEL:
+                    self.unsent_in_flight = (row[0] + row[1] / 1000, row[8])
         if self.writer is not None and rows:
             self.writer.extend(rows)
             self.writer.flush()
+
+    def store(self, booked: list[tuple[int | str, float]], dropped: list[float],
+              attempts: list[tuple[int, int, str]]) -> None:
+        """Append the lists to the run's files; raises WriteFailed naming the file that could not be written."""
+        if self.failed is not None:
+            return
         if self.attempts_path is not None and attempts:
             _append(self.attempts_path, "".join(f"{c} {p} {start}\n" for c, p, start in attempts))
         if self.dropped_path is not None and dropped:
@@ -227,19 +251,29 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if os.environ.get("BOOKBENCH_RECORD", "1") == "0":
         return
     environment.events.request.add_listener(RECORDER.on_request)
+    worker = isinstance(runner, WorkerRunner)
+    process = "local"
     if isinstance(runner, WorkerRunner):
-        RECORDER.worker = runner.client_id
-
-        def ship(client_id: str, data: dict[str, Any]) -> None:
-            data[SAMPLES_KEY], data[BOOKINGS_KEY], data[DROPPED_KEY], data[ATTEMPTS_KEY] = RECORDER.take()
-
-        environment.events.report_to_master.add_listener(ship)
-        return
-    if CONFIG.samples_path:
+        RECORDER.worker, RECORDER.is_worker = runner.client_id, True
+        # each process writes its own parts: a local worker's w<k> (set by bookbench), or its Locust id
+        process = os.environ.get("BOOKBENCH_PROCESS") or process_name(runner.client_id)
+    if CONFIG.samples_dir and not isinstance(runner, MasterRunner):  # a master records no request of its own
+        RECORDER.writer = PartWriter(Path(CONFIG.samples_dir), process)
+    elif CONFIG.samples_path and not worker:  # a hand-written format-2 config (the recording-cost benchmark)
         RECORDER.writer = SampleWriter(Path(CONFIG.samples_path))
     if CONFIG.failure_path:
-        RECORDER.failure_path = Path(CONFIG.failure_path)
+        # a worker's note of its own: the master and its workers prepare theirs at the same time
+        note = Path(CONFIG.failure_path)
+        RECORDER.failure_path = note.with_name(f"{note.stem}_{process}{note.suffix}") if worker else note
         prepare_failure_note(RECORDER.failure_path)
+    if worker:
+        def ship(client_id: str, data: dict[str, Any]) -> None:
+            data[LIVE_KEY], data[IN_FLIGHT_KEY] = RECORDER.take_digest()
+            data[BOOKINGS_KEY], data[DROPPED_KEY], data[ATTEMPTS_KEY] = RECORDER.take_lists()
+
+        environment.events.report_to_master.add_listener(ship)
+        gevent.spawn(_background, environment)
+        return
     # a master hears from its workers every few seconds (Locust's stats report interval), so its window lags
     RECORDER.live = LiveStats(lag_s=4.0 if isinstance(runner, MasterRunner) else 0.0)
     if CONFIG.bookings_path:
@@ -250,9 +284,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
         RECORDER.attempts_path = Path(CONFIG.attempts_path)
     if isinstance(runner, MasterRunner):
         def receive(client_id: str, data: dict[str, Any]) -> None:
+            if RECORDER.live is not None:
+                RECORDER.live.add_digest(data.get(LIVE_KEY) or [])
+                if (in_flight := data.get(IN_FLIGHT_KEY)) is not None:
+                    RECORDER.live.in_flight_at(client_id, float(in_flight[0]), int(in_flight[1]))
             # msgpack turns tuples into lists on the way from a worker
-            RECORDER.store([tuple(r) for r in data.get(SAMPLES_KEY, [])],
-                           [(b[0], float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
+            RECORDER.store([(b[0], float(b[1])) for b in data.get(BOOKINGS_KEY, [])],
                            [float(t) for t in data.get(DROPPED_KEY, [])],
                            [(int(a[0]), int(a[1]), str(a[2])) for a in data.get(ATTEMPTS_KEY, [])])
 
@@ -344,7 +381,7 @@ def _writer_failed(environment: Environment, exc: WriteFailed, quitting: bool = 
     """A run file could not be written (a full disk): the recording is no longer complete, so the load stops now
     rather than run on unrecorded. The reason reaches bookbench three ways: the note prepared at start (written in
     place, so it needs no new room on the disk), the log, and exit code WRITER_FAILED_EXIT."""
-    samples = CONFIG.samples_path
+    samples = CONFIG.samples_dir or CONFIG.samples_path  # samples/<scenario>[.csv.gz] in the run folder
     reason = exc.describe(Path(samples).parents[1] if samples else None)
     RECORDER.failed = reason
     logging.error("bookbench: %s; recording stopped, Locust quits (exit code %d)", reason, WRITER_FAILED_EXIT)
@@ -366,7 +403,8 @@ def _exit_with(code: int) -> None:
 
 @events.quitting.add_listener
 def _on_quit(environment: Environment, **_: Any) -> None:
-    if not isinstance(environment.runner, WorkerRunner):
+    # every process writes its last rows itself (a worker's lists went to its master with its last report)
+    if RECORDER.writer is not None or not isinstance(environment.runner, WorkerRunner):
         try:
             RECORDER.flush_local()
         except WriteFailed as exc:

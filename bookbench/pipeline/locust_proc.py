@@ -63,9 +63,11 @@ class LocustJob:
                 # let every user finish its current request at the end, so no request is cut off half-counted
                 "--stop-timeout", str(STOP_TIMEOUT_S), *extra]
 
-    def _spawn(self, cmd: list[str], log_name: str) -> None:
+    def _spawn(self, cmd: list[str], log_name: str, process: str | None = None) -> None:
         log = (self.log_dir / log_name).open("wb")
         env = {**os.environ, **self.env, "BOOKBENCH_RUN_CONFIG": str(self.config_path)}
+        if process is not None:  # a local worker's name for its sample parts (samples/<scenario>/w<k>-*.parquet)
+            env["BOOKBENCH_PROCESS"] = process
         if "--worker" in cmd and self.procs:
             # a local worker watches its master's pid and exits when the master is gone (see locustfile)
             env["BOOKBENCH_MASTER_PID"] = str(self.procs[0].pid)
@@ -97,7 +99,7 @@ class LocustJob:
                     f"locust_{self.name}_master.log")
         for i in range(self.workers):
             self._spawn(self._cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)),
-                        f"locust_{self.name}_worker{i + 1}.log")
+                        f"locust_{self.name}_worker{i + 1}.log", process=f"w{i + 1}")
 
     def _write_plan(self) -> Path:
         if self.run_place is None:

@@ -20,7 +20,7 @@ from bookbench.artifacts.manifest import (
     Target,
 )
 from bookbench.artifacts.manifest import Dataset as ManifestDataset
-from bookbench.artifacts.samples import SAMPLES_FORMAT_VERSION
+from bookbench.artifacts.sample_parts import FORMAT as SAMPLES_FORMAT_VERSION
 from bookbench.config.dataset import DatasetParams
 from bookbench.config.dsn import mask_dsn
 from bookbench.config.scenarios import (

@@ -7,7 +7,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from bookbench.artifacts import run_config, run_files
+from bookbench.artifacts import run_config, run_files, sample_parts
 from bookbench.artifacts import samples as samples_file
 from bookbench.artifacts.manifest import Counts, ScenarioEntry, ScenarioStatus, now_iso
 from bookbench.artifacts.run_config import RunConfig, RunDataset, TargetRef
@@ -18,7 +18,7 @@ from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.settle import settle
 from bookbench.errors import DatabaseError, EnvironmentFailure, LoadGeneratorError
 from bookbench.pipeline import integrity, interference, interrupts, supervisor
-from bookbench.pipeline.db_evidence import DbEvidence, first_request_epoch
+from bookbench.pipeline.db_evidence import DbEvidence
 from bookbench.pipeline.locust_proc import LocustJob, watch
 from bookbench.pipeline.narration import say, warning
 from bookbench.pipeline.notify import BacklogSampler, NotifyStack, drain, record_facts
@@ -41,7 +41,7 @@ class RunScenario(RunDatabase):
         return RunConfig(
             scenario_name=name, scenario=scenario, task_mix=spec.task_mix,
             dataset=RunDataset.model_validate({k: v for k, v in self.params.public().items() if k != "key_secret"}),
-            samples_path=str(f.samples(name)), progress_path=str(f.progress(name)),
+            samples_dir=str(f.sample_parts(name)), progress_path=str(f.progress(name)),
             bookings_path=str(f.acknowledged(name)), dropped_path=str(f.dropped(name)),
             attempts_path=str(f.attempts(name)), failure_path=str(f.writer_failure(name)),
             target=TargetRef.model_validate(for_locust(opts.target or default_profile(spec.task_mix.protocol),
@@ -113,19 +113,21 @@ class RunScenario(RunDatabase):
         machine = (sampler.interference(), sampler.generator_cpu())
         self.narrate(say(interference.machine_line(name, *machine), soft_wrap=True))
         handled_after = integrity.service_handled(base_url)
-        rows, digest = _count_samples(f.samples(name))
-        c = Counts(samples=rows, locust=run_files.locust_request_count(f.locust_json(name)),
+        # every load process has exited: their parts are merged into one file per process, and recorded
+        sealed, recorded = self._seal(name)
+        c = Counts(samples=recorded, locust=run_files.locust_request_count(f.locust_json(name)),
                    service=None if handled_before is None or handled_after is None else handled_after - handled_before)
         if dsn and not measurable:
             entry.integrity_unmeasured = (f"profile {self.target.profile.name} has no audit block: double "
                                           "bookings, lost and phantom bookings not measurable")
         # named only when written: a file named and then missing is damaged, one never written is "no data"
-        self.state.scenario_ended(name, ended, c, (f.samples_rel(name) if f.samples(name).exists() else None, digest),
-                                  machine)
+        self.state.scenario_ended(name, ended, c, (f.sample_parts_rel(name) if f.sample_parts(name).is_dir() else None,
+                                                   sealed), machine)
         load_end = time.time()
         # the samples are sealed: the window starts at the first request (the samples file's first rows) plus the
         # warm-up and ends when the load stopped
-        evidence.finish(first_request_epoch(f.samples(name)), scenario.warmup_s, evidence.load_end)
+        evidence.finish(sample_parts.first_ts(sample_parts.files(f.sample_parts(name))), scenario.warmup_s,
+                        evidence.load_end)
         if dsn and measurable:
             self._integrity(name, entry, dsn, id_before)
         if self.notify is not None and dsn:
@@ -142,6 +144,18 @@ class RunScenario(RunDatabase):
             raise EnvironmentFailure(f"{name} ended early: {entry.aborted}")
         if c.samples == 0:
             raise LoadGeneratorError(f"{name} recorded no request: see logs/locust_{name}*.log and logs/service.log")
+
+    def _seal(self, name: str) -> tuple[list[sample_parts.SealedFile] | None, int]:
+        """The scenario's sealed sample files and their rows; when sealing fails (a full disk) the parts stay as
+        they are, unsealed and still read (`report` then says "not verified"), and the rows are counted there."""
+        folder = self.folder.sample_parts(name)
+        try:
+            sealed = sample_parts.seal(folder)
+        except OSError as exc:
+            self.narrate(warning(f"  {name}: the sample parts could not be merged ({exc.strerror or exc}); they "
+                                 "are kept as written"))
+            return None, sample_parts.verify(self.folder.root, self.folder.sample_parts_rel(name), None)[3]
+        return sealed, sum(s.rows for s in sealed)
 
     def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry, stack: StackWatch) -> None:
         remote_workers = self.plan.opts.remote_workers
@@ -175,7 +189,7 @@ class RunScenario(RunDatabase):
         entry.aborted = watch(job, scenario.duration_s, self.folder.progress(name), self.narrate, abort)
         code = job.master.returncode
         # the samples writer's own reason (disk full writing samples/x.csv.gz) before anything it caused
-        wrote = samples_file.read_failure_note(self.folder.writer_failure(name))
+        wrote = _writer_failure(self.folder.writer_failure(name))
         if wrote is not None:
             entry.aborted = wrote
         elif entry.aborted is None and code not in (0, None):
@@ -216,10 +230,11 @@ class RunScenario(RunDatabase):
                          + (f" ({gone}; the other dispatchers finished the outbox)" if gone and drained[0] else "")))
 
 
-def _count_samples(path: Path) -> tuple[int, str | None]:
-    """Rows and sha256 of the samples file, now that Locust has closed it: what `report` checks it against."""
-    sealed = samples_file.seal(path)
-    return sealed if sealed is not None else (0, None)
+def _writer_failure(note: Path) -> str | None:
+    """Why a load process stopped recording: the master's or local runner's note, else the first worker's (each
+    local worker prepares `<note>_w<k>`); None when every writer kept up."""
+    reasons = [samples_file.read_failure_note(p) for p in [note, *sorted(note.parent.glob(f"{note.stem}_*"))]]
+    return next((r for r in reasons if r is not None), None)
 
 
 def _remote_hint(count: int, bind: str, port: int, first: bool) -> str:

@@ -17,6 +17,7 @@ from bookbench.artifacts.manifest import (
     ScenarioStatus,
     now_iso,
 )
+from bookbench.artifacts.sample_parts import SealedFile
 
 
 class RunState:
@@ -67,14 +68,14 @@ class RunState:
         return entry
 
     def scenario_ended(self, name: str, ended: tuple[str, ScenarioStatus, str | None], counts: Counts,
-                       samples: tuple[str | None, str | None],
+                       samples: tuple[str | None, list[SealedFile] | None],
                        machine: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> None:
         """Locust has exited: when and how the load ended (time, status, the part at fault), the three counts, the
-        sealed samples file (relative path, digest) and what else the machine did meanwhile (interference, Locust's
-        own CPU)."""
+        sealed samples (the folder's relative path, its files with rows and sha256) and what else the machine did
+        meanwhile (interference, Locust's own CPU)."""
         entry = self.manifest.scenarios[name]
         (entry.ended_at, entry.status, entry.fault), entry.counts = ended, counts
-        entry.samples_file, entry.samples_sha256 = samples
+        entry.samples_file, entry.samples_files = samples
         entry.interference, entry.generator_cpu = machine
         self._save()
 
