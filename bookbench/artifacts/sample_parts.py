@@ -303,3 +303,27 @@ def first_ts(paths: list[Path]) -> float | None:
             if stats is not None and stats.has_min_max:
                 lows.append(float(stats.min))
     return min(lows, default=None)
+
+
+def export_csv(paths: list[Path], out: Path) -> int:
+    """The files' rows as format 2's CSV (the same columns, gzip), written batch by batch under `.tmp` and renamed;
+    returns the rows written."""
+    import pyarrow.csv as pacsv  # only the export needs it
+
+    plain = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                       for f in SCHEMA])
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    try:
+        with pa.CompressedOutputStream(str(tmp), "gzip") as sink, \
+                pacsv.CSVWriter(sink, plain, write_options=pacsv.WriteOptions(quoting_style="needed")) as writer:
+            for path in paths:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=FLUSH_ROWS):
+                    writer.write_table(pa.Table.from_batches([batch]).cast(plain))
+                    rows += batch.num_rows
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows

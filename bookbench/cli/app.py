@@ -12,6 +12,7 @@ from bookbench.cli.capacity import capacity
 from bookbench.cli.check import check
 from bookbench.cli.compare import calibrate, compare
 from bookbench.cli.db import db_app
+from bookbench.cli.export import export
 from bookbench.cli.indexes import idx_app
 from bookbench.cli.report import report, review
 from bookbench.cli.run import run
@@ -67,7 +68,8 @@ for _name, _judges, _group in (("db", False, db_app), ("indexes", False, idx_app
 for _name, _judges, _command in (("check", True, check), ("run", True, run), ("report", True, report),
                                  ("review", True, review), ("compare", False, compare),
                                  ("calibrate", False, calibrate), ("sweep", False, sweep),
-                                 ("capacity", False, capacity), ("serve", False, serve), ("worker", False, worker)):
+                                 ("capacity", False, capacity), ("serve", False, serve), ("worker", False, worker),
+                                 ("export", False, export)):
     app.command(_name, epilog=exit_codes(_judges))(_command)
 
 
