@@ -126,7 +126,8 @@ class SoakSampler:
             missing["database"] = "not measured: the run has no database connection (a target-only run)"
         else:
             conn, db_fields = await self._database(conn)
-            missing.update(db_fields.pop("not_measured", {}))
+            reasons = db_fields.pop("not_measured", {})
+            missing.update(reasons if isinstance(reasons, dict) else {})
             fields.update(db_fields)
         try:
             soak.append(self.path, soak.Probe.model_validate({**fields, "not_measured": missing}))
