@@ -112,3 +112,8 @@ def test_recording_hook_cost() -> None:
                           timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     print("\n" + done.stdout.strip())
+    cost = {m[1]: float(m[2]) for m in re.finditer(r"samples (format \d): ([\d.]+) us", done.stdout)}
+    # issue 28: the format-3 recorder costs no more than the format-2 one did (3.7 us, idle machine), nor than the
+    # format-2 one measured beside it now
+    goal("recording hook + flush, samples format 3 (us per request)", cost["format 3"], "<=", 3.7)
+    goal("recording cost, format 3 / format 2 measured beside it", cost["format 3"] / cost["format 2"], "<=", 1.0)

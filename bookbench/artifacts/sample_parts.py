@@ -46,7 +46,11 @@ assert tuple(SCHEMA.names) == COLUMNS  # format 2's CSV columns, in their order:
 
 FLUSH_ROWS = 100_000  # a part holds at most this many rows (a flush comes sooner when this many are buffered)
 ROW_GROUP_ROWS = 1_000_000  # a sealed file's row groups: big enough for fast scans, small enough to stream
-# zstd level 1: several times smaller than CSV.gz at level 1 and as cheap to write; a part is written once a second
+# a part is written once a second on the load's path: snappy, and statistics only for `ts` (first_ts() reads them),
+# cost the least per row (measured by benchmarks/hook_cost.py); a sealed file, written once after the load, takes
+# zstd level 1: about 0.7x a snappy part's size
+PART_OPTIONS: dict[str, object] = {"compression": "snappy", "write_statistics": ["ts"],
+                                   "use_dictionary": ["name", "method", "error", "worker"]}
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
 _PART = re.compile(r"^(?P<process>[A-Za-z0-9_-]+)-(?P<seq>[0-9]{6})\.parquet$")
@@ -124,7 +128,7 @@ class PartWriter:
         final = self.folder / part_name(self.process, self.seq)
         tmp = final.with_name(final.name + ".tmp")
         try:
-            pq.write_table(table, tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+            pq.write_table(table, tmp, **PART_OPTIONS)
             # no fsync: what must survive is a killed process, and the page cache outlives it; a machine crash
             # loses the run anyway
             os.replace(tmp, final)
