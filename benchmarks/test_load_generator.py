@@ -51,7 +51,8 @@ def _locust_rps(url: str, tmp: Path, record: bool, workers: int = 0) -> float:
     config = {"format_version": 1,
               "scenario": {"stages": [{"duration_s": SECONDS, "users": USERS}]}, "task_mix": MIX,
               "dataset": {k: v for k, v in PARAMS.public().items() if k != "key_secret"},
-              "samples_path": str(tmp / "samples.csv.gz") if record else None}
+              # samples format 3: each process (the local runner, or each worker) writes its own parts
+              "samples_dir": str(tmp / "samples" / "bench") if record else None}
     (tmp / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "BOOKBENCH_RUN_CONFIG": str(tmp / "config.json"),
            "BOOKBENCH_RECORD": "1" if record else "0"}
