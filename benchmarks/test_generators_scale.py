@@ -87,6 +87,8 @@ def _wrk(url: str) -> float:
     return float(found[1])
 
 
+# pytest-timeout's 300 s is for tests; here every run takes up to SECONDS + its set-up, on a machine that may be busy
+@pytest.mark.timeout(ROUNDS * len(VARIANTS) * (SECONDS + 120) + 300)
 def test_req_per_s_with_1_2_4_local_workers(target: str, tmp_path: Path) -> None:
     """Rounds of every variant in a rotated order (round i starts at variant i): drift falls on each alike."""
     runs: dict[str, list[Measured]] = {label: [] for label in VARIANTS}
@@ -94,7 +96,10 @@ def test_req_per_s_with_1_2_4_local_workers(target: str, tmp_path: Path) -> None
     labels = list(VARIANTS)
     for i in range(ROUNDS):
         for label in labels[i % len(labels):] + labels[:i % len(labels)]:
-            runs[label].append(_run(target, tmp_path / f"r{i}-{VARIANTS[label]}", VARIANTS[label]))
+            measured = _run(target, tmp_path / f"r{i}-{VARIANTS[label]}", VARIANTS[label])
+            runs[label].append(measured)
+            print(f"\nround {i + 1}, {label}: {measured.rps:,.0f} req/s, Locust {measured.generator_cores:.2f} cores, "
+                  f"master {measured.master_share}", flush=True)
         if shutil.which("wrk"):
             ceiling.append(_wrk(target))
     one = statistics.mean(m.rps for m in runs["1 process"])
@@ -103,13 +108,13 @@ def test_req_per_s_with_1_2_4_local_workers(target: str, tmp_path: Path) -> None
           f"{os.getloadavg()[0]:.1f})")
     print(f"{'generator':12s} {'req/s (mean)':>12s} {'x 1 process':>12s} {'Locust cores':>13s} {'master %':>9s}  "
           "rounds")
-    for label, measured in runs.items():
-        rps = statistics.mean(m.rps for m in measured)
-        masters = [m.master_share for m in measured if m.master_share is not None]
+    for label, series in runs.items():
+        rps = statistics.mean(m.rps for m in series)
+        masters = [m.master_share for m in series if m.master_share is not None]
         master = f"{100 * statistics.mean(masters):8.1f}%" if masters else f"{'-':>9s}"
-        cores = statistics.mean(m.generator_cores for m in measured)
+        cores = statistics.mean(m.generator_cores for m in series)
         print(f"{label:12s} {rps:12,.0f} {rps / one:12.2f} {cores:13.2f} {master}  "
-              f"{', '.join(f'{m.rps:,.0f}' for m in measured)}")
+              f"{', '.join(f'{m.rps:,.0f}' for m in series)}")
     if ceiling:
         print(f"{'wrk -t2':12s} {statistics.mean(ceiling):12,.0f} {statistics.mean(ceiling) / one:12.2f}  "
               f"(the ceiling: {', '.join(f'{c:,.0f}' for c in ceiling)})")
