@@ -64,15 +64,16 @@ def test_the_period_can_be_forced_for_tests(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.integration
-def test_a_short_soak_run_records_probes_and_shows_its_section(tmp_path: Path) -> None:
+def test_a_short_soak_run_records_probes_and_shows_its_section(new_db: Callable[[], str], tmp_path: Path) -> None:
     spec = yaml.safe_load(TINY.read_text())
     spec["scenarios"]["soak"] = {"default": False, "warmup_s": 2, "probe_every_s": 1,
                                  "stages": [{"duration_s": 12, "users": 3}]}
     scenario_file = tmp_path / "scenarios.yaml"
     scenario_file.write_text(yaml.safe_dump(spec))
     out = io.StringIO()
-    outcome = execute(RunOptions(scenarios_path=scenario_file, scenarios=["soak"], checks=False, notifications=False,
-                                 out=tmp_path / "out"), narrate_to(Console(file=out, width=200)))
+    opts = RunOptions(scenarios_path=scenario_file, scenarios=["soak"], checks=False, notifications=False,
+                      out=tmp_path / "out", dsn=new_db(), own_database=True)  # its own database: no lease to share
+    outcome = execute(opts, narrate_to(Console(file=out, width=200)))
     assert outcome.status == "completed", (outcome.reason, out.getvalue()[-2000:])
     probes = soak.read(soak.soak_file(outcome.run_dir, "soak"))
     assert len(probes) >= 8  # one a second for 12 s, and one as the load stopped; a busy machine may miss a few
