@@ -42,7 +42,7 @@ from bookbench.config.dataset import DEFAULT_KEY_SECRET
 from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.config.shape import arrival_rate_at, arrival_times, users_at
 from bookbench.errors import ArtifactError
-from bookbench.load import remote
+from bookbench.load import collect, remote
 from bookbench.load.live import Digest, LiveStats, compact
 from bookbench.target import pools as target_pools
 from bookbench.target import profile as target_profile
@@ -272,6 +272,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
             data[BOOKINGS_KEY], data[DROPPED_KEY], data[ATTEMPTS_KEY] = RECORDER.take_lists()
 
         environment.events.report_to_master.add_listener(ship)
+        if CONFIG.remote is not None and isinstance(RECORDER.writer, PartWriter) and isinstance(runner, WorkerRunner):
+            # a worker on another machine: its samples reach the run folder over Locust's channel at the end
+            collect.attach_worker(environment, runner, lambda: _take_writer(environment), lambda: RECORDER.failed)
         gevent.spawn(_background, environment)
         return
     # a master hears from its workers every few seconds (Locust's stats report interval), so its window lags
@@ -294,6 +297,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
                            [(int(a[0]), int(a[1]), str(a[2])) for a in data.get(ATTEMPTS_KEY, [])])
 
         environment.events.worker_report.add_listener(receive)
+        if CONFIG.samples_dir:  # remote workers send their samples here when the load stops
+            collect.attach_master(environment, runner, Path(CONFIG.samples_dir))
     gevent.spawn(_background, environment)
 
 
@@ -394,6 +399,17 @@ def _writer_failed(environment: Environment, exc: WriteFailed, quitting: bool = 
     atexit.register(_exit_with, WRITER_FAILED_EXIT)
     if not quitting and environment.runner is not None:
         environment.runner.quit()
+
+
+def _take_writer(environment: Environment) -> PartWriter | None:
+    """A remote worker's last rows written, and its writer handed over to be sealed and sent (load/collect.py):
+    nothing writes into its folder after that."""
+    try:
+        RECORDER.flush_local()
+    except WriteFailed as exc:
+        _writer_failed(environment, exc, quitting=True)
+    writer, RECORDER.writer = RECORDER.writer, None
+    return writer if isinstance(writer, PartWriter) else None
 
 
 def _exit_with(code: int) -> None:

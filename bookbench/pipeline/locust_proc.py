@@ -17,7 +17,7 @@ from pathlib import Path
 from bookbench.artifacts import run_config
 from bookbench.db.embedded import free_port
 from bookbench.errors import LoadGeneratorError
-from bookbench.load import remote
+from bookbench.load import remote, ship
 from bookbench.load.live import Snapshot
 from bookbench.pipeline.narration import Event, Narrator
 from bookbench.pipeline.probes import Progress
@@ -167,7 +167,8 @@ class LocustJob:
                 _signal_group(proc, signal.SIGCONT)
         if self.procs and self.master.poll() is None:
             _signal_group(self.master, signal.SIGINT)
-        deadline = time.monotonic() + grace_s
+        # a master with remote workers waits for their samples before it quits (load/ship.py): its own bound first
+        deadline = time.monotonic() + grace_s + (ship.IDLE_S if self.remote_workers else 0.0)
         for proc in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))

@@ -17,6 +17,7 @@ from bookbench.db.conn import run_with
 from bookbench.db.embedded import EmbeddedPostgres
 from bookbench.db.settle import settle
 from bookbench.errors import DatabaseError, EnvironmentFailure, LoadGeneratorError
+from bookbench.load import ship
 from bookbench.pipeline import integrity, interference, interrupts, supervisor
 from bookbench.pipeline.db_evidence import DbEvidence
 from bookbench.pipeline.locust_proc import LocustJob, watch
@@ -117,6 +118,8 @@ class RunScenario(RunDatabase):
         sealed, recorded = self._seal(name)
         c = Counts(samples=recorded, locust=run_files.locust_request_count(f.locust_json(name)),
                    service=None if handled_before is None or handled_after is None else handled_after - handled_before)
+        if opts.remote_workers:
+            self._remote_samples(name, c)
         if dsn and not measurable:
             entry.integrity_unmeasured = (f"profile {self.target.profile.name} has no audit block: double "
                                           "bookings, lost and phantom bookings not measurable")
@@ -156,6 +159,16 @@ class RunScenario(RunDatabase):
                                  "are kept as written"))
             return None, sample_parts.verify(self.folder.root, self.folder.sample_parts_rel(name), None)[3]
         return sealed, sum(s.rows for s in sealed)
+
+    def _remote_samples(self, name: str, c: Counts) -> None:
+        """Says every remote worker whose samples did not all reach the run folder, as the master's receipt names
+        them (load/ship.py); their rows are then missing and the counts disagree."""
+        problems = ship.read_receipt(ship.receipt_path(self.folder.sample_parts(name)))
+        if problems is None and c.locust:
+            problems = ["the Locust master left no receipt of its remote workers' samples (it ended before it "
+                        "could wait for them, or no worker announced any): their rows are missing"]
+        for problem in problems or []:
+            self.narrate(warning(f"  {name}: remote samples: {problem}"))
 
     def _drive(self, job: LocustJob, name: str, scenario: Scenario, entry: ScenarioEntry, stack: StackWatch) -> None:
         remote_workers = self.plan.opts.remote_workers

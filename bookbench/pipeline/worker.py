@@ -102,11 +102,25 @@ def _materialise(plan: remote.Plan, opts: WorkerOptions) -> Path:
                                "send")
     config = plan.config.model_copy(update={
         "target": plan.config.target.model_copy(update={"profile": str(profile_path)}),
+        # its own samples, sent to the master when the scenario ends (bookbench.load.ship)
+        "samples_dir": str(samples_dir(plan, opts)),
         # the Locust worker checks at start that this plan's master is still the one listening
         "remote": RemoteJoin(plan_key=plan.key, master_host=opts.master_host, master_port=opts.master_port)})
     config_path = opts.work_dir / f"{name}.json"
     run_config.write(config_path, config)
     return config_path
+
+
+def samples_dir(plan: remote.Plan, opts: WorkerOptions) -> Path:
+    """Where this worker records one scenario of one run: a folder of its own, so that no other run's or
+    scenario's parts are ever sealed with these."""
+    return opts.work_dir / "samples" / f"{_safe(plan.run_id)}_{plan.index}_{_safe(plan.scenario)}"
+
+
+def _left_behind(plan: remote.Plan, opts: WorkerOptions) -> list[Path]:
+    """Samples files the master did not acknowledge: a whole file goes from here once the master kept it."""
+    folder = samples_dir(plan, opts)
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
 def _check_target(plan: remote.Plan, opts: WorkerOptions) -> None:
@@ -195,6 +209,9 @@ def _serve(opts: WorkerOptions, asker: Asker, say: Callable[[str], None]) -> Ser
                                      f"{', '.join(served) or 'none'}")
         code = _run_locust(opts, plan, say)
         seen = plan.key
+        if kept := _left_behind(plan, opts):
+            say(f"scenario {plan.scenario}: {len(kept)} samples file(s) the master did not confirm are kept in "
+                f"{kept[0].parent}")
         if code == 0:
             served.append(plan.scenario)
             say(f"scenario {plan.scenario} done")

@@ -17,15 +17,15 @@ import pytest
 
 from bookbench.artifacts import run_config
 from bookbench.artifacts.run_config import RemoteJoin, RunConfig
-from bookbench.artifacts.samples import read_rows
 from bookbench.config.scenarios import SHIPPED_SCENARIOS, TaskMix, load_scenarios
 from bookbench.db.embedded import free_port
 from bookbench.errors import UsageError
-from bookbench.load import remote
+from bookbench.load import remote, ship
 from bookbench.pipeline.locust_proc import LOCUSTFILE
 from bookbench.pipeline.worker import Asker, WorkerOptions, _serve
 from tests.budget import budget
 from tests.pipeline.test_run import SECRET
+from tests.sample_rows import rows as sample_rows
 
 REMOTE = Path(__file__).resolve().parents[1] / "data" / "scenarios_remote.yaml"
 
@@ -88,16 +88,25 @@ def test_one_worker_serves_every_scenario_with_the_masters_plan(tmp_path: Path, 
     assert f"joined run {run_dir.name}" in out and "served 2 scenario(s): first, second" in out, out
     for name in ("first", "second"):
         assert manifest["scenarios"][name]["status"] == "completed"
-        rows = read_rows(run_dir / "samples" / f"{name}.csv.gz")
+        rows = sample_rows(run_dir, name)
         counts = manifest["scenarios"][name]["counts"]
-        # the worker's samples all reached the master's file: the three counts agree
+        # the worker recorded on its own machine and sent its file over Locust's channel at the end: it is in the
+        # run folder, sealed and recorded, and the three counts agree
         assert rows and counts["samples"] == len(rows) == counts["locust"] == counts["service"], counts
+        files = manifest["scenarios"][name]["samples_files"]
+        assert len(files) == 1 and files[0]["rows"] == len(rows), files
+        receipt = json.loads(ship.receipt_path(run_dir / "samples" / name).read_text())
+        assert receipt["problems"] == [] and len(receipt["expected"]) == 1, receipt
+        assert list(receipt["delivered"].values()) == [{Path(files[0]["path"]).name: len(rows)}], receipt
         # every request came from the remote worker, and it sent the run's mix: no booking at all
         assert {r["worker"] for r in rows} != {"local"} and all(r["worker"] != "local" for r in rows)
         assert {r["name"] for r in rows} == {"checkAvailability"}
         plan = (run_dir / "config" / f"{name}_plan.py").read_text()
         assert SECRET not in plan
     assert SECRET not in out
+    # the master confirmed each file: the worker's own copies are gone, and it said nothing was kept
+    assert not list((tmp_path / "worker" / "samples").glob("*/*.parquet")) and "did not confirm" not in out
+    assert "remote samples:" not in done.stdout
     assert _leftovers(data_dir, port) == []
 
 
