@@ -23,3 +23,13 @@ def recorded(run_dir: Path, scenario: str) -> bool:
     """Whether the scenario has written a whole samples file yet (a part is renamed in only when whole): what a test
     waits for before it interrupts a run in the middle of its load."""
     return bool(sample_parts.files(run_dir / "samples" / scenario))
+
+
+def recording(out: Path, scenario: str) -> list[Path]:
+    """The run folders under `out` whose `scenario` has written a whole samples file."""
+    return sorted(run for run in out.glob("*") if recorded(run, scenario))
+
+
+def recorded_any(run_dir: Path) -> bool:
+    """Whether any scenario of the run has written a whole samples file yet."""
+    return any(recorded(run_dir, folder.name) for folder in (run_dir / "samples").glob("*") if folder.is_dir())

@@ -33,10 +33,10 @@ import numpy as np
 import pytest
 import yaml
 
-from bookbench.artifacts.samples import read_rows
 from bookbench.db.embedded import free_port
 from tests.budget import budget
 from tests.load.stall_target import PERIOD_S, SERVICE_MS, STALL_S, expected_latency_ms
+from tests.sample_rows import rows as read_rows
 
 # serial: the tolerance is calibrated a few seconds before the measurement; other tests starting in between would
 # make the calibration stale
@@ -120,6 +120,6 @@ def test_open_model_matches_the_analytic_percentiles_and_the_closed_model_hides_
         assert low <= measured <= high, f"{key} outside its tolerance:\n{table}"
     # the closed model: 2 callers, each stuck once per stall, so stalled requests are a tiny share
     assert closed["p95"] <= closed_high and got["p95"] > 5 * closed["p95"], table
-    samples = read_rows(run_dir / "samples" / "closed.csv.gz")
+    samples = read_rows(run_dir, "closed")
     assert max(float(r["latency_ms"]) for r in samples) > 500  # the stall did happen to the closed callers
     print(f"  {np.mean([float(r['latency_ms']) > 500 for r in samples]) * 100:.2f} % of closed requests stalled")

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from bookbench.pipeline.compare import Measured, conclude
 from tests.budget import budget
+from tests.sample_rows import recorded
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -38,7 +39,7 @@ def _third_run_recording(runs: Path, seen: list[Path]) -> bool:
     for d in sorted(runs.glob("*/"), key=lambda p: p.stat().st_mtime) if runs.is_dir() else []:
         if d not in seen:
             seen.append(d)
-    return len(seen) >= 3 and any(p.stat().st_size > 200 for p in seen[2].glob("samples/burst.csv.gz"))
+    return len(seen) >= 3 and recorded(seen[2], "burst")
 
 
 def _left_behind(procs: list[psutil.Process], data_dir: Path) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from bookbench.artifacts.db_evidence import read_statements, read_waits
-from bookbench.artifacts.samples import SampleWriter, read_rows
+from bookbench.artifacts.samples import SampleWriter
 from bookbench.pipeline.db_evidence import (
     AUTO_EXPLAIN_CAP,
     NO_DATABASE,
@@ -29,6 +29,7 @@ from bookbench.pipeline.run import RunOptions, execute
 from bookbench.pipeline.stack import ServiceProcess
 from tests.budget import budget
 from tests.conftest import fetch
+from tests.sample_rows import rows as read_rows
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
 SECRET = "tiny-test-secret-4f1c"
@@ -53,7 +54,7 @@ def test_a_run_records_its_statements_waits_and_slow_plans(tmp_path: Path) -> No
     manifest = json.loads((run_dir / "manifest.json").read_text())
     entry = manifest["scenarios"]["steady"]
     assert entry["status"] == "completed", entry
-    rows = read_rows(run_dir / "samples" / "steady.csv.gz")
+    rows = read_rows(run_dir, "steady")
     first = min(float(r["ts"]) for r in rows)
     bookings = sum(r["name"] == "bookClinicAppointment" for r in rows)
 

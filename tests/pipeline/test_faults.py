@@ -13,9 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bookbench.artifacts.samples import read_rows
 from tests.budget import budget
 from tests.pipeline.test_run import SECRET, TINY, _postgres_of
+from tests.sample_rows import recording
+from tests.sample_rows import rows as read_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,9 +35,9 @@ def start_recording(cmd: list[str], out: Path, scenario: str) -> tuple[subproces
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + budget(120)
     while time.monotonic() < deadline:
-        found = [p for p in out.glob(f"*/samples/{scenario}.csv.gz") if p.stat().st_size > 200]
+        found = recording(out, scenario)
         if found:
-            return proc, found[0].parent.parent
+            return proc, found[0]
         if proc.poll() is not None:
             break
         time.sleep(0.2)
@@ -75,7 +76,7 @@ def test_sigterm_then_an_impatient_ctrl_c_still_checks_and_reports(tmp_path: Pat
     long = manifest["scenarios"]["long"]
     # every sample measured is kept, Locust's own files are written, and the integrity steps ran
     assert long["counts"]["samples"] > 0
-    assert long["counts"]["samples"] == len(read_rows(run_dir / "samples" / "long.csv.gz"))
+    assert long["counts"]["samples"] == len(read_rows(run_dir, "long"))
     assert (run_dir / "locust" / "long.json").exists()
     assert long["audit"] is not None and long["reconciliation"] is not None
     assert long["integrity_skipped"] is None

@@ -23,7 +23,6 @@ from typing import Any
 import psutil
 import pytest
 
-from bookbench.artifacts.samples import read_rows
 from bookbench.config.scenarios import load_scenarios
 from bookbench.db.embedded import free_port
 from bookbench.load.live import LiveStats, Snapshot
@@ -33,6 +32,7 @@ from bookbench.pipeline.watchdog import exit_text
 from tests.budget import budget
 from tests.pipeline.test_faults import start_recording
 from tests.pipeline.test_run import SECRET, _postgres_of
+from tests.sample_rows import rows as read_rows
 
 HANGS = Path(__file__).resolve().parents[1] / "data" / "scenarios_hangs.yaml"
 
@@ -143,7 +143,7 @@ def test_a_service_a_postmaster_and_locust_stopped_for_seconds_delay_the_run_but
     counts = entry["counts"]
     assert counts["samples"] == counts["locust"] and counts["service"] in (None, counts["samples"]), counts
     # the requests the stop held up are samples, finished (late) after the SIGCONT
-    rows = read_rows(run_dir / "samples" / "recover.csv.gz")
+    rows = read_rows(run_dir, "recover")
     held = [r for r in rows if float(r["ts"]) < service_stop + 1
             and float(r["ts"]) + float(r["latency_ms"]) / 1000 > service_stop + 3]
     assert held, "no sample spans the 4 s stop of the service"
@@ -177,7 +177,7 @@ def test_a_stopped_service_is_named_within_the_hang_bound(tmp_path: Path, pg: Pa
     assert "the service stopped answering" in manifest["reason"]
     assert "the service stopped answering" in (run_dir / "report.html").read_text()
     # requests in flight to the stopped service timed out as failed samples, each with its error, not vanished
-    rows = read_rows(run_dir / "samples" / "stuck.csv.gz")
+    rows = read_rows(run_dir, "stuck")
     timed_out = [r for r in rows if r["ok"] == "0" and float(r["ts"]) >= stopped_at - 1]
     assert timed_out and all(r["error"] for r in timed_out), rows[-5:]
     assert entry["counts"]["samples"] == entry["counts"]["locust"], entry["counts"]

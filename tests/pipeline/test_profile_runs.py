@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bookbench.artifacts.samples import read_rows
 from bookbench.fakes.postgrest import DEFAULT_ANON_KEY
 from bookbench.fakes.postgrest.process import PostgrestProcess
 from tests.conftest import fetch, seeded
+from tests.sample_rows import rows as read_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def test_a_run_through_the_postgrest_profile(postgrest: tuple[str, str], tmp_pat
     # the audit and the reconciliation ran on the target's database, text ids read as rows
     assert entry["audit"]["ok"] and entry["reconciliation"]["ok"], entry
     assert entry["reconciliation"]["acknowledged"] > 0 and "unreadable_ids" not in entry["reconciliation"]
-    rows = read_rows(run_dir / entry["samples_file"])
+    rows = read_rows(run_dir, "steady")
     names = {r["name"] for r in rows}
     assert {"checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment"} <= names
     failed = [r for r in rows if r["ok"] != "1"]
@@ -93,5 +93,5 @@ def test_a_vapi_run_goes_through_the_reference_vapi_profile(new_db: Callable[[],
     entry = man["scenarios"]["steady"]
     assert man["target"]["profile"] == "reference-vapi" and entry["counts"]["samples"] > 0
     assert entry["reconciliation"]["ok"] and entry["reconciliation"]["acknowledged"] > 0, entry
-    rows = read_rows(run_dir / entry["samples_file"])
+    rows = read_rows(run_dir, "steady")
     assert not [r for r in rows if "unclassified" in r["error"]]

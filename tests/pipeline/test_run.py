@@ -12,9 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bookbench.artifacts.samples import read_rows
 from bookbench.config.dataset import api_key
 from tests.budget import budget
+from tests.sample_rows import recording
+from tests.sample_rows import rows as read_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,7 +70,7 @@ def test_run_folder_is_complete_and_counts_agree(local_run: tuple[subprocess.Com
         assert entry["audit"]["ok"] and entry["reconciliation"]["ok"], entry
         assert (run_dir / "locust" / f"{name}_stats.csv").exists()
         assert json.loads((run_dir / "db" / f"{name}_pg_stat_user_indexes.json").read_text())
-    rows = read_rows(run_dir / "samples" / "steady.csv.gz")
+    rows = read_rows(run_dir, "steady")
     assert {r["name"] for r in rows} >= {"checkAvailability", "lookupUpcomingAppointment", "bookClinicAppointment"}
     assert all(float(r["latency_ms"]) > 0 and r["worker"] == "local" for r in rows)
     # latencies are unrounded floats, not Locust's buckets
@@ -119,7 +120,7 @@ def test_distributed_run_keeps_every_sample(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     _assert_counts_agree(manifest, "steady")
-    workers = {r["worker"] for r in read_rows(run_dir / "samples" / "steady.csv.gz")}
+    workers = {r["worker"] for r in read_rows(run_dir, "steady")}
     assert len(workers) == 2 and "local" not in workers
 
 
@@ -164,8 +165,8 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     samples = None
     while time.monotonic() < deadline and samples is None:
         time.sleep(0.5)
-        found = list((tmp_path / "out").glob("*/samples/long.csv.gz"))
-        if found and found[0].stat().st_size > 200:
+        found = recording(tmp_path / "out", "long")
+        if found:
             samples = found[0]
     assert samples is not None
     service = [c for c in psutil.Process(proc.pid).children(recursive=True)
@@ -175,7 +176,7 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
         child.kill()
     out, _ = proc.communicate(timeout=budget(90))
     assert proc.returncode == 3, out
-    manifest = json.loads((samples.parent.parent / "manifest.json").read_text())
+    manifest = json.loads((samples / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "service exited" in manifest["reason"]
     assert manifest["scenarios"]["long"]["counts"]["samples"] > 0
     assert _postgres_of(tmp_path / "pg") == []
@@ -187,7 +188,7 @@ def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -
     each sample carrying its intended start; the summary has both latencies."""
     done, run_dir = bookbench_run(tmp_path, "--scenarios", "open_steady", "--skip-checks")
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    rows = read_rows(run_dir / "samples" / "open_steady.csv.gz")
+    rows = read_rows(run_dir, "open_steady")
     dropped = (run_dir / "samples" / "open_steady_dropped.txt")
     n_dropped = len(dropped.read_text().split()) if dropped.exists() else 0
     assert abs(len(rows) + n_dropped - 240) <= 2  # 4 s x 60/s, arrivals uniform

@@ -16,6 +16,7 @@ import pytest
 
 from tests.budget import budget
 from tests.pipeline.test_compare_interrupted import SHORT, _left_behind
+from tests.sample_rows import recorded_any
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _run_recording(out: Path, pattern: str, nth: int) -> bool:
     """True once the nth run folder (1-based, by creation) records requests."""
     runs = sorted(out.glob(pattern), key=lambda p: p.stat().st_mtime)
-    return len(runs) >= nth and any(p.stat().st_size > 200 for p in runs[nth - 1].glob("samples/*.csv.gz"))
+    return len(runs) >= nth and recorded_any(runs[nth - 1])
 
 
 def _interrupt_when(cmd: list[str], log: Path, ready: Callable[[], bool]) -> tuple[int, str, list[psutil.Process]]:

@@ -34,6 +34,7 @@ from bookbench.pipeline.teardown import Teardown
 from tests.budget import budget
 from tests.pipeline.test_faults import _descendants, _finish, _start
 from tests.pipeline.test_run import SECRET, TINY
+from tests.sample_rows import recording
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -128,9 +129,9 @@ def test_a_closed_terminal_stops_the_run_and_the_clean_up_survives_writes_to_it(
                 seen += os.read(master, 65536)  # the terminal is read, as a terminal would be, until it closes
             except OSError:
                 break
-        samples = [p for p in (tmp_path / "out").glob("*/samples/long.csv.gz") if p.stat().st_size > 200]
+        samples = recording(tmp_path / "out", "long")
     assert samples, seen[-2000:].decode(errors="replace")
-    run_dir = samples[0].parent.parent
+    run_dir = samples[0]
     children = _descendants(proc.pid)
     os.close(master)  # the terminal goes away: bookbench gets SIGHUP and every later write to it fails (EIO)
     assert proc.wait(timeout=budget(150)) == 130
