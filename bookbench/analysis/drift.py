@@ -150,6 +150,8 @@ def verdict(slope: Slope, threshold: float) -> str:
 def latency_drift(series: Sequence[TimePoint], warmup_s: float,
                   threshold: float = DEFAULT_DRIFT_PER_HOUR) -> LatencyDrift:
     size, wins, steady_s = windows(series, warmup_s)
+    if not wins and not steady_s:
+        return LatencyDrift("not measured: no per-second latency after the warm-up (no sample was read)", threshold)
     if len(wins) < MIN_WINDOWS:
         return LatencyDrift(f"not measured: too short ({len(wins)} window(s) of P95 after the warm-up, "
                             f"{MIN_WINDOWS} needed)", threshold, size, wins, None, steady_s)

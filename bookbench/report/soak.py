@@ -93,7 +93,13 @@ def _probe_chart(probes: list[Probe], title: str) -> str:
     def draw(ax: Axes, label: str, values: list[float | None]) -> None:
         pts = [(m, v) for m, v in zip(minutes, values, strict=True) if v is not None]
         if pts:
-            ax.plot([m for m, _ in pts], [v for _, v in pts], color=COLORS["rps"], linewidth=1.2)
+            ys = [v for _, v in pts]
+            ax.plot([m for m, _ in pts], ys, color=COLORS["rps"], linewidth=1.2)
+            # a flat series stays flat: the axis spans at least 2 % of the level, so 0.05 MB of noise on 64 MB is
+            # not drawn as a cliff
+            low, high = min(ys), max(ys)
+            if high > 0 and high - low < 0.02 * high:
+                ax.set_ylim((low + high) / 2 - 0.01 * high, (low + high) / 2 + 0.01 * high)
         else:
             ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="#868e96")
         ax.set_title(label, fontsize=9, loc="left")
