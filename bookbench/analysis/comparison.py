@@ -16,6 +16,7 @@ from bookbench.analysis import (
     inference,
     machine,
     run_order,
+    sample_read,
     statements_compare,
     stats,
     wording,
@@ -84,18 +85,20 @@ def unfinished_runs(run_dirs: list[Path]) -> list[str]:
 
 
 def series(run_dir: Path, scenario: str) -> stats.RunSeries:
-    """A scenario's steady-state requests as (1-second window, latency) for the bootstrap."""
+    """A scenario's steady-state requests as (1-second window, latency) for the bootstrap. Only those two columns
+    of the steady window are read; the bootstrap resamples them, so they stay in memory (16 bytes a request)."""
     entry = _manifest(run_dir).scenarios[scenario]
-    df = analysis.load_samples(run_dir / (entry.samples_file or f"samples/{scenario}.csv.gz"))
-    if df.empty:
-        return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
-    start = float(df["ts"].min()) + float(entry.definition.get("warmup_s", 0))
-    steady = df[df["ts"] >= start]
-    second = np.floor(steady["ts"].to_numpy() - start).astype(int)
+    with sample_read.open_samples(run_dir, scenario, entry) as sam:
+        if not sam.rows:
+            return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
+        start = sam.t0 + float(entry.definition.get("warmup_s", 0))
+        found = sam.arrays(f"SELECT CAST(floor(ts - {analysis.num(start)}) AS BIGINT) AS second, latency_ms FROM s "
+                           f"WHERE {analysis.steady(sam, float(entry.definition.get('warmup_s', 0)))}")
+    second = found["second"].astype(int)
     # the last second is cut short by the end of the scenario: counting it as a whole window would understate
     # throughput, so only whole seconds enter (throughput here = requests per whole 1-second window)
     whole = second < second.max() if second.size else second.astype(bool)
-    return stats.RunSeries.from_arrays(second[whole], steady["latency_ms"].to_numpy(dtype=float)[whole])
+    return stats.RunSeries.from_arrays(second[whole], found["latency_ms"].astype(float)[whole])
 
 
 def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:

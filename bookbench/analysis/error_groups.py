@@ -4,6 +4,7 @@ by a placeholder, so that `appointment 123 not found` and `appointment 456 not f
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -46,16 +47,27 @@ class ErrorGroups:
 
 
 def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> ErrorGroups:
-    """Failed requests counted per normalised message (`HTTP 404: appointment <n> not found`), the `top` largest
-    groups first, each with an example when its messages had variable parts."""
+    """Failed requests (a frame's rows) counted per normalised message: errors_by_count() of their messages."""
+    counted = failed.groupby(["error", "status"], sort=False).size()
+    return errors_by_count(((str(e), int(s), int(n)) for (e, s), n in counted.items()), top)
+
+
+def errors_by_count(failed: Iterable[tuple[str, int, int]], top: int = ERROR_GROUPS) -> ErrorGroups:
+    """Failed requests, given as (error, status, how many), counted per normalised message (`HTTP 404:
+    appointment <n> not found`), the `top` largest groups first, each with an example when its messages had
+    variable parts. The engine counts the distinct (error, status) pairs: memory grows with the kinds of error,
+    not the failures."""
+    texts: dict[str, int] = {}
+    for error, status, n in failed:
+        text = _error_text(error, status)
+        texts[text] = texts.get(text, 0) + n
     counts: dict[str, int] = {}
     examples: dict[str, str] = {}
-    texts = [_error_text(str(e), int(s)) for e, s in zip(failed["error"], failed["status"], strict=True)]
-    # value_counts: each distinct message normalised once, the most frequent first (it becomes the example)
-    for text, n in pd.Series(texts, dtype=str).value_counts().items():
-        pattern, values = normalise_error(str(text))
-        counts[pattern] = counts.get(pattern, 0) + int(n)
+    # each distinct message normalised once, the most frequent first (it becomes its group's example)
+    for text, n in sorted(texts.items(), key=lambda item: (-item[1], item[0])):
+        pattern, values = normalise_error(text)
+        counts[pattern] = counts.get(pattern, 0) + n
         if values:
-            examples.setdefault(pattern, str(text))
+            examples.setdefault(pattern, text)
     ranked = sorted(counts, key=lambda p: (-counts[p], p))[:top]
     return ErrorGroups({p: counts[p] for p in ranked}, {p: examples[p] for p in ranked if p in examples})

@@ -8,8 +8,7 @@ throughput is completed requests divided by the steady window, from the end of t
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from bookbench.analysis import notifications as notify
-from bookbench.analysis.error_groups import errors_by_message
+from bookbench.analysis.error_groups import errors_by_count
+from bookbench.analysis.sample_read import load_checked
+from bookbench.analysis.sample_read import load_samples as load_samples  # tests and tools read samples from here
+from bookbench.analysis.sample_scan import Samples, as_samples
 from bookbench.artifacts import manifest
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import ScenarioEntry
 from bookbench.artifacts.run_files import read_acknowledged_times, read_dropped
-from bookbench.artifacts.samples import COLUMNS, check, read_text
 from bookbench.artifacts.summary import (
     Batch,
     Batches,
@@ -51,107 +52,71 @@ HIST_BINS = 60
 DRIFT_RELATIVE_SLOPE = 0.05  # a batch-to-batch trend above 5 % of the mean per batch is a drift
 
 
-def load_samples(path: Path) -> pd.DataFrame:
-    """The readable rows of a samples file (tests, tools); a run's analysis goes through load_checked()."""
-    return _frame(read_text(path) if path.exists() else "", str(path))[0]
+def latency_stats(sam: Samples, expr: str = "latency_ms", where: str = "TRUE") -> Latency:
+    """Mean, exact P50/P95/P99/P99.9 and max of `expr` over the rows `where` holds."""
+    return _latency(*sam.one(f"SELECT {_LATENCY.format(x=expr)} FROM s WHERE {where}"))
 
 
-# numeric columns every row must hold: a finite number, never negative (a latency of -5 ms is no measurement)
-NUMERIC = ("ts", "latency_ms", "status", "ok", "bytes", "users")
+def num(x: float) -> str:
+    """A float as an exact SQL double: a plain literal would be a DECIMAL, rounded on its way to a double."""
+    return f"'{float(x)!r}'::DOUBLE"
 
 
-def _frame(text: str, rel: str) -> tuple[pd.DataFrame, str | None]:
-    """The rows as a frame, and what is wrong with the file (the first bad row, by file and line) or None.
-    Bad rows are left out, so the page still shows the rest; the file is then judged damaged."""
-    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
-    if not text.strip():
-        return empty, None
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype={"name": str, "method": str, "error": str, "worker": str},
-                         keep_default_na=False, skip_blank_lines=False)
-    except (pd.errors.ParserError, ValueError) as exc:
-        return empty, f"{rel}: not a samples CSV ({' '.join(str(exc).split())})"
-    missing = [c for c in NUMERIC if c not in df]
-    if missing:
-        return empty, f"{rel}: no column {', '.join(missing)} in its header"
-    bad = np.zeros(len(df), dtype=bool)
-    first: tuple[int, str, str] | None = None  # (row, column, why)
-    for col in NUMERIC:
-        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            wrong = ~np.isfinite(values) | (values < 0)
-        if wrong.any():
-            row = int(np.argmax(wrong))
-            if first is None or row < first[0]:
-                why = ("is negative" if values[row] < 0 else "is not a finite number" if not np.isnan(values[row])
-                       or str(df[col].iloc[row]).strip().lower() == "nan" else "is not a number")
-                first = (row, col, why)
-            bad |= wrong
-        df[col] = values
-    problem = None
-    if first is not None:
-        row, col, why = first
-        # line 1 is the header; the raw text is quoted as the file has it, not as pandas parsed it
-        raw = next(csv.reader([text.split("\n")[row + 1]]), [])
-        cell = raw[list(df.columns).index(col)] if len(raw) > list(df.columns).index(col) else ""
-        more = int(bad.sum()) - 1
-        problem = f"{rel} line {row + 2}: {col} \"{cell}\" {why}" + (f" ({more:,} more bad row(s))" if more else "")
-        df = df[~bad].reset_index(drop=True)
-    for col in ("status", "ok", "bytes", "users"):
-        df[col] = df[col].astype("int64")
-    df["end"] = df["ts"] + df["latency_ms"] / 1000.0
-    # open model: when the request was meant to start (NaN in the closed model and in format-1 files)
-    df["intended"] = pd.to_numeric(df["intended"], errors="coerce") if "intended" in df else np.nan
-    return df, problem
+def quantiles(values: Sequence[float]) -> str:
+    """numpy's q / 100 for each percentile, as DuckDB's list of doubles (numpy divides the same way)."""
+    return "[" + ", ".join(num(float(np.true_divide(v, 100))) for v in values) + "]"
 
 
-def load_checked(run_dir: Path, name: str, entry: ScenarioEntry) -> tuple[pd.DataFrame, SamplesFile | None]:
-    """A scenario's samples and the summary's `samples_file`: checked against the row count and sha256 the
-    manifest recorded when the file was closed. A missing, truncated, non-gzip, altered or ill-formed file is
-    "damaged" (the judge's verdict: NO-GO); a run folder that recorded neither reads as "not verified"."""
-    rel = entry.samples_file or f"samples/{name}.csv.gz"
-    path = run_dir / rel
-    if entry.samples_file is None and not path.exists():
-        return _frame("", rel)[0], None  # never written: a scenario that did not run
-    rows = entry.counts.samples if entry.counts is not None and entry.samples_sha256 is not None else None
-    found = check(path, rel, rows, entry.samples_sha256)
-    df, bad_row = _frame(found.text, rel)
-    status, detail = ("damaged", bad_row) if bad_row and found.status != "damaged" else (found.status, found.detail)
-    return df, SamplesFile.model_validate({"path": rel, "status": status, "detail": detail, "rows": found.rows})
+# one aggregate per figure, in Latency's order: quantile_cont is numpy.percentile's linear method (sample_scan)
+_LATENCY = "avg({x}), quantile_cont({x}, " + quantiles(list(PERCENTILES.values())) + "), max({x})"
 
 
-def latency_stats(lat: np.ndarray) -> Latency:
-    if lat.size == 0:
+def _latency(mean: float | None, qs: list[float] | None, top: float | None) -> Latency:
+    if qs is None:
         return Latency(mean=None, p50=None, p95=None, p99=None, p999=None, max=None)
-    p50, p95, p99, p999 = (float(q) for q in np.percentile(lat, list(PERCENTILES.values())))
-    return Latency(mean=float(lat.mean()), p50=p50, p95=p95, p99=p99, p999=p999, max=float(lat.max()))
+    p50, p95, p99, p999 = (float(q) for q in qs)
+    return Latency(mean=float(mean) if mean is not None else None, p50=p50, p95=p95, p99=p99, p999=p999,
+                   max=float(top) if top is not None else None)
 
 
-def _counts(df: pd.DataFrame, window_s: float) -> Counts:
-    n = len(df)
-    failures = int((df["ok"] == 0).sum()) if n else 0
+def _counts_query(where: str, by: str | None = None) -> str:
+    """Counts' figures per group `by` (one row without it): requests, failures, availability's downs, latency."""
+    key = f"{by} AS k, " if by else ""
+    group = " GROUP BY k" if by else ""
     # availability: answered at all, and not with a server error (a 409 or 404 is the service working)
-    down = int(((df["status"] == 0) | (df["status"] >= 500)).sum()) if n else 0
+    return (f"SELECT {key}count(*), count(*) FILTER (WHERE ok = 0), count(*) FILTER (WHERE status = 0 OR status >= "
+            f"500), {_LATENCY.format(x='latency_ms')} FROM s WHERE {where}{group}")
+
+
+def _as_counts(n: int, failures: int, down: int, mean: float | None, qs: list[float] | None, top: float | None,
+               window_s: float) -> Counts:
     return Counts(requests=n, failures=failures, error_rate=failures / n if n else 0.0,
                   availability=1 - down / n if n else None,
-                  throughput_rps=n / window_s if window_s > 0 else 0.0,
-                  latency_ms=latency_stats(df["latency_ms"].to_numpy(dtype=float)))
+                  throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=_latency(mean, qs, top))
 
 
-def _timeseries(df: pd.DataFrame, t0: float) -> list[TimePoint]:
+def _counts(sam: Samples, where: str, window_s: float) -> Counts:
+    return _as_counts(*sam.one(_counts_query(where)), window_s=window_s)
+
+
+def _second(t0: float) -> str:
+    return f'CAST(floor("end" - {num(t0)}) AS BIGINT)'
+
+
+def _timeseries(sam: Samples) -> list[TimePoint]:
     """1-second windows by completion time: req/s, errors/s, P50/P95/P99, active users."""
-    if df.empty:
+    if not sam.rows:
         return []
-    sec = np.floor(df["end"].to_numpy() - t0).astype(int)
-    by_second: dict[int, TimePoint] = {}
-    for _, group in df.groupby(sec):
-        lat = group["latency_ms"].to_numpy(dtype=float)
-        p50, p95, p99 = (float(q) for q in np.percentile(lat, [50, 95, 99]))
-        second = int(np.floor(float(group["end"].iloc[0]) - t0))
-        # each Locust worker reports its own users: the total is the sum of the workers' counts
-        users = int(group.groupby("worker")["users"].max().sum())
-        by_second[second] = TimePoint(t=second, rps=len(group), errors=int((group["ok"] == 0).sum()),
-                                      p50=p50, p95=p95, p99=p99, users=users)
+    sec = _second(sam.t0)
+    # each Locust worker reports its own users: the total is the sum of the workers' counts
+    rows = sam.all(f"""
+        WITH per AS (SELECT {sec} AS t, count(*) AS n, count(*) FILTER (WHERE ok = 0) AS errors,
+                            quantile_cont(latency_ms, {quantiles([50, 95, 99])}) AS q FROM s GROUP BY t),
+             users AS (SELECT t, sum(top) AS users FROM (SELECT {sec} AS t, worker, max(users) AS top FROM s
+                                                         GROUP BY t, worker) GROUP BY t)
+        SELECT per.t, n, errors, q, users FROM per JOIN users USING (t) ORDER BY per.t""")
+    by_second = {int(t): TimePoint(t=int(t), rps=int(n), errors=int(e), p50=float(q[0]), p95=float(q[1]),
+                                   p99=float(q[2]), users=int(u)) for t, n, e, q, u in rows}
     # a second in which nothing completed is a point of its own (0 req/s, no latency), so that a stall shows as
     # one in the charts and in the stability check instead of being bridged; its users are those around it
     out = []
@@ -164,36 +129,42 @@ def _timeseries(df: pd.DataFrame, t0: float) -> list[TimePoint]:
     return out
 
 
-def stalls(df: pd.DataFrame, t0: float, warmup_s: float, load_end_s: float | None) -> Stall | None:
+def stalls(sam: Samples, warmup_s: float, load_end_s: float | None) -> Stall | None:
     """The longest time without a completed request inside the load window: from the end of the warm-up to the
     planned end (`load_end_s` after the first request; None: a scenario that ended early, up to its last
     completion). Also every gap of at least STALL_LISTED_S, the longest first (at most STALLS_LISTED)."""
-    if df.empty:
+    if not sam.rows:
         return None
-    ends = np.sort(df["end"].to_numpy(dtype=float)) - t0
-    stop = load_end_s if load_end_s is not None else float(ends[-1])
+    stop = load_end_s if load_end_s is not None else sam.last_end - sam.t0
     if stop <= warmup_s:
         return None
-    inside = ends[(ends > warmup_s) & (ends < stop)]
-    edges = np.concatenate([[warmup_s], inside, [stop]])
-    gaps = np.diff(edges)
-    order = np.argsort(-gaps, kind="stable")
-    listed = [Gap(from_s=float(edges[i]), to_s=float(edges[i + 1]), length_s=float(gaps[i]))
-              for i in order[:STALLS_LISTED] if gaps[i] >= STALL_LISTED_S]
-    i = int(order[0])
-    return Stall(longest_s=float(gaps[i]), from_s=float(edges[i]), to_s=float(edges[i + 1]),
-                 window_s=(warmup_s, stop), gaps=listed)
+    # the completions inside the window in order, bounded by its two ends; each gap to the next one, the longest
+    # first (ties: the earliest first). DuckDB sorts out of core: memory stays bounded whatever the rows
+    lo, hi = num(warmup_s), num(stop)
+    rows = sam.all(f"""
+        WITH e AS (SELECT "end" - {num(sam.t0)} AS x FROM s WHERE "end" - {num(sam.t0)} > {lo}
+                   AND "end" - {num(sam.t0)} < {hi} UNION ALL SELECT {lo} UNION ALL SELECT {hi}),
+             g AS (SELECT x AS a, lead(x) OVER (ORDER BY x) AS b FROM e)
+        SELECT a, b, b - a AS gap FROM g WHERE b IS NOT NULL ORDER BY gap DESC, a LIMIT {STALLS_LISTED}""")
+    listed = [Gap(from_s=float(a), to_s=float(b), length_s=float(gap)) for a, b, gap in rows
+              if gap >= STALL_LISTED_S]
+    a, b, gap = rows[0]
+    return Stall(longest_s=float(gap), from_s=float(a), to_s=float(b), window_s=(warmup_s, stop), gaps=listed)
 
 
 STALL_LISTED_S = 1.0
 STALLS_LISTED = 10
 
 
-def _batches(df: pd.DataFrame, start: float, end: float, n: int) -> Batches:
-    rows = []
-    for i, (lo, hi) in enumerate(batch_edges(start, end, n)):
-        part = df[(df["end"] >= lo) & (df["end"] < hi) if i < n - 1 else (df["end"] >= lo)]
-        rows.append(Batch(batch=i + 1, **dict(_counts(part, hi - lo))))
+def _batches(sam: Samples, steady: str, start: float, end: float, n: int) -> Batches:
+    edges = batch_edges(start, end, n)
+    # each steady request in the batch its completion falls in (the last batch takes what completes at its end)
+    which = "CASE " + " ".join(f'WHEN "end" < {num(hi)} THEN {i}' for i, (_, hi) in enumerate(edges[:-1])) + \
+        f" ELSE {n - 1} END" if n > 1 else "0"
+    found = {int(k): rest for k, *rest in sam.all(_counts_query(steady, which))}
+    empty = (0, 0, 0, None, None, None)
+    rows = [Batch(batch=i + 1, **dict(_as_counts(*found.get(i, empty), window_s=hi - lo)))
+            for i, (lo, hi) in enumerate(edges)]
     p95 = np.array([r.latency_ms.p95 or np.nan for r in rows], dtype=float)
     rps = np.array([r.throughput_rps for r in rows], dtype=float)
     return Batches(rows=rows, drift=Drift(p95=_trend(p95), throughput=_trend(rps)))
@@ -208,16 +179,32 @@ def _trend(values: np.ndarray) -> Trend:
     return Trend(relative_slope=slope, flagged=abs(slope) > DRIFT_RELATIVE_SLOPE)
 
 
-def _distribution(lat: np.ndarray) -> Distribution:
-    """What the charts need, precomputed so that the report never computes statistics."""
-    if lat.size == 0:
-        return Distribution(cdf=[], hist=Histogram(edges=[], counts=[]))
+def _distribution(sam: Samples, steady: str) -> Distribution:
+    """What the charts need, precomputed so that the report never computes statistics: the CDF at CDF_POINTS
+    percentiles and a histogram over HIST_BINS log-spaced bins (numpy.histogram's bins, counted by the engine)."""
     probs = np.linspace(0, 100, CDF_POINTS)
-    cdf = [(float(v), float(p / 100)) for v, p in zip(np.percentile(lat, probs), probs, strict=True)]
-    lo, hi = max(float(lat.min()), 0.01), max(float(lat.max()), 0.02)
+    n, low, high, values = sam.one(f"SELECT count(*), min(latency_ms), max(latency_ms), "
+                                   f"quantile_cont(latency_ms, {quantiles(list(probs))}) FROM s WHERE {steady}")
+    if not n:
+        return Distribution(cdf=[], hist=Histogram(edges=[], counts=[]))
+    cdf = [(float(v), float(p / 100)) for v, p in zip(values, probs, strict=True)]
+    lo, hi = max(float(low), 0.01), max(float(high), 0.02)
     edges = np.geomspace(lo, hi * 1.0001, HIST_BINS + 1)
-    counts, _ = np.histogram(lat, bins=edges)
-    return Distribution(cdf=cdf, hist=Histogram(edges=edges.tolist(), counts=counts.tolist()))
+    # the bin from the logarithm, then moved by one where rounding put a value beside its edge: the bin
+    # numpy.searchsorted would give (edges are 1-based in SQL: bin b spans edges[b + 1] to edges[b + 2])
+    guess = (f"least(greatest(CAST(floor(ln(latency_ms / {num(lo)}) / {num(float(np.log(edges[-1] / lo)))} * "
+             f"{HIST_BINS}) AS BIGINT), 0), {HIST_BINS - 1})")
+    listed = "[" + ", ".join(num(e) for e in edges) + "]"
+    rows = sam.all(f"""
+        WITH v AS (SELECT latency_ms AS x, {guess} AS b FROM s
+                   WHERE {steady} AND latency_ms >= {num(edges[0])} AND latency_ms <= {num(edges[-1])})
+        SELECT CASE WHEN x < {listed}[b + 1] THEN b - 1
+                    WHEN b < {HIST_BINS - 1} AND x >= {listed}[b + 2] THEN b + 1 ELSE b END AS bin, count(*)
+        FROM v GROUP BY bin""")
+    counts = [0] * HIST_BINS
+    for b, c in rows:
+        counts[int(b)] += int(c)
+    return Distribution(cdf=cdf, hist=Histogram(edges=edges.tolist(), counts=counts))
 
 
 def _noise(stats: Counts, series: list[TimePoint]) -> list[str]:
@@ -235,51 +222,57 @@ def _noise(stats: Counts, series: list[TimePoint]) -> list[str]:
     return notes
 
 
-def analyse_scenario(df: pd.DataFrame, warmup_s: float, batches: int | None,
+def steady(sam: Samples, warmup_s: float) -> str:
+    """The requests that started after the warm-up (the first `warmup_s` seconds after the first request), as a
+    condition on the view."""
+    return f"ts >= {num(sam.t0 + warmup_s)}"
+
+
+def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int | None,
                      load_end_s: float | None = None) -> ScenarioSummary:
     """One scenario's figures as the summary holds them. `load_end_s`: the planned end of the load after the
     first request, for the stall figures (None: up to the last completion). Path B, the samples file's check and
     the generator's figures come from the run folder (analyse_run)."""
-    if df.empty:
-        return ScenarioSummary(**dict(_counts(df, 0)), samples_total=0, warmup_excluded=0, window_s=0.0,
-                               endpoints={}, warmup_s=warmup_s, timeseries=[], distribution=_distribution(np.array([])),
-                               noise=["no samples"], batches=None)
-    t0 = float(df["ts"].min())
-    steady = _steady(df, warmup_s)
-    end = float(df["end"].max())
-    window = max(end - (t0 + warmup_s), 1e-9)
-    stats = _counts(steady, window)
-    series = _timeseries(df, t0)
-    errors = errors_by_message(steady[steady["ok"] == 0])
+    sam = as_samples(data)
+    if not sam.rows:
+        return ScenarioSummary(**dict(_counts(sam, "TRUE", 0)), samples_total=0, warmup_excluded=0, window_s=0.0,
+                               endpoints={}, warmup_s=warmup_s, timeseries=[],
+                               distribution=_distribution(sam, "TRUE"), noise=["no samples"], batches=None)
+    st = steady(sam, warmup_s)
+    window = max(sam.last_end - (sam.t0 + warmup_s), 1e-9)
+    stats = _counts(sam, st, window)
+    series = _timeseries(sam)
+    failed = sam.all(f"SELECT error, status, count(*) FROM s WHERE {st} AND ok = 0 GROUP BY error, status")
+    errors = errors_by_count((str(e), int(c), int(n)) for e, c, n in failed)
+    endpoints = {str(k): _as_counts(*rest, window_s=window) for k, *rest in sam.all(_counts_query(st, "name"))}
     return ScenarioSummary(
-        **dict(stats), samples_total=len(df), warmup_excluded=len(df) - len(steady), window_s=window,
-        endpoints={str(name): _counts(group, window) for name, group in steady.groupby("name")},
+        **dict(stats), samples_total=sam.rows, warmup_excluded=sam.rows - stats.requests, window_s=window,
+        endpoints=dict(sorted(endpoints.items())),
         errors_by_message=errors.counts, error_examples=errors.examples,
         timeseries=series, warmup_s=warmup_s,
-        distribution=_distribution(steady["latency_ms"].to_numpy(dtype=float)),
+        distribution=_distribution(sam, st),
         noise=_noise(stats, series),
-        batches=_batches(steady, t0 + warmup_s, end, batches) if batches else None,
-        open_model=open_model(steady, window) if _is_open(steady) else None,
-        stall=stalls(df, t0, warmup_s, load_end_s))
+        batches=_batches(sam, st, sam.t0 + warmup_s, sam.last_end, batches) if batches else None,
+        open_model=open_model(sam, st, window) if _is_open(sam, st) else None,
+        stall=stalls(sam, warmup_s, load_end_s))
 
 
-def _is_open(df: pd.DataFrame) -> bool:
+def _is_open(sam: Samples, where: str) -> bool:
     """Whether the requests carry intended send times (an open-model scenario)."""
-    return "intended" in df and bool(df["intended"].notna().any())
+    return bool(sam.one(f"SELECT count(*) FILTER (WHERE intended IS NOT NULL) > 0 FROM s WHERE {where}")[0])
 
 
-def open_model(steady: pd.DataFrame, window_s: float, dropped: int = 0) -> OpenModel:
+def open_model(sam: Samples, steady: str, window_s: float, dropped: int = 0) -> OpenModel:
     """Open-model figures: latency from the intended send time (what a caller waiting since then sees) beside the
     service time, how late sends left, and the arrivals dropped for want of free capacity."""
-    sent = steady[steady["intended"].notna()]
-    from_intended = ((sent["end"] - sent["intended"]) * 1000.0).to_numpy(dtype=float)
-    late = ((sent["ts"] - sent["intended"]) * 1000.0).to_numpy(dtype=float)
-    service = latency_stats(sent["latency_ms"].to_numpy(dtype=float))
-    intended = latency_stats(from_intended)
-    offered = len(sent) + dropped
+    sent = f"{steady} AND intended IS NOT NULL"
+    service = latency_stats(sam, "latency_ms", sent)
+    intended = latency_stats(sam, '("end" - intended) * 1000.0', sent)
+    late = latency_stats(sam, "(ts - intended) * 1000.0", sent)
+    offered = int(sam.one(f"SELECT count(*) FROM s WHERE {sent}")[0]) + dropped
     p99, p99i = service.p99, intended.p99
     return OpenModel(
-        latency_from_intended_ms=intended, send_lateness_ms=latency_stats(late),
+        latency_from_intended_ms=intended, send_lateness_ms=late,
         dropped=dropped, offered=offered,
         offered_rps=offered / window_s if window_s > 0 else 0.0,
         # the two latencies part when sends leave late (the generator fell behind, or every caller was busy):
@@ -299,14 +292,15 @@ GENERATOR_MIN_SAMPLES = 2
 LATENESS_P95_BOUND_MS = 50.0
 
 
-def generator_figures(cpu: dict[str, Any] | None, df: pd.DataFrame, warmup_s: float) -> dict[str, Any]:
+def generator_figures(cpu: dict[str, Any] | None, data: Samples | pd.DataFrame, warmup_s: float) -> dict[str, Any]:
     """`generator`: each Locust process's CPU over the steady window (share of one core) and, in the open model,
     send lateness per arrival; `generator_saturated` with its reason when either says the generator, not the
     service, set the pace."""
-    if df.empty:
+    sam = as_samples(data)
+    if not sam.rows:
         return {"generator": None, "generator_saturated": False, "generator_saturated_reason": None}
-    start = float(df["ts"].min()) + warmup_s
-    end = float(df["end"].max())
+    start = sam.t0 + warmup_s
+    end = sam.last_end
     reasons: list[str] = []
     procs: dict[str, Any] | None = None
     if cpu:
@@ -322,7 +316,8 @@ def generator_figures(cpu: dict[str, Any] | None, df: pd.DataFrame, warmup_s: fl
             if shares.size >= GENERATOR_MIN_SAMPLES and busy > GENERATOR_BUSY_MOST:
                 reasons.append(f"Locust {label} used over {100 * GENERATOR_BUSY_SHARE:.0f} % of a core in "
                                f"{100 * busy:.0f} % of the steady window (mean {100 * float(shares.mean()):.0f} %)")
-    lateness = _lateness(_steady(df, warmup_s)) if _is_open(df) else None
+    st = steady(sam, warmup_s)
+    lateness = _lateness(sam, st) if _is_open(sam, "TRUE") else None
     if lateness and lateness["arrivals"] >= MIN_SAMPLES["p95"] and lateness["p95"] > LATENESS_P95_BOUND_MS:
         reasons.append(f"open-model sends left late: P95 {lateness['p95']:.0f} ms after their intended time "
                        f"(bound {LATENESS_P95_BOUND_MS:.0f} ms)")
@@ -333,23 +328,16 @@ def generator_figures(cpu: dict[str, Any] | None, df: pd.DataFrame, warmup_s: fl
             "generator_saturated_reason": "; ".join(reasons) or None}
 
 
-def _lateness(steady: pd.DataFrame) -> dict[str, Any] | None:
+def _lateness(sam: Samples, steady: str) -> dict[str, Any] | None:
     """How late each arrival's first request left (a login before the operation must not count the login's
     latency as lateness): P50, P95, max in ms."""
-    sent = steady[steady["intended"].notna()]
-    if sent.empty:
+    n, qs, top = sam.one(f"""
+        WITH a AS (SELECT (min(ts) - intended) * 1000.0 AS late FROM s WHERE {steady} AND intended IS NOT NULL
+                   GROUP BY intended)
+        SELECT count(*), quantile_cont(late, {quantiles([50, 95])}), max(late) FROM a""")
+    if not n:
         return None
-    late = ((sent.groupby("intended")["ts"].min() - sent.groupby("intended")["intended"].first()) * 1000.0)
-    values = late.to_numpy(dtype=float)
-    p50, p95 = np.percentile(values, [50, 95])
-    return {"arrivals": int(values.size), "p50": float(p50), "p95": float(p95), "max": float(values.max())}
-
-
-def _steady(df: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
-    """The requests that started after the warm-up (the first `warmup_s` seconds after the first request)."""
-    if df.empty:
-        return df
-    return df[df["ts"] >= float(df["ts"].min()) + warmup_s]
+    return {"arrivals": int(n), "p50": float(qs[0]), "p95": float(qs[1]), "max": float(top)}
 
 
 def analyse_run(run_dir: Path) -> Summary:
@@ -359,28 +347,34 @@ def analyse_run(run_dir: Path) -> Summary:
     scenarios = {}
     for name, entry in man.scenarios.items():
         warmup_s = float(entry.definition.get("warmup_s", 0))
-        df, samples_file = load_checked(run_dir, name, entry)
-        # a scenario that ran its plan is watched for stalls up to its planned end; one that ended early, up to
-        # its last completion (what came after is the fault that ended it, named on its own)
-        load_end = entry.planned_s if entry.status == "completed" else None
-        sc = analyse_scenario(df, warmup_s, entry.definition.get("batches"), load_end)
-        sc.samples_file = samples_file
-        steady = _steady(df, warmup_s)
-        if sc.open_model is not None:
-            start = float(df["ts"].min()) + warmup_s
-            dropped = sum(1 for t in read_dropped(folder.dropped(name)) if t >= start)
-            sc.open_model = open_model(steady, sc.window_s, dropped)
-        path = folder.notifications(name)
-        if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
-            received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]
-            facts = facts_file.read(path)
-            sc.notifications = notify.summarize(facts, received, read_acknowledged_times(folder.acknowledged(name)))
-            booking = steady[steady["name"] == "bookClinicAppointment"]
-            sc.notifications.booking_in_outages = notify.booking_latency_in_outages(
-                facts, booking["ts"].to_numpy(dtype=float), booking["latency_ms"].to_numpy(dtype=float))
-        # the generator's figures as built (a mapping, as its tests read them), checked by the model here
-        scenarios[name] = ScenarioSummary.model_validate(
-            {**dict(sc), **generator_figures(entry.generator_cpu, df, warmup_s)})
+        sam, samples_file = load_checked(run_dir, name, entry)
+        with sam:
+            scenarios[name] = _scenario(folder, name, entry, sam, samples_file, warmup_s)
     return Summary(run_id=man.run_id,
                    method="numpy.percentile (linear) over all requests after the warm-up; throughput = requests / "
                           "steady window", scenarios=scenarios)
+
+
+def _scenario(folder: RunFolder, name: str, entry: ScenarioEntry, sam: Samples, samples_file: SamplesFile | None,
+              warmup_s: float) -> ScenarioSummary:
+    # a scenario that ran its plan is watched for stalls up to its planned end; one that ended early, up to
+    # its last completion (what came after is the fault that ended it, named on its own)
+    load_end = entry.planned_s if entry.status == "completed" else None
+    sc = analyse_scenario(sam, warmup_s, entry.definition.get("batches"), load_end)
+    sc.samples_file = samples_file
+    st = steady(sam, warmup_s)
+    if sc.open_model is not None:
+        start = sam.t0 + warmup_s
+        dropped = sum(1 for t in read_dropped(folder.dropped(name)) if t >= start)
+        sc.open_model = open_model(sam, st, sc.window_s, dropped)
+    path = folder.notifications(name)
+    if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
+        received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]
+        facts = facts_file.read(path)
+        sc.notifications = notify.summarize(facts, received, read_acknowledged_times(folder.acknowledged(name)))
+        # the bookings' own values: memory in proportion to the bookings, read only when Path B was measured
+        booking = sam.arrays(f"SELECT ts, latency_ms FROM s WHERE {st} AND name = 'bookClinicAppointment'")
+        sc.notifications.booking_in_outages = notify.booking_latency_in_outages(
+            facts, booking["ts"].astype(float), booking["latency_ms"].astype(float))
+    # the generator's figures as built (a mapping, as its tests read them), checked by the model here
+    return ScenarioSummary.model_validate({**dict(sc), **generator_figures(entry.generator_cpu, sam, warmup_s)})

@@ -1,0 +1,100 @@
+"""A scenario's samples as one DuckDB view, scanned from its files: the analysis's out-of-core engine.
+
+Why DuckDB (issue 28, measured with benchmarks/analysis_engines.py on a synthetic 10M-row format-3 folder, this
+2-core machine shared with other jobs): the summary's hardest queries (exact P50/P95/P99/P99.9 + mean + max overall
+and per request name, per-second counts and percentiles, the 200-point CDF and the histogram) took DuckDB 9.8 s at
+395 MB peak RSS, Polars' streaming engine 171 s at 777 MB. Query by query DuckDB was faster too (overall 3.1 s
+against 4.6 s, per name 3.3 s against 5.9 s, per second 3.4 s against 4.1 s), and its `quantile_cont` takes a list
+of quantiles in one aggregate, where Polars evaluates one `quantile` expression per point (200 for the CDF).
+`quantile_cont` is numpy.percentile's default (linear) method: the same index (n - 1) * q and the same neighbours;
+numpy rounds the interpolation from the upper neighbour when the fraction is >= 0.5, so a figure may differ from
+numpy's in its last bit (a relative 2e-16), never more.
+
+The rows are never held by Python: each query reads the Parquet files (only the columns it names) and keeps
+what its groups need. Format 1/2 (one CSV.gz, parsed and checked by pandas as before) goes through the same view
+from the frame, so that every figure has one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from bookbench.artifacts.samples import COLUMNS
+
+# the view's columns and their types: the format-3 schema's, strings plain (DuckDB keeps Parquet's dictionaries
+# internally), `end` the completion time every per-second figure is keyed on
+_TYPES = {"ts": "DOUBLE", "latency_ms": "DOUBLE", "name": "VARCHAR", "method": "VARCHAR", "status": "BIGINT",
+          "ok": "BIGINT", "error": "VARCHAR", "bytes": "BIGINT", "users": "BIGINT", "worker": "VARCHAR",
+          "intended": "DOUBLE"}
+_COLUMNS = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in _TYPES.items())
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Samples:
+    """One scenario's samples, queried through DuckDB as the view `s` (every row, with `end`)."""
+
+    def __init__(self, source: str, frame: pa.Table | None = None) -> None:
+        self.con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": False})
+        self.con.execute("SET enable_progress_bar = false")  # a session option: it would draw on the terminal
+        if frame is not None:
+            self.con.register("raw", frame)
+        self.con.execute(f'CREATE VIEW s AS SELECT {_COLUMNS}, ts + latency_ms / 1000.0 AS "end" FROM {source}')
+        rows, t0, last = self.one("SELECT count(*), min(ts), max(\"end\") FROM s")
+        self.rows = int(rows)
+        self.t0 = float(t0) if rows else 0.0  # the first request's start
+        self.last_end = float(last) if rows else 0.0
+
+    @classmethod
+    def from_files(cls, paths: Sequence[Path]) -> Samples:
+        if not paths:
+            return cls.from_frame(pd.DataFrame())
+        listed = ", ".join(_quoted(str(p)) for p in paths)
+        return cls(f"read_parquet([{listed}])")
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> Samples:
+        """A frame's rows (a format-2 file read by pandas, or a test's few rows); columns it lacks are empty."""
+        full = pd.DataFrame({c: (df[c] if c in df else pd.Series([None] * len(df), dtype=object, index=df.index))
+                             for c in COLUMNS})
+        # from_pandas: NaN in `intended` (format 1/2, the closed model) becomes NULL, as format 3 has it
+        table = pa.Table.from_pandas(full, preserve_index=False)
+        return cls("raw", table)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Samples:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
+        row = self.con.execute(sql, params).fetchone()
+        assert row is not None  # an aggregate without GROUP BY always answers one row
+        return row
+
+    def arrays(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+        """A query's columns as numpy arrays (for the few figures that need the values themselves)."""
+        return {k: np.asarray(v) for k, v in self.con.execute(sql, params).fetchnumpy().items()}
+
+    def frame(self) -> pd.DataFrame:
+        """Every row as pandas (tests and tools on small files; the analysis never calls it)."""
+        return self.con.execute("SELECT * FROM s").df()
+
+
+def as_samples(data: Samples | pd.DataFrame) -> Samples:
+    return data if isinstance(data, Samples) else Samples.from_frame(data)
