@@ -12,12 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.static_target import Process
-from bookbench.artifacts import sample_parts
-from bookbench.artifacts.samples import read_rows
+from tests import sample_rows
 from tests.budget import budget
 from tests.netns import Host, lan
 
@@ -38,17 +36,6 @@ notifications:
 thresholds:
   global: {p95_ms: null, error_rate: 0.001, throughput_rps: null}
 """
-
-
-def _rows_per_worker(run_dir: Path, samples_file: str) -> collections.Counter[str]:
-    """The `worker` column of a scenario's samples: format 3 (a folder of Parquet files) or 2 (one CSV.gz)."""
-    path = run_dir / samples_file
-    if path.is_dir():
-        found: collections.Counter[str] = collections.Counter()
-        for part in sample_parts.files(path):
-            found.update(str(w) for w in pq.read_table(part, columns=["worker"]).column("worker").to_pylist())
-        return found
-    return collections.Counter(row["worker"] for row in read_rows(path))
 
 
 def _worker(host: Host, master: Host, log_dir: Path) -> subprocess.Popen[str]:
@@ -91,7 +78,7 @@ def test_master_workers_and_target_on_separate_hosts_agree_on_counts(tmp_path: P
     counts = entry["counts"]
     # the three counts agree, the target's own (its /stats, read by the master across the wire) among them
     assert counts["samples"] > 0 and counts["samples"] == counts["locust"] == counts["service"], counts
-    by_worker = _rows_per_worker(run_dir, entry["samples_file"])
+    by_worker = collections.Counter(row["worker"] for row in sample_rows.rows(run_dir, "wire"))
     assert sum(by_worker.values()) == counts["samples"], by_worker
     # both remote workers' rows are in the run folder, and no request was made by a local runner
     assert len(by_worker) == 2 and "local" not in by_worker and min(by_worker.values()) > 0, by_worker
