@@ -135,7 +135,10 @@ class PartWriter:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()  # a cut part never takes the final name; its room goes back to the disk
-            raise WriteFailed(final, exc) from exc
+            # pyarrow's message wraps the system's ("Error writing bytes to file. Detail: [errno 28] ..."): the
+            # reason shown is the system's own words, as format 2's writer gave them
+            plain = OSError(exc.errno, os.strerror(exc.errno)) if exc.errno else exc
+            raise WriteFailed(final, plain) from exc
         self.seq += 1
 
 
