@@ -17,6 +17,9 @@ from the frame, so that every figure has one code path.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,10 @@ from bookbench.artifacts.samples import COLUMNS
 _TYPES = {"ts": "DOUBLE", "latency_ms": "DOUBLE", "name": "VARCHAR", "method": "VARCHAR", "status": "BIGINT",
           "ok": "BIGINT", "error": "VARCHAR", "bytes": "BIGINT", "users": "BIGINT", "worker": "VARCHAR",
           "intended": "DOUBLE"}
+# what DuckDB may hold before it spills a sort to disk; the per-group percentiles (quantile_cont) keep their groups'
+# values in memory whatever this says (8 bytes a steady request), so it bounds the rest of the work
+MEMORY_LIMIT = os.environ.get("BOOKBENCH_SCAN_MEMORY", "512MB")
+THREADS = 2
 _COLUMNS = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in _TYPES.items())
 
 
@@ -44,7 +51,10 @@ class Samples:
     """One scenario's samples, queried through DuckDB as the view `s` (every row, with `end`)."""
 
     def __init__(self, source: str, frame: pa.Table | None = None) -> None:
-        self.con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": False})
+        # sorts beyond MEMORY_LIMIT go to a temporary folder of our own, removed on close
+        self.spill = tempfile.mkdtemp(prefix="bookbench-scan-")
+        self.con = duckdb.connect(config={"threads": THREADS, "preserve_insertion_order": False,
+                                          "memory_limit": MEMORY_LIMIT, "temp_directory": self.spill})
         self.con.execute("SET enable_progress_bar = false")  # a session option: it would draw on the terminal
         if frame is not None:
             self.con.register("raw", frame)
@@ -72,6 +82,7 @@ class Samples:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self.spill, ignore_errors=True)
 
     def __enter__(self) -> Samples:
         return self
@@ -90,6 +101,28 @@ class Samples:
     def arrays(self, sql: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
         """A query's columns as numpy arrays (for the few figures that need the values themselves)."""
         return {k: np.asarray(v) for k, v in self.con.execute(sql, params).fetchnumpy().items()}
+
+    def percentiles(self, expr: str, where: str, percents: Sequence[float]) -> list[float] | None:
+        """numpy.percentile(values, percents) to the last bit (its default linear method), None without rows.
+        One sort (out of core, memory bounded) picks the two order statistics around each percentile; they are
+        then interpolated as numpy does, which rounds from the upper neighbour when the fraction is >= 0.5."""
+        n = int(self.one(f"SELECT count(*) FROM s WHERE {where}")[0])
+        if not n:
+            return None
+        # numpy's own index arithmetic: q / 100 in float64, virtual index (n - 1) * q, its floor and the next one
+        index = (n - 1) * np.true_divide(np.asarray(percents, dtype=float), 100)
+        below = np.floor(index)
+        wanted = sorted({int(i) for i in below} | {min(int(i) + 1, n - 1) for i in below})
+        picked = dict(self.all(f"SELECT i, x FROM (SELECT {expr} AS x, row_number() OVER (ORDER BY {expr}) - 1 AS i "
+                               f"FROM s WHERE {where}) WHERE i IN ({', '.join(map(str, wanted))})"))
+        out = []
+        for vi, lo in zip(index, below, strict=True):
+            if vi >= n - 1:  # numpy's bound: the largest value
+                out.append(float(picked[n - 1]))
+                continue
+            a, b, t = float(picked[int(lo)]), float(picked[int(lo) + 1]), float(vi - lo)
+            out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+        return out
 
     def frame(self) -> pd.DataFrame:
         """Every row as pandas (tests and tools on small files; the analysis never calls it)."""

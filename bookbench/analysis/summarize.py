@@ -79,13 +79,15 @@ def _latency(mean: float | None, qs: list[float] | None, top: float | None) -> L
                    max=float(top) if top is not None else None)
 
 
-def _counts_query(where: str, by: str | None = None) -> str:
-    """Counts' figures per group `by` (one row without it): requests, failures, availability's downs, latency."""
+def _counts_query(where: str, by: str | None = None, quantiles: bool = True) -> str:
+    """Counts' figures per group `by` (one row without it): requests, failures, availability's downs, latency
+    (without `quantiles`, its percentiles are NULL: the caller takes them from Samples.percentiles)."""
     key = f"{by} AS k, " if by else ""
     group = " GROUP BY k" if by else ""
+    latency = _LATENCY if quantiles else "avg({x}), NULL, max({x})"
     # availability: answered at all, and not with a server error (a 409 or 404 is the service working)
     return (f"SELECT {key}count(*), count(*) FILTER (WHERE ok = 0), count(*) FILTER (WHERE status = 0 OR status >= "
-            f"500), {_LATENCY.format(x='latency_ms')} FROM s WHERE {where}{group}")
+            f"500), {latency.format(x='latency_ms')} FROM s WHERE {where}{group}")
 
 
 def _as_counts(n: int, failures: int, down: int, mean: float | None, qs: list[float] | None, top: float | None,
@@ -95,8 +97,10 @@ def _as_counts(n: int, failures: int, down: int, mean: float | None, qs: list[fl
                   throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=_latency(mean, qs, top))
 
 
-def _counts(sam: Samples, where: str, window_s: float) -> Counts:
-    return _as_counts(*sam.one(_counts_query(where)), window_s=window_s)
+def _counts(sam: Samples, where: str, window_s: float, percentiles: list[float] | None) -> Counts:
+    """The Counts of the rows `where` holds, with their percentiles computed exactly beforehand."""
+    n, failures, down, mean, _, top = sam.one(_counts_query(where, quantiles=False))
+    return _as_counts(n, failures, down, mean, percentiles, top, window_s=window_s)
 
 
 def _second(t0: float) -> str:
@@ -179,15 +183,17 @@ def _trend(values: np.ndarray) -> Trend:
     return Trend(relative_slope=slope, flagged=abs(slope) > DRIFT_RELATIVE_SLOPE)
 
 
-def _distribution(sam: Samples, steady: str) -> Distribution:
-    """What the charts need, precomputed so that the report never computes statistics: the CDF at CDF_POINTS
-    percentiles and a histogram over HIST_BINS log-spaced bins (numpy.histogram's bins, counted by the engine)."""
-    probs = np.linspace(0, 100, CDF_POINTS)
-    n, low, high, values = sam.one(f"SELECT count(*), min(latency_ms), max(latency_ms), "
-                                   f"quantile_cont(latency_ms, {quantiles(list(probs))}) FROM s WHERE {steady}")
-    if not n:
+CDF_PERCENTS = np.linspace(0, 100, CDF_POINTS)
+
+
+def _distribution(sam: Samples, steady: str, cdf_values: list[float] | None) -> Distribution:
+    """What the charts need, precomputed so that the report never computes statistics: the CDF (its values at
+    CDF_PERCENTS, computed beforehand) and a histogram over HIST_BINS log-spaced bins (numpy.histogram's bins,
+    counted by the engine)."""
+    if not cdf_values:
         return Distribution(cdf=[], hist=Histogram(edges=[], counts=[]))
-    cdf = [(float(v), float(p / 100)) for v, p in zip(values, probs, strict=True)]
+    low, high = sam.one(f"SELECT min(latency_ms), max(latency_ms) FROM s WHERE {steady}")
+    cdf = [(float(v), float(p / 100)) for v, p in zip(cdf_values, CDF_PERCENTS, strict=True)]
     lo, hi = max(float(low), 0.01), max(float(high), 0.02)
     edges = np.geomspace(lo, hi * 1.0001, HIST_BINS + 1)
     # the bin from the logarithm, then moved by one where rounding put a value beside its edge: the bin
@@ -235,12 +241,15 @@ def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int
     the generator's figures come from the run folder (analyse_run)."""
     sam = as_samples(data)
     if not sam.rows:
-        return ScenarioSummary(**dict(_counts(sam, "TRUE", 0)), samples_total=0, warmup_excluded=0, window_s=0.0,
-                               endpoints={}, warmup_s=warmup_s, timeseries=[],
-                               distribution=_distribution(sam, "TRUE"), noise=["no samples"], batches=None)
+        return ScenarioSummary(**dict(_counts(sam, "TRUE", 0, None)), samples_total=0, warmup_excluded=0,
+                               window_s=0.0, endpoints={}, warmup_s=warmup_s, timeseries=[],
+                               distribution=_distribution(sam, "TRUE", None), noise=["no samples"], batches=None)
     st = steady(sam, warmup_s)
     window = max(sam.last_end - (sam.t0 + warmup_s), 1e-9)
-    stats = _counts(sam, st, window)
+    # the headline percentiles and the CDF from one sort of the steady latencies: numpy's figures to the last bit
+    picked = sam.percentiles("latency_ms", st, [*PERCENTILES.values(), *CDF_PERCENTS])
+    head, cdf = (picked[:len(PERCENTILES)], picked[len(PERCENTILES):]) if picked else (None, None)
+    stats = _counts(sam, st, window, head)
     series = _timeseries(sam)
     failed = sam.all(f"SELECT error, status, count(*) FROM s WHERE {st} AND ok = 0 GROUP BY error, status")
     errors = errors_by_count((str(e), int(c), int(n)) for e, c, n in failed)
@@ -250,7 +259,7 @@ def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int
         endpoints=dict(sorted(endpoints.items())),
         errors_by_message=errors.counts, error_examples=errors.examples,
         timeseries=series, warmup_s=warmup_s,
-        distribution=_distribution(sam, st),
+        distribution=_distribution(sam, st, cdf),
         noise=_noise(stats, series),
         batches=_batches(sam, st, sam.t0 + warmup_s, sam.last_end, batches) if batches else None,
         open_model=open_model(sam, st, window) if _is_open(sam, st) else None,
