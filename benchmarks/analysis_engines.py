@@ -23,14 +23,16 @@ def duck(folder: Path) -> None:
 
     con = duckdb.connect()
     con.execute("SET threads = 2")
-    con.execute(f"CREATE VIEW s AS SELECT *, ts + latency_ms / 1000.0 AS \"end\" FROM read_parquet('{folder}/*.parquet')")
+    con.execute(f"CREATE VIEW s AS SELECT *, ts + latency_ms / 1000.0 AS \"end\" "
+                f"FROM read_parquet('{folder}/*.parquet')")
     t0 = con.execute("SELECT min(ts) FROM s").fetchone()[0]  # type: ignore[index]
     con.execute(f"CREATE VIEW st AS SELECT * FROM s WHERE ts >= {t0 + 30}")
-    con.execute(f"SELECT count(*), avg(latency_ms), max(latency_ms), quantile_cont(latency_ms, {QS}) FROM st").fetchall()
+    con.execute(f"SELECT count(*), avg(latency_ms), max(latency_ms), quantile_cont(latency_ms, {QS}) "
+                "FROM st").fetchall()
     con.execute(f"SELECT name, count(*), avg(latency_ms), max(latency_ms), quantile_cont(latency_ms, {QS}) "
                 "FROM st GROUP BY name").fetchall()
-    con.execute(f"SELECT floor(\"end\" - {t0}) AS sec, count(*), sum(1 - ok), quantile_cont(latency_ms, [0.5, 0.95, 0.99]) "
-                "FROM s GROUP BY sec").fetchall()
+    con.execute(f"SELECT floor(\"end\" - {t0}) AS sec, count(*), sum(1 - ok), "
+                "quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FROM s GROUP BY sec").fetchall()
     con.execute(f"SELECT quantile_cont(latency_ms, {CDF}) FROM st").fetchall()
     lo, hi = con.execute("SELECT min(latency_ms), max(latency_ms) FROM st").fetchone()  # type: ignore[misc]
     con.execute(f"SELECT floor(ln(latency_ms / {lo}) / ln({hi * 1.0001} / {lo}) * 60) AS b, count(*) FROM st "
@@ -44,7 +46,8 @@ def polars(folder: Path) -> None:
     t0 = s.select(pl.col("ts").min()).collect(engine="streaming").item()
     st = s.filter(pl.col("ts") >= t0 + 30)
     lat = pl.col("latency_ms")
-    aggs = [pl.len(), lat.mean().alias("mean"), lat.max().alias("max"), *[lat.quantile(q, interpolation="linear").alias(f"q{q}") for q in QS]]
+    aggs = [pl.len(), lat.mean().alias("mean"), lat.max().alias("max"),
+            *[lat.quantile(q, interpolation="linear").alias(f"q{q}") for q in QS]]
     st.select(aggs).collect(engine="streaming")
     st.group_by("name").agg(aggs).collect(engine="streaming")
     s.group_by(((pl.col("end") - t0).floor()).alias("sec")).agg(

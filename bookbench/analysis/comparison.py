@@ -94,11 +94,14 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
         start = sam.t0 + float(entry.definition.get("warmup_s", 0))
         found = sam.arrays(f"SELECT CAST(floor(ts - {analysis.num(start)}) AS BIGINT) AS second, latency_ms FROM s "
                            f"WHERE {analysis.steady(sam, float(entry.definition.get('warmup_s', 0)))}")
-    second = found["second"].astype(int)
+    # in one order whatever order the engine read the files in (it scans them in parallel): the bootstrap's draws
+    # are then the same every time the same run is compared
+    order = np.lexsort((found["latency_ms"], found["second"]))
+    second, latency = found["second"][order].astype(int), found["latency_ms"][order].astype(float)
     # the last second is cut short by the end of the scenario: counting it as a whole window would understate
     # throughput, so only whole seconds enter (throughput here = requests per whole 1-second window)
     whole = second < second.max() if second.size else second.astype(bool)
-    return stats.RunSeries.from_arrays(second[whole], found["latency_ms"].astype(float)[whole])
+    return stats.RunSeries.from_arrays(second[whole], latency[whole])
 
 
 def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:

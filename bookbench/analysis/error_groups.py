@@ -49,7 +49,9 @@ class ErrorGroups:
 def errors_by_message(failed: pd.DataFrame, top: int = ERROR_GROUPS) -> ErrorGroups:
     """Failed requests (a frame's rows) counted per normalised message: errors_by_count() of their messages."""
     counted = failed.groupby(["error", "status"], sort=False).size()
-    return errors_by_count(((str(e), int(s), int(n)) for (e, s), n in counted.items()), top)
+    keys = counted.index
+    return errors_by_count(zip(keys.get_level_values(0).astype(str), keys.get_level_values(1).astype(int),
+                               counted.to_numpy(dtype=int), strict=True), top)
 
 
 def errors_by_count(failed: Iterable[tuple[str, int, int]], top: int = ERROR_GROUPS) -> ErrorGroups:

@@ -28,7 +28,7 @@ def load_samples(path: Path) -> pd.DataFrame:
         paths = sample_parts.files(path)
         if not paths:
             return _frame("", str(path))[0]
-        df = pq.ParquetDataset(paths).read().to_pandas()
+        df: pd.DataFrame = pq.ParquetDataset(paths).read().to_pandas()
         for col in ("name", "method", "error", "worker"):
             df[col] = df[col].astype(str)
         df["end"] = df["ts"] + df["latency_ms"] / 1000.0

@@ -90,8 +90,9 @@ def _counts_query(where: str, by: str | None = None, quantiles: bool = True) -> 
             f"500), {latency.format(x='latency_ms')} FROM s WHERE {where}{group}")
 
 
-def _as_counts(n: int, failures: int, down: int, mean: float | None, qs: list[float] | None, top: float | None,
-               window_s: float) -> Counts:
+def _as_counts(row: Sequence[Any], window_s: float) -> Counts:
+    """A row of _counts_query (after its group key) as Counts over a window of `window_s`."""
+    n, failures, down, mean, qs, top = row
     return Counts(requests=n, failures=failures, error_rate=failures / n if n else 0.0,
                   availability=1 - down / n if n else None,
                   throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=_latency(mean, qs, top))
@@ -100,7 +101,7 @@ def _as_counts(n: int, failures: int, down: int, mean: float | None, qs: list[fl
 def _counts(sam: Samples, where: str, window_s: float, percentiles: list[float] | None) -> Counts:
     """The Counts of the rows `where` holds, with their percentiles computed exactly beforehand."""
     n, failures, down, mean, _, top = sam.one(_counts_query(where, quantiles=False))
-    return _as_counts(n, failures, down, mean, percentiles, top, window_s=window_s)
+    return _as_counts((n, failures, down, mean, percentiles, top), window_s)
 
 
 def _second(t0: float) -> str:
@@ -167,7 +168,7 @@ def _batches(sam: Samples, steady: str, start: float, end: float, n: int) -> Bat
         f" ELSE {n - 1} END" if n > 1 else "0"
     found = {int(k): rest for k, *rest in sam.all(_counts_query(steady, which))}
     empty = (0, 0, 0, None, None, None)
-    rows = [Batch(batch=i + 1, **dict(_as_counts(*found.get(i, empty), window_s=hi - lo)))
+    rows = [Batch(batch=i + 1, **dict(_as_counts(found.get(i, empty), hi - lo)))
             for i, (lo, hi) in enumerate(edges)]
     p95 = np.array([r.latency_ms.p95 or np.nan for r in rows], dtype=float)
     rps = np.array([r.throughput_rps for r in rows], dtype=float)
@@ -253,7 +254,7 @@ def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int
     series = _timeseries(sam)
     failed = sam.all(f"SELECT error, status, count(*) FROM s WHERE {st} AND ok = 0 GROUP BY error, status")
     errors = errors_by_count((str(e), int(c), int(n)) for e, c, n in failed)
-    endpoints = {str(k): _as_counts(*rest, window_s=window) for k, *rest in sam.all(_counts_query(st, "name"))}
+    endpoints = {str(k): _as_counts(rest, window) for k, *rest in sam.all(_counts_query(st, "name"))}
     return ScenarioSummary(
         **dict(stats), samples_total=sam.rows, warmup_excluded=sam.rows - stats.requests, window_s=window,
         endpoints=dict(sorted(endpoints.items())),
