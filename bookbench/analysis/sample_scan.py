@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,5 +130,11 @@ class Samples:
         return self.con.execute("SELECT * FROM s").df()
 
 
-def as_samples(data: Samples | pd.DataFrame) -> Samples:
-    return data if isinstance(data, Samples) else Samples.from_frame(data)
+@contextmanager
+def scanning(data: Samples | pd.DataFrame) -> Iterator[Samples]:
+    """`data` as Samples: itself, or a frame's rows for as long as the block runs (then closed)."""
+    if isinstance(data, Samples):
+        yield data
+        return
+    with Samples.from_frame(data) as sam:
+        yield sam

@@ -4,6 +4,9 @@ Method (so anyone can reproduce a figure with one line of numpy): per scenario, 
 the first `warmup_s` seconds after the scenario's first request; percentiles are numpy.percentile with its
 default linear interpolation over every remaining request (failed ones included, as a caller waits for those too);
 throughput is completed requests divided by the steady window, from the end of the warm-up to the last completion.
+
+The samples are never loaded: every figure is a query of the engine (sample_scan: DuckDB over the files), so that
+memory grows with the groups (seconds, request names, batches), not with the requests.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from bookbench.analysis import notifications as notify
 from bookbench.analysis.error_groups import errors_by_count
 from bookbench.analysis.sample_read import load_checked
 from bookbench.analysis.sample_read import load_samples as load_samples  # tests and tools read samples from here
-from bookbench.analysis.sample_scan import Samples, as_samples
+from bookbench.analysis.sample_scan import Samples, scanning
 from bookbench.artifacts import manifest
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
@@ -240,7 +243,11 @@ def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int
     """One scenario's figures as the summary holds them. `load_end_s`: the planned end of the load after the
     first request, for the stall figures (None: up to the last completion). Path B, the samples file's check and
     the generator's figures come from the run folder (analyse_run)."""
-    sam = as_samples(data)
+    with scanning(data) as sam:
+        return _analyse(sam, warmup_s, batches, load_end_s)
+
+
+def _analyse(sam: Samples, warmup_s: float, batches: int | None, load_end_s: float | None) -> ScenarioSummary:
     if not sam.rows:
         return ScenarioSummary(**dict(_counts(sam, "TRUE", 0, None)), samples_total=0, warmup_excluded=0,
                                window_s=0.0, endpoints={}, warmup_s=warmup_s, timeseries=[],
@@ -306,7 +313,11 @@ def generator_figures(cpu: dict[str, Any] | None, data: Samples | pd.DataFrame, 
     """`generator`: each Locust process's CPU over the steady window (share of one core) and, in the open model,
     send lateness per arrival; `generator_saturated` with its reason when either says the generator, not the
     service, set the pace."""
-    sam = as_samples(data)
+    with scanning(data) as sam:
+        return _generator(cpu, sam, warmup_s)
+
+
+def _generator(cpu: dict[str, Any] | None, sam: Samples, warmup_s: float) -> dict[str, Any]:
     if not sam.rows:
         return {"generator": None, "generator_saturated": False, "generator_saturated_reason": None}
     start = sam.t0 + warmup_s
