@@ -44,7 +44,7 @@ THREADS = 2
 _COLUMNS = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in _TYPES.items())
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -60,16 +60,17 @@ class Samples:
         if frame is not None:
             self.con.register("raw", frame)
         self.con.execute(f'CREATE VIEW s AS SELECT {_COLUMNS}, ts + latency_ms / 1000.0 AS "end" FROM {source}')
-        rows, t0, last = self.one("SELECT count(*), min(ts), max(\"end\") FROM s")
+        rows, t0, last, slowest = self.one("SELECT count(*), min(ts), max(\"end\"), max(latency_ms) FROM s")
         self.rows = int(rows)
         self.t0 = float(t0) if rows else 0.0  # the first request's start
         self.last_end = float(last) if rows else 0.0
+        self.slowest_s = float(slowest) / 1000.0 if rows else 0.0  # the longest latency, in seconds
 
     @classmethod
     def from_files(cls, paths: Sequence[Path]) -> Samples:
         if not paths:
             return cls.from_frame(pd.DataFrame())
-        listed = ", ".join(_quoted(str(p)) for p in paths)
+        listed = ", ".join(quoted(str(p)) for p in paths)
         return cls(f"read_parquet([{listed}])")
 
     @classmethod

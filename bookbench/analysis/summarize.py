@@ -22,7 +22,7 @@ from bookbench.analysis import notifications as notify
 from bookbench.analysis.error_groups import errors_by_count
 from bookbench.analysis.sample_read import load_checked
 from bookbench.analysis.sample_read import load_samples as load_samples  # tests and tools read samples from here
-from bookbench.analysis.sample_scan import Samples, scanning
+from bookbench.analysis.sample_scan import Samples, quoted, scanning
 from bookbench.artifacts import manifest
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
@@ -57,7 +57,8 @@ DRIFT_RELATIVE_SLOPE = 0.05  # a batch-to-batch trend above 5 % of the mean per 
 
 def latency_stats(sam: Samples, expr: str = "latency_ms", where: str = "TRUE") -> Latency:
     """Mean, exact P50/P95/P99/P99.9 and max of `expr` over the rows `where` holds."""
-    return _latency(*sam.one(f"SELECT {_LATENCY.format(x=expr)} FROM s WHERE {where}"))
+    mean, top = sam.one(f"SELECT avg({expr}), max({expr}) FROM s WHERE {where}")
+    return _latency(mean, sam.percentiles(expr, where, list(PERCENTILES.values())), top)
 
 
 def num(x: float) -> str:
@@ -70,8 +71,6 @@ def quantiles(values: Sequence[float]) -> str:
     return "[" + ", ".join(num(float(np.true_divide(v, 100))) for v in values) + "]"
 
 
-# one aggregate per figure, in Latency's order: quantile_cont is numpy.percentile's linear method (sample_scan)
-_LATENCY = "avg({x}), quantile_cont({x}, " + quantiles(list(PERCENTILES.values())) + "), max({x})"
 
 
 def _latency(mean: float | None, qs: list[float] | None, top: float | None) -> Latency:
@@ -82,15 +81,30 @@ def _latency(mean: float | None, qs: list[float] | None, top: float | None) -> L
                    max=float(top) if top is not None else None)
 
 
-def _counts_query(where: str, by: str | None = None, quantiles: bool = True) -> str:
-    """Counts' figures per group `by` (one row without it): requests, failures, availability's downs, latency
-    (without `quantiles`, its percentiles are NULL: the caller takes them from Samples.percentiles)."""
-    key = f"{by} AS k, " if by else ""
-    group = " GROUP BY k" if by else ""
-    latency = _LATENCY if quantiles else "avg({x}), NULL, max({x})"
+def _counts_query(where: str) -> str:
+    """Counts' figures but the percentiles: requests, failures, availability's downs, mean and max latency."""
     # availability: answered at all, and not with a server error (a 409 or 404 is the service working)
-    return (f"SELECT {key}count(*), count(*) FILTER (WHERE ok = 0), count(*) FILTER (WHERE status = 0 OR status >= "
-            f"500), {latency.format(x='latency_ms')} FROM s WHERE {where}{group}")
+    return ("SELECT count(*), count(*) FILTER (WHERE ok = 0), count(*) FILTER (WHERE status = 0 OR status >= 500), "
+            f"avg(latency_ms), NULL, max(latency_ms) FROM s WHERE {where}")
+
+
+# up to this many steady requests, the groups' percentiles (per request name, per batch) come from one pass in
+# memory (quantile_cont: 8 bytes a request, equal to numpy's within its last bit); beyond, each group's are sorted
+# out of core on their own (Samples.percentiles: memory bounded, numpy's to the last bit, one scan per group)
+IN_MEMORY_ROWS = 20_000_000
+
+
+def _grouped(sam: Samples, where: str, rows: int, key: str, groups: dict[str, str],
+             windows: dict[str, float]) -> dict[str, Counts]:
+    """Counts per group: `groups` maps each group to its condition, `key` is the SQL expression naming a row's
+    group (the same partition, in one pass)."""
+    if rows > IN_MEMORY_ROWS:
+        return {g: _counts(sam, f"{where} AND {cond}", windows[g]) for g, cond in groups.items()}
+    found = {str(k): rest for k, *rest in sam.all(
+        f"SELECT CAST({key} AS VARCHAR) AS k, count(*), count(*) FILTER (WHERE ok = 0), count(*) FILTER "
+        f"(WHERE status = 0 OR status >= 500), avg(latency_ms), quantile_cont(latency_ms, "
+        f"{quantiles(list(PERCENTILES.values()))}), max(latency_ms) FROM s WHERE {where} GROUP BY k")}
+    return {g: _as_counts(found.get(g, (0, 0, 0, None, None, None)), windows[g]) for g in groups}
 
 
 def _as_counts(row: Sequence[Any], window_s: float) -> Counts:
@@ -101,10 +115,13 @@ def _as_counts(row: Sequence[Any], window_s: float) -> Counts:
                   throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=_latency(mean, qs, top))
 
 
-def _counts(sam: Samples, where: str, window_s: float, percentiles: list[float] | None) -> Counts:
-    """The Counts of the rows `where` holds, with their percentiles computed exactly beforehand."""
-    n, failures, down, mean, _, top = sam.one(_counts_query(where, quantiles=False))
-    return _as_counts((n, failures, down, mean, percentiles, top), window_s)
+def _counts(sam: Samples, where: str, window_s: float, percentiles: list[float] | bool | None = True) -> Counts:
+    """The Counts of the rows `where` holds; their percentiles sorted out of core (Samples.percentiles), unless
+    computed beforehand."""
+    n, failures, down, mean, _, top = sam.one(_counts_query(where))
+    if percentiles is True:
+        percentiles = sam.percentiles("latency_ms", where, list(PERCENTILES.values())) if n else None
+    return _as_counts((n, failures, down, mean, percentiles or None, top), window_s)
 
 
 def _second(t0: float) -> str:
@@ -116,13 +133,24 @@ def _timeseries(sam: Samples) -> list[TimePoint]:
     if not sam.rows:
         return []
     sec = _second(sam.t0)
-    # each Locust worker reports its own users: the total is the sum of the workers' counts
-    rows = sam.all(f"""
-        WITH per AS (SELECT {sec} AS t, count(*) AS n, count(*) FILTER (WHERE ok = 0) AS errors,
-                            quantile_cont(latency_ms, {quantiles([50, 95, 99])}) AS q FROM s GROUP BY t),
-             users AS (SELECT t, sum(top) AS users FROM (SELECT {sec} AS t, worker, max(users) AS top FROM s
-                                                         GROUP BY t, worker) GROUP BY t)
-        SELECT per.t, n, errors, q, users FROM per JOIN users USING (t) ORDER BY per.t""")
+    last = int(np.floor(sam.last_end - sam.t0))
+    # a span of seconds at a time, so that the percentiles hold about SERIES_CHUNK_ROWS values, never the run's;
+    # the bounds on `ts` (a request ends after it starts, by at most the slowest latency) let the engine skip
+    # the files' row groups outside the span
+    width = max(1, int(SERIES_CHUNK_ROWS * (last + 1) / sam.rows))
+    rows = []
+    for a in range(0, last + 1, width):
+        b = a + width
+        span = (f"{sec} >= {a} AND {sec} < {b} AND ts < {num(sam.t0 + b + 1)} "
+                f"AND ts >= {num(sam.t0 + a - sam.slowest_s - 1)}")
+        # each Locust worker reports its own users: the total is the sum of the workers' counts
+        rows += sam.all(f"""
+            WITH per AS (SELECT {sec} AS t, count(*) AS n, count(*) FILTER (WHERE ok = 0) AS errors,
+                                quantile_cont(latency_ms, {quantiles([50, 95, 99])}) AS q FROM s WHERE {span}
+                         GROUP BY t),
+                 users AS (SELECT t, sum(top) AS users FROM (SELECT {sec} AS t, worker, max(users) AS top FROM s
+                                                             WHERE {span} GROUP BY t, worker) GROUP BY t)
+            SELECT per.t, n, errors, q, users FROM per JOIN users USING (t) ORDER BY per.t""")
     by_second = {int(t): TimePoint(t=int(t), rps=int(n), errors=int(e), p50=float(q[0]), p95=float(q[1]),
                                    p99=float(q[2]), users=int(u)) for t, n, e, q, u in rows}
     # a second in which nothing completed is a point of its own (0 req/s, no latency), so that a stall shows as
@@ -161,18 +189,20 @@ def stalls(sam: Samples, warmup_s: float, load_end_s: float | None) -> Stall | N
 
 
 STALL_LISTED_S = 1.0
+SERIES_CHUNK_ROWS = 4_000_000  # the per-second percentiles' values held at once (8 bytes each)
 STALLS_LISTED = 10
 
 
-def _batches(sam: Samples, steady: str, start: float, end: float, n: int) -> Batches:
+def _batches(sam: Samples, steady: str, requests: int, start: float, end: float, n: int) -> Batches:
     edges = batch_edges(start, end, n)
-    # each steady request in the batch its completion falls in (the last batch takes what completes at its end)
-    which = "CASE " + " ".join(f'WHEN "end" < {num(hi)} THEN {i}' for i, (_, hi) in enumerate(edges[:-1])) + \
-        f" ELSE {n - 1} END" if n > 1 else "0"
-    found = {int(k): rest for k, *rest in sam.all(_counts_query(steady, which))}
-    empty = (0, 0, 0, None, None, None)
-    rows = [Batch(batch=i + 1, **dict(_as_counts(found.get(i, empty), hi - lo)))
-            for i, (lo, hi) in enumerate(edges)]
+    # each steady request in the batch its completion falls in (the last batch takes what completes at its end);
+    # one batch at a time: its percentiles sort only its own requests
+    groups = {str(i): f'"end" >= {num(lo)}' + (f' AND "end" < {num(hi)}' if i < n - 1 else "")
+              for i, (lo, hi) in enumerate(edges)}
+    which = ("CASE " + " ".join(f'WHEN "end" < {num(hi)} THEN {i}' for i, (_, hi) in enumerate(edges[:-1]))
+             + f" ELSE {n - 1} END") if n > 1 else "0"
+    found = _grouped(sam, steady, requests, which, groups, {str(i): hi - lo for i, (lo, hi) in enumerate(edges)})
+    rows = [Batch(batch=i + 1, **dict(found[str(i)])) for i in range(n)]
     p95 = np.array([r.latency_ms.p95 or np.nan for r in rows], dtype=float)
     rps = np.array([r.throughput_rps for r in rows], dtype=float)
     return Batches(rows=rows, drift=Drift(p95=_trend(p95), throughput=_trend(rps)))
@@ -261,15 +291,17 @@ def _analyse(sam: Samples, warmup_s: float, batches: int | None, load_end_s: flo
     series = _timeseries(sam)
     failed = sam.all(f"SELECT error, status, count(*) FROM s WHERE {st} AND ok = 0 GROUP BY error, status")
     errors = errors_by_count((str(e), int(c), int(n)) for e, c, n in failed)
-    endpoints = {str(k): _as_counts(rest, window) for k, *rest in sam.all(_counts_query(st, "name"))}
+    names = sorted(str(k) for k, in sam.all(f"SELECT DISTINCT name FROM s WHERE {st}"))
+    endpoints = _grouped(sam, st, stats.requests, "name", {k: f"name = {quoted(k)}" for k in names},
+                         dict.fromkeys(names, window))
     return ScenarioSummary(
         **dict(stats), samples_total=sam.rows, warmup_excluded=sam.rows - stats.requests, window_s=window,
-        endpoints=dict(sorted(endpoints.items())),
+        endpoints=endpoints,
         errors_by_message=errors.counts, error_examples=errors.examples,
         timeseries=series, warmup_s=warmup_s,
         distribution=_distribution(sam, st, cdf),
         noise=_noise(stats, series),
-        batches=_batches(sam, st, sam.t0 + warmup_s, sam.last_end, batches) if batches else None,
+        batches=_batches(sam, st, stats.requests, sam.t0 + warmup_s, sam.last_end, batches) if batches else None,
         open_model=open_model(sam, st, window) if _is_open(sam, st) else None,
         stall=stalls(sam, warmup_s, load_end_s))
 
