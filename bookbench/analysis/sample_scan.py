@@ -4,15 +4,19 @@ Why DuckDB (issue 28, measured with benchmarks/analysis_engines.py on a syntheti
 2-core machine shared with other jobs): the summary's hardest queries (exact P50/P95/P99/P99.9 + mean + max overall
 and per request name, per-second counts and percentiles, the 200-point CDF and the histogram) took DuckDB 9.8 s at
 395 MB peak RSS, Polars' streaming engine 171 s at 777 MB. Query by query DuckDB was faster too (overall 3.1 s
-against 4.6 s, per name 3.3 s against 5.9 s, per second 3.4 s against 4.1 s), and its `quantile_cont` takes a list
-of quantiles in one aggregate, where Polars evaluates one `quantile` expression per point (200 for the CDF).
-`quantile_cont` is numpy.percentile's default (linear) method: the same index (n - 1) * q and the same neighbours;
-numpy rounds the interpolation from the upper neighbour when the fraction is >= 0.5, so a figure may differ from
-numpy's in its last bit (a relative 2e-16), never more.
+against 4.6 s, per name 3.3 s against 5.9 s, per second 3.4 s against 4.1 s), its `quantile_cont` takes a list of
+quantiles in one aggregate where Polars evaluates one `quantile` expression per point (200 for the CDF), and its
+sorts and windows spill to disk beyond a memory limit.
 
-The rows are never held by Python: each query reads the Parquet files (only the columns it names) and keeps
-what its groups need. Format 1/2 (one CSV.gz, parsed and checked by pandas as before) goes through the same view
-from the frame, so that every figure has one code path.
+Exactness. percentiles() sorts (out of core) and picks the two order statistics around each percentile, then
+interpolates as numpy.percentile's default (linear) method does: numpy's figure to the last bit. `quantile_cont`
+(used where a group's values fit in memory: per second, and per name or batch up to summarize.IN_MEMORY_ROWS) has
+numpy's index (n - 1) * q and neighbours but interpolates from the lower one where numpy, past a fraction of 0.5,
+does from the upper: equal within the last bit (a relative 2e-16).
+
+The rows are never held by Python: each query reads the Parquet files (only the columns it names) and keeps what
+its groups need. Format 1/2 (one CSV.gz, parsed and checked by pandas as before) goes through the same view from
+the frame, so that every figure has one code path.
 """
 
 from __future__ import annotations
