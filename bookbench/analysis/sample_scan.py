@@ -63,8 +63,12 @@ class Samples:
         self.con.execute("SET enable_progress_bar = false")  # a session option: it would draw on the terminal
         if frame is not None:
             self.con.register("raw", frame)
-        self.con.execute(f'CREATE VIEW s AS SELECT {_COLUMNS}, ts + latency_ms / 1000.0 AS "end" FROM {source}')
-        rows, t0, last, slowest = self.one("SELECT count(*), min(ts), max(\"end\"), max(latency_ms) FROM s")
+        try:
+            self.con.execute(f'CREATE VIEW s AS SELECT {_COLUMNS}, ts + latency_ms / 1000.0 AS "end" FROM {source}')
+            rows, t0, last, slowest = self.one("SELECT count(*), min(ts), max(\"end\"), max(latency_ms) FROM s")
+        except BaseException:
+            self.close()  # no caller holds it yet: its spill folder would stay behind
+            raise
         self.rows = int(rows)
         self.t0 = float(t0) if rows else 0.0  # the first request's start
         self.last_end = float(last) if rows else 0.0
