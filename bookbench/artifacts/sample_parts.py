@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
+from bookbench.artifacts.manifest import SealedFile as SealedFile  # the manifest's model, named here too
 from bookbench.artifacts.samples import COLUMNS, Sample, WriteFailed
 
 FORMAT = 3
@@ -56,16 +56,6 @@ COMPRESSION_LEVEL = 1
 _PART = re.compile(r"^(?P<process>[A-Za-z0-9_-]+)-(?P<seq>[0-9]{6})\.parquet$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _CHUNK = 1 << 20
-
-
-class SealedFile(BaseModel):
-    """One final file of a sealed samples folder, as the manifest records it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str  # relative to the run folder
-    rows: int = Field(ge=0)
-    sha256: str = Field(pattern="^[0-9a-f]{64}$")
 
 
 def process_name(raw: str) -> str:
