@@ -22,8 +22,7 @@ from bookbench.pipeline import analyse
 from tests.budget import budget
 from tests.conftest import SMALL, seeded
 
-# serial: the A/A case judges noise, which a second test process on the same 2 cores would add
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = [pytest.mark.integration]
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
 
@@ -89,6 +88,7 @@ def test_plan_summary_parses_nested_nodes() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # its A/A case judges noise, which a second test process on the same 2 cores would add
 def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2",

@@ -31,7 +31,8 @@ from tests.budget import budget
 from tests.conftest import SMALL, fetch, run_async, seeded
 from tests.service.test_service_api import auth, future
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+# not serial: isolation levels and delivery counts, nothing measured against the clock
+pytestmark = [pytest.mark.integration]
 
 
 def _serializable_for_the_role(dsn: str) -> str:
