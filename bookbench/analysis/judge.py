@@ -324,7 +324,8 @@ def _drift(name: str, sc: ScenarioSummary | None, thresholds: Thresholds) -> tup
     """The P95's drift per hour (analysis/drift.py) of a scenario with drift.JUDGED_FROM_S of steady state: a
     verdict when scenarios.yaml sets thresholds.p95_drift_per_hour (failed only when the whole interval lies above
     it), else a finding when drift beyond the default threshold is shown."""
-    if sc is None:
+    # a scenario shorter than that is never judged on drift: skip the fit (and scipy's import, 0.6 s a command)
+    if sc is None or sc.window_s < drift.JUDGED_FROM_S:
         return [], []
     limit = thresholds.p95_drift_per_hour
     found = drift.latency_drift(sc.timeseries, sc.warmup_s, limit or drift.DEFAULT_DRIFT_PER_HOUR)
