@@ -24,7 +24,7 @@ def test_a_master_fed_digests_counts_exactly_and_its_p95_is_within_one_percent()
         exact.add(start, latency, ok)
     got, want = (s.snapshot(now=1014.0, users=4, elapsed_s=14.0) for s in (master, exact))
     assert (got.requests, got.failures) == (want.requests, want.failures) == (50_000, 1000)
-    assert want.p95_ms == pytest.approx(float(np.percentile([r[1] for r in rows], 95)))
+    assert want.p95_ms == pytest.approx(float(np.percentile([r[1] for r in rows], 95)), rel=0.005)  # 1 % buckets
     assert got.p95_ms == pytest.approx(want.p95_ms, rel=0.01)
     assert got.recent_p95_ms == pytest.approx(want.recent_p95_ms, rel=0.01)
     assert got.recent_rps == pytest.approx(want.recent_rps, rel=0.1)  # completions placed within 0.25 s
