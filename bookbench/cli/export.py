@@ -30,8 +30,17 @@ def export(run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a ru
             raise UsageError(f"--scenario {scenario}: not a scenario of {run_dir} (it has {', '.join(names)})")
         names = [scenario]
     target = out if out is not None else folder.root / "export"
+    scenarios = manifest.read(folder.root).scenarios
     for name in names:
+        entry = scenarios[name]
         parts = sample_parts.files(folder.sample_parts(name))
+        if parts:
+            # checked as the report checks them: a cut or altered file is named and left out, never exported
+            # silently (nor a traceback from the Parquet reader)
+            parts, status, detail, _ = sample_parts.verify(folder.root, folder.sample_parts_rel(name),
+                                                           entry.samples_files)
+            if status != "verified":
+                console.print(f"{name}: samples {status}" + (f" ({detail})" if detail else ""))
         if not parts:
             legacy = folder.samples(name)
             console.print(f"{name}: " + (f"already CSV.gz (samples format 1/2): {legacy}" if legacy.exists()

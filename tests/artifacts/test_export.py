@@ -40,3 +40,20 @@ def test_export_names_a_missing_run_or_scenario(tmp_path: Path) -> None:
     shutil.copytree(KNOWN, run)
     unknown = CliRunner().invoke(app, ["export", str(run), "--scenario", "other"])
     assert unknown.exit_code == 2 and "--scenario other: not a scenario of" in " ".join(unknown.output.split())
+
+
+def test_export_names_a_cut_file_and_exports_the_whole_ones(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(KNOWN, run)
+    row = (1_700_000_000.0, 2.5, "book", "POST", 200, 1, "", 120, 4, "w1", None)
+    for process in ("w1", "w2"):
+        writer = PartWriter(run / "samples" / "known", process)
+        writer.extend([row] * 5)
+        writer.flush()
+    cut = sorted((run / "samples" / "known").glob("w2-*.parquet"))[0]
+    cut.write_bytes(cut.read_bytes()[:40])  # a file cut short on disk: not Parquet any more
+    result = CliRunner().invoke(app, ["export", str(run), "--scenario", "known", "--out", str(tmp_path / "x")])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "samples damaged" in out and cut.name in out and "known: 5 rows" in out
+    assert len(read_rows(tmp_path / "x" / "known.csv.gz")) == 5  # w1's five rows, w2's cut file left out
