@@ -159,19 +159,20 @@ def _by_process(folder: Path) -> dict[str, list[Path]]:
 
 
 def _batches(paths: list[Path]) -> Iterator[pa.Table]:
-    """The parts' rows in order, regrouped into tables of ROW_GROUP_ROWS (one part in memory at a time, plus one
-    row group's worth)."""
+    """The parts' rows in order, regrouped into tables of ROW_GROUP_ROWS (read batch by batch: a merged file of
+    hours that gets new parts is never read whole, at most about one row group's worth is held)."""
     pending: list[pa.Table] = []
     size = 0
     for path in paths:
-        table = pq.read_table(path, schema=SCHEMA)
-        pending.append(table)
-        size += table.num_rows
-        while size >= ROW_GROUP_ROWS:
-            whole = pa.concat_tables(pending)
-            yield whole.slice(0, ROW_GROUP_ROWS)
-            rest = whole.slice(ROW_GROUP_ROWS)
-            pending, size = [rest], rest.num_rows
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=FLUSH_ROWS):
+            table = pa.Table.from_batches([batch]).cast(SCHEMA)
+            pending.append(table)
+            size += table.num_rows
+            while size >= ROW_GROUP_ROWS:
+                whole = pa.concat_tables(pending)
+                yield whole.slice(0, ROW_GROUP_ROWS)
+                rest = whole.slice(ROW_GROUP_ROWS)
+                pending, size = [rest], rest.num_rows
     if size:
         yield pa.concat_tables(pending)
 
