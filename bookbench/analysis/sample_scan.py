@@ -56,14 +56,19 @@ class Samples:
     """One scenario's samples, queried through DuckDB as the view `s` (every row, with `end`)."""
 
     def __init__(self, source: str, frame: pa.Table | None = None) -> None:
-        # sorts beyond MEMORY_LIMIT go to a temporary folder of our own, removed on close
-        self.spill = tempfile.mkdtemp(prefix="bookbench-scan-")
-        self.con = duckdb.connect(config={"threads": THREADS, "preserve_insertion_order": False,
-                                          "memory_limit": MEMORY_LIMIT, "temp_directory": self.spill})
-        self.con.execute("SET enable_progress_bar = false")  # a session option: it would draw on the terminal
-        if frame is not None:
-            self.con.register("raw", frame)
+        # sorts beyond MEMORY_LIMIT go to a temporary folder of our own, removed on close: under TMPDIR, or
+        # BOOKBENCH_SCAN_TMP where the system's temporary folder is memory (tmpfs), which spilling would then fill
+        self.spill = tempfile.mkdtemp(prefix="bookbench-scan-", dir=os.environ.get("BOOKBENCH_SCAN_TMP") or None)
         try:
+            self.con = duckdb.connect(config={"threads": THREADS, "preserve_insertion_order": False,
+                                              "memory_limit": MEMORY_LIMIT, "temp_directory": self.spill})
+        except BaseException:
+            shutil.rmtree(self.spill, ignore_errors=True)
+            raise
+        try:
+            self.con.execute("SET enable_progress_bar = false")  # a session option: it would draw on the terminal
+            if frame is not None:
+                self.con.register("raw", frame)
             self.con.execute(f'CREATE VIEW s AS SELECT {_COLUMNS}, ts + latency_ms / 1000.0 AS "end" FROM {source}')
             rows, t0, last, slowest = self.one("SELECT count(*), min(ts), max(\"end\"), max(latency_ms) FROM s")
         except BaseException:
