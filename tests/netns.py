@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,4 +164,10 @@ def lan(names: list[str]) -> Iterator[dict[str, Host]]:
         yield hosts
     finally:
         for ns in reversed(made):
+            # deleting a namespace does not stop what runs in it (a worker's Locust child, a master left by a
+            # timeout): killed first, so no process outlives the test
+            pids = _ip(["netns", "pids", ns], check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             _ip(["netns", "del", ns], check=False)
