@@ -139,10 +139,6 @@ class Samples:
             out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
         return out
 
-    def frame(self) -> pd.DataFrame:
-        """Every row as pandas (tests and tools on small files; the analysis never calls it)."""
-        return self.con.execute("SELECT * FROM s").df()
-
 
 @contextmanager
 def scanning(data: Samples | pd.DataFrame) -> Iterator[Samples]:

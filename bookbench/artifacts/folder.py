@@ -80,9 +80,6 @@ class RunFolder:
         """Why Locust's samples writer failed (one line), prepared blank at its start: see samples.WriteFailed."""
         return self.root / "logs" / f"locust_{scenario}_writer_failure.txt"
 
-    def samples_rel(self, scenario: str) -> str:
-        return f"samples/{scenario}.csv.gz"
-
     def progress(self, scenario: str) -> Path:
         return self.root / "logs" / f"progress_{scenario}.json"
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import csv
-import io
 import json
 import logging
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -425,32 +422,3 @@ def parse_auto_explain(text: str) -> list[dict[str, Any]]:
                     "query": statements.collapse(str(doc.get("Query Text", "")))[:AUTO_EXPLAIN_QUERY_CHARS],
                     "plan": doc["Plan"]})
     return out
-
-
-# -- the scenario's first request -------------------------------------------------------------------------------------
-def first_request_epoch(samples: Path) -> float | None:
-    """The earliest start time (`ts`) in the samples file's first gzip member: the first rows a load process
-    flushed, read without the rest of the file. (The analysis takes the minimum over the whole file; the first
-    flush holds it unless another load process flushed later rows that started earlier, by well under a second.)"""
-    member = zlib.decompressobj(wbits=31)
-    data = b""
-    try:
-        with samples.open("rb") as fh:
-            while not member.eof and (chunk := fh.read(1 << 16)):
-                data += member.decompress(chunk)
-                # the header member holds only the columns: read on into the first member of rows
-                if member.eof and data.count(b"\n") <= 1:
-                    rest = member.unused_data
-                    member = zlib.decompressobj(wbits=31)
-                    data += member.decompress(rest)
-    except (OSError, zlib.error):
-        return None
-    rows = list(csv.reader(io.StringIO(data.decode(errors="replace"))))
-    if len(rows) < 2 or "ts" not in rows[0]:
-        return None
-    col = rows[0].index("ts")
-    times = []
-    for row in rows[1:]:
-        with contextlib.suppress(ValueError, IndexError):
-            times.append(float(row[col]))
-    return min(times) if times else None

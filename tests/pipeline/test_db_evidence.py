@@ -16,12 +16,10 @@ import pytest
 from rich.console import Console
 
 from bookbench.artifacts.db_evidence import read_statements, read_waits
-from bookbench.artifacts.samples import SampleWriter
 from bookbench.pipeline.db_evidence import (
     AUTO_EXPLAIN_CAP,
     NO_DATABASE,
     OWN_APPLICATIONS,
-    first_request_epoch,
     parse_auto_explain,
 )
 from bookbench.pipeline.narration import narrate_to
@@ -145,16 +143,3 @@ def test_auto_explain_plans_are_read_from_the_log_and_a_cut_one_is_left_out() ->
     (found,) = parse_auto_explain(log)
     assert found == {"time": 1767261600.0, "duration_ms": 250.5, "pid": 11, "database": "bookbench",
                      "application": "bookbench-service", "query": "SELECT 1", "plan": {"Node Type": "Result"}}
-
-
-def test_the_first_request_is_read_from_the_first_rows_flushed(tmp_path: Path) -> None:
-    path = tmp_path / "s.csv.gz"
-    assert first_request_epoch(path) is None
-    writer = SampleWriter(path)
-    assert first_request_epoch(path) is None  # the header only
-    writer.extend([(105.0, 1.0, "a", "GET", 200, 1, "", 1, 1, "local", None),
-                   (100.5, 9.0, "a", "GET", 200, 1, "", 1, 1, "local", None)])
-    writer.flush()
-    writer.extend([(99.0, 1.0, "a", "GET", 200, 1, "", 1, 1, "local", None)])
-    writer.flush()
-    assert first_request_epoch(path) == 100.5
