@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # the frame's methods only: no import at run time
+    import pandas as pd
 
 ERROR_GROUPS = 20
 # What differs between errors of one kind (`appointment 123 not found`, `127.0.0.1:5432`), replaced by a placeholder

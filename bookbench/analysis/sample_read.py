@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
 from bookbench.analysis.sample_scan import Samples
@@ -17,6 +17,9 @@ from bookbench.artifacts.manifest import ScenarioEntry
 from bookbench.artifacts.samples import COLUMNS, check, read_text
 from bookbench.artifacts.summary import SamplesFile
 
+if TYPE_CHECKING:  # imported where a format-1/2 file is read: format 3 never needs it
+    import pandas as pd
+
 # numeric columns every row must hold: a finite number, never negative (a latency of -5 ms is no measurement)
 NUMERIC = ("ts", "latency_ms", "status", "ok", "bytes", "users")
 
@@ -24,6 +27,7 @@ NUMERIC = ("ts", "latency_ms", "status", "ok", "bytes", "users")
 def load_samples(path: Path) -> pd.DataFrame:
     """Every readable row of a samples file (format 1/2) or folder (format 3) as a frame with `end` (tests, tools;
     a run's analysis goes through load_checked() and never holds the rows)."""
+
     if path.is_dir():
         paths = sample_parts.files(path)
         if not paths:
@@ -39,6 +43,8 @@ def load_samples(path: Path) -> pd.DataFrame:
 def _frame(text: str, rel: str) -> tuple[pd.DataFrame, str | None]:
     """Format 1/2: the rows as a frame, and what is wrong with the file (the first bad row, by file and line) or
     None. Bad rows are left out, so the page still shows the rest; the file is then judged damaged."""
+    import pandas as pd
+
     empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
     if not text.strip():
         return empty, None

@@ -27,14 +27,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from bookbench.artifacts.samples import COLUMNS
+
+if TYPE_CHECKING:  # imported where a frame is read (format 1/2, tests): 0.4 s off every other analysis
+    import pandas as pd
 
 # the view's columns and their types: the format-3 schema's, strings plain (DuckDB keeps Parquet's dictionaries
 # internally), `end` the completion time every per-second figure is keyed on
@@ -82,6 +84,8 @@ class Samples:
     @classmethod
     def from_files(cls, paths: Sequence[Path]) -> Samples:
         if not paths:
+            import pandas as pd
+
             return cls.from_frame(pd.DataFrame())
         listed = ", ".join(quoted(str(p)) for p in paths)
         return cls(f"read_parquet([{listed}])")
@@ -89,6 +93,8 @@ class Samples:
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> Samples:
         """A frame's rows (a format-2 file read by pandas, or a test's few rows); columns it lacks are empty."""
+        import pandas as pd
+
         full = pd.DataFrame({c: (df[c] if c in df else pd.Series([None] * len(df), dtype=object, index=df.index))
                              for c in COLUMNS})
         # from_pandas: NaN in `intended` (format 1/2, the closed model) becomes NULL, as format 3 has it
