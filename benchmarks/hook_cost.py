@@ -16,7 +16,7 @@ ROWS_PER_FLUSH = 1000  # the real recorder flushes once a second; 1000 rows is a
 
 
 def _measure(recorder: object, n: int) -> float:
-    from bookbench.load.locustfile import Recorder
+    from bookbench.load.recorder import Recorder
 
     assert isinstance(recorder, Recorder)
 
@@ -45,13 +45,13 @@ def main(n: int = 200_000) -> dict[str, float]:
     os.environ["BOOKBENCH_RUN_CONFIG"] = str(cfg)
     from bookbench.artifacts.sample_parts import PartWriter, seal
     from bookbench.artifacts.samples import SampleWriter
-    from bookbench.load.locustfile import Recorder
+    from bookbench.load.recorder import Recorder
 
     costs: dict[str, float] = {}
     # interleaved, twice each: a machine shared with other work drifts, and the first round warms the imports
     for _ in range(2):
         for fmt in ("format 2", "format 3"):
-            recorder = Recorder()
+            recorder = Recorder(open_model=False)
             out = Path(tempfile.mkdtemp(dir=folder))
             recorder.writer = SampleWriter(out / "s.csv.gz") if fmt == "format 2" else PartWriter(out / "s", "local")
             cost = _measure(recorder, n)
