@@ -321,16 +321,16 @@ def _scenario_verdicts(name: str, sc: ScenarioSummary | None, ran: bool, thresho
 
 
 def _drift(name: str, sc: ScenarioSummary | None, thresholds: Thresholds) -> tuple[list[Verdict], list[str]]:
-    """The P95's drift per hour (analysis/drift.py) of a scenario with drift.JUDGED_FROM_S of steady state: a
-    verdict when scenarios.yaml sets thresholds.p95_drift_per_hour (failed only when the whole interval lies above
-    it), else a finding when drift beyond the default threshold is shown."""
-    # a scenario shorter than that is never judged on drift: skip the fit (and scipy's import, 0.6 s a command)
-    if sc is None or sc.window_s < drift.JUDGED_FROM_S:
+    """The P95's drift per hour as drift.assess finds it (the run page shows the same): a verdict when
+    scenarios.yaml sets thresholds.p95_drift_per_hour (failed only when the whole interval lies above it), else a
+    finding when drift beyond the default threshold is shown. A scenario with less than drift.JUDGED_FROM_S of
+    steady state has no slope (assess does not fit it), so it is never judged on drift."""
+    if sc is None:
         return [], []
     limit = thresholds.p95_drift_per_hour
-    found = drift.latency_drift(sc.timeseries, sc.warmup_s, limit or drift.DEFAULT_DRIFT_PER_HOUR)
+    found = drift.assess(sc, thresholds).latency
     rel = found.slope.relative() if found.slope else None
-    if rel is None or found.steady_s < drift.JUDGED_FROM_S:
+    if rel is None:
         return [], []
     if limit is None:
         return [], ([f"{name}: latency drift, {found.words()}"] if found.verdict == drift.DRIFT else [])
