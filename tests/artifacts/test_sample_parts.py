@@ -33,6 +33,15 @@ def _folder(tmp_path: Path) -> Path:
     return tmp_path / "run" / REL
 
 
+def _flushed(folder: Path, process: str, parts: int, rows: int) -> PartWriter:
+    """A writer that has written `parts` parts of `rows` rows each."""
+    writer = PartWriter(folder, process)
+    for _ in range(parts):
+        writer.extend(_rows(rows, process))
+        writer.flush()
+    return writer
+
+
 def test_write_flush_seal_round_trip(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     local, w1 = PartWriter(folder, "local"), PartWriter(folder, "host:1/w")
@@ -78,10 +87,7 @@ def test_strings_are_dictionary_encoded_and_format_is_tagged(tmp_path: Path) -> 
 
 def test_a_killed_writer_leaves_whole_parts_readable_and_verify_names_a_cut_one(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    writer = PartWriter(folder, "w1")
-    for _ in range(3):
-        writer.extend(_rows(20, "w1"))
-        writer.flush()
+    _flushed(folder, "w1", 3, 20)
     # a kill during the fourth flush: its `.tmp` cut short never took a final name
     whole = (folder / "w1-000000.parquet").read_bytes()
     (folder / "w1-000003.parquet.tmp").write_bytes(whole[:len(whole) // 2])
@@ -122,10 +128,7 @@ def test_verify_names_missing_changed_and_unrecorded_files(tmp_path: Path) -> No
 
 def test_an_interrupted_seal_is_never_counted_twice(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    writer = PartWriter(folder, "local")
-    for _ in range(2):
-        writer.extend(_rows(10, "local"))
-        writer.flush()
+    _flushed(folder, "local", 2, 10)
     parts = sorted(folder.iterdir())
     kept = {p.name: p.read_bytes() for p in parts}
     seal(folder)
