@@ -1,14 +1,18 @@
 """A remote worker's samples, carried to its master over Locust's own channel when the scenario ends.
 
 A worker on another machine cannot write into the run folder, so it records into a folder of its own
-(`bookbench worker`'s work dir) and, when its load has stopped, seals it into one file and sends that file to the
-master in chunks of at most CHUNK_BYTES (Locust's custom messages: `runner.send_message` / `register_message`). The
-master writes each file under `<name>.tmp` as the chunks come, in order, and renames it into
-`samples/<scenario>/` only once its size and sha256 match what the worker announced on the last chunk: a file under
-its final name is always whole. The master waits for every remote worker's DONE before it quits (bounded: a worker
-that falls silent is given up), and leaves a receipt beside the folder (`samples/<scenario>_remote.json`) naming
-every worker that delivered nothing, every file that arrived damaged, and every worker that stopped recording: the
-pipeline says each one, and the three counts then disagree; never silent.
+(`bookbench worker`'s work dir) and, when its load has stopped, sends its parts as they are (each one already a whole
+Parquet file: the worker merges nothing, so its message loop and heartbeats never wait on a merge however long the
+soak was; the master's seal merges them after Locust exited) in chunks of at most CHUNK_BYTES (Locust's custom
+messages: `runner.send_message` / `register_message`). The master acknowledges every chunk, and the worker keeps at
+most WINDOW chunks unacknowledged: what waits in the two sockets' queues is a few MiB, not the 1,000 messages of
+ZeroMQ's default high-water mark on each side (about 2 GB). The master writes each file under `<name>.tmp` as the
+chunks come, in order, and renames it into `samples/<scenario>/` only once its size and sha256 match what the worker
+announced on the file's last chunk: a file under its final name is always whole. The master waits for every remote
+worker's DONE before it quits (bounded: a worker that falls silent is given up), and leaves a receipt beside the
+folder (`samples/<scenario>_remote.json`) naming every worker that delivered nothing, every file that arrived
+damaged or never arrived, and every worker that stopped recording: the pipeline says each one, and the three counts
+then disagree; never silent.
 
 No Locust import here: the locustfile wires these to its runner, and the tests drive them without one.
 """
@@ -28,27 +32,35 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+from bookbench.artifacts import sample_parts
 from bookbench.artifacts.files import replace_atomically
-from bookbench.artifacts.sample_parts import SealedFile, process_name, rows_in
+from bookbench.artifacts.sample_parts import process_name, rows_in
 
 # the message types (Locust's namespace is shared with its own: all prefixed)
 HELLO = "bookbench_samples_hello"  # worker -> master at start: "expect my samples at the end"
 REQUEST = "bookbench_samples_request"  # master -> worker: "stop your load and send them now"
-CHUNK = "bookbench_samples_chunk"  # worker -> master: {file, offset, data[, size, sha256, rows on the last]}
-DONE = "bookbench_samples_done"  # worker -> master: {files: {name: rows}, failed: why it stopped recording | None}
-ACK = "bookbench_samples_ack"  # master -> worker: {file, ok}: a whole file may go from the worker's disk
+# worker -> master: {seq, file, offset, data[, size, sha256, rows on a file's last]}; seq counts the transfer's chunks
+CHUNK = "bookbench_samples_chunk"
+# worker -> master: {files: {name: rows}, failed: why it stopped recording | None, problems: [what it could not send]}
+DONE = "bookbench_samples_done"
+# master -> worker: {chunks: how many it received}, with {file, ok} on a file's last chunk (a whole file may go from
+# the worker's disk); the master also answers HELLO with {chunks: 0}
+ACK = "bookbench_samples_ack"
 CHUNK_BYTES = 1 << 20
+WINDOW = 8  # chunks a worker may have sent and not yet seen acknowledged
+WINDOW_POLL_S = 0.02
 # how long the master waits without hearing from any worker it still waits for, beyond Locust's stop timeout (a
 # worker first lets its users finish their request in flight, up to that timeout, then sends)
 IDLE_S = 20.0
 RECEIPT_FORMAT = 1
 _FILE = re.compile(r"^[A-Za-z0-9_-]+\.parquet$")
+_PART = r"-[0-9]{6}\.parquet"  # after a worker's process name: one of its parts
 
 Send = Callable[[str, dict[str, Any]], None]
 
 
 def is_file_name(name: str) -> bool:
-    """A name a samples file may have when it crosses machines: no folder in it, a sealed file's suffix."""
+    """A name a samples file may have when it crosses machines: no folder in it, a Parquet file's suffix."""
     return bool(_FILE.match(name))
 
 
@@ -57,23 +69,77 @@ def receipt_path(samples_dir: Path) -> Path:
     return samples_dir.with_name(f"{samples_dir.name}_remote.json")
 
 
-def send_files(folder: Path, sealed: list[SealedFile], send: Send, failed: str | None) -> None:
-    """The worker's side: each sealed file in chunks (the size, sha256 and rows on its last), then DONE."""
-    for entry in sealed:
-        name = Path(entry.path).name
-        path = folder / name
-        size = path.stat().st_size
-        offset = 0
-        with path.open("rb") as fh:
-            while True:
-                data = fh.read(CHUNK_BYTES)
-                msg: dict[str, Any] = {"file": name, "offset": offset, "data": data}
-                offset += len(data)
-                if offset >= size:
-                    send(CHUNK, {**msg, "size": size, "sha256": entry.sha256, "rows": entry.rows})
-                    break
-                send(CHUNK, msg)
-    send(DONE, {"files": {Path(e.path).name: e.rows for e in sealed}, "failed": failed})
+class Stalled(Exception):
+    """The master acknowledged nothing for the window's bound: the transfer stops, its files stay on the worker."""
+
+
+class Window:
+    """The worker's count of chunks sent and acknowledged: a chunk goes only while fewer than `size` are
+    unacknowledged. `sleep` yields (gevent's on a worker: its message loop must run to read the acks)."""
+
+    def __init__(self, stall_s: float, sleep: Callable[[float], None], size: int = WINDOW) -> None:
+        self.size = size
+        self.stall_s = stall_s
+        self.sent = 0
+        self.acked = 0
+        self._sleep = sleep
+
+    def acknowledged(self, chunks: int) -> None:
+        self.acked = max(self.acked, chunks)
+
+    def take(self, where: str) -> int:
+        """The next chunk's seq, once there is room; raises Stalled naming the chunk when no acknowledgement came
+        for stall_s."""
+        seen, since = self.acked, time.monotonic()
+        while self.sent - self.acked >= self.size:
+            if self.acked != seen:
+                seen, since = self.acked, time.monotonic()
+            elif time.monotonic() - since > self.stall_s:
+                raise Stalled(f"the master acknowledged no chunk for {self.stall_s:g} s ({self.sent - self.acked} "
+                              f"unacknowledged; {where} not sent)")
+            self._sleep(WINDOW_POLL_S)
+        self.sent += 1
+        return self.sent - 1
+
+
+def send_files(folder: Path, send: Send, failed: str | None, window: Window) -> None:
+    """The worker's side: every whole samples file of the folder as it is, in chunks (its size, sha256 and rows on
+    its last), then DONE announcing every file and its rows (the master names each one that did not arrive whole)
+    and what stopped the transfer, if anything did."""
+    announced: dict[str, int] = {}
+    problems: list[str] = []
+    try:
+        paths = sample_parts.files(folder)
+        for path in paths:
+            try:
+                announced[path.name] = rows_in(path)
+            except (OSError, pa.ArrowException) as exc:  # never a part the writer renamed: it renames whole files
+                problems.append(f"{path.name} does not read on the worker ({exc}); kept in {folder}")
+        for path in paths:
+            if path.name in announced:
+                _send_file(path, announced[path.name], send, window)
+    except Stalled as exc:
+        problems.append(f"{exc}; its samples files stay in {folder}")
+    except OSError as exc:
+        problems.append(f"its samples could not be read on the worker ({exc.strerror or exc}); kept in {folder}")
+    send(DONE, {"files": announced, "failed": failed, "problems": problems})
+
+
+def _send_file(path: Path, rows: int, send: Send, window: Window) -> None:
+    size = path.stat().st_size
+    sha = hashlib.sha256()  # from the bytes sent: the file is read once
+    offset = 0
+    with path.open("rb") as fh:
+        while True:
+            seq = window.take(f"{path.name} from byte {offset:,}")
+            data = fh.read(CHUNK_BYTES)
+            sha.update(data)
+            msg: dict[str, Any] = {"seq": seq, "file": path.name, "offset": offset, "data": data}
+            offset += len(data)
+            if offset >= size:
+                send(CHUNK, {**msg, "size": size, "sha256": sha.hexdigest(), "rows": rows})
+                return
+            send(CHUNK, msg)
 
 
 @dataclass
@@ -111,22 +177,32 @@ class Receiver:
     def idle_s(self) -> float:
         return time.monotonic() - self.heard
 
-    def chunk(self, worker: str, data: dict[str, Any]) -> tuple[str, bool] | None:
-        """Write one chunk; on the file's last chunk, (its name, whether it was kept) for the worker's ACK."""
+    def chunk(self, worker: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Write one chunk; the worker's ACK: the chunks received so far (its window moves on, whatever became of
+        the chunk), and on a file's last chunk its name and whether it was kept."""
+        ack: dict[str, Any] = {"chunks": int(data.get("seq", -1)) + 1}
+        kept = self._write(worker, data)
+        if kept is not None and "sha256" in data:  # a file refused earlier is answered once, at its end
+            ack["file"], ack["ok"] = kept
+        return ack
+
+    def _write(self, worker: str, data: dict[str, Any]) -> tuple[str, bool] | None:
         self.hello(worker)
         name = str(data.get("file"))
         key = (worker, name)
         if key in self._broken:
             return (name, False) if "sha256" in data else None
-        # a worker writes only the file named after itself: never another's, never a local worker's
-        if not is_file_name(name) or name != f"{process_name(worker)}.parquet":
-            return self._fail(key, f"worker {worker} sent a file named {name!r}, not its own; refused")
+        # a worker writes only its own parts: never another's, never a local worker's
+        if not is_file_name(name) or not re.fullmatch(re.escape(process_name(worker)) + _PART, name):
+            return self._fail(key, f"worker {worker} sent a file named {name!r}, not one of its own parts; refused")
         incoming = self._open.get(key)
         offset, payload = int(data.get("offset", -1)), bytes(data.get("data") or b"")
         try:
             if incoming is None:
                 if offset != 0:
                     return self._fail(key, f"{name} from worker {worker}: its first chunk starts at byte {offset:,}")
+                if (self.folder / name).exists():  # delivered already: a second copy would count its rows twice
+                    return self._fail(key, f"{name} from worker {worker} is already in the run; refused")
                 self.folder.mkdir(parents=True, exist_ok=True)
                 tmp = self.folder / f"{name}.tmp"
                 incoming = self._open[key] = _Incoming(tmp.open("wb"), tmp)
@@ -195,12 +271,15 @@ class Receiver:
         """A worker's DONE: every file it announced must be here whole, and a recording it stopped is named."""
         self.hello(worker)
         self.done.add(worker)
+        for key in [k for k in self._open if k[0] == worker]:  # a transfer the worker gave up (named in problems)
+            self._fail(key, f"{key[1]} from worker {worker} was cut off after {self._open[key].written:,} bytes")
         got = self.delivered.get(worker, {})
         for name, rows in dict(data.get("files") or {}).items():
             if name not in got and (worker, name) not in self._broken:
                 self.problems.append(f"{name} from worker {worker} ({int(rows):,} rows) never arrived whole")
         if data.get("failed"):
             self.problems.append(f"worker {worker} stopped recording: {data['failed']}")
+        self.problems += [f"worker {worker}: {problem}" for problem in data.get("problems") or []]
 
     def give_up(self, workers: set[str], why: str) -> None:
         for worker in sorted(workers):

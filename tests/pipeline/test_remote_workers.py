@@ -90,14 +90,18 @@ def test_one_worker_serves_every_scenario_with_the_masters_plan(tmp_path: Path, 
         assert manifest["scenarios"][name]["status"] == "completed"
         rows = sample_rows(run_dir, name)
         counts = manifest["scenarios"][name]["counts"]
-        # the worker recorded on its own machine and sent its file over Locust's channel at the end: it is in the
-        # run folder, sealed and recorded, and the three counts agree
+        # the worker recorded on its own machine and sent its parts over Locust's channel at the end: they are in
+        # the run folder, sealed and recorded, and the three counts agree
         assert rows and counts["samples"] == len(rows) == counts["locust"] == counts["service"], counts
         files = manifest["scenarios"][name]["samples_files"]
         assert len(files) == 1 and files[0]["rows"] == len(rows), files
         receipt = json.loads(ship.receipt_path(run_dir / "samples" / name).read_text())
         assert receipt["problems"] == [] and len(receipt["expected"]) == 1, receipt
-        assert list(receipt["delivered"].values()) == [{Path(files[0]["path"]).name: len(rows)}], receipt
+        # its parts crossed as they were, and the master's seal merged them into the worker's one file
+        [delivered] = receipt["delivered"].values()
+        process = Path(files[0]["path"]).stem
+        assert delivered and all(n.startswith(f"{process}-") for n in delivered), receipt
+        assert sum(delivered.values()) == len(rows), receipt
         # every request came from the remote worker, and it sent the run's mix: no booking at all
         assert {r["worker"] for r in rows} != {"local"} and all(r["worker"] != "local" for r in rows)
         assert {r["name"] for r in rows} == {"checkAvailability"}
