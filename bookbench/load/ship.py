@@ -5,14 +5,14 @@ A worker on another machine cannot write into the run folder, so it records into
 Parquet file: the worker merges nothing, so its message loop and heartbeats never wait on a merge however long the
 soak was; the master's seal merges them after Locust exited) in chunks of at most CHUNK_BYTES (Locust's custom
 messages: `runner.send_message` / `register_message`). The master acknowledges every chunk, and the worker keeps at
-most WINDOW chunks unacknowledged: what waits in the two sockets' queues is a few MiB, not the 1,000 messages of
-ZeroMQ's default high-water mark on each side (about 2 GB). The master writes each file under `<name>.tmp` as the
-chunks come, in order, and renames it into `samples/<scenario>/` only once its size and sha256 match what the worker
-announced on the file's last chunk: a file under its final name is always whole. The master waits for every remote
-worker's DONE before it quits (bounded: a worker that falls silent is given up), and leaves a receipt beside the
-folder (`samples/<scenario>_remote.json`) naming every worker that delivered nothing, every file that arrived
-damaged or never arrived, and every worker that stopped recording: the pipeline says each one, and the three counts
-then disagree; never silent.
+most WINDOW chunks unacknowledged: what waits in the sockets' queues is a few MiB, not the 1,000 messages of
+ZeroMQ's default high-water mark (about 1 GB of chunks on each side). The master writes each file under
+`<name>.tmp` as the chunks come, in order, and renames it into `samples/<scenario>/` only once its size and sha256
+match what the worker announced on the file's last chunk: a file under its final name is always whole. The master
+waits for every remote worker's DONE before it quits (bounded: a worker that falls silent is given up), and leaves a
+receipt beside the folder (`samples/<scenario>_remote.json`) naming every worker that delivered nothing, every file
+that arrived damaged or never arrived, and every worker that stopped recording: the pipeline says each one, and the
+three counts then disagree; never silent.
 
 No Locust import here: the locustfile wires these to its runner, and the tests drive them without one.
 """
