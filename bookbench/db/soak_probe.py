@@ -1,5 +1,6 @@
 """The database side of one soak probe: connections by state, table and index sizes with the collector's vacuum
-counters, and the outbox backlog, read with SELECTs only (a user's deployment is never written to).
+counters, and the outbox backlog, read with SELECTs only, on a connection (`connect`) whose session is read-only: a
+user's deployment is never written to, even by a mistake in a query here.
 
 Each part is read on its own: a missing table or privilege makes that part "not measured: <why>" and the others
 are still read. Every query is a catalog or statistics read, or a count over the outbox's partial index of pending
@@ -16,6 +17,11 @@ from bookbench.artifacts.soak import SOAK_TABLES, TableProbe
 
 SOAK_APPLICATION_NAME = "bookbench-soak"  # the probe's own connection: left out of its own connection counts
 QUERY_TIMEOUT_S = 5.0
+# the probe's session, set by the server at connection time (not by a SET the probe could forget): every transaction
+# read-only, and a probe that waits on a lock or a slow catalog gives up on the server side too, so it never holds a
+# backend or a lock of the user's database beyond one probe
+SERVER_SETTINGS = {"application_name": SOAK_APPLICATION_NAME, "default_transaction_read_only": "on",
+                   "statement_timeout": f"{QUERY_TIMEOUT_S:g}s", "lock_timeout": "1s"}
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, OSError)
 
 # pg_stat_activity of the run's database: a backend of a role this role may not read has a NULL state and the query
@@ -38,6 +44,11 @@ SELECT t.name, c.oid IS NOT NULL AS found,
   LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 _OUTBOX = "SELECT count(*)::int FROM notification_outbox WHERE status = 'pending'"
+
+
+async def connect(dsn: str, timeout: float) -> asyncpg.Connection:
+    """The probe's own connection, in a read-only session (SERVER_SETTINGS)."""
+    return await asyncpg.connect(dsn, timeout=timeout, server_settings=SERVER_SETTINGS)
 
 
 def _why(exc: BaseException) -> str:

@@ -2,9 +2,11 @@
 resident memory and the database's connections, table growth, vacuum and outbox backlog, appended to
 db/<scenario>_soak.jsonl (issue 28 item 3).
 
-A thread with its own event loop and one connection of its own (application_name bookbench-soak): a probe that waits
-on a stopped database delays no probe of the watchdog and no display. It never raises into the run; what it cannot
-read is named in each probe's not_measured. One probe as the load starts and one as it stops frame the scenario.
+A thread with its own event loop and one connection of its own (db/soak_probe.connect: application_name
+bookbench-soak, a read-only session with statement and lock timeouts, whatever database the user's --dsn names): a
+probe that waits on a stopped database delays no probe of the watchdog and no display. It never raises into the run;
+what it cannot read is named in each probe's not_measured. One probe as the load starts and one as it stops frame
+the scenario.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import psutil
 
 from bookbench.artifacts import soak
 from bookbench.config.dsn import mask_dsn
-from bookbench.db.soak_probe import SOAK_APPLICATION_NAME, probe
+from bookbench.db import soak_probe
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +142,8 @@ class SoakSampler:
         assert self.dsn is not None
         try:
             if conn is None or conn.is_closed():
-                conn = await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT_S,
-                                             server_settings={"application_name": SOAK_APPLICATION_NAME})
+                conn = await soak_probe.connect(self.dsn, _CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             why = f"not measured: cannot connect to {mask_dsn(self.dsn)}: {type(exc).__name__}"
             return None, {"not_measured": {"database": why}}
-        return conn, await probe(conn)
+        return conn, await soak_probe.probe(conn)

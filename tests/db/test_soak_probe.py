@@ -1,9 +1,11 @@
-"""The soak probe (db/soak_probe.py, pipeline/soak.py): on a seeded database every part is read inside a read-only
-session; a database without the booking tables says which part was not measured; and a real `bookbench run
---scenarios soak` of 12 s, probed every second, writes its probes and shows the Soak section on its page."""
+"""The soak probe (db/soak_probe.py, pipeline/soak.py): its own connection is a read-only session with timeouts that
+refuses a write; on a seeded database every part is read through that connection; a database without the booking
+tables says which part was not measured; and a real `bookbench run --scenarios soak` of 12 s, probed every second,
+writes its probes and shows the Soak section on its page (too short for a slope per hour: the page says so)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +17,7 @@ import yaml
 from rich.console import Console
 
 from bookbench.artifacts import soak
-from bookbench.db.conn import run_with
-from bookbench.db.soak_probe import probe
+from bookbench.db.soak_probe import SOAK_APPLICATION_NAME, connect, probe
 from bookbench.pipeline import analyse
 from bookbench.pipeline.narration import narrate_to
 from bookbench.pipeline.run import RunOptions, execute
@@ -26,12 +27,34 @@ TINY = Path(__file__).resolve().parents[1] / "data" / "scenarios_tiny.yaml"
 
 
 def _read_only_probe(dsn: str) -> dict[str, Any]:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
-        # a deployment's database is only read: any write in the probe would fail in this session
-        await conn.execute("SET default_transaction_read_only = on")
-        return await probe(conn)
+    """One probe through the probe's own connection (the session the sampler opens on a user's --dsn)."""
+    async def main() -> dict[str, Any]:
+        conn = await connect(dsn, 10.0)
+        try:
+            return await probe(conn)
+        finally:
+            await conn.close()
 
-    return run_with(dsn, work)
+    return asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_the_probe_connection_refuses_a_write(new_db: Callable[[], str]) -> None:
+    dsn = new_db()
+
+    async def main() -> tuple[list[str], str]:
+        conn = await connect(dsn, 10.0)
+        try:
+            settings = [await conn.fetchval(f"SHOW {name}") for name in
+                        ("application_name", "default_transaction_read_only", "statement_timeout", "lock_timeout")]
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                await conn.execute("CREATE TABLE written_by_the_probe (id int)")
+            return settings, await conn.fetchval("SELECT to_regclass('written_by_the_probe')::text")
+        finally:
+            await conn.close()
+
+    settings, table = asyncio.run(main())
+    assert settings == [SOAK_APPLICATION_NAME, "on", "5s", "1s"] and table is None
 
 
 @pytest.mark.integration
@@ -83,4 +106,7 @@ def test_a_short_soak_run_records_probes_and_shows_its_section(new_db: Callable[
     analyse.analyse_and_render(outcome.run_dir)  # as `bookbench run` does after the load
     html = (outcome.run_dir / "report.html").read_text()
     assert '<h3 id="soak-soak">Soak</h3>' in html and "Latency drift:" in html
+    # 10 s of steady state: charts, but no slope per hour
+    assert "too short to extrapolate per hour (" in html and "s of steady state; 5 minutes needed)" in html
+    assert "ms per hour" not in html and "MB per hour" not in html
     assert f"{len(probes)} probes, one every 1 s (db/soak_soak.jsonl)" in html
