@@ -1,5 +1,6 @@
 """The run page's "Soak" section per scenario: its latency drift and what the soak probe read over time, as small
-charts (rendering only: the slopes and verdicts come from analysis/drift.py)."""
+charts. Rendering only: the slopes, intervals and verdicts are drift.assess's, the same call the judge reads, so
+the page and verdicts.json cannot disagree."""
 
 from __future__ import annotations
 
@@ -33,23 +34,24 @@ class SoakSection:
     not_measured: dict[str, str]  # part -> why, as the last probe said
     latency_chart: str | None
     probe_chart: str
-    judged_from_s: float = drift.JUDGED_FROM_S
+    judged_from_s: float = drift.JUDGED_FROM_S  # the page names it; analysis/drift.py applies it
 
 
 def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[str, SoakSection]:
     """Per scenario with a soak file of at least MIN_PROBES probes, its section."""
     out = {}
-    limit = thresholds.p95_drift_per_hour or drift.DEFAULT_DRIFT_PER_HOUR
     for name, sc in summary.scenarios.items():
         probes = soak.read(soak.soak_file(run_dir, name))
         if len(probes) < MIN_PROBES:
             continue
-        latency = drift.latency_drift(sc.timeseries, sc.warmup_s, limit)
+        found = drift.assess(sc, thresholds, probes)
+        latency = found.latency
         gaps = sorted(b.t - a.t for a, b in itertools.pairwise(probes))
         out[name] = SoakSection(
-            probes=len(probes), every_s=gaps[len(gaps) // 2], latency=latency, trends=drift.resource_trends(probes),
+            probes=len(probes), every_s=gaps[len(gaps) // 2], latency=latency, trends=found.trends,
             autovacuum_runs=_autovacuums(probes), not_measured=probes[-1].not_measured,
-            latency_chart=_latency_chart(latency, f"{name}: P95 per {latency.window_s} s window and its fitted line")
+            latency_chart=_latency_chart(latency, f"{name}: P95 per {latency.window_s} s window"
+                                         + (" and its fitted line" if latency.slope else ""))
             if latency.windows else None,
             probe_chart=_probe_chart(probes, f"{name}: what the soak probe read ({len(probes)} probes)"))
     return out

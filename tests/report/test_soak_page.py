@@ -1,5 +1,7 @@
-"""report.html's "Soak" section from the known run plus a synthetic db/known_soak.jsonl (known probes: the slopes
-are known), the judge's drift line from a long synthetic series, and the page in headless Chromium at 1280 px."""
+"""report.html's "Soak" section from the known run plus a synthetic db/known_soak.jsonl: a short soak (probes every
+10 s, the known run's seconds of steady state) shows its charts and first -> last values but says it is too short to
+extrapolate per hour; probes a minute apart (5 minutes of them) show their known slopes; the judge's drift line from a
+long synthetic series; and the page in headless Chromium at 1280 px."""
 
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ from tests.report.test_pages import _CHART_GEOMETRY, _check_page
 KNOWN = Path(__file__).resolve().parents[1] / "data" / "known_run"
 
 
-def _probe(i: int) -> Probe:
-    # every 10 s: RSS +1 MB, the appointments table +2 MB, 100 more dead tuples, one autovacuum at the 4th probe
-    return Probe(t=1_700_000_000.0 + 10 * i, rss_bytes=(100 + i) * 2**20, service_processes=1,
+def _probe(i: int, every_s: float) -> Probe:
+    # per probe: RSS +1 MB, the appointments table +2 MB, 100 more dead tuples, one autovacuum at the 4th probe
+    return Probe(t=1_700_000_000.0 + every_s * i, rss_bytes=(100 + i) * 2**20, service_processes=1,
                  connections={"active": 3, "idle": 7 + i % 2},
                  tables={"appointments": TableProbe(total_bytes=(50 + 2 * i) * 2**20, table_bytes=(40 + 2 * i) * 2**20,
                                                     index_bytes=10 * 2**20, n_live_tup=1000, n_dead_tup=100 * i,
@@ -31,12 +33,12 @@ def _probe(i: int) -> Probe:
                  outbox_pending=5)
 
 
-def _run(dest: Path, probes: int) -> Path:
+def _run(dest: Path, probes: int, every_s: float = 10.0) -> Path:
     shutil.copytree(KNOWN, dest)
     path = soak.soak_file(dest, "known")
     path.parent.mkdir(exist_ok=True)
     for i in range(probes):
-        soak.append(path, _probe(i))
+        soak.append(path, _probe(i, every_s))
     with path.open("a") as fh:
         fh.write('{"v": 1, "t": 17000')  # a last line cut by a kill: skipped
     analyse.analyse_and_render(dest)
@@ -54,14 +56,23 @@ def _section(run: Path) -> str:
     return html[start:html.index("<h3>Errors</h3>", start)]
 
 
-def test_the_section_shows_the_known_slopes(run: Path) -> None:
+def test_a_short_soak_shows_charts_and_says_it_is_too_short_for_slopes(run: Path) -> None:
     html = _section(run)
-    assert "+360.00 MB per hour (95 % interval +360.00 to +360.00; 100.0 -&gt; 105.0 MB over 6 probes)" in html
-    assert "+720.00 MB per hour" in html  # table + index size
-    assert "+36,000.00 rows per hour" in html  # dead tuples
+    assert "too short to extrapolate per hour (50 s of probes; 5 minutes needed): 100.0 -&gt; 105.0 MB" in html
+    latency = html[html.index("Latency drift:"):html.index("</p>", html.index("Latency drift:"))]
+    assert "too short to extrapolate per hour (" in latency and "s of steady state; 5 minutes needed)" in latency
+    assert "MB per hour" not in html and "rows per hour" not in html and "ms per hour" not in html
     assert "1 during the scenario" in html  # autovacuum runs
     assert "6 probes, one every 10 s (db/known_soak.jsonl)" in html
-    assert html.count("<svg") >= 2 and "Latency drift:" in html
+    assert html.count("<svg") >= 2  # the P95 windows and the probes are still drawn
+
+
+def test_five_minutes_of_probes_show_their_known_slopes(tmp_path: Path) -> None:
+    html = _section(_run(tmp_path / "long", probes=6, every_s=60.0))
+    assert "+60.00 MB per hour (95 % interval +60.00 to +60.00; 100.0 -&gt; 105.0 MB over 6 probes)" in html
+    assert "+120.00 MB per hour" in html  # table + index size
+    assert "+6,000.00 rows per hour" in html  # dead tuples
+    assert "6 probes, one every 60 s (db/known_soak.jsonl)" in html
 
 
 def test_one_probe_leaves_the_section_out(tmp_path: Path) -> None:
@@ -82,6 +93,7 @@ def test_the_judge_names_a_drift_as_a_finding_or_a_verdict_when_a_threshold_is_s
     assert judge.format_value(verdicts[0].metric, verdicts[0].value).endswith("%/h")
     verdicts, _ = judge._drift("soak", long, Thresholds(p95_drift_per_hour=5.0))
     assert [v.status for v in verdicts] == ["pass"]
+    assert verdicts[0].detail.endswith("within threshold (below the 500 %/h threshold)")
     # a short scenario's slope is shown on its page, never judged
     assert judge._drift("known", sc, Thresholds(p95_drift_per_hour=0.5)) == ([], [])
 
