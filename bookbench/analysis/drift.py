@@ -138,8 +138,9 @@ class LatencyDrift:
         s, rel = self.slope, self.slope.relative()
         pct = (f" ({100 * rel[0]:+.1f} % of the mean P95 per hour, 95 % interval {100 * rel[1]:+.1f} % to "
                f"{100 * rel[2]:+.1f} %)") if rel else ""
-        limit = f"{100 * self.threshold:g} %/h threshold"
-        judged = {WITHIN: f"below the {limit}", DRIFT: f"above the {limit}"}.get(self.verdict, f"the {limit}")
+        limit = f"{100 * self.threshold:g} %/h"
+        judged = {WITHIN: f"below the {limit} threshold", DRIFT: f"above the {limit} threshold"}.get(
+            self.verdict, f"threshold {limit}")
         return (f"P95 {s.per_hour:+.2f} ms per hour, 95 % interval {s.low:+.2f} to {s.high:+.2f} ms{pct}, over "
                 f"{s.n} windows of {self.window_s} s (mean P95 {s.mean:.1f} ms): {self.verdict} ({judged})")
 
