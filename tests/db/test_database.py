@@ -41,6 +41,19 @@ def test_seed_is_reused_when_unchanged_and_counts_rows(new_db: Callable[[], str]
     assert first.row_counts == {"organizations": 3, "providers": 9, "contacts": 300, "appointments": 3000}
 
 
+def test_a_reseed_empties_the_outbox_so_reused_ids_book(new_db: Callable[[], str]) -> None:
+    # a booking queues outbox rows keyed by its appointment id; a re-seed (another dataset: the anchor day moved)
+    # restarts the ids, so a row left behind would refuse the next booking that gets the same id
+    dsn = seeded(new_db())
+    contact, provider = _org1(dsn)
+    booked = fetch(dsn, BOOK, 1, contact, provider, 400.25, 30)[0]
+    assert booked["status"] == "booked" and fetch(dsn, "SELECT count(*) FROM notification_outbox")[0][0] > 0
+    seeded(dsn, params_with(seed=8))
+    assert fetch(dsn, "SELECT count(*) FROM notification_outbox")[0][0] == 0
+    again = fetch(dsn, BOOK, 1, contact, provider, 400.25, 30)[0]
+    assert again["status"] == "booked" and again["appointment_id"] == booked["appointment_id"]
+
+
 def test_generated_data_is_consistent(small_db: str) -> None:
     # every appointment's contact and provider belong to the appointment's org
     bad = fetch(small_db, """
