@@ -128,7 +128,11 @@ def test_a_deployment_database_is_read_never_reset(api: ServiceProcess, small_db
     stmts = read_statements(run_dir / "db" / "statements.json")
     assert stmts is not None
     steady = stmts.scenarios["steady"]
-    assert steady.not_measured is None and "booking function" in {s.label for s in steady.statements}
+    # the service's own statements are read and labelled; which operations land inside the sampled window of a
+    # short run depends on the machine's pace (under -n 4 no booking did), so any of them will do
+    labels = {s.label for s in steady.statements}
+    assert steady.not_measured is None
+    assert labels & {"booking function", "availability", "upcoming lookup", "cancel"}, labels
     assert steady.auto_explain_plans is None and "auto_explain" not in stmts.source
     assert not list(run_dir.glob("db/*_auto_explain.jsonl"))
 
