@@ -24,18 +24,33 @@ detectable drift" when the interval includes 0, "within threshold" when the whol
 past the threshold).
 
 A slope per hour is fitted only from JUDGED_FROM_S of steady state (and a resource's from that long a span of probes):
-a slope from a 40-second burst extrapolates its warm-up, not a soak's trend. `assess` is the one code path the judge
-and the run page both read.
+a slope from a 40-second burst extrapolates its warm-up, not a soak's trend.
+
+Measured once, judged wherever shown: `measure` (the analysis stage) writes the windows, slopes and intervals into
+summary.json (ScenarioSummary.drift, no threshold in it); `judged` applies a threshold to those stored figures, and
+`assess` does so for the judge and the run page alike, so neither fits anything and the two cannot disagree.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
+from bookbench.artifacts import soak
 from bookbench.artifacts.soak import Probe
-from bookbench.artifacts.summary import ScenarioSummary, TimePoint
+from bookbench.artifacts.summary import (
+    HOUR_S,
+    DriftFigures,
+    LatencyFit,
+    LatencyWindow,
+    ResourceTrend,
+    ScenarioSummary,
+    Slope,
+    Summary,
+    TimePoint,
+)
 from bookbench.config.scenarios import Thresholds
 
 DEFAULT_DRIFT_PER_HOUR = 0.10
@@ -47,30 +62,10 @@ MIN_PROBES = 3  # a slope with an interval needs one degree of freedom
 # a 40-second burst extrapolates its warm-up, not a soak's trend. Shorter scenarios get no slope, on the page or in
 # the judge: the page draws their windows and says so.
 JUDGED_FROM_S = 300.0
-HOUR_S = 3600.0
 DRIFT, NO_DRIFT, WITHIN, INCONCLUSIVE = "drift", "no detectable drift", "within threshold", "inconclusive"
 MAX_AUTOCORRELATION = 0.9  # beyond it the effective number of points (about 5 % of n) says nothing more
-
-
-@dataclass(frozen=True)
-class Slope:
-    """y = intercept + slope * t (t in seconds from the first point), as change per hour with its 95 % interval,
-    and the mean of y (the scale for a relative slope)."""
-    per_hour: float
-    low: float
-    high: float
-    intercept: float
-    mean: float
-    n: int
-
-    def relative(self) -> tuple[float, float, float] | None:
-        """(slope, low, high) as shares of the mean per hour; None when the mean is not positive."""
-        if self.mean <= 0:
-            return None
-        return self.per_hour / self.mean, self.low / self.mean, self.high / self.mean
-
-    def at(self, t_s: float) -> float:
-        return self.intercept + self.per_hour * t_s / HOUR_S
+# a summary.json written before the drift was stored, judged or drawn without the analysis stage filling it in
+NOT_STORED = "not measured: summary.json holds no drift figures (bookbench report measures them)"
 
 
 def ols(t_s: Sequence[float], y: Sequence[float]) -> Slope | str:
@@ -112,24 +107,23 @@ def effective_n(resid: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
-class Window:
-    mid_s: float  # seconds since the first request (the timeseries' clock)
-    p95_ms: float
-    requests: int
-
-
-@dataclass(frozen=True)
 class LatencyDrift:
+    """The stored latency figures with a threshold applied: the verdict the judge and the page both show."""
     verdict: str  # DRIFT | NO_DRIFT | WITHIN | INCONCLUSIVE | "too short ..." | "not measured: ..."
     threshold: float  # share of the mean P95 per hour
-    window_s: int = 0
-    windows: list[Window] = field(default_factory=list)
-    slope: Slope | None = None
-    steady_s: float = 0.0
+    fit: LatencyFit
 
     @property
-    def measured(self) -> bool:
-        return self.slope is not None
+    def window_s(self) -> int:
+        return self.fit.window_s
+
+    @property
+    def windows(self) -> list[LatencyWindow]:
+        return self.fit.windows
+
+    @property
+    def slope(self) -> Slope | None:
+        return self.fit.slope
 
     def words(self) -> str:
         """The slope and its interval in one sentence, or why it was not measured."""
@@ -145,7 +139,7 @@ class LatencyDrift:
                 f"{s.n} windows of {self.window_s} s (mean P95 {s.mean:.1f} ms): {self.verdict} ({judged})")
 
 
-def windows(series: Sequence[TimePoint], warmup_s: float) -> tuple[int, list[Window], float]:
+def windows(series: Sequence[TimePoint], warmup_s: float) -> tuple[int, list[LatencyWindow], float]:
     """(window length s, the windows, steady seconds). Seconds with no completed request add no P95; a window with
     none at all is left out, and so is a last window shorter than the others."""
     steady = [p for p in series[:-1] if p.t >= warmup_s]  # the last second is partial
@@ -164,7 +158,8 @@ def windows(series: Sequence[TimePoint], warmup_s: float) -> tuple[int, list[Win
         weighted = [(p.p95, p.rps) for p in points if p.p95 is not None and p.rps > 0]
         n = sum(w for _, w in weighted)
         if n:
-            out.append(Window(start + (k + 0.5) * size, sum(v * w for v, w in weighted) / n, n))
+            out.append(LatencyWindow(mid_s=start + (k + 0.5) * size, p95_ms=sum(v * w for v, w in weighted) / n,
+                                     requests=n))
     return int(size), out, float(span)
 
 
@@ -186,25 +181,37 @@ def too_short(span_s: float, of: str) -> str:
     return f"too short to extrapolate per hour ({span_s:.0f} s of {of}; {JUDGED_FROM_S / 60:g} minutes needed)"
 
 
-def latency_drift(series: Sequence[TimePoint], warmup_s: float,
-                  threshold: float = DEFAULT_DRIFT_PER_HOUR) -> LatencyDrift:
+def measure_latency(series: Sequence[TimePoint], warmup_s: float) -> LatencyFit:
     """The windows, and the slope only from JUDGED_FROM_S of steady state (the windows alone below it: the page still
-    draws them)."""
+    draws them). No threshold: `judged` applies one."""
     size, wins, steady_s = windows(series, warmup_s)
     if not wins and not steady_s:
-        return LatencyDrift("not measured: no per-second latency after the warm-up (no sample was read)", threshold)
-    if steady_s < JUDGED_FROM_S:
-        return LatencyDrift(too_short(steady_s, "steady state"), threshold, size, wins, None, steady_s)
+        return LatencyFit(why="not measured: no per-second latency after the warm-up (no sample was read)")
+    fit = LatencyFit(window_s=size, windows=wins, steady_s=steady_s, long_enough=steady_s >= JUDGED_FROM_S)
+    if not fit.long_enough:
+        return fit.model_copy(update={"why": too_short(steady_s, "steady state")})
     if len(wins) < MIN_WINDOWS:
-        return LatencyDrift(f"not measured: too short ({len(wins)} window(s) of P95 after the warm-up, "
-                            f"{MIN_WINDOWS} needed)", threshold, size, wins, None, steady_s)
-    fit = ols([w.mid_s for w in wins], [w.p95_ms for w in wins])
-    if isinstance(fit, str):
-        return LatencyDrift(fit, threshold, size, wins, None, steady_s)
+        return fit.model_copy(update={"why": f"not measured: too short ({len(wins)} window(s) of P95 after the "
+                                             f"warm-up, {MIN_WINDOWS} needed)"})
+    found = ols([w.mid_s for w in wins], [w.p95_ms for w in wins])
+    if isinstance(found, str):
+        return fit.model_copy(update={"why": found})
     # the intercept is at the first window's middle: the page draws the line on the timeseries' own clock
-    fit = Slope(fit.per_hour, fit.low, fit.high, fit.intercept - fit.per_hour * wins[0].mid_s / HOUR_S, fit.mean,
-                fit.n)
-    return LatencyDrift(verdict(fit, threshold), threshold, size, wins, fit, steady_s)
+    slope = found.model_copy(update={"intercept": found.intercept - found.per_hour * wins[0].mid_s / HOUR_S})
+    return fit.model_copy(update={"slope": slope})
+
+
+def judged(fit: LatencyFit, threshold: float) -> LatencyDrift:
+    """Stored latency figures against a threshold (a share of the mean P95 per hour): nothing is fitted here."""
+    if fit.slope is None:
+        return LatencyDrift(fit.why or "not measured", threshold, fit)
+    return LatencyDrift(verdict(fit.slope, threshold), threshold, fit)
+
+
+def latency_drift(series: Sequence[TimePoint], warmup_s: float,
+                  threshold: float = DEFAULT_DRIFT_PER_HOUR) -> LatencyDrift:
+    """Measured and judged in one go (the tests' and a benchmark's shortcut; the run measures once, judges later)."""
+    return judged(measure_latency(series, warmup_s), threshold)
 
 
 # -- what the soak probe read ---------------------------------------------------------------------------------------
@@ -230,25 +237,6 @@ def resource_value(p: Probe, name: str) -> float | None:
     return sum(t.total_bytes for t in p.tables.values()) / 2**20
 
 
-@dataclass(frozen=True)
-class ResourceTrend:
-    name: str
-    unit: str
-    slope: Slope | None
-    why: str | None  # not measured, and why
-    first: float | None
-    last: float | None
-
-    def words(self) -> str:
-        if self.slope is None:
-            seen = "" if self.first is None or self.last is None else \
-                f": {self.first:,.1f} -> {self.last:,.1f} {self.unit}"
-            return (self.why or "not measured") + seen
-        s = self.slope
-        return (f"{s.per_hour:+,.2f} {self.unit} per hour (95 % interval {s.low:+,.2f} to {s.high:+,.2f}; "
-                f"{self.first:,.1f} -> {self.last:,.1f} {self.unit} over {s.n} probes)")
-
-
 def resource_trends(probes: Sequence[Probe]) -> list[ResourceTrend]:
     """The slope per hour of each RESOURCES entry over the probes that measured it."""
     out = []
@@ -257,15 +245,18 @@ def resource_trends(probes: Sequence[Probe]) -> list[ResourceTrend]:
         if not points:
             why = next((p.not_measured.get(key) for p in probes for key in _PARTS[name]
                         if p.not_measured.get(key)), None)
-            out.append(ResourceTrend(name, unit, None, why or "not measured", None, None))
+            out.append(ResourceTrend(name=name, unit=unit, slope=None, why=why or "not measured", first=None,
+                                     last=None))
             continue
+        first, last = points[0][1], points[-1][1]
         span = points[-1][0] - points[0][0]
         if span < JUDGED_FROM_S:
-            out.append(ResourceTrend(name, unit, None, too_short(span, "probes"), points[0][1], points[-1][1]))
+            out.append(ResourceTrend(name=name, unit=unit, slope=None, why=too_short(span, "probes"), first=first,
+                                     last=last))
             continue
         fit = ols([t for t, _ in points], [v for _, v in points])
-        out.append(ResourceTrend(name, unit, None if isinstance(fit, str) else fit,
-                                 fit if isinstance(fit, str) else None, points[0][1], points[-1][1]))
+        out.append(ResourceTrend(name=name, unit=unit, slope=None if isinstance(fit, str) else fit,
+                                 why=fit if isinstance(fit, str) else None, first=first, last=last))
     return out
 
 
@@ -273,15 +264,37 @@ _PARTS = {"service RSS": ("rss",), "dead tuples": ("tables", "database"),
           "table + index size": ("tables", "database"), "outbox backlog": ("outbox", "database")}
 
 
+# -- measured once (the analysis stage), judged wherever shown ------------------------------------------------------
+def measure(sc: ScenarioSummary, probes: Sequence[Probe] = ()) -> DriftFigures:
+    """The scenario's latency figures and, given soak probes, each resource's trend: what summary.json stores."""
+    return DriftFigures(judged_from_s=JUDGED_FROM_S, latency=measure_latency(sc.timeseries, sc.warmup_s),
+                        trends=resource_trends(probes) if probes else [])
+
+
+def measure_run(run_dir: Path, summary: Summary) -> Summary:
+    """Every scenario's drift figures, measured where the summary lacks them (a fresh analysis, or a summary.json
+    written before they were stored) from its per-second series and db/<scenario>_soak.jsonl; kept where present."""
+    for name, sc in summary.scenarios.items():
+        if sc.drift is None:
+            sc.drift = measure(sc, soak.read(soak.soak_file(run_dir, name)))
+    return summary
+
+
+def limit(thresholds: Thresholds) -> float:
+    """The drift threshold scenarios.yaml sets, else DEFAULT_DRIFT_PER_HOUR (what the page measures against)."""
+    return thresholds.p95_drift_per_hour or DEFAULT_DRIFT_PER_HOUR
+
+
 @dataclass(frozen=True)
 class SoakDrift:
-    """Everything the judge and the run page show of a scenario's drift, computed once here."""
+    """Everything the judge and the run page show of a scenario's drift: the stored figures, judged."""
     latency: LatencyDrift
-    trends: list[ResourceTrend]  # empty when no probe was given
+    trends: list[ResourceTrend]  # empty when no probe was read
 
 
-def assess(sc: ScenarioSummary, thresholds: Thresholds, probes: Sequence[Probe] = ()) -> SoakDrift:
-    """The latency drift against thresholds.p95_drift_per_hour (DEFAULT_DRIFT_PER_HOUR when unset) and, given the
-    soak probes, each resource's trend: the one code path behind judge._drift and the page's Soak section."""
-    limit = thresholds.p95_drift_per_hour or DEFAULT_DRIFT_PER_HOUR
-    return SoakDrift(latency_drift(sc.timeseries, sc.warmup_s, limit), resource_trends(probes) if probes else [])
+def assess(sc: ScenarioSummary, thresholds: Thresholds) -> SoakDrift:
+    """The scenario's stored drift figures against thresholds.p95_drift_per_hour (DEFAULT_DRIFT_PER_HOUR when unset):
+    the one code path behind the judge's drift verdict and the page's Soak section. Fits nothing; a summary without
+    the figures (never measured) says so."""
+    figures = sc.drift or DriftFigures(judged_from_s=JUDGED_FROM_S, latency=LatencyFit(why=NOT_STORED))
+    return SoakDrift(judged(figures.latency, limit(thresholds)), figures.trends)

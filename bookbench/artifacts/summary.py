@@ -216,6 +216,74 @@ class Notifications(_Strict):
         return data
 
 
+HOUR_S = 3600.0
+
+
+class Slope(_Strict):
+    """y = intercept + per_hour * t / HOUR_S (t in seconds on the fitted points' clock) with its 95 % interval, the
+    mean of y (the scale of a relative slope) and how many points it rests on (analysis/drift.py fits it)."""
+    per_hour: float
+    low: float
+    high: float
+    intercept: float
+    mean: float
+    n: int
+
+    def relative(self) -> tuple[float, float, float] | None:
+        """(slope, low, high) as shares of the mean per hour; None when the mean is not positive."""
+        if self.mean <= 0:
+            return None
+        return self.per_hour / self.mean, self.low / self.mean, self.high / self.mean
+
+    def at(self, t_s: float) -> float:
+        return self.intercept + self.per_hour * t_s / HOUR_S
+
+
+class LatencyWindow(_Strict):
+    mid_s: float  # seconds since the first request (the timeseries' clock)
+    p95_ms: float  # the request-weighted mean of its seconds' P95s
+    requests: int
+
+
+class LatencyFit(_Strict):
+    """The P95 over the steady window, cut into equal windows, and its slope per hour when there is one. No
+    threshold and no verdict: the judge applies scenarios.yaml's to these figures (analysis/drift.judged)."""
+    window_s: int = 0
+    windows: list[LatencyWindow] = Field(default_factory=list)
+    steady_s: float = 0.0
+    long_enough: bool = False  # the 5-minute rule: at least drift.JUDGED_FROM_S of steady state
+    slope: Slope | None = None
+    why: str | None = None  # no slope: "too short to extrapolate per hour (...)" or "not measured: ..."
+
+
+class ResourceTrend(_Strict):
+    """One thing the soak probe read (service RSS, table + index size, dead tuples, outbox backlog): its first and
+    last readings and, from drift.JUDGED_FROM_S of probes, its slope per hour."""
+    name: str
+    unit: str
+    slope: Slope | None
+    why: str | None  # no slope, and why
+    first: float | None
+    last: float | None
+
+    def words(self) -> str:
+        if self.slope is None:
+            seen = "" if self.first is None or self.last is None else \
+                f": {self.first:,.1f} -> {self.last:,.1f} {self.unit}"
+            return (self.why or "not measured") + seen
+        s = self.slope
+        return (f"{s.per_hour:+,.2f} {self.unit} per hour (95 % interval {s.low:+,.2f} to {s.high:+,.2f}; "
+                f"{self.first:,.1f} -> {self.last:,.1f} {self.unit} over {s.n} probes)")
+
+
+class DriftFigures(_Strict):
+    """What a long run revealed, measured once by the analysis stage (analysis/drift.measure): the latency's drift
+    and the soak probe's resource trends (empty without probes). The judge and the Soak section read these."""
+    judged_from_s: float  # the 5-minute rule as applied: slopes only from this much steady state / span of probes
+    latency: LatencyFit
+    trends: list[ResourceTrend] = Field(default_factory=list)
+
+
 class ScenarioSummary(Counts):
     samples_total: int = Field(ge=0)
     warmup_excluded: int = Field(ge=0)
@@ -243,6 +311,9 @@ class ScenarioSummary(Counts):
     samples_file: SamplesFile | None = None
     # the longest time without a completed request inside the load window, and the gaps of 1 s or more
     stall: Stall | None = None
+    # the latency's drift per hour and the soak probe's trends (analysis/drift.py); None in a summary written before
+    # they were stored: the analysis stage measures them then (pipeline/analyse.py)
+    drift: DriftFigures | None = None
 
 
 class Summary(_Strict):

@@ -1,12 +1,12 @@
-"""The analysis stage of one run folder: samples -> summary.json -> the judge -> verdicts.* -> report.html and,
-on request, review.html. `bookbench report` / `review` re-run it from the folder's files alone."""
+"""The analysis stage of one run folder: samples and soak probes -> summary.json -> the judge -> verdicts.* ->
+report.html and, on request, review.html. `bookbench report` / `review` re-run it from the folder's files alone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from bookbench.analysis import judge, review
+from bookbench.analysis import drift, judge, review
 from bookbench.analysis import summarize as analysis
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import run_files, verdicts
@@ -28,7 +28,8 @@ class Analysed:
 def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, Summary, judge.Judgement]:
     """(manifest, summary, judgement) of an analysed run folder: the one place pages get their decision from."""
     man = manifest_file.read(run_dir)
-    summary = summary_file.read(run_dir)
+    # a summary.json from before the drift figures were stored gets them here, in memory (`report` rewrites the file)
+    summary = drift.measure_run(run_dir, summary_file.read(run_dir))
     baseline = summary_file.read(baseline_dir) if baseline_dir else None
     checks = run_files.read_checks(RunFolder(run_dir).checks)
     return man, summary, judge.judge(man, summary, checks, baseline)
@@ -37,7 +38,8 @@ def judged(run_dir: Path, baseline_dir: Path | None = None) -> tuple[Manifest, S
 def analyse_and_render(run_dir: Path, baseline_dir: Path | None = None, html: bool = True) -> Analysed:
     """Analyse the samples, judge them, and write summary.json, verdicts.* and (unless html=False) report.html.
     The decision never depends on html: `run --no-report` exits on the same judgement as `run`."""
-    summary_file.write(run_dir, analysis.analyse_run(run_dir))
+    # the drift figures are measured here, once: the judge and the page only read them from summary.json
+    summary_file.write(run_dir, drift.measure_run(run_dir, analysis.analyse_run(run_dir)))
     # what the report shows is exactly what the files say
     man, summary, j = judged(run_dir, baseline_dir)
     verdicts.write(run_dir, judge.to_file(j))

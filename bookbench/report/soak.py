@@ -1,6 +1,7 @@
 """The run page's "Soak" section per scenario: its latency drift and what the soak probe read over time, as small
-charts. Rendering only: the slopes, intervals and verdicts are drift.assess's, the same call the judge reads, so
-the page and verdicts.json cannot disagree."""
+charts. Rendering only: the windows, slopes and intervals are the ones summary.json holds (ScenarioSummary.drift,
+measured once by the analysis stage), and the verdict is drift.assess's, the same call the judge makes on them, so
+the page and verdicts.json cannot disagree. The probe file is read only to draw its readings."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from bookbench.analysis import drift
-from bookbench.analysis.drift import LatencyDrift, ResourceTrend
+from bookbench.analysis.drift import LatencyDrift
 from bookbench.artifacts import soak
 from bookbench.artifacts.soak import Probe
-from bookbench.artifacts.summary import Summary
+from bookbench.artifacts.summary import ResourceTrend, Summary
 from bookbench.config.scenarios import Thresholds
 from bookbench.report.charts import COLORS, TITLE_PAD, WIDTH, _svg
 
@@ -34,7 +35,7 @@ class SoakSection:
     not_measured: dict[str, str]  # part -> why, as the last probe said
     latency_chart: str | None
     probe_chart: str
-    judged_from_s: float = drift.JUDGED_FROM_S  # the page names it; analysis/drift.py applies it
+    judged_from_s: float  # the 5-minute rule as summary.json says the analysis applied it
 
 
 def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[str, SoakSection]:
@@ -44,7 +45,7 @@ def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[st
         probes = soak.read(soak.soak_file(run_dir, name))
         if len(probes) < MIN_PROBES:
             continue
-        found = drift.assess(sc, thresholds, probes)
+        found = drift.assess(sc, thresholds)
         latency = found.latency
         gaps = sorted(b.t - a.t for a, b in itertools.pairwise(probes))
         out[name] = SoakSection(
@@ -53,7 +54,8 @@ def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[st
             latency_chart=_latency_chart(latency, f"{name}: P95 per {latency.window_s} s window"
                                          + (" and its fitted line" if latency.slope else ""))
             if latency.windows else None,
-            probe_chart=_probe_chart(probes, f"{name}: what the soak probe read ({len(probes)} probes)"))
+            probe_chart=_probe_chart(probes, f"{name}: what the soak probe read ({len(probes)} probes)"),
+            judged_from_s=sc.drift.judged_from_s if sc.drift else drift.JUDGED_FROM_S)
     return out
 
 

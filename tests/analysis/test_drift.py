@@ -10,7 +10,7 @@ import pytest
 
 from bookbench.analysis import drift
 from bookbench.artifacts.soak import Probe, TableProbe
-from bookbench.artifacts.summary import TimePoint
+from bookbench.artifacts.summary import LatencyFit, TimePoint
 
 
 def _series(seconds: int, p95_at: float, per_hour: float, noise: float, seed: int = 7) -> list[TimePoint]:
@@ -120,3 +120,14 @@ def test_a_short_span_of_probes_shows_first_and_last_not_a_slope() -> None:
     rss = next(t for t in drift.resource_trends(probes) if t.name == "service RSS")
     assert rss.slope is None
     assert rss.words() == "too short to extrapolate per hour (50 s of probes; 5 minutes needed): 100.0 -> 105.0 MB"
+
+
+def test_stored_figures_judge_as_the_fresh_fit_after_a_trip_through_json() -> None:
+    # what summary.json keeps (ScenarioSummary.drift) holds no threshold: the same stored figures judged against two
+    # thresholds give two verdicts, and a copy read back from JSON words exactly what the fresh fit does
+    fit = drift.measure_latency(_series(1800, 20.0, 6.0, 1.0), warmup_s=10)
+    stored = LatencyFit.model_validate_json(fit.model_dump_json())
+    assert stored == fit and fit.long_enough and fit.why is None
+    assert drift.judged(stored, 0.10).words() == drift.latency_drift(_series(1800, 20.0, 6.0, 1.0), 10).words()
+    assert drift.judged(stored, 0.10).verdict == drift.DRIFT
+    assert drift.judged(stored, 5.0).verdict == drift.WITHIN
