@@ -10,19 +10,14 @@ A --dsn database is only read: no reset, no setting, no auto_explain.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import json
 import logging
 import re
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from pydantic import ValidationError
 
@@ -42,27 +37,18 @@ from bookbench.artifacts.db_evidence import (
 from bookbench.artifacts.files import write_file
 from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.soak import soak_file
-from bookbench.config.dsn import mask_dsn
 from bookbench.db import statements
 from bookbench.db.soak_probe import SOAK_APPLICATION_NAME
-from bookbench.db.statements import Snapshot, Source
 from bookbench.db.waits import SAMPLER_APPLICATION_NAME, SERVICE_APPLICATION_NAME, WaitSampler
 from bookbench.errors import ArtifactError
 from bookbench.pipeline.interference import listener_pids, local_port
 from bookbench.pipeline.narration import Narrator, say
 from bookbench.pipeline.soak import SoakSampler, period
+from bookbench.pipeline.statement_snapshots import APPLICATION_NAME, HEAD_S, QUERY_TIMEOUT_S, Snapshots
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY_S = 1.0
 WAIT_HZ = 15.0
-APPLICATION_NAME = "bookbench-statements"  # the snapshots' own connection
-_CONNECT_TIMEOUT_S = 10.0
-_QUERY_TIMEOUT_S = 5.0
-# the snapshots kept from the load's start: the window starts at the first request plus the warm-up, which comes
-# within seconds of Locust's start; after that only the latest few are kept (a long scenario's memory stays flat)
-HEAD_S = 120.0
-TAIL = 3
 # the snapshot taken as the load stopped marks the window's end when it came this soon after (nothing of the load
 # runs in between: Locust has ended)
 FINAL_SLACK_S = 2.0
@@ -72,137 +58,27 @@ TIMING_NOT_REPORTED = "not measured: the target does not report per-request timi
 NO_DATABASE = "not measured: the run has no database connection (a target-only run)"
 
 
-@dataclass(frozen=True)
-class _Mark:
-    snap: Snapshot
-    final: bool = False  # taken as the load stopped
-
-
-class _Snapshots:
-    """pg_stat_statements snapshots in a thread of its own, on one connection of its own: a snapshot waiting on a
-    stopped database delays nothing else; a failing one is logged and the next one tries again."""
-
-    def __init__(self, dsn: str, same_role_as_service: bool, keep_head_until: float) -> None:
-        self.dsn = dsn
-        self.same_role = same_role_as_service
-        self.keep_head_until = keep_head_until
-        self.source: Source | None = None
-        self.database: str | None = None
-        self.not_measured: str | None = None
-        self.failures = 0
-        self.last_failure = ""
-        self.head: list[_Mark] = []
-        self.tail: collections.deque[_Mark] = collections.deque(maxlen=TAIL)
-        self.texts: dict[statements.Key, str] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bookbench-statements", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        """Take the last snapshot and the statements' texts, then close; a thread stuck on a stopped database is
-        left to end on its own (daemon) after `timeout`."""
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def marks(self) -> list[_Mark]:
-        with self._lock:
-            return sorted([*self.head, *self.tail], key=lambda m: m.snap.taken)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._main())
-        except Exception as exc:  # never into the run: the file says why instead
-            with self._lock:
-                if self.source is None:
-                    self.not_measured = f"not measured: {self._masked(exc)}"
-                else:
-                    self.failures += 1
-                    self.last_failure = self._masked(exc)
-            log.warning("pg_stat_statements snapshots ended: %s", self._masked(exc))
-        finally:
-            loop.close()
-
-    def _masked(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return text.replace(self.dsn, mask_dsn(self.dsn))
-
-    async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, timeout=_CONNECT_TIMEOUT_S,
-                                     server_settings={"application_name": APPLICATION_NAME})
-
-    async def _main(self) -> None:
-        try:
-            conn = await self._connect()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            self.not_measured = f"not measured: cannot connect to {mask_dsn(self.dsn)}: {self._masked(exc)}"
-            return
-        try:
-            self.database = str(await conn.fetchval("SELECT current_database()"))
-            role = str(await conn.fetchval("SELECT current_user")) if self.same_role else None
-            found = await statements.probe(conn, role)
-            if isinstance(found, str):
-                self.not_measured = found
-                return
-            self.source = found
-            while not self._stop.is_set():
-                due = time.monotonic() + SNAPSHOT_EVERY_S
-                conn = await self._take(conn, final=False)
-                while not self._stop.is_set() and time.monotonic() < due:
-                    await asyncio.sleep(min(0.05, max(0.0, due - time.monotonic())))
-            conn = await self._take(conn, final=True)
-            with contextlib.suppress(TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                texts = await statements.texts(conn, found, timeout=_QUERY_TIMEOUT_S)
-                with self._lock:
-                    self.texts = texts
-        finally:
-            with contextlib.suppress(TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.wait_for(conn.close(), 2)
-            if not conn.is_closed():
-                conn.terminate()
-
-    async def _take(self, conn: asyncpg.Connection, final: bool) -> asyncpg.Connection:
-        """One snapshot; on failure (logged) a new connection for the next one."""
-        assert self.source is not None
-        try:
-            if conn.is_closed():
-                conn = await self._connect()
-            snap = await statements.snapshot(conn, self.source, timeout=_QUERY_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                asyncpg.InternalClientError) as exc:
-            with self._lock:
-                self.failures += 1
-                self.last_failure = self._masked(exc)
-            log.warning("a pg_stat_statements snapshot failed: %s", self._masked(exc))
-            if not conn.is_closed():
-                conn.terminate()
-            return conn
-        mark = _Mark(snap, final)
-        with self._lock:
-            (self.head if snap.taken <= self.keep_head_until and not final else self.tail).append(mark)
-        return conn
-
-
 class DbEvidence:
     """One scenario's database evidence. `dsn` None: a run without a database (target-only): every part says so.
     `embedded_log`: the embedded server's log, read for auto_explain's plans (None on a --dsn database).
     `same_role_as_service`: the service connects with the run's own DSN (the reference service started by the run),
-    so the statements of the run's own role are the service's."""
+    so the statements of the run's own role are the service's. `probe_every_s`: the scenario's soak probe period
+    (scenarios.yaml), given like its warm-up; None only from a caller that does not pass it yet, which has it read
+    back from the scenario's config/<scenario>.json."""
 
     def __init__(self, folder: RunFolder, name: str, dsn: str | None, base_url: str, narrate: Narrator,
-                 warmup_s: float, embedded_log: Path | None = None, same_role_as_service: bool = False) -> None:
+                 warmup_s: float, embedded_log: Path | None = None, same_role_as_service: bool = False,
+                 probe_every_s: float | None = None) -> None:
         self.folder = folder
         self.name = name
         self.dsn = dsn
         self.base_url = base_url.rstrip("/")
         self.narrate = narrate
         self.warmup_s = warmup_s
+        self.probe_every_s = probe_every_s
         self.embedded_log = embedded_log
         self.same_role = same_role_as_service
-        self.snapshots: _Snapshots | None = None
+        self.snapshots: Snapshots | None = None
         self.waits: WaitSampler | None = None
         self.soak: SoakSampler | None = None
         self.log_offset = 0
@@ -213,7 +89,7 @@ class DbEvidence:
             with contextlib.suppress(OSError):
                 self.log_offset = self.embedded_log.stat().st_size
         if self.dsn:
-            self.snapshots = _Snapshots(self.dsn, self.same_role, time.time() + self.warmup_s + HEAD_S)
+            self.snapshots = Snapshots(self.dsn, self.same_role, time.time() + self.warmup_s + HEAD_S)
             self.snapshots.start()
             self.waits = WaitSampler(self.dsn, SERVICE_APPLICATION_NAME, WAIT_HZ)
             self.waits.__enter__()
@@ -224,11 +100,7 @@ class DbEvidence:
     def _soak_sampler(self) -> SoakSampler:
         """The soak probe (issue 28): every scenario's, at its scenarios.yaml period; the service's memory only when
         the run started the service (found by the port it listens on), never a --target-url's."""
-        try:
-            scenario = run_config.read(self.folder.config(self.name)).scenario
-        except (ArtifactError, OSError):
-            scenario = None
-        every = period(scenario.probe_every_s if scenario is not None else 10.0)
+        every = period(self.probe_every_s if self.probe_every_s is not None else self._configured_period())
         pids: list[int] | None = None
         why = "not measured: the service is not a process of this run (--target-url)"
         if self.same_role:
@@ -237,6 +109,15 @@ class DbEvidence:
             if not pids:
                 pids, why = None, "not measured: the service's process was not found by its port"
         return SoakSampler(soak_file(self.folder.root, self.name), self.dsn, pids, every, rss_why=why)
+
+    def _configured_period(self) -> float:
+        """The period from the scenario's config/<scenario>.json (10 s when it cannot be read): for a caller that
+        does not pass probe_every_s."""
+        try:
+            scenario = run_config.read(self.folder.config(self.name)).scenario
+        except (ArtifactError, OSError):
+            scenario = None
+        return scenario.probe_every_s if scenario is not None else 10.0
 
     def __exit__(self, *_: object) -> None:
         self.load_end = time.time()
@@ -247,7 +128,7 @@ class DbEvidence:
         if self.snapshots is not None:
             # the last snapshot and the texts, one query timeout at most: a database that stopped answering (a
             # fault) must not hold the run up; the thread ends on its own and the file says what was missed
-            self.snapshots.stop(timeout=_QUERY_TIMEOUT_S + 1)
+            self.snapshots.stop(timeout=QUERY_TIMEOUT_S + 1)
 
     # -- after the load -------------------------------------------------------------------------------------------
     def finish(self, first_request: float | None, warmup_s: float, load_end: float | None) -> None:
