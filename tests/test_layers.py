@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bookbench"
 # cli -> pipeline -> load | db | checks | report -> analysis -> artifacts -> config -> errors)
 RANK = {
     "errors": 0,
-    "config": 1, "tables": 1,
+    "config": 1, "tables": 1, "net": 1,  # net: the one maker of HTTP clients (no redirects, one TLS context)
     "artifacts": 2,
     "analysis": 3,
     "report": 4, "db": 4,

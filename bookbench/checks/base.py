@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
+from bookbench import net
 from bookbench.config.dataset import DatasetParams
 from bookbench.target.answers import Outcome
 from bookbench.target.bind import bind
@@ -91,10 +92,9 @@ class CheckTarget:
 
     def client(self) -> httpx.AsyncClient:
         # a 3xx is the service's answer (a failed check naming its status), never a hop to a host the loopback
-        # rule would refuse; httpx does not follow by default, said here so that no upgrade or edit changes it
-        return httpx.AsyncClient(base_url=self.base_url, timeout=self.bound().profile.timeout_s,
-                                 follow_redirects=False,
-                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        # rule would refuse: net's clients never follow one
+        return net.async_client(base_url=self.base_url, timeout=self.bound().profile.timeout_s,
+                                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
     def caller(self, client: httpx.AsyncClient) -> AsyncCaller:
         return AsyncCaller(self.bound(), client)

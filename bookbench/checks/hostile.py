@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import HypothesisWarning
 
+from bookbench import net
 from bookbench.checks import hostile_deployment, hostile_http
 from bookbench.checks.base import CheckResult, CheckTarget
 from bookbench.checks.hostile_ids import unsafe_ids
@@ -293,7 +294,7 @@ def _run(target: CheckTarget, examples: int) -> list[CheckResult]:
     cancelled: set[int] = set()
     writes: list[str] = []
     # a 3xx is an answer to record, never followed: its destination was not judged by the loopback rule
-    with httpx.Client(base_url=target.base_url, timeout=10.0, follow_redirects=False) as client:
+    with net.client(base_url=target.base_url, timeout=10.0) as client:
         layout = Layout(target.params, real_ids=target.scratch)
         # ids proven absent, before anything is sent: on a deployment the only valid ids a write may name; on a
         # scratch database the HTTP-level booking's ids (so that it cannot book even where keys are not refused)

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import httpx
 
+from bookbench import net
 from bookbench.checks.base import CheckResult, CheckTarget, Timer, book_somewhere
 from bookbench.target.client import AsyncCaller
 
@@ -23,7 +23,7 @@ SMS_WITHIN_S = 30.0  # the seed: "SMS sends within 30 seconds"
 
 
 async def _received(url: str, key: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
+    async with net.async_client(timeout=5) as c:
         resp = await c.get(f"{url}/_bookbench/received", params={"key": key})
         resp.raise_for_status()
         return list(resp.json())
@@ -39,7 +39,7 @@ async def _wait(predicate: Callable[[], Awaitable[bool]], timeout_s: float) -> b
 
 
 async def _faults(url: str, faults: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
+    async with net.async_client(timeout=5) as c:
         (await c.put(f"{url}/_bookbench/faults", json=faults)).raise_for_status()
 
 
@@ -121,7 +121,7 @@ async def _seen(url: str, key: str) -> bool:
 
 
 async def _state(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as c:
+    async with net.async_client(timeout=5) as c:
         resp = await c.get(f"{url}/_bookbench/state")
         resp.raise_for_status()
         return dict(resp.json())

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from bookbench import net
 from bookbench.cli.common import (
     EXIT_ENVIRONMENT,
     EXIT_USAGE,
@@ -93,7 +94,7 @@ def check(
         raise typer.Exit(EXIT_USAGE)
     target = Target(prof, tenants, creds)
     console.print(f"target {url} (tenant {tenants[0].id}; one booking far ahead is made, then cancelled)")
-    with httpx.Client(base_url=url, timeout=prof.timeout_s, follow_redirects=False) as client:
+    with net.client(base_url=url, timeout=prof.timeout_s) as client:
 
         def send(req: Request) -> httpx.Response:
             return client.request(req.method, req.path, headers=req.headers, content=req.body)

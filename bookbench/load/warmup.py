@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bookbench import net
 from bookbench.config.scenarios import TaskMix
 from bookbench.errors import ServiceError
 from bookbench.target.answers import Outcome
@@ -62,8 +63,8 @@ async def warm_up(base_url: str, target: Target, mix: TaskMix, requests: int = W
         if _fatal(outcome):
             problems.append(f"{op} answered {outcome.describe()}")
 
-    # follow_redirects=False, said out loud: a 3xx from the target is an answer, and never a way off loopback
-    async with httpx.AsyncClient(base_url=base_url, timeout=target.profile.timeout_s, follow_redirects=False,
+    # net never follows a redirect: a 3xx from the target is an answer, and never a way off loopback
+    async with net.async_client(base_url=base_url, timeout=target.profile.timeout_s,
                                  limits=httpx.Limits(max_connections=WARMUP_CONCURRENCY)) as client:
         caller = AsyncCaller(target, client)
         await asyncio.gather(*(one(caller, i) for i in range(requests)))

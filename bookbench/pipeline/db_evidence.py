@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from bookbench.artifacts import run_config
+from bookbench import net
 from bookbench.artifacts.db_evidence import (
     ScenarioStatements,
     ScenarioWaits,
@@ -40,7 +40,6 @@ from bookbench.artifacts.soak import soak_file
 from bookbench.db import statements
 from bookbench.db.soak_probe import SOAK_APPLICATION_NAME
 from bookbench.db.waits import SAMPLER_APPLICATION_NAME, SERVICE_APPLICATION_NAME, WaitSampler
-from bookbench.errors import ArtifactError
 from bookbench.pipeline.interference import listener_pids, local_port
 from bookbench.pipeline.narration import Narrator, say
 from bookbench.pipeline.soak import SoakSampler, period
@@ -63,12 +62,11 @@ class DbEvidence:
     `embedded_log`: the embedded server's log, read for auto_explain's plans (None on a --dsn database).
     `same_role_as_service`: the service connects with the run's own DSN (the reference service started by the run),
     so the statements of the run's own role are the service's. `probe_every_s`: the scenario's soak probe period
-    (scenarios.yaml), given like its warm-up; None only from a caller that does not pass it yet, which has it read
-    back from the scenario's config/<scenario>.json."""
+    (scenarios.yaml), given like its warm-up."""
 
     def __init__(self, folder: RunFolder, name: str, dsn: str | None, base_url: str, narrate: Narrator,
-                 warmup_s: float, embedded_log: Path | None = None, same_role_as_service: bool = False,
-                 probe_every_s: float | None = None) -> None:
+                 warmup_s: float, probe_every_s: float, embedded_log: Path | None = None,
+                 same_role_as_service: bool = False) -> None:
         self.folder = folder
         self.name = name
         self.dsn = dsn
@@ -100,7 +98,7 @@ class DbEvidence:
     def _soak_sampler(self) -> SoakSampler:
         """The soak probe (issue 28): every scenario's, at its scenarios.yaml period; the service's memory only when
         the run started the service (found by the port it listens on), never a --target-url's."""
-        every = period(self.probe_every_s if self.probe_every_s is not None else self._configured_period())
+        every = period(self.probe_every_s)
         pids: list[int] | None = None
         why = "not measured: the service is not a process of this run (--target-url)"
         if self.same_role:
@@ -109,15 +107,6 @@ class DbEvidence:
             if not pids:
                 pids, why = None, "not measured: the service's process was not found by its port"
         return SoakSampler(soak_file(self.folder.root, self.name), self.dsn, pids, every, rss_why=why)
-
-    def _configured_period(self) -> float:
-        """The period from the scenario's config/<scenario>.json (10 s when it cannot be read): for a caller that
-        does not pass probe_every_s."""
-        try:
-            scenario = run_config.read(self.folder.config(self.name)).scenario
-        except (ArtifactError, OSError):
-            scenario = None
-        return scenario.probe_every_s if scenario is not None else 10.0
 
     def __exit__(self, *_: object) -> None:
         self.load_end = time.time()
@@ -214,8 +203,8 @@ class DbEvidence:
 
     def _service_timing(self, window: Window) -> tuple[ServiceTiming | None, str | None]:
         try:
-            resp = httpx.get(f"{self.base_url}/stats/timing", params={"since": window.start, "until": window.end},
-                             timeout=5, follow_redirects=False)  # as /stats is asked: a stopped service is no wait
+            resp = net.get(f"{self.base_url}/stats/timing", params={"since": window.start, "until": window.end},
+                           timeout=5)  # as /stats is asked: a stopped service is no wait
         except httpx.HTTPError as exc:
             return None, f"not measured: GET /stats/timing failed: {type(exc).__name__}: {exc}"
         if resp.status_code in (404, 405):

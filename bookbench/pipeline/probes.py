@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from bookbench import net
 from bookbench.artifacts.files import append_text
 from bookbench.load.live import Snapshot
 
@@ -83,7 +84,7 @@ def http_answers(url: str, timeout_s: float) -> Callable[[], str | None]:
 
     def ask() -> str | None:
         try:
-            httpx.get(url, timeout=timeout_s, follow_redirects=False)
+            net.get(url, timeout=timeout_s)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return None

@@ -93,7 +93,7 @@ class RunScenario(RunDatabase):
                                             lambda: [p.pid for p in job.procs])
         # the database under this load (issue 27): pg_stat_statements snapshots and the wait-event sampler, each in
         # a thread of its own; auto_explain's plans only from the embedded server's log (never on a --dsn server)
-        evidence = DbEvidence(f, name, dsn, base_url, self.narrate, scenario.warmup_s,
+        evidence = DbEvidence(f, name, dsn, base_url, self.narrate, scenario.warmup_s, scenario.probe_every_s,
                               embedded_log=EmbeddedPostgres(opts.data_dir).log_file if dsn and self.plan.own_database
                               else None, same_role_as_service=not opts.target_url)
         try:

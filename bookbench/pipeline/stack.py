@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from bookbench import net
 from bookbench.db.cluster import leased
 from bookbench.db.embedded import BIND_ATTEMPTS, DEFAULT_DB, address_in_use, free_port
 from bookbench.errors import ServiceError
@@ -118,7 +119,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> int |
         if proc.poll() is not None:
             return proc.returncode
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if net.get(url, timeout=1.0).status_code == 200:
                 return None
         except httpx.HTTPError:
             pass

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from bookbench import net
 from bookbench.errors import BookbenchError, UsageError
 from bookbench.target.answers import decode, json_path, present
 from bookbench.target.client import AsyncCaller, Compiled, Fetched, Target
@@ -111,7 +112,7 @@ def tenants_by_call(prof: Profile, tenant_ids: tuple[Id, ...], credentials: dict
     target = Target(prof, [Tenant(t, (), ()) for t in tenant_ids], credentials)
 
     async def work() -> list[Tenant]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=prof.timeout_s, follow_redirects=False) as client:
+        async with net.async_client(base_url=base_url, timeout=prof.timeout_s) as client:
             return await resolve(target, client)
 
     return _run(work())

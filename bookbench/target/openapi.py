@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bookbench import net
 from bookbench.errors import UsageError
 from bookbench.target.draft import POSTGREST_RULES, REST_RULES, Draft, OpDraft
 
@@ -58,11 +59,9 @@ def fetch(source: str, headers: dict[str, str], allow_remote: bool) -> dict[str,
     from bookbench.config.targets import is_http_url, pin_loopback
 
     if is_http_url(source):
-        import httpx
 
         url = pin_loopback(source, "--from-openapi", allow_remote)
-        resp = httpx.get(url, headers={"Accept": "application/openapi+json, application/json", **headers},
-                         timeout=10, follow_redirects=False)
+        resp = net.get(url, headers={"Accept": "application/openapi+json, application/json", **headers}, timeout=10)
         if resp.status_code != 200:
             raise UsageError(f"--from-openapi {source}: HTTP {resp.status_code} "
                              f"{resp.text[:120]!r} (an apikey? pass --header 'apikey: ...')")
