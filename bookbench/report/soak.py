@@ -22,6 +22,10 @@ from bookbench.config.scenarios import Thresholds
 from bookbench.report.charts import COLORS, TITLE_PAD, WIDTH, _svg
 
 MIN_PROBES = 2  # fewer: the section is left out (a scenario that ended within one probe period)
+# Charts over time only from a minute of probes (and of steady state for the P95 windows): a shorter scenario's
+# probe readings are its first -> last values in the table, and its per-second charts above already draw its
+# latency. Seven small charts per scenario of seconds were a third of the page's rendering time and said nothing.
+CHARTS_FROM_S = 60.0
 _STATE_COLORS = {"active": "#e67700", "idle": "#1864ab", "idle in transaction": "#c92a2a", "hidden": "#868e96"}
 
 
@@ -34,8 +38,10 @@ class SoakSection:
     autovacuum_runs: int | None  # autovacuum runs on the booking tables between the first and the last probe
     not_measured: dict[str, str]  # part -> why, as the last probe said
     latency_chart: str | None
-    probe_chart: str
+    probe_chart: str | None  # None: under CHARTS_FROM_S of probes
+    span_s: float  # from the first probe to the last
     judged_from_s: float  # the 5-minute rule as summary.json says the analysis applied it
+    charts_from_s: float = CHARTS_FROM_S
 
 
 def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[str, SoakSection]:
@@ -48,13 +54,15 @@ def sections(run_dir: Path, summary: Summary, thresholds: Thresholds) -> dict[st
         found = drift.assess(sc, thresholds)
         latency = found.latency
         gaps = sorted(b.t - a.t for a, b in itertools.pairwise(probes))
+        span = probes[-1].t - probes[0].t
         out[name] = SoakSection(
             probes=len(probes), every_s=gaps[len(gaps) // 2], latency=latency, trends=found.trends,
             autovacuum_runs=_autovacuums(probes), not_measured=probes[-1].not_measured,
             latency_chart=_latency_chart(latency, f"{name}: P95 per {latency.window_s} s window"
                                          + (" and its fitted line" if latency.slope else ""))
-            if latency.windows else None,
-            probe_chart=_probe_chart(probes, f"{name}: what the soak probe read ({len(probes)} probes)"),
+            if latency.windows and latency.fit.steady_s >= CHARTS_FROM_S else None,
+            probe_chart=_probe_chart(probes, f"{name}: what the soak probe read ({len(probes)} probes)")
+            if span >= CHARTS_FROM_S else None, span_s=span,
             judged_from_s=sc.drift.judged_from_s if sc.drift else drift.JUDGED_FROM_S)
     return out
 

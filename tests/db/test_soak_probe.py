@@ -106,7 +106,8 @@ def test_a_short_soak_run_records_probes_and_shows_its_section(new_db: Callable[
     analyse.analyse_and_render(outcome.run_dir)  # as `bookbench run` does after the load
     html = (outcome.run_dir / "report.html").read_text()
     assert '<h3 id="soak-soak">Soak</h3>' in html and "Latency drift:" in html
-    # 10 s of steady state: charts, but no slope per hour
+    # 10 s of steady state: first -> last values, no chart over time, no slope per hour
     assert "too short to extrapolate per hour (" in html and "s of steady state; 5 minutes needed)" in html
     assert "ms per hour" not in html and "MB per hour" not in html
     assert f"{len(probes)} probes, one every 1 s (db/soak_soak.jsonl)" in html
+    assert "s of probes: charts over time are drawn from 60 s" in html
