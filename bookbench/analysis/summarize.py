@@ -19,14 +19,19 @@ import numpy as np
 
 from bookbench.analysis import notifications as notify
 from bookbench.analysis.error_groups import errors_by_count
+from bookbench.analysis.generator import LATENESS_P95_BOUND_MS as LATENESS_P95_BOUND_MS  # tests read it here
+from bookbench.analysis.generator import generator_figures as generator_figures  # tests read it here
+from bookbench.analysis.generator import is_open, open_model
+from bookbench.analysis.latency_sql import MIN_SAMPLES, PERCENTILES, as_latency, quantiles
+from bookbench.analysis.latency_sql import num as num  # run_figures reads it here
+from bookbench.analysis.latency_sql import steady as steady  # run_figures and tests read it here
 from bookbench.analysis.sample_read import load_checked
 from bookbench.analysis.sample_read import load_samples as load_samples  # tests and tools read samples from here
 from bookbench.analysis.sample_scan import Samples, quoted, scanning
 from bookbench.artifacts import manifest
-from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.folder import RunFolder
 from bookbench.artifacts.manifest import ScenarioEntry
-from bookbench.artifacts.run_files import read_acknowledged_times, read_dropped
+from bookbench.artifacts.run_files import read_dropped
 from bookbench.artifacts.summary import (
     Batch,
     Batches,
@@ -35,8 +40,6 @@ from bookbench.artifacts.summary import (
     Drift,
     Gap,
     Histogram,
-    Latency,
-    OpenModel,
     SamplesFile,
     ScenarioSummary,
     Stall,
@@ -49,38 +52,9 @@ from bookbench.config.shape import batch_edges
 if TYPE_CHECKING:  # pandas only where a format-1/2 file or a test's frame needs it (0.4 s off every analysis)
     import pandas as pd
 
-PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-# pyperf-style noise rules: a percentile needs enough samples beyond it to mean anything
-MIN_SAMPLES = {"p95": 20, "p99": 100, "p999": 1000}
 CDF_POINTS = 200
 HIST_BINS = 60
 DRIFT_RELATIVE_SLOPE = 0.05  # a batch-to-batch trend above 5 % of the mean per batch is a drift
-
-
-def latency_stats(sam: Samples, expr: str = "latency_ms", where: str = "TRUE") -> Latency:
-    """Mean, exact P50/P95/P99/P99.9 and max of `expr` over the rows `where` holds."""
-    mean, top = sam.one(f"SELECT avg({expr}), max({expr}) FROM s WHERE {where}")
-    return _latency(mean, sam.percentiles(expr, where, list(PERCENTILES.values())), top)
-
-
-def num(x: float) -> str:
-    """A float as an exact SQL double: a plain literal would be a DECIMAL, rounded on its way to a double."""
-    return f"'{float(x)!r}'::DOUBLE"
-
-
-def quantiles(values: Sequence[float]) -> str:
-    """numpy's q / 100 for each percentile, as DuckDB's list of doubles (numpy divides the same way)."""
-    return "[" + ", ".join(num(float(np.true_divide(v, 100))) for v in values) + "]"
-
-
-
-
-def _latency(mean: float | None, qs: list[float] | None, top: float | None) -> Latency:
-    if qs is None:
-        return Latency(mean=None, p50=None, p95=None, p99=None, p999=None, max=None)
-    p50, p95, p99, p999 = (float(q) for q in qs)
-    return Latency(mean=float(mean) if mean is not None else None, p50=p50, p95=p95, p99=p99, p999=p999,
-                   max=float(top) if top is not None else None)
 
 
 def _counts_query(where: str) -> str:
@@ -114,7 +88,7 @@ def _as_counts(row: Sequence[Any], window_s: float) -> Counts:
     n, failures, down, mean, qs, top = row
     return Counts(requests=n, failures=failures, error_rate=failures / n if n else 0.0,
                   availability=1 - down / n if n else None,
-                  throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=_latency(mean, qs, top))
+                  throughput_rps=n / window_s if window_s > 0 else 0.0, latency_ms=as_latency(mean, qs, top))
 
 
 def _counts(sam: Samples, where: str, window_s: float, percentiles: list[float] | bool | None = True) -> Counts:
@@ -264,12 +238,6 @@ def _noise(stats: Counts, series: list[TimePoint]) -> list[str]:
     return notes
 
 
-def steady(sam: Samples, warmup_s: float) -> str:
-    """The requests that started after the warm-up (the first `warmup_s` seconds after the first request), as a
-    condition on the view."""
-    return f"ts >= {num(sam.t0 + warmup_s)}"
-
-
 def analyse_scenario(data: Samples | pd.DataFrame, warmup_s: float, batches: int | None,
                      load_end_s: float | None = None) -> ScenarioSummary:
     """One scenario's figures as the summary holds them. `load_end_s`: the planned end of the load after the
@@ -304,95 +272,8 @@ def _analyse(sam: Samples, warmup_s: float, batches: int | None, load_end_s: flo
         distribution=_distribution(sam, st, cdf),
         noise=_noise(stats, series),
         batches=_batches(sam, st, stats.requests, sam.t0 + warmup_s, sam.last_end, batches) if batches else None,
-        open_model=open_model(sam, st, window) if _is_open(sam, st) else None,
+        open_model=open_model(sam, st, window) if is_open(sam, st) else None,
         stall=stalls(sam, warmup_s, load_end_s))
-
-
-def _is_open(sam: Samples, where: str) -> bool:
-    """Whether the requests carry intended send times (an open-model scenario)."""
-    return bool(sam.one(f"SELECT count(*) FILTER (WHERE intended IS NOT NULL) > 0 FROM s WHERE {where}")[0])
-
-
-def open_model(sam: Samples, steady: str, window_s: float, dropped: int = 0) -> OpenModel:
-    """Open-model figures: latency from the intended send time (what a caller waiting since then sees) beside the
-    service time, how late sends left, and the arrivals dropped for want of free capacity."""
-    sent = f"{steady} AND intended IS NOT NULL"
-    service = latency_stats(sam, "latency_ms", sent)
-    intended = latency_stats(sam, '("end" - intended) * 1000.0', sent)
-    late = latency_stats(sam, "(ts - intended) * 1000.0", sent)
-    offered = int(sam.one(f"SELECT count(*) FROM s WHERE {sent}")[0]) + dropped
-    p99, p99i = service.p99, intended.p99
-    return OpenModel(
-        latency_from_intended_ms=intended, send_lateness_ms=late,
-        dropped=dropped, offered=offered,
-        offered_rps=offered / window_s if window_s > 0 else 0.0,
-        # the two latencies part when sends leave late (the generator fell behind, or every caller was busy):
-        # service time alone would then hide the wait, as a closed model does (coordinated omission)
-        diverged=bool(p99 and p99i and p99i > 1.5 * p99))
-
-
-# the load generator was the bottleneck (issue 23 item 4) when one Locust process used at least this share of one
-# core (gevent runs on one) ...
-GENERATOR_BUSY_SHARE = 0.9
-# ... in more than this fraction of the steady window's one-second samples (at least GENERATOR_MIN_SAMPLES of them)
-GENERATOR_BUSY_MOST = 0.5
-GENERATOR_MIN_SAMPLES = 2
-# or when open-model sends left late: P95 of (first send of an arrival - its intended time) above this bound. A
-# free generator sends within a few ms; 50 ms late is a tenth of a typical P95 threshold, and beyond it the
-# latency from the intended time is mostly the generator's wait
-LATENESS_P95_BOUND_MS = 50.0
-
-
-def generator_figures(cpu: dict[str, Any] | None, data: Samples | pd.DataFrame, warmup_s: float) -> dict[str, Any]:
-    """`generator`: each Locust process's CPU over the steady window (share of one core) and, in the open model,
-    send lateness per arrival; `generator_saturated` with its reason when either says the generator, not the
-    service, set the pace."""
-    with scanning(data) as sam:
-        return _generator(cpu, sam, warmup_s)
-
-
-def _generator(cpu: dict[str, Any] | None, sam: Samples, warmup_s: float) -> dict[str, Any]:
-    if not sam.rows:
-        return {"generator": None, "generator_saturated": False, "generator_saturated_reason": None}
-    start = sam.t0 + warmup_s
-    end = sam.last_end
-    reasons: list[str] = []
-    procs: dict[str, Any] | None = None
-    if cpu:
-        every = float(cpu.get("interval_s", 1.0))
-        procs = {}
-        for label, series in cpu["processes"].items():
-            # a sample covers the second before its time: those wholly or mostly inside the steady window
-            shares = np.array([s for t, s in series if t - every / 2 >= start and t - every / 2 <= end], dtype=float)
-            busy = float((shares >= GENERATOR_BUSY_SHARE).mean()) if shares.size else 0.0
-            procs[label] = {"samples": int(shares.size), "busy_fraction": busy,
-                            "mean_share": float(shares.mean()) if shares.size else None,
-                            "max_share": float(shares.max()) if shares.size else None}
-            if shares.size >= GENERATOR_MIN_SAMPLES and busy > GENERATOR_BUSY_MOST:
-                reasons.append(f"Locust {label} used over {100 * GENERATOR_BUSY_SHARE:.0f} % of a core in "
-                               f"{100 * busy:.0f} % of the steady window (mean {100 * float(shares.mean()):.0f} %)")
-    st = steady(sam, warmup_s)
-    lateness = _lateness(sam, st) if _is_open(sam, "TRUE") else None
-    if lateness and lateness["arrivals"] >= MIN_SAMPLES["p95"] and lateness["p95"] > LATENESS_P95_BOUND_MS:
-        reasons.append(f"open-model sends left late: P95 {lateness['p95']:.0f} ms after their intended time "
-                       f"(bound {LATENESS_P95_BOUND_MS:.0f} ms)")
-    figures = None if procs is None and lateness is None else {
-        "cpu": procs, "lateness_ms": lateness, "busy_share": GENERATOR_BUSY_SHARE,
-        "lateness_bound_ms": LATENESS_P95_BOUND_MS}
-    return {"generator": figures, "generator_saturated": bool(reasons),
-            "generator_saturated_reason": "; ".join(reasons) or None}
-
-
-def _lateness(sam: Samples, steady: str) -> dict[str, Any] | None:
-    """How late each arrival's first request left (a login before the operation must not count the login's
-    latency as lateness): P50, P95, max in ms."""
-    n, qs, top = sam.one(f"""
-        WITH a AS (SELECT (min(ts) - intended) * 1000.0 AS late FROM s WHERE {steady} AND intended IS NOT NULL
-                   GROUP BY intended)
-        SELECT count(*), quantile_cont(late, {quantiles([50, 95])}), max(late) FROM a""")
-    if not n:
-        return None
-    return {"arrivals": int(n), "p50": float(qs[0]), "p95": float(qs[1]), "max": float(top)}
 
 
 def analyse_run(run_dir: Path) -> Summary:
@@ -424,12 +305,7 @@ def _scenario(folder: RunFolder, name: str, entry: ScenarioEntry, sam: Samples, 
         sc.open_model = open_model(sam, st, sc.window_s, dropped)
     path = folder.notifications(name)
     if path.exists():  # Path B measured (self-hosted runs with notifications enabled)
-        received = [r for provider in notify.CHANNELS for r in facts_file.read_received(folder.received(provider))]
-        facts = facts_file.read(path)
-        sc.notifications = notify.summarize(facts, received, read_acknowledged_times(folder.acknowledged(name)))
-        # the bookings' own values: memory in proportion to the bookings, read only when Path B was measured
-        booking = sam.arrays(f"SELECT ts, latency_ms FROM s WHERE {st} AND name = 'bookClinicAppointment'")
-        sc.notifications.booking_in_outages = notify.booking_latency_in_outages(
-            facts, booking["ts"].astype(float), booking["latency_ms"].astype(float))
+        sc.notifications = notify.summarize(path, [folder.received(p) for p in notify.CHANNELS],
+                                            folder.acknowledged(name), sam, f"{st} AND name = 'bookClinicAppointment'")
     # the generator's figures as built (a mapping, as its tests read them), checked by the model here
     return ScenarioSummary.model_validate({**dict(sc), **generator_figures(entry.generator_cpu, sam, warmup_s)})

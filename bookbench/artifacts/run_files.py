@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,22 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def read_acknowledged_times(path: Path) -> dict[int, float | None]:
     """Acknowledged bookings: appointment id -> when the acknowledgement arrived (epoch s). One line per booking,
-    "id ts"; files from before the time was recorded hold only "id" (time None)."""
+    "id ts"; files from before the time was recorded hold only "id" (time None). An id written twice: its last."""
+    return dict(iter_acknowledged_times(path))
+
+
+def iter_acknowledged_times(path: Path) -> Iterator[tuple[int, float | None]]:
+    """read_acknowledged_times()'s pairs in the file's order, a line at a time (a soak's file is read whole by no
+    one: the analysis streams it into its engine)."""
     if not path.exists():
-        return {}
-    out: dict[int, float | None] = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        # ids of another API may be text (references, UUIDs): the reference schema's reconciliation reads integers
-        if parts and parts[0].isdigit():
-            out[int(parts[0])] = float(parts[1]) if len(parts) > 1 else None
-    return out
+        return
+    with path.open() as fh:
+        for line in fh:
+            parts = line.split()
+            # ids of another API may be text (references, UUIDs): the reference schema's reconciliation reads
+            # integers
+            if parts and parts[0].isdigit():
+                yield int(parts[0]), float(parts[1]) if len(parts) > 1 else None
 
 
 def read_dropped(path: Path) -> list[float]:

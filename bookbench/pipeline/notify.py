@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 
 from bookbench.artifacts import notifications as facts_file
-from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxRow
+from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxFile
 from bookbench.config.notifications import Faults
 from bookbench.db import notifications as outbox
 from bookbench.db.conn import run_with
@@ -198,18 +198,37 @@ def drain(dsn: str, id_after: int, timeout_s: float, backlog: list[tuple[float, 
         time.sleep(0.5)
 
 
+# this scenario's outbox rows, as the facts record them (OutboxRow's columns, in its order)
+OUTBOX_ROWS = """
+    SELECT appointment_id, channel, kind, dedup_key, EXTRACT(epoch FROM created_at)::float8 AS created_at,
+           status, attempts, EXTRACT(epoch FROM sent_at)::float8 AS sent_at, conflict, last_error
+      FROM notification_outbox WHERE appointment_id > $1 ORDER BY id"""
+
+
+async def stream_outbox(conn: asyncpg.Connection, id_after: int, path: Path) -> int:
+    """This scenario's outbox rows into `path` (Parquet, whole or absent), facts_file.BATCH_ROWS at a time through
+    a cursor: a soak's half a million rows never sit in memory together. Returns how many."""
+    with facts_file.OutboxWriter(path) as writer:
+        async with conn.transaction(readonly=True):  # a cursor lives in a transaction
+            cursor = await conn.cursor(OUTBOX_ROWS, id_after)
+            while batch := await cursor.fetch(facts_file.BATCH_ROWS):
+                writer.write([dict(r) for r in batch])
+    return writer.rows
+
+
 def record_facts(dsn: str, path: Path, scenario: str, dispatchers: int, faults: Faults, id_after: int,
                  window: tuple[float, float], drain_timeout_s: float, drained: tuple[float | None, str | None],
                  backlog: list[tuple[float, int]], exited: dict[str, int]) -> NotificationFacts:
-    """`drained`: what drain() returned; `exited`: the parts of the stack that had exited by then."""
-    rows = run_with(dsn, lambda c: outbox.outbox_rows(c, id_after))
+    """`drained`: what drain() returned; `exited`: the parts of the stack that had exited by then. The rows go
+    first, to `<scenario>_outbox.parquet`; the JSON that names them is written last, so that facts present are
+    always whole."""
+    rows_file = facts_file.outbox_file(path)
+    rows = run_with(dsn, lambda c: stream_outbox(c, id_after, rows_file))
     events = run_with(dsn, lambda c: outbox.breaker_log(c, window[0]))
     facts = NotificationFacts(
         scenario=scenario, dispatchers=dispatchers, faults=faults.model_dump(mode="json"), load_start=window[0],
         load_end=window[1], drain_timeout_s=drain_timeout_s, drained_at=drained[0], drain_stopped=drained[1],
         exited=exited, backlog=backlog, breaker=[BreakerEvent(**e) for e in events],
-        outbox=[OutboxRow(**r) for r in rows])
+        outbox=OutboxFile(file=rows_file.name, rows=rows))
     facts_file.write(path, facts)
     return facts
-
-
