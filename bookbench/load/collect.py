@@ -9,9 +9,10 @@ Where each side acts, and why there:
   acknowledging chunks, until every one answered DONE, left the run, or fell silent for the stop timeout plus
   IDLE_S. A master with a web UI sends Locust's own "stop" to every worker first; the wait is the same.
 - The worker's `test_stop` (Locust's "stop", or REQUEST, which stops the users itself: in-flight requests finish
-  and are recorded first). It sends its parts as they are, never merging them: the master's acknowledgements pace
-  it, and they are read by the worker's message loop, so the transfer never runs on that loop (REQUEST is handled
-  in a greenlet of its own; a "stop" that fired test_stop on the loop starts the transfer beside it).
+  and are recorded first). It sends its segments and parts as they are, merging nothing more (the compaction merge
+  under way, if any, ends first: it removes the parts it holds): the master's acknowledgements pace it, and they are
+  read by the worker's message loop, so the transfer never runs on that loop (REQUEST is handled in a greenlet of
+  its own; a "stop" that fired test_stop on the loop starts the transfer beside it).
 """
 
 from __future__ import annotations
@@ -56,11 +57,16 @@ def attach_worker(environment: Environment, runner: WorkerRunner, take_writer: C
         folder.append(writer.folder)
         # after Locust's "stop" the message loop sleeps the stop timeout and reads no ACK meanwhile
         window.stall_s = float(environment.stop_timeout or 0) + ship.IDLE_S
+
+        def transfer(writer: PartWriter) -> None:
+            writer.compaction.finish(gevent.sleep)  # a merge still running removes the parts it holds: it ends first
+            ship.send_files(writer.folder, send, failed(), window)
+
         if loop and gevent.getcurrent() is loop[0]:
             # Locust's "stop" fired test_stop on the message loop: the acks the transfer waits for need that loop
-            gevent.spawn(ship.send_files, writer.folder, send, failed(), window)
+            gevent.spawn(transfer, writer)
         else:
-            ship.send_files(writer.folder, send, failed(), window)
+            transfer(writer)
 
     def on_request(environment: Environment, msg: Any, **_: Any) -> None:
         runner.stop()  # the users finish their request in flight (recorded), then test_stop fires: ship_now

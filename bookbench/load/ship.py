@@ -1,12 +1,12 @@
 """A remote worker's samples, carried to its master over Locust's own channel when the scenario ends.
 
 A worker on another machine cannot write into the run folder, so it records into a folder of its own
-(`bookbench worker`'s work dir) and, when its load has stopped, sends its parts as they are (each one already a whole
-Parquet file: the worker merges nothing, so its message loop and heartbeats never wait on a merge however long the
-soak was; the master's seal merges them after Locust exited) in chunks of at most CHUNK_BYTES (Locust's custom
-messages: `runner.send_message` / `register_message`). The master acknowledges every chunk, and the worker keeps at
-most WINDOW chunks unacknowledged: what waits in the sockets' queues is a few MiB, not the 1,000 messages of
-ZeroMQ's default high-water mark (about 1 GB of chunks on each side). The master writes each file under
+(`bookbench worker`'s work dir) and, when its load has stopped, sends its segments and parts as they are (each one
+already a whole Parquet file: the worker merges nothing more, so its message loop and heartbeats never wait on a
+merge however long the soak was; the master's seal merges them after Locust exited) in chunks of at most CHUNK_BYTES
+(Locust's custom messages: `runner.send_message` / `register_message`). The master acknowledges every chunk, and the
+worker keeps at most WINDOW chunks unacknowledged: what waits in the sockets' queues is a few MiB, not the 1,000
+messages of ZeroMQ's default high-water mark (about 1 GB of chunks on each side). The master writes each file under
 `<name>.tmp` as the chunks come, in order, and renames it into `samples/<scenario>/` only once its size and sha256
 match what the worker announced on the file's last chunk: a file under its final name is always whole. The master
 waits for every remote worker's DONE before it quits (bounded: a worker that falls silent is given up), and leaves a
@@ -54,7 +54,6 @@ WINDOW_POLL_S = 0.02
 IDLE_S = 20.0
 RECEIPT_FORMAT = 1
 _FILE = re.compile(r"^[A-Za-z0-9_-]+\.parquet$")
-_PART = r"-[0-9]{6}\.parquet"  # after a worker's process name: one of its parts
 
 Send = Callable[[str, dict[str, Any]], None]
 
@@ -192,9 +191,11 @@ class Receiver:
         key = (worker, name)
         if key in self._broken:
             return (name, False) if "sha256" in data else None
-        # a worker writes only its own parts: never another's, never a local worker's
-        if not is_file_name(name) or not re.fullmatch(re.escape(process_name(worker)) + _PART, name):
-            return self._fail(key, f"worker {worker} sent a file named {name!r}, not one of its own parts; refused")
+        # a worker writes only its own parts and segments: never another's, never a local worker's
+        span = sample_parts.span(name)
+        if not is_file_name(name) or span is None or span[0] != process_name(worker):
+            return self._fail(key, f"worker {worker} sent a file named {name!r}, not one of its own parts or "
+                                   "segments; refused")
         incoming = self._open.get(key)
         offset, payload = int(data.get("offset", -1)), bytes(data.get("data") or b"")
         try:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bookbench.artifacts import sample_parts
+from bookbench.artifacts.sample_compaction import Cancelled
 from bookbench.artifacts.sample_parts import PartWriter, SealedFile, files, seal, verify
 from bookbench.artifacts.samples import Sample, WriteFailed
 
@@ -159,3 +160,106 @@ def test_a_refused_write_names_the_part_and_leaves_no_tmp(tmp_path: Path, monkey
     assert failed.value.describe(tmp_path / "run") == (
         "disk full writing samples/s1/local-000000.parquet (No space left on device)")
     assert list(folder.iterdir()) == []
+
+
+def _parts_of(folder: Path, process: str, n: int, rows: int = 10) -> tuple[PartWriter, list[Path], list[Sample]]:
+    """A writer that compacts nothing by itself, its `n` parts, and every row they hold (each part's rows its own)."""
+    writer = PartWriter(folder, process, compact_every=0)
+    expected: list[Sample] = []
+    for k in range(n):
+        rows_k = _rows(rows, process, t0=1_700_000_000.0 + 100 * k)
+        expected += rows_k
+        writer.extend(rows_k)
+        writer.flush()
+    return writer, sorted(folder.iterdir()), expected
+
+
+def test_every_n_parts_become_a_segment_and_every_n_segments_a_bigger_one(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    writer = PartWriter(folder, "local", compact_every=3)
+    expected: list[Sample] = []
+    for k in range(11):
+        rows_k = _rows(4, "local", t0=1_700_000_000.0 + k)
+        expected += rows_k
+        writer.extend(rows_k)
+        writer.flush()
+        writer.compaction.drain()  # as if each flush came a second after the last: every merge due is done
+    # parts 0-8 went into three segments, and those three into one; 9 and 10 wait for a third
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "local-000009.parquet", "local-000010.parquet", "local-seg000000_000008.parquet"]
+    assert writer.compaction.merges == 4 and writer.compaction.failed is None
+    assert _read_all(files(folder)) == sorted(expected)
+    held = sample_parts._merged_parts(folder / "local-seg000000_000008.parquet")
+    assert held == {f"local-{k:06d}.parquet" for k in range(9)} | {
+        "local-seg000000_000002.parquet", "local-seg000003_000005.parquet", "local-seg000006_000008.parquet"}
+    (sealed,) = seal(folder)
+    assert sealed.rows == 44 and [p.name for p in folder.iterdir()] == ["local.parquet"]
+    assert _read_all(files(folder)) == sorted(expected)
+    # a writer started again under the same name takes neither a part's nor a segment's name the sealed file holds
+    assert PartWriter(folder, "local").seq == 11
+
+
+def _go_on() -> None:
+    pass
+
+
+def _kill_states(folder: Path, step: str) -> list[Sample]:
+    """The folder as a kill at `step` of a compaction leaves it (parts 0-5 of `w1`, merged 3 by 3, then the two
+    segments into one), and every row written."""
+    writer, parts, expected = _parts_of(folder, "w1", 6)
+    kept = {p.name: p.read_bytes() for p in parts}
+    first = writer._segment(parts[:3], _go_on)
+    if step.startswith("1"):  # killed during the first segment's merge: the parts come back as they were then
+        back = {"1 tmp written": parts[:3], "1 renamed": parts[:3], "1 parts half removed": parts[1:3]}[step]
+        for p in back:
+            p.write_bytes(kept[p.name])
+        if step == "1 tmp written":  # the segment's `.tmp`, cut short: never renamed
+            data = first.read_bytes()
+            first.with_name(first.name + ".tmp").write_bytes(data[:len(data) // 2])
+            first.unlink()
+        return expected
+    second = writer._segment(parts[3:], _go_on)
+    segments = {s.name: s.read_bytes() for s in (first, second)}
+    both = writer._segment([first, second], _go_on)
+    if step == "2 tmp written":
+        data = both.read_bytes()
+        both.with_name(both.name + ".tmp").write_bytes(data[:len(data) // 2])
+        both.unlink()
+    back = {"2 tmp written": [first, second], "2 renamed": [first, second], "2 segments half removed": [second],
+            "2 renamed, a part of the first left": [first]}.get(step, [])
+    for s in back:
+        s.write_bytes(segments[s.name])
+    if step == "2 renamed, a part of the first left":  # the first segment's removal of its parts was cut too
+        parts[0].write_bytes(kept[parts[0].name])
+    return expected
+
+
+@pytest.mark.parametrize("step", ["1 tmp written", "1 renamed", "1 parts half removed", "2 tmp written", "2 renamed",
+                                  "2 segments half removed", "2 renamed, a part of the first left", "2 done"])
+def test_a_kill_at_any_step_of_a_compaction_reads_every_row_once(tmp_path: Path, step: str) -> None:
+    run, folder = tmp_path / "run", _folder(tmp_path)
+    expected = _kill_states(folder, step)
+    assert _read_all(files(folder)) == sorted(expected)
+    paths, status, detail, rows = verify(run, REL, None)
+    assert (status, rows) == ("not verified", 60), detail
+    assert "had not finished" not in detail  # a merge's `.tmp` lost nothing: its inputs are all still there
+    assert sample_parts.export_csv(paths, tmp_path / "s.csv.gz") == 60
+    # a process started again under the same name continues after every part any file holds
+    assert PartWriter(folder, "w1").seq == 6
+    (sealed,) = seal(folder)
+    assert sealed.rows == 60 and [p.name for p in folder.iterdir()] == ["w1.parquet"]
+    assert _read_all(files(folder)) == sorted(expected)
+    assert verify(run, REL, [sealed])[1:4:2] == ("verified", 60)
+
+
+def test_a_merge_given_up_leaves_its_inputs_as_they_were(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    writer, parts, expected = _parts_of(folder, "local", 3)
+
+    def stop() -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        writer._segment(parts, stop)
+    assert sorted(folder.iterdir()) == parts  # no segment, no `.tmp`, every part
+    assert _read_all(files(folder)) == sorted(expected)

@@ -76,6 +76,33 @@ def test_each_part_arrives_whole_with_its_rows_and_sha256_and_seals_on_the_maste
     assert [(Path(s.path).name, s.rows) for s in sealed] == [(f"{PROCESS}.parquet", 3000)]
 
 
+def test_a_compacted_worker_ships_its_segments_and_parts_and_the_master_seals_them(tmp_path: Path,
+                                                                                   monkeypatch: Any) -> None:
+    worker_dir = tmp_path / "worker"
+    writer = sample_parts.PartWriter(worker_dir, WORKER, compact_every=2)
+    for k in range(5):
+        writer.extend([(1000.0 + 10 * k + i, 1.5, "checkAvailability", "GET", 200, 1, "", 10, 2, WORKER, None)
+                       for i in range(10)])
+        writer.flush()
+        writer.compaction.drain()
+    writer.compaction.finish()  # as the worker's transfer does first (load/collect.py)
+    # parts 0-3: two segments, merged into one; part 4 waits for a second
+    shipped = [p.name for p in sample_parts.files(worker_dir)]
+    assert shipped == [f"{PROCESS}-000004.parquet", f"{PROCESS}-seg000000_000003.parquet"]
+    sent = _messages(worker_dir, monkeypatch)
+    assert sent[-1] == (ship.DONE, {"files": dict.fromkeys(shipped, 10) | {shipped[1]: 40}, "failed": None,
+                                  "problems": []})
+    run = tmp_path / "run" / "samples" / "s"
+    receiver = ship.Receiver(run)
+    assert _deliver(receiver, sent) == [(name, True) for name in shipped] and receiver.problems == []
+    # another worker's segment is refused as another's part is
+    other = ship.Receiver(tmp_path / "other")
+    _deliver(other, [(k, {**d, "file": "w1-seg000000_000003.parquet"} if k == ship.CHUNK else d) for k, d in sent])
+    assert "sent a file named 'w1-seg000000_000003.parquet', not one of its own parts or segments" in other.problems[0]
+    sealed = sample_parts.seal(run)
+    assert [(Path(s.path).name, s.rows) for s in sealed] == [(f"{PROCESS}.parquet", 50)]
+
+
 def test_a_lost_chunk_a_changed_byte_and_a_foreign_name_are_named_never_kept(tmp_path: Path,
                                                                                 monkeypatch: Any) -> None:
     worker_dir = tmp_path / "worker"
@@ -95,7 +122,7 @@ def test_a_lost_chunk_a_changed_byte_and_a_foreign_name_are_named_never_kept(tmp
         assert sample_parts.files(receiver.folder) == [] and not list(receiver.folder.glob("*.tmp"))
     foreign = ship.Receiver(run / "foreign")
     _deliver(foreign, [(k, {**d, "file": "w1-000000.parquet"} if k == ship.CHUNK else d) for k, d in sent])
-    assert "sent a file named 'w1-000000.parquet', not one of its own parts; refused" in foreign.problems[0]
+    assert "sent a file named 'w1-000000.parquet', not one of its own parts or segments; refused" in foreign.problems[0]
     assert not (run / "foreign" / "w1-000000.parquet").exists()
     assert f"{first.name} from worker {WORKER} (3,000 rows) never arrived whole" in foreign.problems[1]
 
