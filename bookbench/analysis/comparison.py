@@ -15,13 +15,12 @@ from bookbench.analysis import (
     findings,
     inference,
     machine,
+    run_figures,
     run_order,
-    sample_read,
     statements_compare,
     stats,
     wording,
 )
-from bookbench.analysis import summarize as analysis
 from bookbench.analysis.run_order import Figures
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
@@ -82,46 +81,6 @@ def unfinished_runs(run_dirs: list[Path]) -> list[str]:
     run measured part of its plan, under conditions nobody chose, so it is compared only with --force."""
     return [f"{d}: {status_words(m.status, m.reason)}" for d, m in ((d, _manifest(d)) for d in run_dirs)
             if m.status != "completed"]
-
-
-def series(run_dir: Path, scenario: str) -> stats.RunSeries:
-    """A scenario's steady-state requests as (1-second window, latency) for the bootstrap. Only those two columns
-    of the steady window are read; the bootstrap resamples them, so they stay in memory (16 bytes a request)."""
-    entry = _manifest(run_dir).scenarios[scenario]
-    with sample_read.open_samples(run_dir, scenario, entry) as sam:
-        if not sam.rows:
-            return stats.RunSeries.from_arrays(np.array([], dtype=int), np.array([], dtype=float))
-        start = sam.t0 + float(entry.definition.get("warmup_s", 0))
-        found = sam.arrays(f"SELECT CAST(floor(ts - {analysis.num(start)}) AS BIGINT) AS second, latency_ms FROM s "
-                           f"WHERE {analysis.steady(sam, float(entry.definition.get('warmup_s', 0)))}")
-    # in one order whatever order the engine read the files in (it scans them in parallel): the bootstrap's draws
-    # are then the same every time the same run is compared
-    order = np.lexsort((found["latency_ms"], found["second"]))
-    second, latency = found["second"][order].astype(int), found["latency_ms"][order].astype(float)
-    # the last second is cut short by the end of the scenario: counting it as a whole window would understate
-    # throughput, so only whole seconds enter (throughput here = requests per whole 1-second window)
-    whole = second < second.max() if second.size else second.astype(bool)
-    return stats.RunSeries.from_arrays(second[whole], latency[whole])
-
-
-def _figures(run_dir: Path, scenario: str, n_boot: int) -> dict[str, inference.RunFigure | str]:
-    """One run's figures per metric exactly as its report states them (summary.json), each with its within-run
-    spread from the block bootstrap; a metric that cannot be compared maps to the reason."""
-    sc = summary_file.read(run_dir).scenarios.get(scenario)
-    if not sc or not sc.requests:
-        return dict.fromkeys(stats.METRICS, f"{run_dir.name}: no samples in {scenario}")
-    blocks = series(run_dir, scenario)
-    out: dict[str, inference.RunFigure | str] = {}
-    for metric in stats.METRICS:
-        value = sc.throughput_rps if metric == "throughput" else getattr(sc.latency_ms, metric)
-        try:
-            within = stats.within_run_log_variance(blocks, metric, n_boot=n_boot)
-        except ValueError as exc:
-            out[metric] = f"{run_dir.name}: {exc}"
-            continue
-        out[metric] = inference.RunFigure(value=float(value), within_var=within, requests=sc.requests,
-                                          blocks=blocks.blocks)
-    return out
 
 
 def _said(label: str, ci: Cell) -> str:
@@ -250,7 +209,7 @@ def build(variants: dict[str, list[Path]], noise: float, force: bool = False,
         result.statements = statements
     for name, entry in first.scenarios.items():
         definition = entry.definition
-        figures = {label: [_figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
+        figures = {label: [run_figures.figures(d, name, n_boot) for d in runs] for label, runs in variants.items()}
         result.priors[name] = {}
         effects = {m: run_order.position_effect(figures, positions, m, calibration.prior(
             calibration_store, definition, fingerprint, m)) for m in stats.METRICS}

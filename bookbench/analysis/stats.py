@@ -11,6 +11,9 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from bookbench.analysis import block_hist
+from bookbench.analysis.block_hist import HIST_LOW_MS, LOG_RATIO, FloatArray, IntArray
+
 METRICS = ("p50", "p95", "p99", "throughput")
 PERCENTILE_OF = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 LOWER_IS_BETTER = frozenset(PERCENTILE_OF)  # latency: lower is better; throughput: higher is better
@@ -20,29 +23,25 @@ VERDICTS = ("improved", "regressed", "within noise", "no change")
 MIN_REQUESTS = 20
 MIN_BLOCKS = 3
 
-# Fixed log-spaced latency grid shared by every run, so block histograms of different runs add up column by column.
-# 4096 bins over 0.01 ms .. 120 s give a bin ratio of ~1.004: quantization below 0.4 %, far under any verdict
-# threshold, and the same grid on both sides so the quantization largely cancels in the ratio.
-HIST_LOW_MS = 0.01
-HIST_HIGH_MS = 120_000.0
-HIST_BINS = 4096
-_LOG_RATIO = math.log(HIST_HIGH_MS / HIST_LOW_MS) / HIST_BINS
-
 # Grid bins per coarse group in the two-stage percentile search (64 bins = a factor of ~1.29 in latency).
 _COARSE = 64
 # Resamples that draw only empty seconds have no percentile; a few are dropped, too many mean the data is too sparse.
 _MIN_VALID_FRACTION = 0.9
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-
 
 @dataclass(frozen=True, eq=False)  # eq=False: element-wise array comparison has no truth value; identity is enough
 class RunSeries:
-    """One run's steady-state samples of one scenario: 1-second window index and latency of each request."""
+    """One run's steady-state requests of one scenario as the bootstrap reads them: per 1-second window (block), how
+    many fell in each used bin of the latency grid (bookbench.analysis.block_hist).
 
-    second: IntArray
-    latency_ms: FloatArray
+    from_histogram takes counts built batch by batch from the samples (a comparison: the requests are never held,
+    memory grows with seconds x used bins); from_arrays counts arrays of requests the same way and also keeps them
+    (tests, tools: `second` and `latency_ms`).
+    """
+
+    bins: IntArray  # grid bins the run used, ascending
+    counts: FloatArray  # blocks x len(bins), C order: the matrix the replicates are multiplied with
+    samples: tuple[IntArray, FloatArray] | None = None  # (second, latency_ms) when built from_arrays
 
     @classmethod
     def from_arrays(cls, second: npt.ArrayLike, latency_ms: npt.ArrayLike) -> RunSeries:
@@ -52,48 +51,67 @@ class RunSeries:
             raise ValueError(f"second and latency_ms must be 1-D and of equal length, got {sec.shape} and {lat.shape}")
         if sec.size and not np.all(np.equal(np.mod(sec, 1), 0)):
             raise ValueError("second must hold whole 1-second window indices")
-        if not np.all(np.isfinite(lat)) or (lat.size and float(lat.min()) < 0):
-            raise ValueError("latency_ms must be finite and non-negative")
-        return cls(second=sec.astype(np.int64), latency_ms=lat)
+        block_hist.check_latency(lat)
+        sec = sec.astype(np.int64)
+        first = int(sec.min()) if sec.size else 0
+        counts = block_hist.BlockCounts(int(sec.max()) - first + 1 if sec.size else 0)
+        counts.add(sec - first, lat)
+        return cls(*counts.finish(), samples=(sec, lat))
+
+    @classmethod
+    def from_histogram(cls, bins: npt.ArrayLike, counts: npt.ArrayLike) -> RunSeries:
+        """A run from its block histogram (block_hist.BlockCounts.finish): every column a used bin."""
+        used = np.asarray(bins)
+        hist = np.ascontiguousarray(counts, dtype=np.float64)
+        if used.ndim != 1 or not np.issubdtype(used.dtype, np.integer):
+            raise ValueError(f"bins must be a 1-D array of grid bins, got {used.dtype} of shape {used.shape}")
+        if used.size and (int(used[0]) < 0 or int(used[-1]) >= block_hist.HIST_BINS or np.any(np.diff(used) <= 0)):
+            raise ValueError(f"bins must be ascending grid bins in [0, {block_hist.HIST_BINS})")
+        if hist.ndim != 2 or hist.shape[1] != used.size:
+            raise ValueError(f"counts must be blocks x {used.size} bins, got shape {hist.shape}")
+        # min/max, not element-wise tests: no temporary as large as the matrix (NaN fails `>= 0` too)
+        if hist.size and not (float(hist.min()) >= 0 and math.isfinite(float(hist.max()))):
+            raise ValueError("counts must be finite and non-negative")
+        if hist.size and not np.all(hist.sum(axis=0) > 0):
+            raise ValueError("every bin listed must hold a request")
+        return cls(bins=used.astype(np.int64), counts=hist)
 
     @property
+    def second(self) -> IntArray:
+        return self._samples()[0]
+
+    @property
+    def latency_ms(self) -> FloatArray:
+        return self._samples()[1]
+
+    def _samples(self) -> tuple[IntArray, FloatArray]:
+        if self.samples is None:
+            raise AttributeError("this run series holds its block histogram, not its requests (from_histogram)")
+        return self.samples
+
+    @cached_property
     def requests(self) -> int:
-        return int(self.latency_ms.size)
+        return int(self._block_counts.sum())
 
     @property
     def blocks(self) -> int:
         """Windows from the first to the last second, empty ones included: an idle second is part of the run."""
-        if self.second.size == 0:
-            return 0
-        return int(self.second.max() - self.second.min() + 1)
+        return int(self.counts.shape[0])
 
     @cached_property
     def _block_counts(self) -> FloatArray:
-        if self.second.size == 0:
-            return np.zeros(0)
-        return np.bincount(self.second - self.second.min(), minlength=self.blocks).astype(np.float64)
+        # sums of whole numbers far below 2**53: exact in any order, the requests of each block
+        block: FloatArray = self.counts.sum(axis=1)
+        return block
 
-    @cached_property
+    @property
     def _block_hist(self) -> tuple[IntArray, FloatArray]:
-        """(grid bins used by this run, blocks x used-bins count matrix); computed once per run, reused per metric.
+        """(grid bins used by this run, blocks x used-bins count matrix).
 
         Only the bins the run actually uses are kept as columns: a latency distribution spans a few hundred to a
         couple of thousand of the 4096 bins, and an hour-long run has 3600 blocks.
         """
-        bins = _grid_bin(self.latency_ms)
-        used = np.flatnonzero(np.bincount(bins, minlength=HIST_BINS))
-        column = np.zeros(HIST_BINS, dtype=np.int64)
-        column[used] = np.arange(used.size)
-        block = self.second - self.second.min() if self.second.size else self.second
-        flat = np.bincount(block * used.size + column[bins], minlength=self.blocks * used.size)
-        return used, flat.reshape(self.blocks, used.size).astype(np.float64)
-
-
-def _grid_bin(latency_ms: FloatArray) -> IntArray:
-    # values outside the grid go to the edge bins: sub-10 µs and over-2-minute requests are not worth more bins
-    clipped = np.clip(latency_ms, HIST_LOW_MS, HIST_HIGH_MS)
-    idx = np.floor(np.log(clipped / HIST_LOW_MS) / _LOG_RATIO).astype(np.int64)
-    return np.minimum(idx, HIST_BINS - 1)
+        return self.bins, self.counts
 
 
 def _check_variant(runs: Sequence[RunSeries], side: str) -> None:
@@ -107,13 +125,6 @@ def _check_variant(runs: Sequence[RunSeries], side: str) -> None:
     if requests < MIN_REQUESTS or blocks < MIN_BLOCKS:
         raise ValueError(f"{side}: too few samples to compare ({requests} requests in {blocks} one-second windows; "
                          f"needs >= {MIN_REQUESTS} requests and >= {MIN_BLOCKS} windows)")
-
-
-def _point(runs: Sequence[RunSeries], metric: str) -> float:
-    if metric == "throughput":
-        return sum(r.requests for r in runs) / sum(r.blocks for r in runs)
-    pooled = np.concatenate([r.latency_ms for r in runs]) if len(runs) > 1 else runs[0].latency_ms
-    return float(np.percentile(pooled, PERCENTILE_OF[metric]))
 
 
 def _weights(runs: Sequence[RunSeries], n_boot: int, rng: np.random.Generator) -> FloatArray:
@@ -188,7 +199,7 @@ def _replicate_percentiles(weights: FloatArray, bins: IntArray, hist: FloatArray
             inner = r[rows[here]] - before[rows[here]]
             idx, inner_before = _locate(fine[here], inner)
             frac = (inner - inner_before + 0.5) / fine[here][np.arange(idx.size), idx]
-            out[rows[here]] = HIST_LOW_MS * np.exp((bins[starts[g] + idx] + frac) * _LOG_RATIO)
+            out[rows[here]] = HIST_LOW_MS * np.exp((bins[starts[g] + idx] + frac) * LOG_RATIO)
     result: FloatArray = values[0] + (rank - ranks[0]) * (values[1] - values[0])
     return result
 

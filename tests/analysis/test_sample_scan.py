@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bookbench.analysis import comparison
+from bookbench.analysis import run_figures
 from bookbench.analysis import summarize as analysis
 from bookbench.analysis.sample_scan import Samples
 from bookbench.artifacts import manifest, sample_parts
@@ -54,8 +54,8 @@ def test_format_3_gives_format_2s_figures(tmp_path: Path) -> None:
     assert new.samples_file.rows == 1010
     # the same figures whatever the format (the workers' names differ: none of the figures reads them)
     assert new.model_dump(exclude={"samples_file"}) == old.model_dump(exclude={"samples_file"})
-    three, two = comparison.series(tmp_path / "run3", "known"), comparison.series(KNOWN, "known")
-    assert three.second.tolist() == two.second.tolist() and three.latency_ms.tolist() == two.latency_ms.tolist()
+    three, two = run_figures.series(tmp_path / "run3", "known"), run_figures.series(KNOWN, "known")
+    assert three.bins.tolist() == two.bins.tolist() and three.counts.tolist() == two.counts.tolist()
 
 
 def test_a_folder_never_sealed_reads_and_a_changed_file_is_named(tmp_path: Path) -> None:

@@ -1,15 +1,19 @@
 """The within-run block bootstrap and the verdict rule: variance against independent runs, binned percentiles against
-brute force, verdict truth table, input checks."""
+brute force, verdict truth table, input checks; block histograms counted in batches from the samples against the
+in-memory series they replace."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bookbench.analysis import stats
+from bookbench.analysis import block_hist, run_figures, sample_read, stats
 from bookbench.analysis.stats import METRICS, RunSeries, verdict
+from bookbench.artifacts import manifest
+from tests.analysis.test_sample_scan import KNOWN, columnar_run
 
 
 def synthetic_run(rng: np.random.Generator, rate: float, mu: float, sigma: float, blocks: int,
@@ -131,3 +135,73 @@ def test_replicates_match_brute_force_resampling() -> None:
     # each replicate draws as many blocks as the runs it picked have, and two-level draws pick whole runs
     drawn_blocks = weights.sum(axis=1)
     assert set(drawn_blocks.tolist()) <= {24.0, 21.0, 18.0}
+
+
+def _hist_as_before(second: np.ndarray, latency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ece3cb7's RunSeries._block_hist, kept here as the reference: the counts built batch by batch must equal it."""
+    bins = block_hist.grid_bin(latency)
+    used = np.flatnonzero(np.bincount(bins, minlength=block_hist.HIST_BINS))
+    column = np.zeros(block_hist.HIST_BINS, dtype=np.int64)
+    column[used] = np.arange(used.size)
+    blocks = int(second.max() - second.min() + 1)
+    flat = np.bincount((second - second.min()) * used.size + column[bins], minlength=blocks * used.size)
+    return used, flat.reshape(blocks, used.size).astype(np.float64)
+
+
+def _steady_as_before(run_dir: Path) -> RunSeries:
+    """ece3cb7's comparison.series from the raw rows: every steady (second, latency) pair, the last second cut."""
+    df = sample_read.load_samples(KNOWN / "samples" / "known.csv.gz")
+    start = float(df["ts"].min()) + float(manifest.read(run_dir).scenarios["known"].definition["warmup_s"])
+    steady = df[df["ts"] >= start]
+    second = np.floor(steady["ts"].to_numpy() - start).astype(np.int64)
+    return RunSeries.from_arrays(second[second < second.max()], steady["latency_ms"].to_numpy()[second < second.max()])
+
+
+@pytest.mark.parametrize("sorted_batches", [False, True], ids=["bincount", "sort"])
+def test_block_counts_in_any_batches_equal_the_histogram_of_all_requests(
+        monkeypatch: pytest.MonkeyPatch, sorted_batches: bool) -> None:
+    if sorted_batches:  # what a long run's batches take: the matrix far larger than a batch
+        monkeypatch.setattr(block_hist, "_BINCOUNT_MAX", 0)
+    rng = np.random.default_rng(12)
+    run = synthetic_run(rng, 80, 2.5, 1.2, 30)
+    order = rng.permutation(run.requests)  # batches in an order of the engine's choosing
+    counts = block_hist.BlockCounts(run.blocks + 5)  # room for seconds that never come: cut at the last one seen
+    for part in np.array_split(order, 7):
+        counts.add(run.second[part], run.latency_ms[part])
+    bins, hist = counts.finish()
+    before = _hist_as_before(run.second, run.latency_ms)
+    assert np.array_equal(bins, before[0]) and np.array_equal(hist, before[1]) and hist.flags.c_contiguous
+    assert np.array_equal(run.bins, before[0]) and np.array_equal(run.counts, before[1])
+    with pytest.raises(ValueError, match=r"block indices must lie in \[0, 3\)"):
+        block_hist.BlockCounts(3).add([0, 3], [1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        block_hist.BlockCounts(3).add([0, 1], [1.0, float("inf")])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_streamed_series_gives_the_in_memory_series_bootstrap_to_the_bit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """A comparison's series, counted in batches straight from the samples (format 2 and format 3 in two processes'
+    files), bootstraps exactly as the series of every steady request held in memory did before."""
+    run = KNOWN if fmt == "csv" else columnar_run(tmp_path)
+    monkeypatch.setattr(run_figures, "BATCH_ROWS", 128)  # several batches out of the engine
+    streamed, before = run_figures.series(run, "known"), _steady_as_before(run)
+    assert (streamed.requests, streamed.blocks) == (before.requests, before.blocks) == (990, 99)
+    assert np.array_equal(streamed.bins, before.bins) and np.array_equal(streamed.counts, before.counts)
+    for metric in METRICS:
+        assert stats.within_run_log_variance(streamed, metric) == stats.within_run_log_variance(before, metric)
+    with pytest.raises(AttributeError, match="block histogram, not its requests"):
+        _ = streamed.latency_ms
+
+
+def test_from_histogram_validates() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        RunSeries.from_histogram([5, 3], np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"blocks x 2 bins"):
+        RunSeries.from_histogram([3, 5], np.ones((2, 3)))
+    with pytest.raises(ValueError, match="non-negative"):
+        RunSeries.from_histogram([3, 5], [[1.0, float("nan")], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="must hold a request"):
+        RunSeries.from_histogram([3, 5], [[1.0, 0.0], [1.0, 0.0]])
+    run = RunSeries.from_histogram([3, 5], [[1.0, 0.0], [2.0, 4.0]])
+    assert (run.requests, run.blocks, run._block_counts.tolist()) == (7, 2, [1.0, 6.0])
