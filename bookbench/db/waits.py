@@ -168,7 +168,11 @@ class WaitSampler:
                 return f"sampling stopped {end - self._times[-1]:.1f} s before the window's end"
             i = bisect.bisect_left(self._times, start)
             j = bisect.bisect_right(self._times, end)
-            if j > i and sum(self._present[i:j]) == 0:
+            if j <= i:
+                # sampling ran on both sides of the window but fell on no instant inside it (a window shorter than
+                # the sampling period, or a sampler held off the CPU): nothing is known of it, which is not "covered"
+                return f"no sampling instant inside the window ({end - start:.2f} s at {self.hz:g} Hz)"
+            if sum(self._present[i:j]) == 0:
                 return (f"not measured: no connection named {self.application_name!r} in the run's database during "
                         f"the window ({j - i} sampling instants): the target's backends cannot be told apart from "
                         "others' (a service must set that application_name on its connections to be sampled)")
