@@ -90,3 +90,31 @@ def test_an_upward_import_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     problems = _violations()
     assert len(problems) == 1 and "bookbench/analysis/bad.py" in problems[0], problems
     assert expected in problems[0], problems
+
+
+# -- one maker of HTTP clients ---------------------------------------------------------------------------------------
+_HTTPX_MAKERS = {"Client", "AsyncClient", "get", "post", "put", "patch", "delete", "head", "options", "request",
+                 "stream"}
+
+
+def _httpx_calls(root: Path) -> list[str]:
+    """`file:line` of every call of httpx.Client/AsyncClient/get/... outside bookbench/net.py."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).as_posix() == "net.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "httpx"
+                    and node.func.attr in _HTTPX_MAKERS):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_every_http_client_is_made_by_net(tmp_path: Path) -> None:
+    """bookbench.net makes every HTTP client: none follows a redirect off loopback, and none pays for a TLS context
+    of its own (net's docstring has the figures). A client made anywhere else is caught (the control below)."""
+    assert _httpx_calls(PACKAGE) == []
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "poll.py").write_text("import httpx\n\ndef f():\n    return httpx.get('http://x')\n")
+    assert _httpx_calls(tmp_path) == [str(Path("pipeline") / "poll.py") + ":4"]

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bookbench import net
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxFile
 from bookbench.config.notifications import Faults
@@ -72,7 +73,7 @@ class NotifyStack:
             attempts = 1
             while True:
                 try:
-                    if httpx.get(f"{self.url(kind)}/_bookbench/state", timeout=1).status_code == 200:
+                    if net.get(f"{self.url(kind)}/_bookbench/state", timeout=1).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
@@ -100,7 +101,7 @@ class NotifyStack:
             self.set_faults_for(kind, getattr(faults, kind).model_dump(mode="json"))
 
     def set_faults_for(self, kind: str, faults: dict[str, Any]) -> None:
-        httpx.put(f"{self.url(kind)}/_bookbench/faults", json=faults, timeout=5).raise_for_status()
+        net.put(f"{self.url(kind)}/_bookbench/faults", json=faults, timeout=5).raise_for_status()
 
     def dead(self) -> str | None:
         """The first part that exited, named, or None while all run."""
