@@ -179,7 +179,7 @@ def test_a_short_adhoc_run_is_judged_and_reported(small_db: str, tmp_path: Path)
     out = subprocess.run(
         [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(ADHOC_FILE), "--dsn", small_db,
          "--out", str(tmp_path / "out"), "--skip-checks", "--index-set", "recommended",
-         "--users", "2", "--duration", "3s", "--scenario-mix", "checkAvailability"],
+         "--users", "2", "--duration", "3s", "--scenario-mix", "checkAvailability", "--no-notifications"],
         capture_output=True, text=True, timeout=budget(240))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     run_dir = Path(out.stdout.strip().splitlines()[-1])

@@ -116,7 +116,8 @@ def test_no_secret_in_any_file_of_the_run(local_run: tuple[subprocess.CompletedP
 
 
 def test_distributed_run_keeps_every_sample(tmp_path: Path) -> None:
-    done, run_dir = bookbench_run(tmp_path, "--scenarios", "steady", "--workers", "2", "--skip-checks")
+    done, run_dir = bookbench_run(tmp_path, "--scenarios", "steady", "--workers", "2", "--skip-checks",
+                               "--no-notifications")  # Path B is the local run's and test_notifications_run's
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     _assert_counts_agree(manifest, "steady")
@@ -134,7 +135,7 @@ def test_web_ui_shows_the_run_live_on_loopback_and_closes_after(tmp_path: Path) 
     port = free_port()
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
            "--data-dir", str(tmp_path / "pg"), "--key-secret", SECRET, "--scenarios", "ui",
-           "--skip-checks", "--web-ui", "--web-port", str(port)]
+           "--skip-checks", "--no-notifications", "--web-ui", "--web-port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[dict] = []  # type: ignore[type-arg]
     deadline = time.monotonic() + budget(120)
@@ -186,7 +187,7 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
 def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -> None:
     """An arrival_rate stage (60/s uniform for 4 s): every arrival sent at its intended time or counted as dropped,
     each sample carrying its intended start; the summary has both latencies."""
-    done, run_dir = bookbench_run(tmp_path, "--scenarios", "open_steady", "--skip-checks")
+    done, run_dir = bookbench_run(tmp_path, "--scenarios", "open_steady", "--skip-checks", "--no-notifications")
     assert done.returncode in (0, 1), done.stdout + done.stderr
     rows = read_rows(run_dir, "open_steady")
     dropped = (run_dir / "samples" / "open_steady_dropped.txt")
