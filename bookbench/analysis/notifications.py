@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,6 +42,7 @@ from bookbench.artifacts.summary import (
     Delays,
     Notifications,
 )
+from bookbench.errors import ArtifactError
 
 if TYPE_CHECKING:  # a frame only from tests
     import pandas as pd
@@ -151,15 +153,20 @@ def _stream_acks(path: Path, out: Path) -> None:
         for pair in iter_acknowledged_times(path):
             batch.append(pair)
             if len(batch) == ACK_BATCH:
-                writer.write_batch(_ack_batch(batch, seq))
+                writer.write_batch(_ack_batch(batch, seq, path))
                 seq, batch = seq + len(batch), []
-        writer.write_batch(_ack_batch(batch, seq))
+        writer.write_batch(_ack_batch(batch, seq, path))
 
 
-def _ack_batch(pairs: list[tuple[int, float | None]], seq: int) -> pa.RecordBatch:
+def _ack_batch(pairs: list[tuple[int, float | None]], seq: int, path: Path) -> pa.RecordBatch:
     ids, times = zip(*pairs, strict=True) if pairs else ((), ())
-    return pa.RecordBatch.from_arrays([pa.array(range(seq, seq + len(pairs)), pa.int64()),
-                                       pa.array(ids, pa.int64()), pa.array(times, pa.float64())], schema=_ACKS)
+    try:
+        id_array = pa.array(ids, pa.int64())
+    except (OverflowError, pa.ArrowInvalid):  # the outbox's ids are bigint: such an id is no booking of ours
+        raise ArtifactError(f"{path}: an id beyond a 64-bit integer among its bookings {seq + 1}-"
+                            f"{seq + len(pairs)}") from None
+    return pa.RecordBatch.from_arrays([pa.array(np.arange(seq, seq + len(pairs), dtype=np.int64)), id_array,
+                                       pa.array(times, pa.float64())], schema=_ACKS)
 
 
 def _figures(eng: Samples, facts: NotificationFacts) -> Notifications:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bookbench.artifacts.files import check_version, read_json, write_json
+from bookbench.errors import ArtifactError
 
 CHECKS_FORMAT_VERSION = 1
 
@@ -45,12 +46,15 @@ def iter_acknowledged_times(path: Path) -> Iterator[tuple[int, float | None]]:
     if not path.exists():
         return
     with path.open() as fh:
-        for line in fh:
+        for n, line in enumerate(fh, 1):
             parts = line.split()
             # ids of another API may be text (references, UUIDs): the reference schema's reconciliation reads
             # integers
             if parts and parts[0].isdigit():
-                yield int(parts[0]), float(parts[1]) if len(parts) > 1 else None
+                try:
+                    yield int(parts[0]), float(parts[1]) if len(parts) > 1 else None
+                except ValueError:
+                    raise ArtifactError(f"{path} line {n}: the time {parts[1]!r} is not a number") from None
 
 
 def read_dropped(path: Path) -> list[float]:

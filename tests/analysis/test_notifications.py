@@ -14,9 +14,11 @@ import pytest
 
 from bookbench.analysis import notifications
 from bookbench.analysis.judge import Judgement, Verdict, path_b
+from bookbench.analysis.sample_scan import Samples
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.notifications import BreakerEvent, NotificationFacts, OutboxFile, OutboxRow
 from bookbench.artifacts.summary import BookingInOutages, CalendarChannel, Notifications, ScenarioSummary, Summary
+from bookbench.errors import ArtifactError
 
 T0 = 1_000_000.0
 
@@ -189,3 +191,22 @@ def test_delays_are_numpy_percentiles_to_the_last_bit() -> None:
     assert out.calendar.cancel_delay_s.p95 == np.percentile(cancels, 95)
     assert out.sms.redelivered == 23 and out.calendar.duplicate_inserts_refused == 17
     assert out.sms.duplicates == 17 and out.calendar.duplicates == 0
+
+
+@pytest.mark.parametrize(("line", "said"), [("12 soon", "acked.txt line 2: the time 'soon' is not a number"),
+                                            ("9" * 30 + " 1.5", "acked.txt: an id beyond a 64-bit integer")])
+def test_a_bad_acknowledged_bookings_file_is_named(tmp_path: Path, line: str, said: str) -> None:
+    (tmp_path / "acked.txt").write_text(f"1 {T0}\n{line}\n")
+    with pytest.raises(ArtifactError) as err:
+        notifications.summarize(_facts().write(tmp_path), [], tmp_path / "acked.txt")
+    assert said in str(err.value)
+
+
+def test_the_summary_splits_the_bookings_by_the_outages(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"ts": [T0 + 1, T0 + 2.5, T0 + 3, T0 + 6], "latency_ms": [10.0, 200.0, 300.0, 20.0],
+                          "name": ["bookClinicAppointment"] * 3 + ["checkAvailability"]})
+    with Samples.from_frame(frame) as sam:
+        out = notifications.summarize(_facts().write(tmp_path), [], tmp_path / "none.txt", sam,
+                                      "name = 'bookClinicAppointment'")
+    assert out.booking_in_outages == BookingInOutages(during_p95_ms=float(np.percentile([200.0, 300.0], 95)),
+                                                      during_n=2, outside_p95_ms=10.0, outside_n=1)
