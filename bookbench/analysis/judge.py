@@ -89,7 +89,9 @@ def judge(manifest: Manifest, summary: Summary, checks: list[dict[str, Any]] | N
     for name, entry in manifest.scenarios.items():
         ran = entry.started_at is not None or entry.counts is not None
         sc = summary.scenarios.get(name)
-        think = float(manifest.scenario_file.task_mix.get("think_time_s", {}).get("max", 0) or 0)
+        # the scenario's own think time, else the task mix's (config.scenarios.Scenario.think)
+        pause = entry.definition.get("think_time_s") or manifest.scenario_file.task_mix.get("think_time_s") or {}
+        think = float(pause.get("max", 0) or 0)
         mine = scenario_verdicts(name, sc, ran, thresholds, targets, alerts, baseline,
                                  thresholds.stall_default(name, entry.definition, think))
         if ran:  # the real reason: a stop or a fault that left Path B blank, else why the run had it off

@@ -44,6 +44,17 @@ class Stage(Strict):
         return self
 
 
+class ThinkTime(Strict):
+    min: float = Field(default=0, ge=0, le=60)
+    max: float = Field(default=0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThinkTime:
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
 class Scenario(Strict):
     description: str = ""
     warmup_s: float = Field(default=0, ge=0)
@@ -61,6 +72,13 @@ class Scenario(Strict):
     # reads while this scenario runs; not scaled by --quick (a probe is a reading, not load), and not part of the
     # digest (it does not shape the load: runs that differ only here still compare)
     probe_every_s: float = Field(default=10.0, ge=0.2, le=3600)
+    # the pause of this scenario's callers between two calls (closed model), in place of task_mix.think_time_s: a
+    # soak paced like real callers beside bursts fired back to back; unset, the file's task_mix says
+    think_time_s: ThinkTime | None = None
+
+    def think(self, mix: TaskMix) -> ThinkTime:
+        """The callers' pause in this scenario: its own, else the task mix's."""
+        return self.think_time_s if self.think_time_s is not None else mix.think_time_s
 
     @property
     def open_model(self) -> bool:
@@ -96,17 +114,6 @@ class Scenario(Strict):
             # an outage 10 s into a 60 s scenario is 2 s into its quick version: windows scale with the stages
             "faults": None if self.faults is None else self.faults.scaled(factor),
         })
-
-
-class ThinkTime(Strict):
-    min: float = Field(default=0, ge=0, le=60)
-    max: float = Field(default=0, ge=0, le=60)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ThinkTime:
-        if self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
 
 
 class TaskMix(Strict):
@@ -202,7 +209,9 @@ class ScenarioFile(Strict):
 
     def digest(self) -> str:
         """Hash of the definitions that shape the load; runs with different digests are not comparable."""
-        relevant = {"scenarios": {k: v.model_dump(exclude={"probe_every_s"}) for k, v in self.scenarios.items()},
+        # think_time_s only where a scenario sets it: a file that sets none keeps the digest it had before the key
+        relevant = {"scenarios": {k: v.model_dump(exclude={"probe_every_s"} | (
+                        {"think_time_s"} if v.think_time_s is None else set())) for k, v in self.scenarios.items()},
                     "task_mix": self.task_mix.model_dump()}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

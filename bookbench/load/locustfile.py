@@ -90,6 +90,7 @@ def _load_config() -> RunConfig:
 CONFIG = _load_config()
 MIX = CONFIG.task_mix
 SCENARIO = CONFIG.scenario
+THINK = SCENARIO.think(MIX) if SCENARIO is not None else MIX.think_time_s
 OPEN_MODEL = SCENARIO is not None and SCENARIO.open_model
 # Locust processes that generate load (1, or the workers): each takes its share of an open model's rate
 PROCESSES = CONFIG.processes
@@ -309,8 +310,7 @@ def _weight(task_name: str) -> int:
 class VoiceAgentCaller(FastHttpUser):
     """One caller of one clinic: checks availability, looks up their appointment, books, sometimes cancels."""
 
-    wait_time = (between(MIX.think_time_s.min, MIX.think_time_s.max) if MIX.think_time_s.max > 0
-                 else constant(0))
+    wait_time = (between(THINK.min, THINK.max) if THINK.max > 0 else constant(0))
     # the closed model's users; an open-model scenario drives callers from ArrivalScheduler instead
     abstract = OPEN_MODEL
     intended: float | None = None  # open model: the send time this request was scheduled for

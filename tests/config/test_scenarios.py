@@ -94,6 +94,19 @@ def test_digest_changes_with_the_load_definition(tmp_path: Path) -> None:
     assert same_load.digest() == base
 
 
+def test_a_scenario_paces_its_own_callers(tmp_path: Path) -> None:
+    """think_time_s on a scenario replaces the task mix's for it alone, shapes the load (the digest moves), and is
+    checked like the task mix's."""
+    base = load_scenarios(SHIPPED)
+    paced = load_scenarios(_write(tmp_path, lambda r: r["scenarios"]["burst"].update(
+        think_time_s={"min": 0.5, "max": 1.0})))
+    assert paced.scenarios["burst"].think(paced.task_mix).max == 1.0
+    assert paced.scenarios["ramp_up"].think(paced.task_mix) == base.task_mix.think_time_s
+    assert paced.digest() != base.digest()
+    with pytest.raises(ScenarioFileError, match="think_time_s"):
+        load_scenarios(_write(tmp_path, lambda r: r["scenarios"]["burst"].update(think_time_s={"min": 2, "max": 1})))
+
+
 def test_sweep_sizes_parse() -> None:
     import typer
 
