@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from bookbench.analysis import block_hist, inference, sample_read, stats
-from bookbench.analysis import summarize as analysis
+from bookbench.analysis.latency_sql import num, steady
 from bookbench.artifacts import manifest as manifest_file
 from bookbench.artifacts import summary as summary_file
 
-# rows per batch fetched from the engine: 16 MB of (block, latency) and a few of its size in numpy temporaries
-BATCH_ROWS = 1_000_000
+# rows per batch fetched from the engine (its own default): 2 MB of (block, latency) and a few of its size in numpy
+# temporaries. Measured on a 10M-row run (benchmarks/test_compare_scale.py): batches of 1M rows added ~70 MB to the
+# peak, as the engine makes the next batches while one is counted; 131,072 rows ~20 MB, and smaller no less
+BATCH_ROWS = 131_072
 
 
 def series(run_dir: Path, scenario: str) -> stats.RunSeries:
@@ -23,9 +25,9 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
     with sample_read.open_samples(run_dir, scenario, entry) as sam:
         if not sam.rows:
             return stats.RunSeries.from_arrays([], [])
-        second = f"CAST(floor(ts - {analysis.num(sam.t0 + warmup_s)}) AS BIGINT)"
-        steady = analysis.steady(sam, warmup_s)
-        first, last = sam.one(f"SELECT min({second}), max({second}) FROM s WHERE {steady}")
+        second = f"CAST(floor(ts - {num(sam.t0 + warmup_s)}) AS BIGINT)"
+        window = steady(sam, warmup_s)
+        first, last = sam.one(f"SELECT min({second}), max({second}) FROM s WHERE {window}")
         if first is None:  # nothing after the warm-up
             return stats.RunSeries.from_arrays([], [])
         # the last second is cut short by the end of the scenario: counting it as a whole window would understate
@@ -33,12 +35,13 @@ def series(run_dir: Path, scenario: str) -> stats.RunSeries:
         counts = block_hist.BlockCounts(int(last) - int(first))
         sam.con.complete()  # Samples.one reads one row of its result; a streamed query needs the connection free
         found = sam.con.sql(f"SELECT {second} - {int(first)} AS block, latency_ms FROM s "
-                            f"WHERE {steady} AND {second} < {int(last)}").to_arrow_reader(BATCH_ROWS)
+                            f"WHERE {window} AND {second} < {int(last)}").to_arrow_reader(BATCH_ROWS)
         for batch in found:
             # counts do not depend on the order the engine reads the files in (in parallel): the bootstrap's draws
             # are the same every time the same run is compared
             counts.add(batch.column(0).to_numpy(zero_copy_only=False),
                        batch.column(1).to_numpy(zero_copy_only=False))
+            del batch  # not held while the engine makes the next one
     return stats.RunSeries.from_histogram(*counts.finish())
 
 
