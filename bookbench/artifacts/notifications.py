@@ -28,7 +28,7 @@ from bookbench.errors import ArtifactError
 
 NOTIFICATIONS_FORMAT_VERSION = 2
 READABLE = (1, 2)
-BATCH_ROWS = 50_000  # outbox rows held at once by a writer or a reader (a few MB)
+BATCH_ROWS = 20_000  # outbox rows held at once by a writer or a reader (about 12 MB as Python objects)
 
 
 class OutboxRow(BaseModel):
@@ -181,7 +181,9 @@ def read(path: Path, scratch: Path) -> NotificationFacts:
 
 
 def _check_rows(path: Path, facts: NotificationFacts) -> None:
-    """Format 2: the rows' file is there, readable, and holds the rows the facts recorded."""
+    """Format 2: the rows' file is there beside the facts, readable, and holds the rows the facts recorded."""
+    if Path(facts.outbox.file).name != facts.outbox.file:
+        raise ArtifactError(f"{path}: outbox.file: {facts.outbox.file!r} is not a file name in its folder")
     rows = outbox_path(path, facts)
     try:
         held = pq.ParquetFile(rows).metadata.num_rows

@@ -101,6 +101,9 @@ def test_format_2_rows_missing_or_short_are_named(tmp_path: Path) -> None:
         writer.write(_rows(1))
     with pytest.raises(ArtifactError, match=r"holds 1 rows where .* recorded 2"):
         facts_file.read(path, tmp_path)
+    facts_file.write(path, _header(1).model_copy(update={"outbox": OutboxFile(file="../s_outbox.parquet", rows=1)}))
+    with pytest.raises(ArtifactError, match=r"outbox\.file: '\.\./s_outbox\.parquet' is not a file name"):
+        facts_file.read(path, tmp_path)
 
 
 def test_a_failed_write_leaves_no_rows_file(tmp_path: Path) -> None:
