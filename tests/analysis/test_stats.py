@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from bookbench.analysis import block_hist, run_figures, sample_read, stats
@@ -205,3 +206,12 @@ def test_from_histogram_validates() -> None:
         RunSeries.from_histogram([3, 5], [[1.0, 0.0], [1.0, 0.0]])
     run = RunSeries.from_histogram([3, 5], [[1.0, 0.0], [2.0, 4.0]])
     assert (run.requests, run.blocks, run._block_counts.tolist()) == (7, 2, [1.0, 6.0])
+
+
+def test_a_batch_is_read_in_place_and_an_empty_latency_is_named() -> None:
+    batch = pa.record_batch({"block": pa.array([0, 1, 2], pa.int64()), "latency_ms": pa.array([1.5, None, 2.5])})
+    assert run_figures._numbers(batch.slice(1), 0).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="latency_ms: 1 empty value"):
+        run_figures._numbers(batch, 1)
+    with pytest.raises(TypeError, match="not a 64-bit number"):
+        run_figures._numbers(pa.record_batch({"block": pa.array([0], pa.int32())}), 0)
