@@ -7,15 +7,17 @@ and runs it off the caller's loop. In a Locust process that loop is gevent's, an
 of CPU, an hour's seconds: each merge runs in a real OS thread (not a greenlet: gevent's monkey-patching turns
 `threading` into greenlets, so the thread is started with the unpatched `_thread`), and pyarrow releases the GIL for
 its heavy work. The loop never waits for a merge: it looks once per flush whether the running one finished, and starts
-the next one due. One merge at a time, lowest level first. A process that exits, or hands its folder over, gives the
-merge under way up rather than wait for it (an hour's merge is seconds of CPU, longer on a busy machine): the merge
-checks between row groups whether to go on, and its inputs stay as they were.
+the next one due. One merge at a time, lowest level first, paced to at most half a core (PAUSE): on a 2-core machine
+the load's process and its target keep the rest. A process that exits, or hands its folder over, gives the merge
+under way up rather than wait for it (an hour's merge is seconds of CPU, longer on a busy machine): the merge checks
+between row groups whether to go on, and its inputs stay as they were.
 """
 
 from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import logging
 import sys
 import time
@@ -27,6 +29,9 @@ from typing import Any
 # anyway, and the folder reads as after a kill: every row once
 EXIT_WAIT_S = 30.0
 POLL_S = 0.02
+# after each step of a merge its thread pauses this many times as long as the step took: the merge then takes at most
+# 1 / (1 + PAUSE) of a core, and the loop's thread meets it at the GIL that much less often
+PAUSE = 1.0
 
 
 class Cancelled(Exception):
@@ -57,6 +62,9 @@ class _Job:
         self.cancelled = False
         self.lock = _native("allocate_lock")()
         self.lock.acquire()
+        self._pause = _native("allocate_lock")()  # held: acquiring it again is a wait without the GIL
+        self._pause.acquire()
+        self._since = time.perf_counter()
         _RUNNING.add(self)
         try:
             _native("start_new_thread")(self._run, (merge,))
@@ -74,15 +82,23 @@ class _Job:
             self.lock.release()
 
     def _go_on(self) -> None:
+        if not self.cancelled and PAUSE > 0:
+            self._pause.acquire(timeout=PAUSE * (time.perf_counter() - self._since))  # released early by give_up
+            self._since = time.perf_counter()
         if self.cancelled:
             raise Cancelled
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        with contextlib.suppress(RuntimeError):  # released already
+            self._pause.release()
 
     def done(self) -> bool:
         return not self.lock.locked()
 
     def give_up(self, timeout: float) -> None:
         """Ask the merge to stop, and block (a real wait: the loop has nothing else to do) until it has, or timeout."""
-        self.cancelled = True
+        self.cancel()
         if self.lock.acquire(timeout=timeout):
             self.lock.release()
 
@@ -118,7 +134,7 @@ class Compactor:
         process, whose message loop must keep running), and start no other: the folder is then handed over."""
         self.every = 0
         if self._job is not None:
-            self._job.cancelled = True
+            self._job.cancel()
         self._wait(sleep)
         self._collect()
 

@@ -78,10 +78,14 @@ def test_finish_gives_the_merge_under_way_up_and_it_is_no_failure() -> None:
 
 
 def test_a_process_that_exits_gives_its_merge_up_and_exits_cleanly() -> None:
+    # the merge's pause between steps is made endless: only the exit's give-up can end it, and then "given up" shows
     script = """
 import sys
 from pathlib import Path
+from bookbench.artifacts import sample_compaction
 from bookbench.artifacts.sample_compaction import Cancelled, Compactor
+
+sample_compaction.PAUSE = 1e9
 
 def merge(inputs, go_on):
     try:
