@@ -1,5 +1,7 @@
 """Per-request CPU cost of bookbench's recording hook and its flushes, measured without load or network: samples
-format 2 (gzip CSV members, the recorder before issue 28) and format 3 (Parquet parts), the same rows.
+format 2 (gzip CSV members, the recorder before issue 28) and format 3 (Parquet parts), the same rows; format 3 with
+its rolling compaction (a merge every 60 parts, in a thread beside the loop: 200 parts come here in well under a
+second, so merges run far more often than the once a minute of a real load) and without.
 
 Run as a script (importing the locustfile monkey-patches the interpreter with gevent): python -m benchmarks.hook_cost
 """
@@ -43,22 +45,26 @@ def main(n: int = 200_000) -> dict[str, float]:
         "task_mix": {"protocol": "rest", "weights": {"lookupUpcomingAppointment": 1}},
         "dataset": {"orgs": 3, "providers_per_org": 3, "contacts": 300, "appointments": 3000, "seed": 7}}))
     os.environ["BOOKBENCH_RUN_CONFIG"] = str(cfg)
-    from bookbench.artifacts.sample_parts import PartWriter, seal
+    from bookbench.artifacts.sample_parts import COMPACT_EVERY, PartWriter, seal
     from bookbench.artifacts.samples import SampleWriter
     from bookbench.load.recorder import Recorder
 
     costs: dict[str, float] = {}
     # interleaved, twice each: a machine shared with other work drifts, and the first round warms the imports
     for _ in range(2):
-        for fmt in ("format 2", "format 3"):
+        for fmt in ("format 2", "format 3", "format 3 without compaction"):
             recorder = Recorder(open_model=False)
             out = Path(tempfile.mkdtemp(dir=folder))
-            recorder.writer = SampleWriter(out / "s.csv.gz") if fmt == "format 2" else PartWriter(out / "s", "local")
+            every = 0 if fmt.endswith("without compaction") else COMPACT_EVERY
+            recorder.writer = (SampleWriter(out / "s.csv.gz") if fmt == "format 2"
+                               else PartWriter(out / "s", "local", compact_every=every))
             cost = _measure(recorder, n)
             assert recorder.writer.written == n
+            if isinstance(recorder.writer, PartWriter):
+                recorder.writer.compaction.drain()  # not into the next measurement
             costs[fmt] = min(cost, costs.get(fmt, cost))
     started = time.perf_counter()
-    sealed = seal(out / "s", folder)  # the last format-3 folder: its 200 parts merged into one file
+    sealed = seal(out / "s", folder)  # the last format-3 folder, never compacted: its 200 parts merged into one file
     seal_us = 1e6 * (time.perf_counter() - started) / n
     assert sum(s.rows for s in sealed) == n
     for fmt, cost in costs.items():
