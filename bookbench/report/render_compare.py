@@ -87,7 +87,7 @@ def wait_rows(result: Comparison) -> dict[str, list[str]]:
 
 def _owner(error: str, runs: dict[str, list[str]]) -> tuple[str, str] | None:
     """The set and the reason behind a cell's error when it names one of the compared runs: comparison words such
-    errors "<run folder>: <reason>" (analysis/comparison.py _figures), e.g. a run with too few samples."""
+    errors "<run folder>: <reason>" (analysis/run_figures.figures), e.g. a run with too few samples."""
     for label, dirs in runs.items():
         for i, d in enumerate(dirs):
             prefix = f"{Path(d).name}: "
