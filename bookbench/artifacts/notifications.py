@@ -71,10 +71,6 @@ class OutboxFile(BaseModel):
     file: str
     rows: int = Field(ge=0)
 
-    def __len__(self) -> int:
-        # what the outbox queued: the pipeline's narration counts the rows as it did when they were a list
-        return self.rows
-
 
 class NotificationFacts(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -199,21 +199,12 @@ def drain(dsn: str, id_after: int, timeout_s: float, backlog: list[tuple[float, 
         time.sleep(0.5)
 
 
-# this scenario's outbox rows, as the facts record them (OutboxRow's columns, in its order)
-OUTBOX_ROWS = """
-    SELECT appointment_id, channel, kind, dedup_key, EXTRACT(epoch FROM created_at)::float8 AS created_at,
-           status, attempts, EXTRACT(epoch FROM sent_at)::float8 AS sent_at, conflict, last_error
-      FROM notification_outbox WHERE appointment_id > $1 ORDER BY id"""
-
-
 async def stream_outbox(conn: asyncpg.Connection, id_after: int, path: Path) -> int:
     """This scenario's outbox rows into `path` (Parquet, whole or absent), facts_file.BATCH_ROWS at a time through
     a cursor: a soak's half a million rows never sit in memory together. Returns how many."""
     with facts_file.OutboxWriter(path) as writer:
-        async with conn.transaction(readonly=True):  # a cursor lives in a transaction
-            cursor = await conn.cursor(OUTBOX_ROWS, id_after)
-            while batch := await cursor.fetch(facts_file.BATCH_ROWS):
-                writer.write([dict(r) for r in batch])
+        async for batch in outbox.outbox_batches(conn, id_after, facts_file.BATCH_ROWS):
+            writer.write(batch)
     return writer.rows
 
 

@@ -238,7 +238,7 @@ class RunScenario(RunDatabase):
             f"NOT drained: {left} pending after {spec.drain_timeout_s:g} s" if drained[1] is None else
             f"NOT drained: {left} pending when {drained[1]}")
         gone = "; ".join(f"{part} exited with code {code}" for part, code in facts.exited.items())
-        self.narrate(say(f"  {name}: {len(facts.outbox):,} notifications queued, {took}, peak backlog "
+        self.narrate(say(f"  {name}: {facts.outbox.rows:,} notifications queued, {took}, peak backlog "
                          f"{max((b for _, b in backlog), default=0):,}"
                          + (f" ({gone}; the other dispatchers finished the outbox)" if gone and drained[0] else "")))
 

@@ -68,7 +68,7 @@ def test_an_empty_outbox_reads_in_both_formats(tmp_path: Path) -> None:
     facts_file.write(path, _header(0).model_copy(update={"outbox": OutboxFile(file="two_outbox.parquet", rows=0)}))
     two = facts_file.read(path, tmp_path)
     for facts, at in ((one, tmp_path / "one.json"), (two, path)):
-        assert len(facts.outbox) == 0 and pq.read_table(facts_file.outbox_path(at, facts)).num_rows == 0
+        assert facts.outbox.rows == 0 and pq.read_table(facts_file.outbox_path(at, facts)).num_rows == 0
 
 
 @pytest.mark.parametrize(("change", "said"), [

@@ -12,10 +12,9 @@ import pytest
 
 from bookbench.artifacts import notifications as facts_file
 from bookbench.config.notifications import Faults
-from bookbench.db import notifications as outbox
 from bookbench.db.schema import apply_schema
 from bookbench.pipeline import notify
-from tests.conftest import run_sql
+from tests.conftest import fetch, run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +38,14 @@ def test_outbox_rows_are_streamed_in_batches_and_named_by_the_json(
     path = tmp_path / "burst.json"
     # the rows of appointments after id 100 are this scenario's (200 rows before them are an earlier one's)
     facts = notify.record_facts(dsn, path, "burst", 2, Faults(), 100, (1.0, 2.0), 30.0, (2.5, None), [(1.0, 0)], {})
-    assert facts.outbox.file == "burst_outbox.parquet" and len(facts.outbox) == 2400
+    assert facts.outbox.file == "burst_outbox.parquet" and facts.outbox.rows == 2400
     assert json.loads(path.read_text())["outbox"] == {"file": "burst_outbox.parquet", "rows": 2400}
     rows = tmp_path / "burst_outbox.parquet"
     assert pq.ParquetFile(rows).metadata.num_row_groups == 3  # three batches of at most 1,000 rows
-    expected = run_sql(dsn, lambda c: outbox.outbox_rows(c, 100))
-    assert pq.read_table(rows).to_pylist() == expected
+    written = pq.read_table(rows).to_pylist()
+    columns = ("appointment_id", "channel", "kind", "dedup_key", "status", "attempts", "conflict", "last_error")
+    expected = [tuple(r) for r in fetch(dsn, f"SELECT {', '.join(columns)} FROM notification_outbox "
+                                             "WHERE appointment_id > 100 ORDER BY id")]
+    assert [tuple(r[c] for c in columns) for r in written] == expected
     assert facts_file.read(path, tmp_path) == facts
     assert sorted(p.name for p in tmp_path.iterdir()) == ["burst.json", "burst_outbox.parquet"]
