@@ -12,8 +12,6 @@ import contextlib
 import logging
 import os
 import random
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,9 @@ from typing import Any
 import gevent
 import gevent.pool
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
-from locust import runners as locust_runners
 from locust.env import Environment
-from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
-from bookbench.artifacts import run_config
-from bookbench.artifacts.run_config import RunConfig, RunDataset
 from bookbench.artifacts.sample_parts import PartWriter, process_name
 from bookbench.artifacts.samples import (
     WRITER_FAILED_EXIT,
@@ -36,17 +31,11 @@ from bookbench.artifacts.samples import (
     write_failure_note,
 )
 from bookbench.config.dataset import DEFAULT_KEY_SECRET
-from bookbench.config.scenarios import SHIPPED_SCENARIOS, load_scenarios
 from bookbench.config.shape import arrival_rate_at, arrival_times, users_at
-from bookbench.errors import ArtifactError
-from bookbench.load import collect, remote
+from bookbench.load import collect, given, lifeline
 from bookbench.load.live import LiveStats
 from bookbench.load.recorder import Recorder, failure_text
-from bookbench.target import pools as target_pools
-from bookbench.target import profile as target_profile
 from bookbench.target.answers import Outcome
-from bookbench.target.client import Target
-from bookbench.target.pools import Tenant
 
 # report_to_master keys; never stats / stats_total / errors. A worker writes its samples itself (samples format 3):
 # its master gets only the live digest (load/live.py) and the short lists below
@@ -59,58 +48,17 @@ ATTEMPTS_KEY = "bookbench_attempts"
 # than the run waits at the end: a request to a stopped service would vanish unrecorded); shorter than
 # locust_proc.STOP_TIMEOUT_S, so a request in flight at the end still times out before its user is stopped
 REQUEST_TIMEOUT_S = 10.0
-# a worker started by bookbench (local, or by `bookbench worker`) exits this long after its master stopped answering
-# (Locust's default: 60 s)
-MASTER_HEARTBEAT_TIMEOUT_S = 10
 
 
-def _load_config() -> RunConfig:
-    path = os.environ.get("BOOKBENCH_RUN_CONFIG")
-    if path:
-        try:
-            config = run_config.read(Path(path))
-        except ArtifactError as exc:  # one line naming the file and the field, not a traceback
-            raise SystemExit(f"bookbench: {exc}") from None
-        if config.remote is not None:
-            # started by `bookbench worker` for one scenario's plan: connect only while that plan's master is the
-            # one listening (the next scenario's master comes on the same port)
-            remote.confirm_master(config.remote)
-        return config
-    if "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER"):
-        # a worker started by hand would load this machine's scenarios.yaml, not the plan of the run it joins
-        raise SystemExit("bookbench: a Locust worker runs only the plan of the run it joins; start it with "
-                         "`bookbench worker --master-host HOST --master-port PORT`")
-    # exploratory use: scenarios.yaml's task mix and dataset
-    spec = load_scenarios(SHIPPED_SCENARIOS)
-    name = os.environ.get("BOOKBENCH_SCENARIO")
-    return RunConfig(task_mix=spec.task_mix, dataset=RunDataset(**spec.dataset.model_dump()),
-                     scenario=spec.scenarios[name] if name else None)
-
-
-CONFIG = _load_config()
+CONFIG = given.load_config()
 MIX = CONFIG.task_mix
 SCENARIO = CONFIG.scenario
 THINK = SCENARIO.think(MIX) if SCENARIO is not None else MIX.think_time_s
 OPEN_MODEL = SCENARIO is not None and SCENARIO.open_model
 # Locust processes that generate load (1, or the workers): each takes its share of an open model's rate
 PROCESSES = CONFIG.processes
-LAYOUT = CONFIG.dataset.layout()
 SECRET = os.environ.get("BOOKBENCH_KEY_SECRET", DEFAULT_KEY_SECRET)
-
-
-def _target() -> Target:
-    """The profile this run talks through (the reference service's REST or Vapi profile unless the run names
-    one), with the tenants the orchestrator resolved (a pool read by SQL) or resolved here."""
-    spec = CONFIG.target
-    prof = target_profile.load(spec.profile or ("reference-vapi" if MIX.protocol == "vapi" else "reference-rest"))
-    if spec.tenants:
-        tenants = [Tenant(t.id, tuple(t.contacts), tuple(t.providers)) for t in spec.tenants]
-    else:
-        tenants = target_pools.tenants(prof.pools, LAYOUT)
-    return Target(prof, tenants, target_pools.credentials(prof.auth.credentials, [t.id for t in tenants], SECRET))
-
-
-TARGET = _target()
+TARGET = given.target(CONFIG, SECRET)
 RNG = random.Random()
 
 
@@ -122,7 +70,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     RECORDER.env = environment
     runner = environment.runner
     if SCENARIO is not None and not isinstance(runner, WorkerRunner):
-        signal.signal(signal.SIGINT, _end_the_shape)
+        lifeline.stop_the_shape_on_sigint(lambda: RECORDER.env.runner if RECORDER.env is not None else None)
     # BOOKBENCH_RECORD=0: plain Locust with the same users, the baseline of the recording-overhead benchmark
     if os.environ.get("BOOKBENCH_RECORD", "1") == "0":
         return
@@ -178,61 +126,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     gevent.spawn(_background, environment)
 
 
-class _StopAsked:
-    """Set by SIGINT once the shape runs: its next tick (within a second) ends the load as at the plan's end."""
-
-    asked = False
-
-
-def _end_the_shape(signum: int, frame: Any) -> None:
-    """SIGINT (bookbench stopping this scenario early): end the load as at the plan's end, so every user finishes its
-    request in flight (--stop-timeout; a request to a stopped service ends at its timeout, a failed sample) and the
-    last samples and Locust's own files are written. Python's default would raise KeyboardInterrupt in whichever
-    greenlet runs, often a user in the middle of a request, which then vanishes unrecorded. Before the shape has
-    started (a master waiting for its workers) nothing is measured yet, and the default applies; after the load
-    ended by itself Locust is finishing anyway. The shape's tick is late only while a slow ramp-up blocks it; the
-    SIGKILL after LocustJob.stop's grace period bounds that."""
-    runner = RECORDER.env.runner if RECORDER.env is not None else None
-    if runner is None or (runner.state == STATE_INIT and getattr(runner, "shape_greenlet", None) is None):
-        raise KeyboardInterrupt
-    _StopAsked.asked = True
-
-
-def _process_exists(pid: int) -> bool:
-    """True while `pid` runs; a zombie (killed, not yet reaped by bookbench) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: whether a signal could be sent
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
-def _exit_without_master(pid: int) -> None:
-    """A local worker never outlives its master: once the master process is gone (kill -9, a crash) nothing this
-    worker measures can reach a file, so every further request would be unrecorded load. It exits at once, without
-    Locust's shutdown (which would try to talk to the dead master)."""
-    while _process_exists(pid):
-        gevent.sleep(0.5)
-    print(f"bookbench: the Locust master (pid {pid}) is gone; this worker exits", file=sys.stderr, flush=True)
-    os._exit(3)
-
-
-if os.environ.get("BOOKBENCH_MASTER_PID"):  # set by bookbench for the local workers it starts, only
-    # from import on: a worker connects to its master before Locust's init event, and may wait there for a master
-    # that is already gone
-    gevent.spawn(_exit_without_master, int(os.environ["BOOKBENCH_MASTER_PID"]))
-if os.environ.get("BOOKBENCH_MASTER_PID") or CONFIG.remote is not None:
-    # a master stopped (SIGSTOP) or gone (a remote worker cannot see its pid) sends no heartbeat: the worker quits
-    # instead of loading the target unrecorded for a minute
-    locust_runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_HEARTBEAT_TIMEOUT_S
+lifeline.tie_worker_to_master(int(os.environ["BOOKBENCH_MASTER_PID"]) if os.environ.get("BOOKBENCH_MASTER_PID")
+                              else None, remote=CONFIG.remote is not None)
 
 
 def _background(environment: Environment) -> None:
@@ -462,6 +357,6 @@ if SCENARIO is not None:
         """The scenario's stages; tick() is users_at() of the elapsed time (unit-tested without Locust)."""
 
         def tick(self) -> tuple[int, float] | None:
-            if _StopAsked.asked:
+            if lifeline.StopAsked.asked:
                 return None
             return users_at(_STAGES, self.get_run_time(), PROCESSES)
