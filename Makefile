@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# three processes, one test file each at a time (module fixtures stay in one process; a third process fills the
-# time the others spend waiting on stopped or hung processes), then the tests that measure timing or noise on the
-# real stack alone (marker `serial`): see the README's Development section for the measured times
+# four processes, one test file each at a time (module fixtures stay in one process; the processes beyond the two
+# cores fill the time the others spend waiting on stopped or hung processes), then the tests that measure timing or
+# noise on the real stack alone (marker `serial`): see the README's Development section for the measured times
 test: $(STAMP)
-	$(PY) -m pytest -q -n 3 --dist loadfile -m "not serial"
+	$(PY) -m pytest -q -n 4 --dist loadfile -m "not serial"
 	$(PY) -m pytest -q -m serial
 
 test-fast: $(STAMP)

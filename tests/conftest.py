@@ -109,7 +109,12 @@ def tmp(tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """pytest-timeout's bound (pyproject: 300 s, what the slowest test needs on an idle machine with room to spare)
     only catches hangs: stretched here by how busy the machine is, at least twice, so a slow machine is never
-    mistaken for a hang (tests/budget.py). A test's own `timeout` marker is left as it is."""
+    mistaken for a hang (tests/budget.py). A test's own `timeout` marker is left as it is.
+
+    Also the order: files holding `slow` tests first. Under `-n N --dist loadfile` a file runs whole in one process,
+    and a long one handed out last keeps the suite waiting on it alone; longest first balances the processes."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file keeps its own order
     idle_s = float(config.getini("timeout") or 0)
     if not idle_s:
         return
