@@ -138,14 +138,17 @@ class PartWriter:
         if len(self.rows) >= FLUSH_ROWS:
             self.flush()
 
-    def flush(self) -> int:
-        """Write the buffered rows as one part; raises WriteFailed naming it when the disk refuses."""
+    def flush(self, compact: bool = True) -> int:
+        """Write the buffered rows as one part; raises WriteFailed naming it when the disk refuses. `compact=False`:
+        the process's last flush, after which the files are sealed or shipped: no merge is started only to be given
+        up at exit."""
         if not self.rows:
             return 0
         rows, self.rows = self.rows, []
         parts = [self._write(to_table(rows[start:start + FLUSH_ROWS])) for start in range(0, len(rows), FLUSH_ROWS)]
         self.written += len(rows)
-        self.compaction.add(parts)
+        if compact:
+            self.compaction.add(parts)
         return len(rows)
 
     def _segment(self, inputs: list[Path], go_on: Callable[[], None]) -> Path:

@@ -41,7 +41,7 @@ class SampleWriter:
     def extend(self, rows: list[Sample]) -> None:
         self.rows.extend(rows)
 
-    def flush(self) -> int:
+    def flush(self, compact: bool = True) -> int:  # `compact`: PartWriter's; one gzip file has nothing to merge
         if not self.rows:
             return 0
         rows, self.rows = self.rows, []

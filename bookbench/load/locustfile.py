@@ -176,7 +176,7 @@ def _take_writer(environment: Environment) -> PartWriter | None:
     """A remote worker's last rows written, and its writer handed over to be sealed and sent (load/collect.py):
     nothing writes into its folder after that."""
     try:
-        RECORDER.flush_local()
+        RECORDER.flush_local(last=True)
     except WriteFailed as exc:
         _writer_failed(environment, exc, quitting=True)
     writer, RECORDER.writer = RECORDER.writer, None
@@ -193,7 +193,7 @@ def _on_quit(environment: Environment, **_: Any) -> None:
     # every process writes its last rows itself (a worker's lists went to its master with its last report)
     if RECORDER.writer is not None or not isinstance(environment.runner, WorkerRunner):
         try:
-            RECORDER.flush_local()
+            RECORDER.flush_local(last=True)
         except WriteFailed as exc:
             _writer_failed(environment, exc, quitting=True)
 

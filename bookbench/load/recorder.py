@@ -100,14 +100,15 @@ class Recorder:
         rows, self.unsent = self.unsent, []
         return compact(rows), self.unsent_in_flight
 
-    def flush_local(self) -> None:
-        """Write this process's rows (and, on a local runner or master, the lists) to the run's files."""
+    def flush_local(self, last: bool = False) -> None:
+        """Write this process's rows (and, on a local runner or master, the lists) to the run's files. `last`: the
+        process is quitting, its files are sealed or shipped next (no compaction is started)."""
         rows, self.pending = self.pending, []
-        self.write_rows(rows)
+        self.write_rows(rows, last)
         if not self.is_worker:  # a worker's lists go to its master, which writes them
             self.store(*self.take_lists())
 
-    def write_rows(self, rows: list[Sample]) -> None:
+    def write_rows(self, rows: list[Sample], last: bool = False) -> None:
         """Raises WriteFailed naming the part that could not be written."""
         if self.failed is not None:
             return  # the recording already stopped: Locust is quitting with the reason
@@ -121,7 +122,7 @@ class Recorder:
                     self.unsent_in_flight = (row[0] + row[1] / 1000, row[8])
         if self.writer is not None and rows:
             self.writer.extend(rows)
-            self.writer.flush()
+            self.writer.flush(compact=not last)
 
     def store(self, booked: list[tuple[int | str, float]], dropped: list[float],
               attempts: list[tuple[int, int, str]]) -> None:
