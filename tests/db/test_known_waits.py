@@ -177,10 +177,10 @@ def test_advisory_lock_held_for_a_known_time(api: ServiceProcess, small_db: str)
     run_async(body())
 
 
-def _unheld(api: ServiceProcess, small_db: str, providers: list[int]) -> tuple[dict[str, int], int, int]:
-    """K bookings at once with nothing held: (counts over the window, observations, instants any was in flight)."""
+def _unheld(api: ServiceProcess, small_db: str, providers: list[int]) -> tuple[dict[str, int], int]:
+    """K bookings at once with nothing held: (counts over the window, instants any was in flight)."""
 
-    async def body() -> tuple[dict[str, int], int, int]:
+    async def body() -> tuple[dict[str, int], int]:
         async with httpx.AsyncClient(base_url=api.base_url, timeout=budget(30)) as client:
             await book(client, providers[0])
             with WaitSampler(small_db, hz=HZ) as sampler:
@@ -193,8 +193,7 @@ def _unheld(api: ServiceProcess, small_db: str, providers: list[int]) -> tuple[d
                 shares = sampler.shares(began, end)
                 n = Instants(sampler)
         assert shares is not None
-        return shares.counts, shares.observations, n.maybe_inside(min(f.sent for f in done),
-                                                                 max(f.answered for f in done))
+        return shares.counts, n.maybe_inside(min(f.sent for f in done), max(f.answered for f in done))
 
     return run_async(body())
 
@@ -204,20 +203,21 @@ def test_negative_control_distinct_providers_never_wait_on_the_lock(api: Service
     lock, so no instant may show a Lock:advisory wait, however slow the machine (exactly 0)."""
     providers = list(SMALL.providers_of(ORG))
     assert len(set(providers)) >= 2
-    counts, _, _ = _unheld(api, small_db, providers)
+    counts, _ = _unheld(api, small_db, providers)
     print(f"\nnegative control, {len(providers)} providers: counts {counts}")
     assert counts["Lock:advisory"] == 0
 
 
 def test_negative_control_same_provider_nothing_held(api: ServiceProcess, small_db: str) -> None:
     """The same K bookings for one provider with nothing held: they serialize only on each other, each for another's
-    few milliseconds of booking. Bound: whenever a backend waits, the one holding the lock is a service backend too,
-    busy and not waiting on it, so Lock:advisory is at most (K-1)/K of the observations, and at most K-1 per instant
-    while the bookings were in flight; with the lock held by the test (above) it was all K, for seconds."""
+    few milliseconds of booking. Bound: the first to take the lock never waited for it, so at most K-1 backends show
+    Lock:advisory at any instant while the bookings were in flight; with the lock held by the test (above) it was all
+    K, for seconds. (Not a share of the observations: a holder that has just committed is idle, and so not observed,
+    while the waiter it woke still shows the wait until it runs: on a busy machine every backend observed at an
+    instant can be a waiter. Seen: 2 of 2.)"""
     provider = SMALL.providers_of(ORG)[1]
-    counts, observations, in_flight = _unheld(api, small_db, [provider] * K)
+    counts, in_flight = _unheld(api, small_db, [provider] * K)
     print(f"\nnegative control, one provider: counts {counts}, {in_flight} instants in flight")
-    assert counts["Lock:advisory"] * K <= (K - 1) * observations
     assert counts["Lock:advisory"] <= (K - 1) * in_flight
 
 

@@ -24,7 +24,9 @@ from tests.conftest import fetch, run_sql
 # machine only delays; the breaker's outage lasts until the breaker opened, never a wall-clock length
 pytestmark = [pytest.mark.integration]
 
-BASE = 50_000_000  # appointment ids of these tests' rows: far beyond any seeded or booked id
+# the first appointment id of these tests' rows (row i is BASE + i, so row 0 is BASE itself: every query takes
+# `>= BASE`); far beyond any seeded or booked id
+BASE = 50_000_000
 
 
 def _insert(dsn: str, rows: list[tuple[int, str, str, str, dict]]) -> None:  # type: ignore[type-arg]
@@ -55,8 +57,8 @@ def _wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
 
 def _status(dsn: str) -> dict[str, tuple[str, int]]:
     return {r["dedup_key"]: (r["status"], r["attempts"])
-            for r in fetch(dsn, "SELECT dedup_key, status, attempts FROM notification_outbox WHERE appointment_id > $1",
-                           BASE)}
+            for r in fetch(dsn, "SELECT dedup_key, status, attempts FROM notification_outbox "
+                                "WHERE appointment_id >= $1", BASE)}
 
 
 @contextmanager
@@ -134,7 +136,7 @@ def test_breaker_opens_in_the_database_and_closes_after_the_outage(small_db: str
         # of accepted messages against its record file, and each row's history
         fake = httpx.get(f"{stack.url('sms')}/_bookbench/state", timeout=5).json()
         rows = [dict(r) for r in fetch(small_db, "SELECT dedup_key, status, attempts, sent_at, last_error "
-                                                 "FROM notification_outbox WHERE appointment_id > $1", BASE)]
+                                                 "FROM notification_outbox WHERE appointment_id >= $1", BASE)]
         history = [dict(r) for r in fetch(small_db, "SELECT * FROM notification_breaker_log ORDER BY id")]
     assert log[0] == "open" and log[-1] == "closed"
     # all after the outage, once each

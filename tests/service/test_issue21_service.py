@@ -74,15 +74,16 @@ def _wait_for_listener(client: httpx.Client) -> None:
         time.sleep(0.1)
 
 
-def _refused_within(client: httpx.Client, path: str, key: str, bound_s: float) -> float:
-    """Seconds until `key` is refused (401) on `path`; fails past `bound_s`."""
+def _refused_within(client: httpx.Client, path: str, key: str, bound_s: float,
+                    meanwhile: frozenset[int] = frozenset({200})) -> float:
+    """Seconds until `key` is refused (401) on `path`; fails past `bound_s`. Until then, an answer in `meanwhile`."""
     started = time.monotonic()
     while True:
         status = client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code
         waited = time.monotonic() - started
         if status == 401:
             return waited
-        assert status == 200, status
+        assert status in meanwhile, status
         assert waited < bound_s, f"the revoked key still worked after {waited:.1f} s"
         time.sleep(0.05)
 
@@ -100,7 +101,10 @@ def test_a_revoked_key_is_refused_at_once(client: httpx.Client, dsn: str, change
     else:
         fetch(dsn, "DELETE FROM contacts WHERE org_id = $1", org)
         fetch(dsn, "DELETE FROM organizations WHERE id = $1", org)
-    _refused_within(client, path, key, REVOCATION_BOUND_S)
+    # while the notification is on its way the key may still be cached, and its contact is already gone: a 404 then
+    # is the right answer (seen on a busy machine), a 200 is not
+    meanwhile = frozenset({200}) if change == "rotate" else frozenset({404})
+    _refused_within(client, path, key, REVOCATION_BOUND_S, meanwhile)
 
 
 def test_a_lost_listener_never_lets_a_revoked_key_through(client: httpx.Client, dsn: str) -> None:
