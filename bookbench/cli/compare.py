@@ -117,6 +117,9 @@ def compare(
         "--cleanup", help="with --target-url: each run deletes exactly its own bookings at its end, so that every "
         "variant starts from the same rows")] = False,
     order: OrderOpt = OrderChoice.balanced,
+    skip_checks: Annotated[bool, typer.Option(
+        "--skip-checks", help="do not run smoke/uat/stress/preflight in the first round (each run's review then "
+        "says the checks were not run)")] = False,
     index_dir: IndexDirOpt = None,  # read through the environment by every stage (db.indexes)
     dsn: DsnOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
@@ -153,7 +156,8 @@ def compare(
                 quick=quick, duration_factor=duration_factor, overrides=overrides, scenario_file=scenario_file,
                 out_folder=folder, workers=workers, key_secret=key_secret, allow_remote=allow_remote,
                 argv=["bookbench", *sys.argv[1:]], delay_last_ms=delay_last_ms, target=target,
-                target_url=deployment_url(target_url, dsn), cleanup=cleanup, order=_order(order))
+                target_url=deployment_url(target_url, dsn), cleanup=cleanup, order=_order(order),
+                checks=not skip_checks)
     stop_on_signals()
     measured = measure(plan, dsn, data_dir, console)
     conclude(folder, measured, spec.noise_threshold, force, store, console)

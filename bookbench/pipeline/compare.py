@@ -134,12 +134,19 @@ class Plan:
     target_url: str | None = None  # a running deployment instead of the reference service bookbench starts
     cleanup: bool = False  # each run deletes its own bookings on a database bookbench did not seed
     order: Order = "balanced"  # the variants' order inside each round (pipeline.schedule)
+    checks: bool = True  # the first round runs the pre-deployment checks (never with quick)
     labels: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.labels = variant_labels(self.sets)
         if self.delay_last_ms:
             self.labels[-1] += f" (+{self.delay_last_ms:g} ms)"
+
+
+def runs_checks(plan: Plan, round_no: int) -> bool:
+    """Whether the runs of round `round_no` (0-based) run the pre-deployment checks: the first round's only (they
+    judge the service, not the timing), never in a quick compare or with --skip-checks."""
+    return plan.checks and not plan.quick and round_no == 0
 
 
 def record_place(run_dir: Path, round_no: int, position: int) -> None:
@@ -239,7 +246,7 @@ def _measure_rounds(plan: Plan, dsn: str | None, data_dir: Path | None, console:
                     out=plan.out_folder / "runs", dsn=url, notifications=False, allow_remote=plan.allow_remote,
                     anchor=anchor, own_database=dsn is None, target=plan.target, target_url=plan.target_url,
                     cleanup=plan.cleanup,
-                    workers=plan.workers, key_secret=plan.key_secret, checks=not plan.quick and round_no == 0,
+                    workers=plan.workers, key_secret=plan.key_secret, checks=runs_checks(plan, round_no),
                     calibration_delay_ms=plan.delay_last_ms if i == len(plan.sets) - 1 else 0.0,
                     argv=plan.argv), narrate_to(console))
                 measured.made.append((label, outcome.run_dir))

@@ -19,6 +19,7 @@ from bookbench.db import indexes
 from bookbench.db.conn import run_with
 from bookbench.db.evidence import explain_all, plan_summary
 from bookbench.pipeline import analyse
+from bookbench.pipeline.compare import Plan, runs_checks
 from tests.budget import budget
 from tests.conftest import SMALL, seeded
 
@@ -87,11 +88,26 @@ def test_plan_summary_parses_nested_nodes() -> None:
     assert s["nodes"] == ["Nested Loop", "Index Scan", "Seq Scan"] and s["execution_ms"] == 2.5
 
 
+def test_only_the_first_round_of_a_full_compare_runs_the_checks(tmp_path: Path) -> None:
+    def plan(**changes: object) -> Plan:
+        shape: dict[str, object] = {"sets": ["none", "recommended"], "rounds": 3, "scenarios": None, "quick": False,
+                                    "duration_factor": 0.15, "overrides": {}, "scenario_file": TINY,
+                                    "out_folder": tmp_path, "workers": 0, "key_secret": "k", "allow_remote": False,
+                                    "argv": []}
+        return Plan(**(shape | changes))  # type: ignore[arg-type]
+
+    assert [runs_checks(plan(), r) for r in range(3)] == [True, False, False]
+    assert not any(runs_checks(plan(quick=True), r) for r in range(3))
+    assert not any(runs_checks(plan(checks=False), r) for r in range(3))
+
+
 @pytest.mark.slow
 @pytest.mark.serial  # its A/A case judges noise, which a second test process on the same 2 cores would add
 def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2",
+        # the checks (compare's first round runs them) judge the service, not this test's timing: skipped here,
+        # test_only_the_first_round_of_a_full_compare_runs_the_checks holds when they run
+        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2", "--skip-checks",
          "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=budget(300))
@@ -102,6 +118,7 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     for set_name in ("none", "recommended"):
         run = Path(result["runs"][set_name][0])
         assert (run / "report.html").exists() and (run / "explain" / "conflict_check.json").exists()
+        assert not (run / "checks.json").exists()  # --skip-checks
     row = result["scenarios"]["steady"]["recommended"]["vs_baseline"]
     assert {"p50", "p95", "p99", "throughput"} <= set(row)
     assert row["p95"]["low"] <= row["p95"]["ratio"] <= row["p95"]["high"]
