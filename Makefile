@@ -17,12 +17,19 @@ install: $(STAMP)
 # four processes, one test file each at a time (module fixtures stay in one process; the processes beyond the two
 # cores fill the time the others spend waiting on stopped or hung processes), then the tests that measure timing or
 # noise on the real stack alone (marker `serial`): see the README's Development section for the measured times
+#
+# Bytecode caching on for the tests even where the environment turns it off (PYTHONDONTWRITEBYTECODE=1): every
+# test starts bookbench, service, Locust and dispatcher processes, and each would otherwise compile the project's
+# modules from source again, and each pytest process rewrite every test module's asserts again (compiled once
+# up front, so that the four test processes starting together do not each compile them).
+CACHED := env -u PYTHONDONTWRITEBYTECODE
 test: $(STAMP)
-	$(PY) -m pytest -q -n 4 --dist loadfile -m "not serial"
-	$(PY) -m pytest -q -m serial
+	$(CACHED) $(PY) -m compileall -q bookbench target_service
+	$(CACHED) $(PY) -m pytest -q -n 4 --dist loadfile -m "not serial"
+	$(CACHED) $(PY) -m pytest -q -m serial
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(CACHED) $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from bookbench.artifacts.files import replace_atomically
 from bookbench.db.embedded import EmbeddedPostgres
 
 OWNER_FILE = "bookbench-owner"  # "commands": the last command stops the server; "db up": only `db down` does
@@ -75,7 +76,9 @@ def leased(data_dir: Path | None, database: str) -> Iterator[str]:
         if pg.start().pid != running:
             set_owner(pg, "commands")
         lease.parent.mkdir(exist_ok=True)
-        lease.write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+        # whole or absent: a reader without the lock (`bookbench db status`, a test) must never see a half-written
+        # lease, which it would take for a dead command's and delete
+        replace_atomically(lease, json.dumps({"pid": me.pid, "started": me.create_time()}))
     try:
         yield pg.create_database(database)
     finally:

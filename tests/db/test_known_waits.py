@@ -21,7 +21,7 @@ import asyncio
 import datetime as dt
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -38,10 +38,22 @@ pytestmark = pytest.mark.integration
 
 HZ = 20.0
 K = 4  # concurrent bookings for one (org, provider); the service's pool (20) holds them all at once
-HOLD_S = 2.0  # how long the test holds the lock once all K wait
+HOLD_S = 2.0  # how long the test holds the lock once all K wait (idle machine; stretched by budget())
 SLEEP_S = 1.0  # a service-named backend in pg_sleep during the hold: known "other" time beside the lock waits
+# (stretched too: the instants surely inside the sleep lie within 2 x SLEEP_S minus the call's round trip)
 ORG = 1
 _day = itertools.count(400)
+
+
+@pytest.fixture(scope="module")
+def api(small_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The service with a request deadline far beyond the test's hold (stretched on a busy machine): a booking
+    waiting on the held lock must wait, not end in a 504 at the default 5 s."""
+    proc = ServiceProcess(small_db, log_path=tmp_path_factory.mktemp("svc") / "service.log",
+                          extra_env={"BOOKBENCH_REQUEST_TIMEOUT_S": "60"})
+    proc.start()
+    yield proc
+    proc.stop()
 
 
 def start_of(days: int) -> str:
@@ -105,6 +117,8 @@ async def wait_past(sampler: WaitSampler, moment: float) -> None:
 
 def test_advisory_lock_held_for_a_known_time(api: ServiceProcess, small_db: str) -> None:
     provider = SMALL.providers_of(ORG)[0]
+    sleep_s = budget(SLEEP_S)
+    hold_s = max(budget(HOLD_S), 2 * sleep_s)
 
     async def body() -> None:
         observer = await asyncpg.connect(small_db)
@@ -126,9 +140,9 @@ def test_advisory_lock_held_for_a_known_time(api: ServiceProcess, small_db: str)
                     await until(all_waiting, f"{K} bookings to wait on the advisory lock")
                     seen = time.time()
                     slept_from = time.time()
-                    await sleeper.execute("SELECT pg_sleep($1)", SLEEP_S)
+                    await sleeper.execute("SELECT pg_sleep($1)", sleep_s)
                     slept_to = time.time()
-                    await asyncio.sleep(max(0.0, seen + HOLD_S - time.time()))
+                    await asyncio.sleep(max(0.0, seen + hold_s - time.time()))
                     unlock = time.time()
                     assert await holder.fetchval("SELECT pg_advisory_unlock($1, $2)", ORG % 2147483647,
                                                  provider % 2147483647)
@@ -150,15 +164,15 @@ def test_advisory_lock_held_for_a_known_time(api: ServiceProcess, small_db: str)
         in_flight = sum(n.maybe_inside(f.sent, f.answered) for f in done)  # booking backend-instants, at most
         arriving_or_draining = sum(n.maybe_inside(f.sent, seen) + n.maybe_inside(unlock, f.answered) for f in done)
         advisory_lo = K * n.surely_inside(seen, unlock)
-        sleep_lo = n.surely_inside(slept_to - SLEEP_S, slept_from + SLEEP_S)  # pg_sleep ran SLEEP_S within
+        sleep_lo = n.surely_inside(slept_to - sleep_s, slept_from + sleep_s)  # pg_sleep ran sleep_s within
         sleep_hi = n.maybe_inside(slept_from, slept_to)
         observations_lo, observations_hi = advisory_lo + sleep_lo, in_flight + sleep_hi
 
         nominal_lock_s = K * (unlock - seen)
-        nominal_share = nominal_lock_s / (nominal_lock_s + SLEEP_S)
-        print(f"\nknown answer: {K} backends x {unlock - seen:.2f} s on the advisory lock + {SLEEP_S:.0f} s of "
+        nominal_share = nominal_lock_s / (nominal_lock_s + sleep_s)
+        print(f"\nknown answer: {K} backends x {unlock - seen:.2f} s on the advisory lock + {sleep_s:.1f} s of "
               f"pg_sleep in a {end - locked:.2f} s window -> Lock:advisory share ~{nominal_share:.3f}, busy mean "
-              f"~{(nominal_lock_s + SLEEP_S) / (end - locked):.2f}; sampled {shares.instants} instants at "
+              f"~{(nominal_lock_s + sleep_s) / (end - locked):.2f}; sampled {shares.instants} instants at "
               f"{shares.hz} Hz: share {shares.shares['Lock:advisory']:.3f}, busy mean "
               f"{shares.busy_backends_mean:.2f}, counts {counts}; Lock:advisory in [{advisory_lo}, {in_flight}], "
               f"other (pg_sleep) >= {sleep_lo}, instant uncertainty +-{n.margin * 1000:.1f} ms")

@@ -34,7 +34,10 @@ def test_database_gone_gives_503_not_500(tmp_path: Path) -> None:
 
 def test_deadline_gives_504_and_cancels_the_query(new_db: Callable[[], str], tmp_path: Path) -> None:
     dsn = seeded(new_db())
-    proc = ServiceProcess(dsn, log_path=tmp_path / "svc.log", extra_env={"BOOKBENCH_REQUEST_TIMEOUT_S": "0.5"})
+    # 0.5 s on an idle machine, stretched: the healthy booking at the end is held to the same deadline
+    deadline_s = budget(0.5)
+    proc = ServiceProcess(dsn, log_path=tmp_path / "svc.log",
+                          extra_env={"BOOKBENCH_REQUEST_TIMEOUT_S": f"{deadline_s:.3f}"})
     proc.start()
     provider = SMALL.providers_of(1)[0]
 
@@ -56,7 +59,7 @@ def test_deadline_gives_504_and_cancels_the_query(new_db: Callable[[], str], tmp
     try:
         status, seconds = asyncio.run(hold_lock_and_book())
         assert status == 504
-        assert seconds < budget(3)  # the deadline is 0.5 s here: the 504 comes at it, not at the lock wait
+        assert seconds < deadline_s + budget(2.5)  # the 504 comes at the deadline, not at the end of the lock wait
         # the service is healthy afterwards and the cancelled query left no waiting backend behind
         with httpx.Client(base_url=proc.base_url, timeout=10) as client:
             assert client.post("/api/v1/appointments", json=body(providerId=provider), headers=auth(1)
