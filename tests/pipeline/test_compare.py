@@ -107,7 +107,7 @@ def test_quick_compare_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(
         # the checks (compare's first round runs them) judge the service, not this test's timing: skipped here,
         # test_only_the_first_round_of_a_full_compare_runs_the_checks holds when they run
-        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "1", "--repeat", "2", "--skip-checks",
+        [sys.executable, "-m", "bookbench", "compare", "--duration-factor", "2", "--repeat", "2", "--skip-checks",
          "--sets", "none,recommended",
          "--scenarios", "steady", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
          "--data-dir", str(tmp_path / "pg")], capture_output=True, text=True, timeout=budget(300))
