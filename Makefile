@@ -25,7 +25,7 @@ install: $(STAMP)
 CACHED := env -u PYTHONDONTWRITEBYTECODE
 test: $(STAMP)
 	$(CACHED) $(PY) -m compileall -q bookbench target_service
-	$(CACHED) $(PY) -m pytest -q -n 4 --dist loadfile -m "not serial"
+	$(CACHED) $(PY) -m pytest -q -n 4 --dist loadfile --no-loadscope-reorder -m "not serial"
 	$(CACHED) $(PY) -m pytest -q -m serial
 
 test-fast: $(STAMP)

@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,15 +107,30 @@ def tmp(tmp_path: Path) -> Path:
 
 
 # -- the hang guard -------------------------------------------------------------------------------------------------
+def _file_durations(root: Path) -> dict[Path, float]:
+    """tests/durations.txt: `seconds path` per line, `#` comments."""
+    found = {}
+    for line in (root / "tests" / "durations.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            seconds, path = line.split()
+            found[root / path] = float(seconds)
+    return found
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """pytest-timeout's bound (pyproject: 300 s, what the slowest test needs on an idle machine with room to spare)
     only catches hangs: stretched here by how busy the machine is, at least twice, so a slow machine is never
     mistaken for a hang (tests/budget.py). A test's own `timeout` marker is left as it is.
 
-    Also the order: files holding `slow` tests first. Under `-n N --dist loadfile` a file runs whole in one process,
-    and a long one handed out last keeps the suite waiting on it alone; longest first balances the processes."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: each file keeps its own order
+    Also the order: the longest files first, by their measured time (tests/durations.txt), then files holding
+    `slow` tests. Under `-n N --dist loadfile` a file runs whole in one process, and a long one handed out last
+    keeps the suite waiting on it alone; longest first balances the processes. (`make test` passes
+    --no-loadscope-reorder: by default pytest-xdist re-sorts the files by their number of tests, which sent the long
+    files of few tests last.)"""
+    seconds = _file_durations(config.rootpath)
+    slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    # stable: each file keeps its own order
+    items.sort(key=lambda item: (-seconds.get(item.path, 0.0), -slow_tests[item.path]))
     idle_s = float(config.getini("timeout") or 0)
     if not idle_s:
         return

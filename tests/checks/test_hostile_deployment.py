@@ -69,6 +69,7 @@ def _not_http_level(results: list[CheckResult]) -> list[CheckResult]:
     return [r for r in results if not r.name.startswith("http:")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_dsn", [False, True], ids=["api-only", "with-dsn"])
 def test_check_hostile_on_a_deployment_changes_no_row(deployment: ServiceProcess, with_dsn: bool) -> None:
     before = _statuses(deployment.dsn)

@@ -67,6 +67,7 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], int, str]]:
     ]
 
 
+@pytest.mark.slow  # 16 CLI processes, two at a time
 @pytest.mark.netns  # names a non-loopback address: runs inside a loopback-only namespace
 def test_bad_input_table(tmp_path: Path) -> None:
     def one(case: tuple[list[str], int, str]) -> str | None:

@@ -87,6 +87,7 @@ def test_the_period_can_be_forced_for_tests(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_short_soak_run_records_probes_and_shows_its_section(new_db: Callable[[], str], tmp_path: Path) -> None:
     spec = yaml.safe_load(TINY.read_text())
     spec["scenarios"]["soak"] = {"default": False, "warmup_s": 2, "probe_every_s": 1,

@@ -39,6 +39,7 @@ def _epoch(iso: str) -> float:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_run_records_its_statements_waits_and_slow_plans(tmp_path: Path) -> None:
     """auto_explain's threshold at 0 ms: every statement's plan is logged, so the scenario's file holds the cap, the
     booking function's inner statements among them (nested statements on), none of the evidence's own."""

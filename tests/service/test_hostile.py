@@ -69,6 +69,7 @@ def test_known_hostile_input_is_a_clear_4xx(client: httpx.Client, case: tuple[st
         assert 400 <= resp.status_code < 500 and answer["error"] and answer["detail"], resp.text
 
 
+@pytest.mark.slow
 def test_generated_hostile_requests_never_fail_the_service(client: httpx.Client, hostile_api: ServiceProcess,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(hostile_api.dsn)
