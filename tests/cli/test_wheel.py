@@ -7,7 +7,9 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from collections import Counter
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -35,8 +37,15 @@ def test_a_wheel_runs_check_all(tmp_path: Path) -> None:
     where = subprocess.run([sys.executable, "-S", "-c", "import bookbench; print(bookbench.__file__)"],
                            env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(site)), where.stdout
+    junit = tmp_path / "checks.xml"
     proc = subprocess.run([sys.executable, "-S", "-m", "bookbench", "check", "all", "--examples", "10",
-                           "--data-dir", str(tmp_path / "pg")],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=budget(300))
+                           "--data-dir", str(tmp_path / "pg"), "--junit", str(junit)],
+                          env={**env, "COLUMNS": "200"}, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=budget(300))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "passed" in proc.stdout
+    # every suite, Path B's too (fake providers and dispatchers started by the check itself), in the JUnit file
+    assert "passed" in proc.stdout and "notifications 5/5" in " ".join(proc.stdout.split()), proc.stdout
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    by_suite = Counter(case.get("classname") for case in cases)
+    assert by_suite["bookbench.notifications"] == 5 and len(by_suite) >= 6, by_suite
+    assert not [f for f in ElementTree.parse(junit).getroot().iter() if f.tag in ("failure", "error")]
