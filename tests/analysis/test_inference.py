@@ -29,10 +29,13 @@ def synthetic_run(rng: np.random.Generator, rate: float, mu: float, sigma: float
     return RunSeries.from_arrays(second, rng.lognormal(mu, sigma, second.size) * second_level[second])
 
 
+def value_of(run: RunSeries, metric: str) -> float:
+    return run.requests / run.blocks if metric == "throughput" else float(np.percentile(run.latency_ms, 95))
+
+
 def figure(run: RunSeries, metric: str, seed: int) -> RunFigure:
-    value = run.requests / run.blocks if metric == "throughput" else float(np.percentile(run.latency_ms, 95))
-    return RunFigure(value, stats.within_run_log_variance(run, metric, n_boot=200, seed=seed), run.requests,
-                     run.blocks)
+    return RunFigure(value_of(run, metric), stats.within_run_log_variance(run, metric, n_boot=200, seed=seed),
+                     run.requests, run.blocks)
 
 
 class Machine:
@@ -59,11 +62,11 @@ class Machine:
                                       effect * math.exp(drift + self.rng.normal(0, self.run_sd))))
         return base, cand
 
-    def prior(self, metric: str, seed: int) -> NoisePrior:
+    def prior(self, metric: str) -> NoisePrior:
         """What `bookbench calibrate` would store: A/A rounds on this machine."""
         a, b = self.rounds(CALIBRATION_ROUNDS)
-        pairs = {"s": {metric: [(figure(x, metric, seed).value, figure(y, metric, seed).value)
-                                for x, y in zip(a, b, strict=True)]}}
+        # the runs' figures only: calibration stores the spread of A/A pairs, not each run's within-run variance
+        pairs = {"s": {metric: [(value_of(x, metric), value_of(y, metric)) for x, y in zip(a, b, strict=True)]}}
         cal = calibration.from_pairs(pairs, calibration_id="synthetic", index_set="x", dataset_fingerprint="d",
                                      definitions={"s": {}}, machine={}, noise=0.05)
         found = calibration.prior(CalibrationStore(entries=[cal]), {}, "d", metric)
@@ -79,7 +82,7 @@ def verdict_rates(effect: float, seed: int, drift_sd: float = 0.05) -> dict[str,
         base, cand = machine.rounds(ROUNDS, effect)
         for metric in METRICS:
             ci = compare_rounds([figure(r, metric, i) for r in base], [figure(r, metric, i) for r in cand], metric,
-                                0.05, machine.prior(metric, i))
+                                0.05, machine.prior(metric))
             found[metric].append(ci.verdict)
     return {m: {v: found[m].count(v) / SETS for v in stats.VERDICTS} for m in METRICS}
 
