@@ -62,12 +62,21 @@ def small_db(new_db: Callable[[], str]) -> str:
     return seeded(new_db())
 
 
+@contextmanager
+def running_service(dsn: str, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[ServiceProcess]:
+    """The service as a real process on `dsn` (its log in `log_dir`), stopped on the way out."""
+    proc = ServiceProcess(dsn, log_path=log_dir / "service.log", extra_env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="module")
 def api(small_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    proc = ServiceProcess(small_db, log_path=tmp_path_factory.mktemp("svc") / "service.log")
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_service(small_db, tmp_path_factory.mktemp("svc")) as proc:
+        yield proc
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from bookbench.config.dataset import api_key
 from bookbench.db.waits import SERVICE_APPLICATION_NAME, WaitSampler
 from bookbench.pipeline.stack import ServiceProcess
 from tests.budget import budget
-from tests.conftest import SMALL, run_async
+from tests.conftest import SMALL, run_async, running_service
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +49,8 @@ _day = itertools.count(400)
 def api(small_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The service with a request deadline far beyond the test's hold (stretched on a busy machine): a booking
     waiting on the held lock must wait, not end in a 504 at the default 5 s."""
-    proc = ServiceProcess(small_db, log_path=tmp_path_factory.mktemp("svc") / "service.log",
-                          extra_env={"BOOKBENCH_REQUEST_TIMEOUT_S": "60"})
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_service(small_db, tmp_path_factory.mktemp("svc"), {"BOOKBENCH_REQUEST_TIMEOUT_S": "60"}) as proc:
+        yield proc
 
 
 def start_of(days: int) -> str:

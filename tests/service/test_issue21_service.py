@@ -21,7 +21,7 @@ from bookbench.config.dataset import api_key
 from bookbench.pipeline.stack import ServiceProcess
 from target_service.auth import KeyCache
 from tests.budget import budget
-from tests.conftest import SMALL, fetch, run_sql, seeded
+from tests.conftest import SMALL, fetch, run_sql, running_service, seeded
 from tests.service.test_service_api import auth, body, envelope
 
 pytestmark = pytest.mark.integration
@@ -40,11 +40,10 @@ def dsn(new_db: Callable[[], str]) -> str:
 
 @pytest.fixture(scope="module")
 def svc(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    proc = ServiceProcess(dsn, log_path=tmp_path_factory.mktemp("svc21") / "service.log", extra_env={
-        "BOOKBENCH_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S), "BOOKBENCH_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)})
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_service(dsn, tmp_path_factory.mktemp("svc21"), {
+            "BOOKBENCH_REQUEST_TIMEOUT_S": str(REQUEST_TIMEOUT_S),
+            "BOOKBENCH_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)}) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
