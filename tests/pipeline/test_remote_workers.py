@@ -149,7 +149,9 @@ def test_a_remote_worker_beside_a_local_one_serves_every_scenario_with_the_maste
         users = max(r["users"] for r in local)
         print(f"{name}: {len(local)} local + {len(far)} remote rows; local requests begun after the load's end "
               f"({users} user(s)): {[round(s, 3) for s in late]} s")
-        assert len(late) <= LATE_PER_USER * users and all(s < budget(1.0) for s in late), (users, late)
+        # how many begin before the quit lands grows with how late it lands: the idle bound stretched like a wait
+        # (seen: 4 within 0.15 s beside two busy loops), still far below the 17-26 of a worker never told to quit
+        assert len(late) <= budget(LATE_PER_USER) * users and all(s < budget(1.0) for s in late), (users, late)
         plan = (run_dir / "config" / f"{name}_plan.py").read_text()
         assert SECRET not in plan
     assert SECRET not in out
