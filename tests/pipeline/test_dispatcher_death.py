@@ -20,12 +20,14 @@ import httpx
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from bookbench.artifacts.notifications import read_received
 from bookbench.pipeline.notify import FAKE_CREDENTIALS, NotifyStack
 from bookbench.pipeline.supervisor import PIDS_FILE
 from target_service.notify.providers import IDEMPOTENCY_HEADER
 from tests.pipeline.test_faults import _descendants, _finish, _none_alive, _start
+from tests.pipeline.test_run import TINY
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,11 @@ def test_sigkill_of_a_dispatcher_still_measures_delivery_with_no_duplicate(tmp_p
     # the dispatchers' HTTP timeout sets their claim's lease (2 x timeout + 5 s): 9 s here instead of 15 s, so the
     # dead one's rows fall due well within the file's 20 s drain timeout (the fake providers answer in milliseconds)
     monkeypatch.setenv("BOOKBENCH_HTTP_TIMEOUT_S", "2")
-    proc, run_dir = _start(tmp_path, notifications=True)  # `long`: 60 s of 3 users, 2 dispatchers
+    spec = yaml.safe_load(TINY.read_text())
+    spec["notifications"]["dispatchers"] = 2  # one to kill, one to survive it
+    two = tmp_path / "two_dispatchers.yaml"
+    two.write_text(yaml.safe_dump(spec))
+    proc, run_dir = _start(tmp_path, notifications=True, scenario_file=two)  # `long`: 60 s of 3 users
     time.sleep(2)  # bookings, and so deliveries, under way
     children = _descendants(proc.pid)
     victim = psutil.Process(_pid_of(run_dir, "dispatcher1"))

@@ -21,10 +21,11 @@ from tests.sample_rows import rows as read_rows
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _start(tmp: Path, *args: str, notifications: bool = False) -> tuple[subprocess.Popen[str], Path]:
-    """A run of the 60 s scenario `long`, returned once it records requests. Path B (two dispatchers, two fake
-    providers: ~3 s of CPU per run) only where the test is about the processes it adds."""
-    cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp / "out"),
+def _start(tmp: Path, *args: str, notifications: bool = False,
+           scenario_file: Path = TINY) -> tuple[subprocess.Popen[str], Path]:
+    """A run of the 60 s scenario `long`, returned once it records requests. Path B (a dispatcher, two fake
+    providers: ~2 s of CPU per run) only where the test is about the processes it adds."""
+    cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(scenario_file), "--out", str(tmp / "out"),
            "--data-dir", str(tmp / "pg"), "--key-secret", SECRET, "--skip-checks",
            *([] if notifications else ["--no-notifications"]), *args]
     return start_recording(cmd, tmp / "out", "long")

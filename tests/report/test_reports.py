@@ -155,3 +155,29 @@ def test_reports_of_runs_that_never_reached_a_scenario(tmp_path: Path) -> None:
     assert subprocess.run([sys.executable, "-m", "bookbench", "review", str(run)], capture_output=True,
                           timeout=120).returncode == 1
     assert (run / "review.html").exists()
+
+
+def test_templates_are_compiled_once_into_the_users_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jinja2
+
+    from bookbench.report import render
+
+    compiled: list[str | None] = []
+    compile_ = jinja2.Environment.compile
+
+    def counting(self: jinja2.Environment, source: str, name: str | None = None, *args: object) -> object:
+        compiled.append(name)
+        return compile_(self, source, name, *args)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    render.jinja().get_template("report.html.j2")
+    assert "report.html.j2" in compiled and list((tmp_path / "cache" / "bookbench" / "templates").iterdir())
+    compiled.clear()
+    render.jinja().get_template("report.html.j2")  # a new environment, as the next command has: from the cache
+    assert compiled == []
+    # a cache that cannot exist (its folder is a file) costs the compile, never the page
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    render.jinja().get_template("report.html.j2")
+    assert "report.html.j2" in compiled
