@@ -31,6 +31,13 @@ COLORS = {"p50": "#2b8a3e", "p95": "#e67700", "p99": "#c92a2a", "rps": "#1864ab"
 # inches at 96 dpi: the page's 1100 px column less its padding
 WIDTH = 10.8
 TITLE_PAD = 22  # points between the axes and the title: the legend row sits in that gap
+# Inches around the plotting areas of the charts drawn with _figure. Fixed, so that such a chart is drawn once:
+# bbox_inches="tight" draws a figure a second time to find its extent (a third of a run report's CPU went into
+# charts, ~40 % of it into that pass). Each holds the widest labels these charts carry: log-ms ticks ("500 µs") and
+# an axis label on the left, a second axis's ticks and label on the right, tick labels and an axis label below,
+# the legend row and the title above; GAP the next plotting area's left side. What can be longer (a legend of many
+# sets, a long title) is measured before saving, and a figure it would not fit is drawn the two-pass way (_svg).
+LEFT, RIGHT, RIGHT_TWIN, BOTTOM, TOP, GAP = 0.85, 0.25, 0.65, 0.5, 0.55, 1.0
 
 
 def human_ms(value: float) -> str:
@@ -70,16 +77,45 @@ def _gaps(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
-def _svg(fig: Figure) -> str:
+def _figure(height: float, ncols: int = 1, right: float = RIGHT) -> tuple[Figure, list[Axes]]:
+    """A chart's figure with its plotting areas (side by side) framed by the fixed margins; save it with
+    _svg(fig, framed=True)."""
+    fig, grid = plt.subplots(1, ncols, figsize=(WIDTH, height), squeeze=False)
+    area = (WIDTH - LEFT - right - GAP * (ncols - 1)) / ncols
+    fig.subplots_adjust(left=LEFT / WIDTH, right=1 - right / WIDTH, bottom=BOTTOM / height, top=1 - TOP / height,
+                        wspace=GAP / area)
+    return fig, list(grid[0])
+
+
+def _suptitle(fig: Figure, title: str) -> None:
+    """The title of side-by-side plotting areas: in the top margin, above their legend rows."""
+    fig.suptitle(title, x=0.01, y=1 - 0.04 / fig.get_figheight(), ha="left", va="top", fontsize=10)
+
+
+def _overflows(fig: Figure) -> bool:
+    """Whether a legend or title reaches past the figure's edge: their lengths depend on the data (set and
+    scenario names, how many sets), unlike the tick labels the margins are sized for."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's: text metrics only, no drawing
+    texts: list[Any] = [t for t in fig.texts if t.get_text()]
+    for ax in fig.axes:
+        texts += [t for t in (ax.title, ax._left_title, ax._right_title) if t.get_text()]  # type: ignore[attr-defined]
+        if ax.get_legend() is not None:
+            texts.append(ax.get_legend())
+    box = fig.bbox
+    return any(e.x0 < box.x0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1
+               for e in (t.get_window_extent(renderer) for t in texts))
+
+
+def _svg(fig: Figure, framed: bool = False) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches=None if framed and not _overflows(fig) else "tight")
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]  # drop the XML prolog: the SVG is embedded in HTML
 
 
 def latency_over_time(series: list[TimePoint], warmup_s: float, title: str, limit_ms: float | None) -> str:
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.0))
+    fig, (ax,) = _figure(3.0, right=RIGHT_TWIN)
     points = _whole_seconds(series)
     t = [p.t for p in points]
     ax.axvspan(0, warmup_s, color="#f1f3f5", label="warm-up (excluded)")
@@ -105,11 +141,11 @@ def latency_over_time(series: list[TimePoint], warmup_s: float, title: str, limi
     more, more_labels = users.get_legend_handles_labels()
     _legend_above(ax, lines + more, labels + more_labels)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 def throughput_over_time(series: list[TimePoint], title: str) -> str:
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
+    fig, (ax,) = _figure(2.6)
     points = _whole_seconds(series)
     t = [p.t for p in points]
     ax.plot(t, [p.rps for p in points], color=COLORS["rps"], label="completed req/s", linewidth=1.4)
@@ -124,7 +160,7 @@ def throughput_over_time(series: list[TimePoint], title: str) -> str:
     ax.grid(axis="y", alpha=0.3)
     _legend_above(ax)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 def _p95_mark(ax: Axes, p95_ms: float | None, color: str, label: str) -> None:
@@ -134,7 +170,7 @@ def _p95_mark(ax: Axes, p95_ms: float | None, color: str, label: str) -> None:
 
 
 def distribution(dist: Distribution, title: str, p95_ms: float | None = None) -> str:
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(WIDTH, 2.8))
+    fig, (hist, cdf) = _figure(2.8, ncols=2)
     edges, counts = dist.hist.edges, dist.hist.counts
     if counts:
         hist.stairs(counts, edges, fill=True, color=COLORS["rps"], alpha=0.7, label="requests per bin")
@@ -157,13 +193,13 @@ def distribution(dist: Distribution, title: str, p95_ms: float | None = None) ->
     cdf.set_ylabel("fraction of requests")
     cdf.set_ylim(0, 1.01)
     cdf.grid(alpha=0.3)
-    fig.suptitle(title, x=0.01, y=1.02, ha="left", fontsize=10)
-    return _svg(fig)
+    _suptitle(fig, title)
+    return _svg(fig, framed=True)
 
 
 def percentile_bars(scenarios: Mapping[str, Counts], limit_ms: float | None) -> str:
     names = list(scenarios)
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
+    fig, (ax,) = _figure(2.8)
     width = 0.25
     for i, key in enumerate(("p50", "p95", "p99")):
         values = [getattr(scenarios[n].latency_ms, key) or 0 for n in names]
@@ -178,7 +214,7 @@ def percentile_bars(scenarios: Mapping[str, Counts], limit_ms: float | None) -> 
     ax.grid(axis="y", alpha=0.3)
     _legend_above(ax)
     ax.set_title("Percentiles per scenario", loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 VARIANT_COLORS = ("#495057", "#e67700", "#1864ab", "#2b8a3e", "#862e9c", "#c92a2a")
@@ -187,7 +223,7 @@ VARIANT_COLORS = ("#495057", "#e67700", "#1864ab", "#2b8a3e", "#862e9c", "#c92a2
 def overlaid_cdfs(curves: Mapping[str, Sequence[Sequence[float]]], title: str, p95: Mapping[str, float | None]) -> str:
     """One latency CDF per index set on a log axis: the whole distribution moving, not just one percentile; a dot
     marks each set's P95."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
+    fig, (ax,) = _figure(2.8)
     for (label, cdf), color in zip(curves.items(), VARIANT_COLORS, strict=False):
         if cdf:
             ax.plot([p[0] for p in cdf], [p[1] for p in cdf], label=label, color=color, linewidth=1.5)
@@ -201,11 +237,11 @@ def overlaid_cdfs(curves: Mapping[str, Sequence[Sequence[float]]], title: str, p
     ax.grid(alpha=0.3)
     _legend_above(ax)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 def overlaid_p95(series: Mapping[str, list[TimePoint]], title: str, limit_ms: float | None) -> str:
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.8))
+    fig, (ax,) = _figure(2.8)
     for (label, points), color in zip(series.items(), VARIANT_COLORS, strict=False):
         whole = _whole_seconds(points)
         ax.plot([p.t for p in whole], _gaps([p.p95 for p in whole]), label=label, color=color, linewidth=1.3)
@@ -218,12 +254,12 @@ def overlaid_p95(series: Mapping[str, list[TimePoint]], title: str, limit_ms: fl
     ax.grid(axis="y", alpha=0.3)
     _legend_above(ax)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str, limit_ms: float | None = None) -> str:
     """P95 and throughput against the number of appointments, one line per index set (bookbench sweep)."""
-    fig, (lat, tput) = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
+    fig, (lat, tput) = _figure(3.0, ncols=2)
     for (label, rows), color in zip(points.items(), VARIANT_COLORS, strict=False):
         sizes = [r[0] for r in rows]
         lat.plot(sizes, [r[1] for r in rows], marker="o", label=label, color=color)
@@ -241,13 +277,13 @@ def size_sweep(points: dict[str, list[tuple[int, float, float]]], title: str, li
     lat.set_yscale("log")
     _ms_axis(lat.yaxis)
     tput.set_ylim(bottom=0)
-    fig.suptitle(title, x=0.01, y=1.04, ha="left", fontsize=10)
-    return _svg(fig)
+    _suptitle(fig, title)
+    return _svg(fig, framed=True)
 
 
 def backlog_over_time(notes: Notifications, title: str) -> str:
     """The outbox backlog after each booking burst: injected outages shaded, breaker-open spans drawn above."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
+    fig, (ax,) = _figure(2.6)
     series = notes.backlog.series
     ax.plot([p[0] for p in series], [p[1] for p in series], color=COLORS["rps"], linewidth=1.4,
             label="pending notifications")
@@ -267,14 +303,14 @@ def backlog_over_time(notes: Notifications, title: str) -> str:
     ax.grid(axis="y", alpha=0.3)
     _legend_above(ax)
     ax.set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 def capacity_curves(points: dict[str, list[tuple[float, float]]], knees: dict[str, float | None],
                     limit_ms: float) -> str:
     """P95 (from the intended send time) against the offered rate, one line per index set; each set's highest
     rate within the limit marked by a dashed line of its colour."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.0))
+    fig, (ax,) = _figure(3.0)
     for (label, rows), color in zip(points.items(), VARIANT_COLORS, strict=False):
         rows = sorted(rows)
         ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", color=color, label=label)
@@ -292,7 +328,7 @@ def capacity_curves(points: dict[str, list[tuple[float, float]]], knees: dict[st
     ax.grid(alpha=0.3)
     _legend_above(ax)
     ax.set_title("Capacity: P95 against offered load", loc="left", fontsize=10, pad=TITLE_PAD)
-    return _svg(fig)
+    return _svg(fig, framed=True)
 
 
 BUDGET_COLORS = {"pool wait": "#862e9c", "lock wait": "#c92a2a", "database execution": "#1864ab",

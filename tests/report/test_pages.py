@@ -144,9 +144,12 @@ def test_every_page_reads_at_a_glance_in_a_real_browser(pages: dict[str, Path], 
         # the measures themselves: a legend matplotlib places inside the axes is an overlap; a table wider than the
         # screen, a failed item said twice and a line below the first screen are each reported
         control = tmp_path / "control.html"
-        control.write_text(_CONTROL.format(chart=_legend_inside(), wide="a figure that will not wrap " * 80))
+        control.write_text(_CONTROL.format(chart=_legend_inside() + _text_outside(),
+                                           wide="a figure that will not wrap " * 80))
         page = browser.load(control.as_uri())
-        assert page.evaluate(_CHART_GEOMETRY)["overlaps"], "the overlap measure is blind"
+        control_charts = page.evaluate(_CHART_GEOMETRY)
+        assert control_charts["overlaps"], "the overlap measure is blind"
+        assert control_charts["clipped"] == [[1, "outside the figure"]], "the clipping measure is blind"
         seen = page.evaluate(_LAYOUT)
         assert seen["scroll"] > seen["width"] and seen["tables"] == 1 and seen["wide"], "the width measure is blind"
         assert seen["repeated"] == ["x p95_ms = 678 ms"], "the repeated-failure measure is blind"
@@ -160,6 +163,7 @@ def test_every_page_reads_at_a_glance_in_a_real_browser(pages: dict[str, Path], 
             assert charts["svgs"] >= 1 and charts["legends"] >= 1, kind
             assert charts["narrow"] == [], f"{kind}: charts narrower than the page: {charts['narrow']}"
             assert charts["overlaps"] == [], f"{kind}: legend over a plotting area: {charts['overlaps']}"
+            assert charts["clipped"] == [], f"{kind}: text cut off at a chart's edge: {charts['clipped']}"
     finally:
         browser.close()
 
@@ -249,14 +253,37 @@ def _legend_inside() -> str:
     return _svg(fig)
 
 
+def _text_outside() -> str:
+    """A chart saved at its fixed size with a label past its right edge: what the fixed margins must never do."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from bookbench.report.charts import WIDTH  # and its settings: text as SVG <text>, as the pages have it
+
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.6))
+    ax.plot(range(10), range(10))
+    fig.text(1.05, 0.5, "outside the figure")
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    return buf.getvalue()[buf.getvalue().index("<svg"):]
+
+
 # Matplotlib's SVG: every axes is <g id="axes_N"> whose first <g id="patch_M"> is its plotting area; a legend is
 # <g id="legend_N">. An overlap is a legend rectangle intersecting any plotting area by more than 2 px each way.
+# A clipped text is one reaching more than 1 px past its chart's edge (the SVG's box): a label cut off.
 _CHART_GEOMETRY = """(() => {
-  const out = {svgs: 0, legends: 0, overlaps: [], narrow: []};
+  const out = {svgs: 0, legends: 0, overlaps: [], narrow: [], clipped: []};
   const column = document.body.clientWidth - 48;
   document.querySelectorAll('.charts svg').forEach((svg, i) => {
     out.svgs += 1;
-    const w = svg.getBoundingClientRect().width;
+    const box = svg.getBoundingClientRect(), w = box.width;
+    svg.querySelectorAll('text').forEach(t => {
+      const r = t.getBoundingClientRect();
+      if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 ||
+                      r.bottom > box.bottom + 1)) out.clipped.push([i, t.textContent.trim()]);
+    });
     if (w < 0.9 * column) out.narrow.push([i, Math.round(w), column]);
     const areas = [...svg.querySelectorAll('g[id^="axes_"]')].map(a => a.querySelector(':scope > g[id^="patch_"]'))
       .filter(p => p).map(p => p.getBoundingClientRect());
