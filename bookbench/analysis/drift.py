@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bookbench.analysis.stats import t_quantile
 from bookbench.artifacts import soak
 from bookbench.artifacts.soak import Probe
 from bookbench.artifacts.summary import (
@@ -87,10 +88,7 @@ def ols(t_s: Sequence[float], y: Sequence[float]) -> Slope | str:
     sse = sum(e * e for e in resid)
     df = max(effective_n(resid) - 2, 1.0)  # n - 2 for independent points
     se = math.sqrt(sse / df / sxx)
-    # imported here: scipy.stats costs 0.6 s, and this module sits under every CLI command's imports (the judge)
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, df)) * se
+    half = t_quantile(0.975, df) * se
     return Slope(per_hour=b * HOUR_S, low=(b - half) * HOUR_S, high=(b + half) * HOUR_S, intercept=a, mean=my, n=n)
 
 

@@ -30,21 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bookbench.analysis.stats import METRICS, verdict
+from bookbench.analysis.stats import METRICS, t_quantile, verdict
 from bookbench.artifacts.comparison import Interval, PositionEffect
 
 # Uncalibrated: assume one run's figure wanders by 10 % (sd of its log) between identical runs, as measured for an
 # 8-second burst here before any noise work, and trust that guess only as much as 2 degrees of freedom: t(2) = 4.3,
 # so one pair must differ by more than ~1.8x to be called changed.
 DEFAULT_RUN_SD = 0.10
-
-
-def _t_quantile(p: float, df: float) -> float:
-    """Student's t quantile. scipy.stats is imported here, not at the top: it costs ~0.6 s of CPU, and every
-    process that only renders a run report (each `bookbench run`) imports this module without comparing."""
-    from scipy import stats
-
-    return float(stats.t.ppf(p, df))
 DEFAULT_PRIOR_DF = 2
 
 
@@ -121,7 +113,7 @@ def compare_rounds(base: Sequence[RunFigure], cand: Sequence[RunFigure], metric:
     run_var = max(pooled, within)
     source = (f"{k} round(s) + {prior.source}" if pooled >= within
               else "within-run bootstrap (larger than the run-to-run estimate)")
-    half = _t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * scale)
+    half = t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * scale)
     low, high = math.exp(center - half), math.exp(center + half)
     # the measured noise of this compare's own estimate (the calibrated run-to-run spread over these rounds) sets the
     # threshold when it is larger than the configured one: on a noisy machine 5 % is not a meaningful change
@@ -140,7 +132,7 @@ def detectable_change(prior: NoisePrior, rounds: int, noise: float, confidence: 
     the time: its interval's half-width beyond the noise threshold the verdict uses."""
     df = prior.df + rounds - 1
     se = prior.sd * math.sqrt(2.0 / rounds)
-    half = _t_quantile(0.5 + confidence / 2, df) * se
+    half = t_quantile(0.5 + confidence / 2, df) * se
     threshold = max(noise, math.exp(se) - 1) if prior.measured else noise
     return math.exp(half + math.log1p(threshold)) - 1
 
@@ -200,7 +192,7 @@ def position_effect(placed: Sequence[PlacedFigure], metric: str, prior: NoisePri
     # var(beta) = run variance * [(X'X)^-]_beta,beta; a generalised inverse is valid for an estimable beta
     factor = float(np.linalg.pinv(x.T @ x)[-1, -1])
     beta = float(coef[-1])
-    half = _t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * factor)
+    half = t_quantile(0.5 + confidence / 2, df) * math.sqrt(run_var * factor)
     low, high = math.exp(beta - half), math.exp(beta + half)
     return PositionEffect(metric=metric, separable=True, ratio=math.exp(beta), low=low, high=high,
                           detectable=low > 1 or high < 1, df=df, rounds=len(rounds), variance_source=source)

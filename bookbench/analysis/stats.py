@@ -216,6 +216,14 @@ def _replicates(runs: Sequence[RunSeries], metric: str, n_boot: int, rng: np.ran
     return _replicate_percentiles(weights, bins, hist, PERCENTILE_OF[metric])
 
 
+def t_quantile(p: float, df: float) -> float:
+    """Student's t quantile. From scipy.special, imported here: scipy.stats (t.ppf, the same figure) costs ~1 CPU-s
+    to import, scipy.special half that, and every CLI command imports this module whether it compares or not."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, p))
+
+
 def verdict(metric: str, low: float, high: float, noise: float) -> str:
     """Criterion-style verdict on a ratio CI [low, high] with noise threshold `noise` (0.05 = 5 %).
 
