@@ -11,8 +11,10 @@ import pytest
 
 from tests.pipeline.test_run import bookbench_run
 
-# serial: the outage, breaker and drain timings are measured on the real stack
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
+# not serial: what it asserts are counts (lost, delivered, retried, breaker openings) and bounds far from this
+# machine's speed (the slowest SMS waited > 1.5 s of a 3 s outage; SMS P95 within 30 s); it passed beside other
+# test processes and two busy loops (load average 5-6)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_sms_outage_run_loses_nothing_and_shows_the_breaker(tmp_path: Path) -> None:

@@ -183,7 +183,8 @@ def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> No
     assert _postgres_of(tmp_path / "pg") == []
 
 
-@pytest.mark.serial  # arrivals are checked against their intended send times
+# not serial: a late arrival is still counted, sent late or dropped, and "never early" holds however busy the
+# machine is (passed beside other test processes and two busy loops, load average 5-6)
 def test_open_model_offers_its_rate_and_records_intended_times(tmp_path: Path) -> None:
     """An arrival_rate stage (60/s uniform for 4 s): every arrival sent at its intended time or counted as dropped,
     each sample carrying its intended start; the summary has both latencies."""
