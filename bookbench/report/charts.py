@@ -37,7 +37,7 @@ TITLE_PAD = 22  # points between the axes and the title: the legend row sits in 
 # an axis label on the left, a second axis's ticks and label on the right, tick labels and an axis label below,
 # the legend row and the title above; GAP the next plotting area's left side. What can be longer (a legend of many
 # sets, a long title) is measured before saving, and a figure it would not fit is drawn the two-pass way (_svg).
-LEFT, RIGHT, RIGHT_TWIN, BOTTOM, TOP, GAP = 0.85, 0.25, 0.65, 0.5, 0.55, 1.0
+LEFT, RIGHT, RIGHT_TWIN, BOTTOM, TOP, GAP, ROW_GAP = 0.85, 0.25, 0.65, 0.5, 0.55, 1.0, 0.3
 
 
 def human_ms(value: float) -> str:
@@ -77,14 +77,15 @@ def _gaps(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
-def _figure(height: float, ncols: int = 1, right: float = RIGHT) -> tuple[Figure, list[Axes]]:
-    """A chart's figure with its plotting areas (side by side) framed by the fixed margins; save it with
-    _svg(fig, framed=True)."""
-    fig, grid = plt.subplots(1, ncols, figsize=(WIDTH, height), squeeze=False)
-    area = (WIDTH - LEFT - right - GAP * (ncols - 1)) / ncols
+def _figure(height: float, ncols: int = 1, right: float = RIGHT, nrows: int = 1) -> tuple[Figure, list[Axes]]:
+    """A chart's figure with its plotting areas (side by side, or one under another with room for each one's tick
+    labels) framed by the fixed margins; save it with _svg(fig, framed=True)."""
+    fig, grid = plt.subplots(nrows, ncols, figsize=(WIDTH, height), squeeze=False)
+    width = (WIDTH - LEFT - right - GAP * (ncols - 1)) / ncols
+    rows = (height - TOP - BOTTOM - ROW_GAP * (nrows - 1)) / nrows
     fig.subplots_adjust(left=LEFT / WIDTH, right=1 - right / WIDTH, bottom=BOTTOM / height, top=1 - TOP / height,
-                        wspace=GAP / area)
-    return fig, list(grid[0])
+                        wspace=GAP / width, hspace=ROW_GAP / rows)
+    return fig, list(grid.flat)
 
 
 def _suptitle(fig: Figure, title: str) -> None:
@@ -339,9 +340,10 @@ def latency_budget(rows: Sequence[tuple[str, float, Mapping[str, float | None]]]
     """Where a request's time goes: one stacked horizontal bar per row (name, client ms, part -> ms), each on its
     own linear scale (a P95 tens of times the median would leave the median's parts unreadable on a shared one).
     A part without a figure (None) is not drawn and its legend entry says so; the page says why."""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(WIDTH, 0.75 + 0.65 * len(rows)), squeeze=False)
+    bar_in = 0.35  # each bar's plotting area, inches
+    fig, axes = _figure(TOP + BOTTOM + bar_in * len(rows) + ROW_GAP * (len(rows) - 1), nrows=len(rows))
     unmeasured = {part for _, _, parts in rows for part, ms in parts.items() if ms is None}
-    for ax, (name, client_ms, parts) in zip(axes[:, 0], rows, strict=True):
+    for ax, (name, client_ms, parts) in zip(axes, rows, strict=True):
         total = sum(ms for ms in parts.values() if ms is not None) or 1.0
         left = 0.0
         for part, color in BUDGET_COLORS.items():
@@ -359,14 +361,13 @@ def latency_budget(rows: Sequence[tuple[str, float, Mapping[str, float | None]]]
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_ms(v) if v else "0"))
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)  # the grid behind the bars, not across them
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = axes[0].get_legend_handles_labels()
     for part in BUDGET_COLORS:  # not measured: a legend entry drawn empty, so the gap is named, never a zero bar
         if part in unmeasured:
             handles.append(Patch(facecolor="white", edgecolor=BUDGET_COLORS[part], hatch="//"))
             labels.append(f"{part}: not measured")
-    _legend_above(axes[0, 0], handles, labels)
-    axes[-1, 0].set_xlabel("time per request (each bar on its own scale; the label under the name is the client's "
+    _legend_above(axes[0], handles, labels)
+    axes[-1].set_xlabel("time per request (each bar on its own scale; the label under the name is the client's "
                            "latency)")
-    axes[0, 0].set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
-    fig.tight_layout()
-    return _svg(fig)
+    axes[0].set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
+    return _svg(fig, framed=True)
