@@ -1,4 +1,5 @@
-"""The asyncpg pool and the per-request connection dependency (authentication is in auth.py)."""
+"""The asyncpg pool: opening it, lending a connection, keeping its session clean (the routes' per-request
+dependency is dependency.py; authentication is in auth.py). No FastAPI here: the dispatchers use it too."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, cast
+from typing import cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from fastapi import Depends, Request
 
 from target_service.timing import CURRENT
 
@@ -162,16 +162,3 @@ async def _release(pool: asyncpg.Pool, proxy: PoolConnectionProxy) -> None:
         # terminated it, the pool opens a new one when needed, and the work done on it stands
         log.warning("dropped a database connection that failed its reset on release (%s: %s)",
                     type(exc).__name__, exc)
-
-
-async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    # the route's errors are thrown in at the yield, so that a lost connection becomes a DatabaseUnavailable
-    async with acquired(request.app.state.pool) as conn:
-        yield conn
-
-
-# scope="function": the connection goes back to the pool when the endpoint returns, before its response is built
-# and sent (FastAPI's default holds it until the response is out). Pool waiters get it sooner, and the connection-held
-# time /stats/timing reports is the database's, not the response's.
-Conn = Annotated[asyncpg.Connection, Depends(connection, scope="function")]
-

@@ -4,9 +4,14 @@ one below it, so the order in the README's "Where each stage lives" is a fact, n
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.budget import budget
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bookbench"
 
@@ -118,3 +123,18 @@ def test_every_http_client_is_made_by_net(tmp_path: Path) -> None:
     (tmp_path / "pipeline").mkdir()
     (tmp_path / "pipeline" / "poll.py").write_text("import httpx\n\ndef f():\n    return httpx.get('http://x')\n")
     assert _httpx_calls(tmp_path) == [str(Path("pipeline") / "poll.py") + ":4"]
+
+
+@pytest.mark.parametrize(("module", "kept_out"), [
+    # a dispatcher serves no HTTP: the web framework is ~0.2 CPU-s of every dispatcher's start
+    ("target_service.notify.dispatcher", "fastapi"),
+    # the load processes: pyarrow would import pandas on its first array (bookbench/load/locustfile.py)
+    ("bookbench.load.locustfile", "pandas"),
+])
+def test_processes_that_start_per_run_import_only_what_they_use(module: str, kept_out: str) -> None:
+    code = (f"import sys, pyarrow as pa; import {module}; pa.array([1.0]); "
+            f"sys.exit(f'{kept_out} imported' if {kept_out!r} in sys.modules else 0)")
+    # the locustfile imported as Locust started by hand does (no run config: scenarios.yaml's mix)
+    env = {k: v for k, v in os.environ.items() if k != "BOOKBENCH_RUN_CONFIG"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=budget(120))
+    assert done.returncode == 0, done.stdout + done.stderr

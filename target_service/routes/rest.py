@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from target_service import booking
 from target_service.auth import OrgId
-from target_service.db import Conn
+from target_service.dependency import Conn
 from target_service.models import MAX_ID, Availability, Booked, BookingRequest, CalendarDate, Cancelled, Upcoming
 from target_service.strict_json import StrictJSONRoute
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from target_service import booking, errors, strict_json
 from target_service.auth import OrgId
-from target_service.db import Conn
+from target_service.dependency import Conn
 from target_service.models import AppointmentRef, AvailabilityQuery, BookingRequest, ContactRef
 from target_service.strict_json import StrictJSONRoute
 

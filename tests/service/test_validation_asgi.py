@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from bookbench.db.embedded import free_port
 from target_service.app import create_app
 from target_service.auth import KeyCache, current_org
-from target_service.db import connection
+from target_service.dependency import connection
 from target_service.settings import Settings
 from target_service.strict_json import MAX_DEPTH
 
