@@ -160,7 +160,8 @@ def test_web_ui_shows_the_run_live_on_loopback_and_closes_after(tmp_path: Path) 
 
 def test_service_death_fails_the_run_and_keeps_the_samples(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "bookbench", "run", "--scenario-file", str(TINY), "--out", str(tmp_path / "out"),
-           "--data-dir", str(tmp_path / "pg"), "--scenarios", "long", "--skip-checks"]
+           "--data-dir", str(tmp_path / "pg"), "--scenarios", "long", "--skip-checks",
+           "--no-notifications"]  # the only uvicorn below is then the service (the fake providers are uvicorn too)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + budget(120)
     samples = None
