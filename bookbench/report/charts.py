@@ -368,6 +368,6 @@ def latency_budget(rows: Sequence[tuple[str, float, Mapping[str, float | None]]]
             labels.append(f"{part}: not measured")
     _legend_above(axes[0], handles, labels)
     axes[-1].set_xlabel("time per request (each bar on its own scale; the label under the name is the client's "
-                           "latency)")
+                        "latency)")
     axes[0].set_title(title, loc="left", fontsize=10, pad=TITLE_PAD)
     return _svg(fig, framed=True)

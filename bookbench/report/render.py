@@ -49,7 +49,7 @@ EXPLAIN_NAMES = {"conflict check": "conflict_check", "availability": "availabili
 
 class _TemplateCache(FileSystemBytecodeCache):
     """Compiled templates kept between commands: every command that writes a page would otherwise compile its
-    templates from source again (0.2-0.3 CPU-s a page, a tenth of a small run's report). jinja2 keys each entry by
+    templates from source again (~0.1 CPU-s a page, measured on a small run's report). jinja2 keys each entry by
     the template's file and checks it against the source's checksum, so an edited template is compiled afresh."""
 
     def dump_bytecode(self, bucket: Bucket) -> None:
