@@ -138,3 +138,15 @@ def test_processes_that_start_per_run_import_only_what_they_use(module: str, kep
     env = {k: v for k, v in os.environ.items() if k != "BOOKBENCH_RUN_CONFIG"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=budget(120))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_command_line_imports_only_the_command_that_runs() -> None:
+    """bookbench/cli/app.py loads a command's module when that command runs: all of them, with numpy, pydantic and
+    httpx under them, were ~0.4 CPU-s of every `bookbench` process (a run starts several, the test suite ~150)."""
+    code = ("import sys; from bookbench.cli.app import app; app(['db', '--help'], standalone_mode=False); "
+            "print(' '.join(m for m in sys.modules if m.startswith('bookbench.cli.') or m in ('numpy', 'pydantic')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=budget(120))
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = set(done.stdout.splitlines()[-1].split())
+    assert "bookbench.cli.db" in loaded, loaded  # the command asked for
+    assert not loaded & {"bookbench.cli.run", "bookbench.cli.check", "bookbench.cli.compare", "numpy"}, loaded
