@@ -130,6 +130,9 @@ def test_every_http_client_is_made_by_net(tmp_path: Path) -> None:
     ("target_service.notify.dispatcher", "fastapi"),
     # the load processes: pyarrow would import pandas on its first array (bookbench/load/locustfile.py)
     ("bookbench.load.locustfile", "pandas"),
+    # the fake providers run beside the service they fake for: Starlette, not FastAPI (~0.3 CPU-s of every start)
+    ("bookbench.fakes.providers", "fastapi"),
+    ("bookbench.fakes.providers", "aiohttp"),
 ])
 def test_processes_that_start_per_run_import_only_what_they_use(module: str, kept_out: str) -> None:
     code = (f"import sys, pyarrow as pa; import {module}; pa.array([1.0]); "

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from target_service.notify import IDEMPOTENCY_HEADER
 from target_service.notify.settings import NotifySettings
 
 
@@ -39,13 +40,6 @@ class Answer:
 
         return json.loads(self.body)
 
-
-# Sent with every delivering request (an SMS, an event insert or delete): the outbox row's dedup key, the same on
-# every attempt. A receiver that honours it (bookbench's fake providers do) answers a repeat as the first time
-# instead of delivering twice, which makes a redelivery harmless: after a dispatcher died between the provider's
-# answer and settling the row, or a timeout that came after the provider had acted. Twilio ignores the header (an
-# SMS redelivered there is sent twice); Google Calendar's client-chosen event id is its own guard (409 on a repeat).
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 # what a request can raise instead of answering: refused, reset, timed out
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from bookbench.config.notifications import ProviderFaults
 from bookbench.fakes.providers import calendar_app, sms_app
@@ -27,7 +27,7 @@ EVENTS = "/calendar/v3/calendars/clinic-1/events"
 SLOT = {"start": {"dateTime": "2030-01-01T10:00:00Z"}, "end": {"dateTime": "2030-01-01T10:30:00Z"}}
 
 
-def with_client(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+def with_client(app: Starlette, script: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
     """Runs `script` against one app instance: the fakes keep their state in the app."""
     async def main() -> T:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fake.test") as client:
@@ -36,11 +36,11 @@ def with_client(app: FastAPI, script: Callable[[httpx.AsyncClient], Awaitable[T]
     return asyncio.run(main())
 
 
-def sms(record: Path | None = None) -> FastAPI:
+def sms(record: Path | None = None) -> Starlette:
     return sms_app(record, SID, TOKEN)
 
 
-def calendar() -> FastAPI:
+def calendar() -> Starlette:
     return calendar_app(None, GRANT["client_id"], GRANT["client_secret"], GRANT["refresh_token"])
 
 
@@ -102,6 +102,21 @@ def test_sms_refuses_a_message_without_recipient_or_text(form: dict[str, str]) -
         assert (await state(client))["accepted"] == 0
 
     with_client(sms(), script)
+
+
+@pytest.mark.parametrize(("app", "path"), [
+    ("sms", "/_bookbench/received"),
+    ("calendar", EVENTS + "?timeMin=2030-01-01T10:00:00Z"),
+    ("calendar", EVENTS),
+])
+def test_a_missing_query_parameter_is_a_400_naming_it(app: str, path: str) -> None:
+    async def script(client: httpx.AsyncClient) -> None:
+        headers = await bearer(client) if app == "calendar" else {}
+        resp = await client.get(path, headers=headers)
+        assert resp.status_code == 400 and "required query parameter" in resp.json()["error"]["message"], resp.text
+        assert ("key" if app == "sms" else "timeMax") in resp.json()["error"]["message"]
+
+    with_client(sms() if app == "sms" else calendar(), script)
 
 
 def test_sms_answers_a_repeated_idempotency_key_as_the_first_time_without_sending_again() -> None:
