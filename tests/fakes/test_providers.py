@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from bookbench.config.notifications import ProviderFaults
 from bookbench.fakes.providers import calendar_app, sms_app
-from target_service.notify.providers import IDEMPOTENCY_HEADER
+from target_service.notify import IDEMPOTENCY_HEADER
 
 T = TypeVar("T")
 SID, TOKEN = "AC-test", "sms-secret"

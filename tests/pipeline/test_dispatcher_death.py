@@ -25,7 +25,7 @@ import yaml
 from bookbench.artifacts.notifications import read_received
 from bookbench.pipeline.notify import FAKE_CREDENTIALS, NotifyStack
 from bookbench.pipeline.supervisor import PIDS_FILE
-from target_service.notify.providers import IDEMPOTENCY_HEADER
+from target_service.notify import IDEMPOTENCY_HEADER
 from tests.pipeline.test_faults import _descendants, _finish, _none_alive, _start
 from tests.pipeline.test_run import TINY
 
