@@ -153,3 +153,22 @@ def test_the_command_line_imports_only_the_command_that_runs() -> None:
     loaded = set(done.stdout.splitlines()[-1].split())
     assert "bookbench.cli.db" in loaded, loaded  # the command asked for
     assert not loaded & {"bookbench.cli.run", "bookbench.cli.check", "bookbench.cli.compare", "numpy"}, loaded
+
+
+def test_writing_and_reading_notification_rows_leaves_pandas_unimported(tmp_path: Path) -> None:
+    """`bookbench run` writes each scenario's outbox rows and analyses its acknowledgements through Arrow's JSON
+    reader (bookbench/artifacts/json_rows.py): pa.array would import pandas, ~0.3 CPU-s of every such run."""
+    code = f"""
+import sys
+from pathlib import Path
+from bookbench.artifacts.notifications import OutboxWriter
+from bookbench.analysis.notifications import _ack_batch
+row = dict(appointment_id=1, channel="sms", kind="confirm", dedup_key="k", created_at=1.0, status="sent",
+           attempts=1, sent_at=2.0, conflict=False, last_error=None)
+with OutboxWriter(Path({str(tmp_path / "o.parquet")!r})) as writer:
+    writer.write([row])
+assert _ack_batch([(1, 2.0), (2, None)], 0, Path("acked")).num_rows == 2
+sys.exit("pandas imported" if "pandas" in sys.modules else 0)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=budget(120))
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bookbench.analysis.latency_sql import num
 from bookbench.analysis.sample_scan import Samples, quoted, scanning
+from bookbench.artifacts import json_rows
 from bookbench.artifacts import notifications as facts_file
 from bookbench.artifacts.notifications import NotificationFacts
 from bookbench.artifacts.run_files import iter_acknowledged_times
@@ -142,6 +142,7 @@ def _load(eng: Samples, facts: NotificationFacts, outbox: Path, received: Sequen
 
 
 _ACKS = pa.schema([("seq", pa.int64()), ("id", pa.int64()), ("ts", pa.float64())])
+_ACKS_PARSE = json_rows.parse_options(_ACKS)
 
 
 def _stream_acks(path: Path, out: Path) -> None:
@@ -153,20 +154,17 @@ def _stream_acks(path: Path, out: Path) -> None:
         for pair in iter_acknowledged_times(path):
             batch.append(pair)
             if len(batch) == ACK_BATCH:
-                writer.write_batch(_ack_batch(batch, seq, path))
+                writer.write_table(_ack_batch(batch, seq, path))
                 seq, batch = seq + len(batch), []
-        writer.write_batch(_ack_batch(batch, seq, path))
+        writer.write_table(_ack_batch(batch, seq, path))
 
 
-def _ack_batch(pairs: list[tuple[int, float | None]], seq: int, path: Path) -> pa.RecordBatch:
-    ids, times = zip(*pairs, strict=True) if pairs else ((), ())
+def _ack_batch(pairs: list[tuple[int, float | None]], seq: int, path: Path) -> pa.Table:
     try:
-        id_array = pa.array(ids, pa.int64())
-    except (OverflowError, pa.ArrowInvalid):  # the outbox's ids are bigint: such an id is no booking of ours
+        return json_rows.table(({"seq": seq + k, "id": i, "ts": t} for k, (i, t) in enumerate(pairs)), _ACKS_PARSE)
+    except (TypeError, pa.ArrowInvalid):  # the outbox's ids are bigint: such an id is no booking of ours
         raise ArtifactError(f"{path}: an id beyond a 64-bit integer among its bookings {seq + 1}-"
                             f"{seq + len(pairs)}") from None
-    return pa.RecordBatch.from_arrays([pa.array(np.arange(seq, seq + len(pairs), dtype=np.int64)), id_array,
-                                       pa.array(times, pa.float64())], schema=_ACKS)
 
 
 def _figures(eng: Samples, facts: NotificationFacts) -> Notifications:
