@@ -142,7 +142,7 @@ def _load(eng: Samples, facts: NotificationFacts, outbox: Path, received: Sequen
 
 
 _ACKS = pa.schema([("seq", pa.int64()), ("id", pa.int64()), ("ts", pa.float64())])
-_ACKS_PARSE = json_rows.parse_options(_ACKS)
+_ACKS_ROWS = json_rows.rows_of(_ACKS)
 
 
 def _stream_acks(path: Path, out: Path) -> None:
@@ -161,10 +161,12 @@ def _stream_acks(path: Path, out: Path) -> None:
 
 def _ack_batch(pairs: list[tuple[int, float | None]], seq: int, path: Path) -> pa.Table:
     try:
-        return json_rows.table(({"seq": seq + k, "id": i, "ts": t} for k, (i, t) in enumerate(pairs)), _ACKS_PARSE)
+        return json_rows.table([{"seq": seq + k, "id": i, "ts": t} for k, (i, t) in enumerate(pairs)], _ACKS_ROWS)
     except (TypeError, pa.ArrowInvalid):  # the outbox's ids are bigint: such an id is no booking of ours
         raise ArtifactError(f"{path}: an id beyond a 64-bit integer among its bookings {seq + 1}-"
                             f"{seq + len(pairs)}") from None
+    except ValueError as exc:  # a time that is not a finite number
+        raise ArtifactError(f"{path}: bookings {seq + 1}-{seq + len(pairs)}: {exc}") from None
 
 
 def _figures(eng: Samples, facts: NotificationFacts) -> Notifications:

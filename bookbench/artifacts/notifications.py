@@ -53,7 +53,7 @@ OUTBOX_SCHEMA = pa.schema([
     ("conflict", pa.bool_()), ("last_error", pa.string()),
 ])
 assert tuple(OUTBOX_SCHEMA.names) == tuple(OutboxRow.model_fields)  # one vocabulary for both formats
-_PARSE = json_rows.parse_options(OUTBOX_SCHEMA)  # not pa.array: see artifacts/json_rows.py
+_ROWS = json_rows.rows_of(OUTBOX_SCHEMA)  # not pa.array: see artifacts/json_rows.py
 # columns a row must fill (the others are NULL until the message is sent or fails)
 _REQUIRED = [name for name, f in OutboxRow.model_fields.items() if type(None) not in get_args(f.annotation)]
 
@@ -120,10 +120,11 @@ class OutboxWriter:
         self._writer = pq.ParquetWriter(self.tmp, OUTBOX_SCHEMA, compression="zstd")
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """One batch of rows (OutboxRow's fields); ValueError (or an Arrow error) names what does not fit."""
+        """One batch of rows (OutboxRow's fields); ValueError (an Arrow error among them) or TypeError names what
+        does not fit."""
         if not rows:
             return
-        table = json_rows.table(rows, _PARSE)
+        table = json_rows.table(rows, _ROWS)
         empty = [c for c in _REQUIRED if table.column(c).null_count]
         if empty:
             raise ValueError(f"{', '.join(empty)} missing (null) in {table.column(empty[0]).null_count} row(s)")

@@ -87,6 +87,14 @@ class _LazyGroup(typer.core.TyperGroup):
             self.commands[cmd_name] = load_command(cmd_name)
         return self.commands.get(cmd_name)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # typer suggests a near name ("Did you mean 'check'?") from the commands built so far: a name that is none
+        # of them builds them all first (only on that error path)
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            for name in COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(cls=_LazyGroup, no_args_is_help=True, pretty_exceptions_enable=False,
                   epilog=exit_codes(judges=True))

@@ -240,7 +240,7 @@ def calendar_app(record: Path | None, client_id: str, client_secret: str, refres
         calendar = request.path_params["calendar"]
         timeMin, timeMax = request.query_params.get("timeMin"), request.query_params.get("timeMax")
         if timeMin is None or timeMax is None:
-            return _missing("timeMin", "timeMax")
+            return _missing(*(name for name, value in (("timeMin", timeMin), ("timeMax", timeMax)) if value is None))
         injected = await state.before()
         if injected is not None:
             return injected

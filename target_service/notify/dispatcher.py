@@ -4,7 +4,7 @@ Each claims due outbox rows with FOR UPDATE SKIP LOCKED under a lease (so two di
 row, and a dead one's rows come back), keeps up to `max_in_flight` deliveries going over HTTP with timeouts, and
 settles each row as its answer arrives: sent; retried later with exponential backoff and full jitter (or after a
 429's Retry-After); dead-lettered after `max_attempts`. Every attempt carries the row's dedup key as the provider's
-idempotency key (providers.IDEMPOTENCY_HEADER): a row finished by another dispatcher after this one died between
+idempotency key (notify.IDEMPOTENCY_HEADER): a row finished by another dispatcher after this one died between
 the provider's answer and settling it is a redelivery the provider answers as the first time, not a second message.
 It sleeps until a booking's NOTIFY (sent at commit) or its next row falls due, not on a polling timer.
 Its sessions run READ COMMITTED whatever the database's or role's default (under SERIALIZABLE the claim fails on

@@ -194,7 +194,8 @@ def test_delays_are_numpy_percentiles_to_the_last_bit() -> None:
 
 
 @pytest.mark.parametrize(("line", "said"), [("12 soon", "acked.txt line 2: the time 'soon' is not a number"),
-                                            ("9" * 30 + " 1.5", "acked.txt: an id beyond a 64-bit integer")])
+                                            ("9" * 30 + " 1.5", "acked.txt: an id beyond a 64-bit integer"),
+                                            ("12 nan", "acked.txt: bookings 1-2: ts is nan: not a finite number")])
 def test_a_bad_acknowledged_bookings_file_is_named(tmp_path: Path, line: str, said: str) -> None:
     (tmp_path / "acked.txt").write_text(f"1 {T0}\n{line}\n")
     with pytest.raises(ArtifactError) as err:

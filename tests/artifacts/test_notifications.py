@@ -78,6 +78,9 @@ def test_an_empty_outbox_reads_in_both_formats(tmp_path: Path) -> None:
      "s.json: outbox.2: unknown field(s): colour"),
     (lambda rows, p: _format_1(p, [{**rows[0], "attempts": "many"}]), "s.json: outbox rows 0-0:"),
     (lambda rows, p: _format_1(p, [{**rows[0], "channel": None}]), "channel missing (null) in 1 row(s)"),
+    # JSON has no NaN: through Arrow's JSON reader it would arrive as a null ("never sent"), so it is refused
+    (lambda rows, p: _format_1(p, [rows[0], {**rows[1], "sent_at": float("nan")}]),
+     "s.json: outbox rows 0-1: sent_at is nan: not a finite number"),
     (lambda rows, p: p.write_text(_format_1(p, rows).read_text()[:400]), "s.json is not valid JSON"),
     (lambda rows, p: _format_1(p, rows, format_version=9), "has format_version 9"),
     (lambda rows, p: _format_1(p, rows, dispatchers="two"), "s.json: dispatchers:"),
@@ -90,6 +93,13 @@ def test_a_bad_format_1_file_is_named(tmp_path: Path, change: Any, said: str) ->
         facts_file.read(path, tmp_path)
     assert said in str(err.value)
     assert not list(tmp_path.glob("*.tmp"))  # no half-written rows left behind
+
+
+def test_the_outbox_writer_names_a_field_it_does_not_know(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown field\(s\) colour"), \
+            facts_file.OutboxWriter(facts_file.outbox_file(tmp_path / "s.json")) as writer:
+        writer.write([*_rows(2), {**_rows(1)[0], "colour": "red"}])
+    assert not list(tmp_path.glob("*.parquet*"))  # a failed write leaves nothing
 
 
 def test_format_2_rows_missing_or_short_are_named(tmp_path: Path) -> None:

@@ -51,6 +51,14 @@ def test_version_prints_the_installed_version() -> None:
     assert out.stdout == f"bookbench {version('bookbench')}\n"
 
 
+@pytest.mark.parametrize(("typed", "meant"), [(["chek"], "check"), (["rnu"], "run"), (["db", "statu"], "status")])
+def test_a_mistyped_command_is_answered_with_the_near_one(typed: list[str], meant: str) -> None:
+    """The root group builds its commands lazily (bookbench/cli/app.py); a mistyped name still gets typer's
+    suggestion, which is drawn from the commands built."""
+    code, out = _invoke(*typed)
+    assert code == 2 and f"Did you mean '{meant}'" in " ".join(out.split()), out
+
+
 def test_help_lists_the_exit_codes() -> None:
     for args in ([], ["run"], ["check"], ["review"]):
         code, out = _invoke(*args, "--help")
