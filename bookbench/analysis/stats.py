@@ -218,7 +218,8 @@ def _replicates(runs: Sequence[RunSeries], metric: str, n_boot: int, rng: np.ran
 
 def t_quantile(p: float, df: float) -> float:
     """Student's t quantile. From scipy.special, imported here: scipy.stats (t.ppf, the same figure) costs ~1 CPU-s
-    to import, scipy.special half that, and every CLI command imports this module whether it compares or not."""
+    to import, scipy.special half that, and every command that analyses a run (run, report, review) imports this
+    module whether it compares or not."""
     from scipy.special import stdtrit
 
     return float(stdtrit(df, p))
